@@ -1,0 +1,120 @@
+package nginx_test
+
+import (
+	"bytes"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	. "github.com/polls-tenants/polls/nginx"
+	"github.com/polls-tenants/polls/nginx/nginxtest"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
+
+// cases are the router configs covered by golden files and by nginx -t.
+var cases = []struct {
+	name string
+	cfg  Config
+}{
+	{"zero-tenants", Config{Resolver: "127.0.0.11", Listen: "80", ListenTLS: "443"}},
+	{"two-tenants", Config{Resolver: "127.0.0.11", Listen: "80", ListenTLS: "443", Servers: []Server{
+		{Name: "thor", Hosts: []string{"thor.polls.local"}, Upstream: "thor:8000"},
+		{Name: "potter", Hosts: []string{"potter.polls.local", "polls.potter.example"}, Upstream: "potter:8000"},
+	}}},
+	{"tls", Config{Resolver: "127.0.0.11", Listen: "80", ListenTLS: "443", TLS: &TLS{CertificatePath: "/etc/nginx/conf.d/tls/cert.pem", KeyPath: "/etc/nginx/conf.d/tls/key.pem"}, Servers: []Server{
+		{Name: "thor", Hosts: []string{"thor.polls.example.com"}, Upstream: "thor:8000"},
+		{Name: "potter", Hosts: []string{"potter.polls.example.com"}, Upstream: "potter:8000"},
+	}}},
+}
+
+// TestGolden ensures the rendered config matches the reviewed files in
+// testdata/ byte for byte (run with -update to rewrite them).
+func TestGolden(t *testing.T) {
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := Render(tc.cfg)
+			if err != nil {
+				t.Fatalf("Render: %v", err)
+			}
+			golden := filepath.Join("testdata", tc.name+".conf")
+			if *update {
+				if err := os.WriteFile(golden, got, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("read golden (run go test ./nginx -update to create it): %v", err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Errorf("Render(%s) differs from %s; got:\n%s", tc.name, golden, got)
+			}
+		})
+	}
+}
+
+// TestRenderDeterministic ensures server order does not depend on input order.
+func TestRenderDeterministic(t *testing.T) {
+	c := cases[1].cfg
+	a, err := Render(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Servers = []Server{c.Servers[1], c.Servers[0]}
+	b, err := Render(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(a, b) {
+		t.Errorf("output depends on server order:\n%s\n---\n%s", a, b)
+	}
+}
+
+// TestRenderRejectsInjection ensures no value can smuggle nginx syntax in.
+func TestRenderRejectsInjection(t *testing.T) {
+	ok := Server{Name: "thor", Hosts: []string{"thor.polls.local"}, Upstream: "thor:8000"}
+	tests := []struct {
+		name string
+		cfg  Config
+		want string
+	}{
+		{"host with semicolon", Config{Resolver: "127.0.0.11", Listen: "80", ListenTLS: "443", Servers: []Server{{Name: "thor", Hosts: []string{"a; return 200"}, Upstream: "thor:8000"}}}, `host "a; return 200"`},
+		{"host with brace", Config{Resolver: "127.0.0.11", Listen: "80", ListenTLS: "443", Servers: []Server{{Name: "thor", Hosts: []string{"a}"}, Upstream: "thor:8000"}}}, "host"},
+		{"name with space", Config{Resolver: "127.0.0.11", Listen: "80", ListenTLS: "443", Servers: []Server{{Name: "th or", Hosts: []string{"a"}, Upstream: "thor:8000"}}}, "server name"},
+		{"upstream with variable", Config{Resolver: "127.0.0.11", Listen: "80", ListenTLS: "443", Servers: []Server{{Name: "thor", Hosts: []string{"a"}, Upstream: "$host:80"}}}, "upstream"},
+		{"no hosts", Config{Resolver: "127.0.0.11", Listen: "80", ListenTLS: "443", Servers: []Server{{Name: "thor", Upstream: "thor:8000"}}}, "no host names"},
+		{"duplicate host", Config{Resolver: "127.0.0.11", Listen: "80", ListenTLS: "443", Servers: []Server{ok, {Name: "potter", Hosts: []string{"thor.polls.local"}, Upstream: "potter:8000"}}}, "claimed by servers"},
+		{"resolver", Config{Resolver: "127.0.0.11; include /etc/passwd", Listen: "80"}, "resolver"},
+		{"tls path", Config{Resolver: "127.0.0.11", Listen: "80", ListenTLS: "443", TLS: &TLS{CertificatePath: "/a b", KeyPath: "/k"}}, "TLS paths"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Render(tt.cfg)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("Render error = %v; want one containing %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// TestNginxAcceptsConfig ensures real nginx (`nginx -t`) accepts every
+// rendered config inside an http context like the official image's.
+func TestNginxAcceptsConfig(t *testing.T) {
+	nginxtest.Binary(t)
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := tc.cfg
+			if cfg.TLS != nil {
+				cfg.TLS = nginxtest.WriteCertificate(t, t.TempDir(), "polls.example.com")
+			}
+			rendered, err := Render(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			nginxtest.Check(t, rendered)
+		})
+	}
+}

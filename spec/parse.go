@@ -1,0 +1,313 @@
+package spec
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// Namespace is the stack config namespace: the Pulumi project name.
+const Namespace = "polls"
+
+// Keys lists every stack config key the program reads, without namespace.
+// Any other key in the namespace is a typo and is rejected.
+var Keys = []string{
+	"tenants", "domain", "httpPort", "httpsPort", "tlsCertificate", "tlsKey",
+	"postgresImage", "nginxImage", "appBuildArgs", "appBuildNetwork",
+	"appMemoryMb", "dbMemoryMb", "adminUser", "dockerHost",
+}
+
+// tenantFields lists the fields a tenant object may have.
+var tenantFields = []string{"name", "hosts", "memoryMb", "image"}
+
+// Parse turns raw stack config values into a validated Stack. values maps a
+// key without namespace ("tenants") to its raw config string, as Pulumi passes
+// it to programs: JSON for lists and objects, plain text otherwise. Missing
+// keys take their defaults. The error, if any, lists every problem found, each
+// naming the key, the tenant where there is one, and what would be accepted.
+func Parse(values map[string]string) (Stack, error) {
+	p := &parser{values: values}
+	s := Stack{
+		Domain:          p.str("domain", DefaultDomain),
+		HTTPPort:        p.port("httpPort", DefaultHTTPPort),
+		HTTPSPort:       p.port("httpsPort", DefaultHTTPSPort),
+		PostgresImage:   p.image("postgresImage", DefaultPostgresImage),
+		NginxImage:      p.image("nginxImage", DefaultNginxImage),
+		AppBuildArgs:    p.buildArgs("appBuildArgs"),
+		AppBuildNetwork: p.str("appBuildNetwork", ""),
+		AppMemoryMB:     p.memory("appMemoryMb", DefaultAppMemoryMB),
+		DBMemoryMB:      p.memory("dbMemoryMb", DefaultDBMemoryMB),
+		AdminUser:       p.str("adminUser", DefaultAdminUser),
+		DockerHost:      p.str("dockerHost", ""),
+	}
+	p.unknownKeys()
+	if !isHostname(s.Domain) {
+		p.addf("polls:domain: %q is not a valid lower-case host name: use dot-separated DNS labels, e.g. polls.example.com", s.Domain)
+	}
+	if !isBuildNetwork(s.AppBuildNetwork) {
+		p.addf("polls:appBuildNetwork: %q is not a network mode: use \"\" (Docker's default), \"host\", \"none\" or a network name of a-z, 0-9, '.', '_', '-'", s.AppBuildNetwork)
+	}
+	if !isDNSLabel(s.AdminUser) {
+		p.addf("polls:adminUser: %q is not accepted: use 1-63 characters a-z, 0-9 and '-', not starting or ending with '-'", s.AdminUser)
+	}
+	if s.DockerHost != "" && !isDockerHost(s.DockerHost) {
+		p.addf("polls:dockerHost: %q is not a Docker host URL: use unix:///path, tcp://host:port or ssh://user@host", s.DockerHost)
+	}
+	s.TLS = p.tls()
+	if s.TLS != nil && s.HTTPSPort == s.HTTPPort {
+		p.addf("polls:httpsPort: %d is also polls:httpPort: give HTTP and HTTPS different ports", s.HTTPSPort)
+	}
+	s.Tenants = p.tenants(s.Domain)
+	if err := p.err(); err != nil {
+		return Stack{}, err
+	}
+	return s, nil
+}
+
+// parser accumulates problems so one run reports all of them.
+type parser struct {
+	values   map[string]string
+	problems []string
+}
+
+func (p *parser) addf(format string, args ...any) {
+	p.problems = append(p.problems, fmt.Sprintf(format, args...))
+}
+
+func (p *parser) err() error {
+	if len(p.problems) == 0 {
+		return nil
+	}
+	errs := make([]error, len(p.problems))
+	for i, msg := range p.problems {
+		errs[i] = errors.New(msg)
+	}
+	return fmt.Errorf("invalid stack config (nothing was changed):\n%w", errors.Join(errs...))
+}
+
+func (p *parser) unknownKeys() {
+	known := make(map[string]bool, len(Keys))
+	for _, k := range Keys {
+		known[k] = true
+	}
+	var unknown []string
+	for k := range p.values {
+		if !known[k] {
+			unknown = append(unknown, k)
+		}
+	}
+	sort.Strings(unknown)
+	for _, k := range unknown {
+		p.addf("polls:%s: unknown key (a typo?): known keys are %s; remove it with `pulumi config rm polls:%s`", k, strings.Join(Keys, ", "), k)
+	}
+}
+
+func (p *parser) str(key, def string) string {
+	if v, ok := p.values[key]; ok {
+		return v
+	}
+	return def
+}
+
+func (p *parser) int(key string, def int) (int, bool) {
+	v, ok := p.values[key]
+	if !ok {
+		return def, true
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(v))
+	if err != nil {
+		p.addf("polls:%s: %q is not a whole number", key, v)
+		return def, false
+	}
+	return n, true
+}
+
+func (p *parser) port(key string, def int) int {
+	n, ok := p.int(key, def)
+	if ok && (n < 1 || n > 65535) {
+		p.addf("polls:%s: %d is out of range: use a TCP port from 1 to 65535", key, n)
+	}
+	return n
+}
+
+func (p *parser) memory(key string, def int) int {
+	n, ok := p.int(key, def)
+	if ok && n != 0 && n < MinMemoryMB {
+		p.addf("polls:%s: %d MiB is below Docker's minimum: use %d or more, or 0 for no limit", key, n, MinMemoryMB)
+	}
+	if ok && n < 0 {
+		n = 0
+	}
+	return n
+}
+
+func (p *parser) image(key, def string) string {
+	v := p.str(key, def)
+	if !isImageRef(v) {
+		p.addf("polls:%s: %q is not an image reference: use name[:tag][@digest], e.g. %s", key, v, def)
+	}
+	return v
+}
+
+func (p *parser) buildArgs(key string) map[string]string {
+	raw, ok := p.values[key]
+	if !ok {
+		return map[string]string{}
+	}
+	args := map[string]string{}
+	if err := json.Unmarshal([]byte(raw), &args); err != nil {
+		p.addf("polls:%s: must be a map of string to string, e.g. {\"GOPROXY\": \"http://127.0.0.1:3001\"}: %v", key, err)
+		return map[string]string{}
+	}
+	for _, name := range sortedKeys(args) {
+		if !isBuildArgName(name) {
+			p.addf("polls:%s: %q is not a build arg name: use letters, digits and '_', not starting with a digit", key, name)
+		}
+	}
+	return args
+}
+
+// tenants parses polls:tenants: a list whose items are names or objects.
+func (p *parser) tenants(domain string) []Tenant {
+	raw, ok := p.values["tenants"]
+	if !ok || strings.TrimSpace(raw) == "" {
+		return []Tenant{}
+	}
+	var items []json.RawMessage
+	if err := json.Unmarshal([]byte(raw), &items); err != nil {
+		p.addf("polls:tenants: must be a list of tenant names or {\"name\": ...} objects: %v", err)
+		return nil
+	}
+	tenants := make([]Tenant, 0, len(items))
+	for i, item := range items {
+		t, ok := p.tenant(i, item)
+		if ok {
+			tenants = append(tenants, t)
+		}
+	}
+	sortTenants(tenants)
+	p.conflicts(tenants, domain)
+	return tenants
+}
+
+func (p *parser) tenant(i int, item json.RawMessage) (Tenant, bool) {
+	var t Tenant
+	item = bytes.TrimSpace(item)
+	if len(item) > 0 && item[0] == '"' {
+		if err := json.Unmarshal(item, &t.Name); err != nil {
+			p.addf("polls:tenants[%d]: %v", i, err)
+			return t, false
+		}
+		return t, p.checkName(i, t.Name)
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(item, &fields); err != nil || fields == nil {
+		p.addf("polls:tenants[%d]: %s is neither a tenant name nor an object: use \"thor\" or {\"name\": \"thor\", \"hosts\": [...]}", i, item)
+		return t, false
+	}
+	ok := true
+	for _, f := range sortedKeys(fields) {
+		if !contains(tenantFields, f) {
+			p.addf("polls:tenants[%d] (%s): unknown field %q: tenant fields are %s", i, rawName(fields), f, strings.Join(tenantFields, ", "))
+			ok = false
+		}
+	}
+	decode := func(field string, into any, want string) {
+		v, present := fields[field]
+		if !present {
+			return
+		}
+		if err := json.Unmarshal(v, into); err != nil {
+			p.addf("polls:tenants[%d] (%s): field %q must be %s, got %s", i, rawName(fields), field, want, v)
+			ok = false
+		}
+	}
+	decode("name", &t.Name, "a string")
+	decode("hosts", &t.Hosts, "a list of host names")
+	decode("memoryMb", &t.MemoryMB, "a whole number of MiB")
+	decode("image", &t.Image, "an image reference string")
+	if _, present := fields["name"]; !present {
+		p.addf("polls:tenants[%d]: object has no \"name\": add {\"name\": \"<lower-case DNS label>\"}", i)
+		return t, false
+	}
+	if !p.checkName(i, t.Name) {
+		return t, false
+	}
+	for _, h := range t.Hosts {
+		if !isHostname(h) {
+			p.addf("polls:tenants[%d] (%q): host %q is not a valid lower-case host name: use dot-separated DNS labels, e.g. polls.example.com (no wildcards, ports or paths)", i, t.Name, h)
+			ok = false
+		}
+	}
+	if t.MemoryMB < 0 || (t.MemoryMB > 0 && t.MemoryMB < MinMemoryMB) {
+		p.addf("polls:tenants[%d] (%q): memoryMb %d is not accepted: use %d or more, or leave it out for polls:appMemoryMb", i, t.Name, t.MemoryMB, MinMemoryMB)
+		ok = false
+	}
+	if _, present := fields["image"]; present && !isImageRef(t.Image) {
+		p.addf("polls:tenants[%d] (%q): image %q is not an image reference: use name[:tag][@digest] or an image ID sha256:<hex>", i, t.Name, t.Image)
+		ok = false
+	}
+	return t, ok
+}
+
+func (p *parser) checkName(i int, name string) bool {
+	if !isDNSLabel(name) {
+		p.addf("polls:tenants[%d]: name %q is not a lower-case DNS label: use 1-63 characters a-z, 0-9 and '-', not starting or ending with '-'", i, name)
+		return false
+	}
+	return true
+}
+
+// conflicts rejects duplicate names and host names claimed twice.
+func (p *parser) conflicts(tenants []Tenant, domain string) {
+	owner := map[string]string{}
+	seen := map[string]bool{}
+	for _, t := range tenants {
+		if seen[t.Name] {
+			p.addf("polls:tenants: tenant %q is listed twice: keep one entry", t.Name)
+			continue
+		}
+		seen[t.Name] = true
+		for _, h := range t.ServerNames(domain) {
+			if prev, taken := owner[h]; taken {
+				if prev == t.Name {
+					p.addf("polls:tenants (%q): host %q is listed twice for this tenant: keep one", t.Name, h)
+				} else {
+					p.addf("polls:tenants (%q): host %q is already served by tenant %q: a host belongs to one tenant", t.Name, h, prev)
+				}
+				continue
+			}
+			owner[h] = t.Name
+		}
+	}
+}
+
+func rawName(fields map[string]json.RawMessage) string {
+	var name string
+	if err := json.Unmarshal(fields["name"], &name); err != nil || name == "" {
+		return "unnamed"
+	}
+	return strconv.Quote(name)
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}

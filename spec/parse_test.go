@@ -1,0 +1,201 @@
+package spec
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/polls-tenants/polls/nginx/nginxtest"
+)
+
+// TestParseValid ensures accepted config becomes the expected typed Stack,
+// with defaults filled in and tenants sorted by name.
+func TestParseValid(t *testing.T) {
+	defaults := Stack{
+		Tenants: []Tenant{}, Domain: "polls.local", HTTPPort: 8080, HTTPSPort: 8443,
+		PostgresImage: "postgres:17", NginxImage: "nginx:1", AppBuildArgs: map[string]string{},
+		AppMemoryMB: 256, DBMemoryMB: 512, AdminUser: "admin",
+	}
+	with := func(f func(*Stack)) Stack {
+		s := defaults
+		s.AppBuildArgs = map[string]string{}
+		f(&s)
+		return s
+	}
+	tests := []struct {
+		name   string
+		values map[string]string
+		want   Stack
+	}{
+		{"no config: zero tenants, defaults", nil, defaults},
+		{"empty tenant list", map[string]string{"tenants": "[]"}, defaults},
+		{"names, sorted", map[string]string{"tenants": `["thor","potter"]`},
+			with(func(s *Stack) { s.Tenants = []Tenant{{Name: "potter"}, {Name: "thor"}} })},
+		{"object with settings", map[string]string{
+			"tenants": `["thor",{"name":"potter","hosts":["polls.potter.example"],"memoryMb":128,"image":"polls-app:v1"}]`,
+			"domain":  "example.com", "httpPort": "80", "appMemoryMb": "0",
+			"postgresImage": "polls-local/postgres:15", "nginxImage": "registry.example.com:5000/nginx:1.27@sha256:" + strings.Repeat("a", 64),
+			"appBuildArgs": `{"GOPROXY":"http://127.0.0.1:3001","GO_IMAGE":"polls-local/golang:1.23"}`, "appBuildNetwork": "host",
+			"dockerHost": "ssh://deploy@prod-1",
+		}, with(func(s *Stack) {
+			s.Tenants = []Tenant{{Name: "potter", Hosts: []string{"polls.potter.example"}, MemoryMB: 128, Image: "polls-app:v1"}, {Name: "thor"}}
+			s.Domain, s.HTTPPort, s.AppMemoryMB = "example.com", 80, 0
+			s.PostgresImage, s.NginxImage = "polls-local/postgres:15", "registry.example.com:5000/nginx:1.27@sha256:"+strings.Repeat("a", 64)
+			s.AppBuildArgs = map[string]string{"GOPROXY": "http://127.0.0.1:3001", "GO_IMAGE": "polls-local/golang:1.23"}
+			s.AppBuildNetwork, s.DockerHost = "host", "ssh://deploy@prod-1"
+		})},
+		{"63-character name", map[string]string{"tenants": `["` + strings.Repeat("a", 63) + `"]`},
+			with(func(s *Stack) { s.Tenants = []Tenant{{Name: strings.Repeat("a", 63)}} })},
+		{"image ID override", map[string]string{"tenants": `[{"name":"a1","image":"sha256:` + strings.Repeat("0", 64) + `"}]`},
+			with(func(s *Stack) { s.Tenants = []Tenant{{Name: "a1", Image: "sha256:" + strings.Repeat("0", 64)}} })},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := Parse(tt.values)
+			if err != nil {
+				t.Fatalf("Parse: %v", err)
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("Parse mismatch (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestParseInvalid ensures every bad value is rejected with a message that
+// names the key, the tenant where there is one, and what is accepted.
+func TestParseInvalid(t *testing.T) {
+	tests := []struct {
+		name   string
+		values map[string]string
+		want   []string // substrings of the error
+	}{
+		{"upper-case name", map[string]string{"tenants": `["Thor"]`}, []string{"polls:tenants[0]", `"Thor"`, "lower-case DNS label", "a-z, 0-9"}},
+		{"leading hyphen", map[string]string{"tenants": `["-thor"]`}, []string{"polls:tenants[0]", `"-thor"`}},
+		{"trailing hyphen", map[string]string{"tenants": `["thor-"]`}, []string{`"thor-"`, "not starting or ending"}},
+		{"64 characters", map[string]string{"tenants": `["` + strings.Repeat("a", 64) + `"]`}, []string{"1-63 characters"}},
+		{"empty name", map[string]string{"tenants": `[""]`}, []string{"polls:tenants[0]", `name ""`}},
+		{"dot in name", map[string]string{"tenants": `["thor.evil"]`}, []string{`"thor.evil"`}},
+		{"nginx injection in name", map[string]string{"tenants": `["thor;}server{"]`}, []string{"polls:tenants[0]", "lower-case DNS label"}},
+		{"duplicate", map[string]string{"tenants": `["thor","potter","thor"]`}, []string{"polls:tenants", `"thor" is listed twice`}},
+		{"duplicate as object", map[string]string{"tenants": `["thor",{"name":"thor"}]`}, []string{`"thor" is listed twice`}},
+		{"host claimed by two tenants", map[string]string{"tenants": `[{"name":"thor","hosts":["polls.example"]},{"name":"potter","hosts":["polls.example"]}]`},
+			[]string{"polls:tenants", `host "polls.example" is already served by tenant "potter"`}},
+		{"extra host is another tenant's name", map[string]string{"tenants": `["thor",{"name":"potter","hosts":["thor.polls.local"]}]`},
+			[]string{`"thor.polls.local" is already served by tenant "potter"`}},
+		{"host listed twice by one tenant", map[string]string{"tenants": `[{"name":"thor","hosts":["a.example","a.example"]}]`}, []string{`"a.example" is listed twice for this tenant`}},
+		{"host with injection", map[string]string{"tenants": `[{"name":"thor","hosts":["a.example; return 200"]}]`},
+			[]string{"polls:tenants[0] (\"thor\")", "not a valid lower-case host name"}},
+		{"host wildcard", map[string]string{"tenants": `[{"name":"thor","hosts":["*.example"]}]`}, []string{"no wildcards"}},
+		{"host with port", map[string]string{"tenants": `[{"name":"thor","hosts":["a.example:80"]}]`}, []string{`"a.example:80"`}},
+		{"host with quote", map[string]string{"tenants": `[{"name":"thor","hosts":["a\"b"]}]`}, []string{"not a valid lower-case host name"}},
+		{"unknown tenant field", map[string]string{"tenants": `[{"name":"thor","memroyMb":64}]`},
+			[]string{"polls:tenants[0] (\"thor\")", `unknown field "memroyMb"`, "name, hosts, memoryMb, image"}},
+		{"object without name", map[string]string{"tenants": `[{"hosts":["a.example"]}]`}, []string{"polls:tenants[0]", `no "name"`}},
+		{"hosts not a list", map[string]string{"tenants": `[{"name":"thor","hosts":"a.example"}]`}, []string{`field "hosts" must be a list of host names`}},
+		{"memory too small", map[string]string{"tenants": `[{"name":"thor","memoryMb":2}]`}, []string{`("thor"): memoryMb 2`, "6 or more"}},
+		{"bad image override", map[string]string{"tenants": `[{"name":"thor","image":"Polls App"}]`}, []string{`image "Polls App"`}},
+		{"tenant neither string nor object", map[string]string{"tenants": `[42]`}, []string{"polls:tenants[0]", "neither a tenant name nor an object"}},
+		{"tenants not a list", map[string]string{"tenants": `{"name":"thor"}`}, []string{"polls:tenants: must be a list"}},
+		{"domain invalid", map[string]string{"domain": "polls.local;"}, []string{"polls:domain", "not a valid lower-case host name"}},
+		{"domain upper-case", map[string]string{"domain": "Polls.Local"}, []string{"polls:domain"}},
+		{"domain empty", map[string]string{"domain": ""}, []string{"polls:domain"}},
+		{"port zero", map[string]string{"httpPort": "0"}, []string{"polls:httpPort: 0 is out of range", "1 to 65535"}},
+		{"port too big", map[string]string{"httpPort": "65536"}, []string{"polls:httpPort: 65536"}},
+		{"port not a number", map[string]string{"httpPort": "http"}, []string{`polls:httpPort: "http" is not a whole number`}},
+		{"https port out of range", map[string]string{"httpsPort": "-1"}, []string{"polls:httpsPort"}},
+		{"unknown key", map[string]string{"tenant": `["thor"]`}, []string{"polls:tenant: unknown key", "pulumi config rm polls:tenant"}},
+		{"bad image", map[string]string{"postgresImage": "postgres 17"}, []string{"polls:postgresImage", `"postgres 17"`}},
+		{"bad build args", map[string]string{"appBuildArgs": `["GOPROXY"]`}, []string{"polls:appBuildArgs: must be a map"}},
+		{"bad build arg name", map[string]string{"appBuildArgs": `{"GO PROXY":"x"}`}, []string{`polls:appBuildArgs: "GO PROXY"`}},
+		{"bad build network", map[string]string{"appBuildNetwork": "host;rm"}, []string{"polls:appBuildNetwork"}},
+		{"bad memory", map[string]string{"appMemoryMb": "3"}, []string{"polls:appMemoryMb: 3 MiB"}},
+		{"bad admin user", map[string]string{"adminUser": "Admin User"}, []string{"polls:adminUser"}},
+		{"bad docker host", map[string]string{"dockerHost": "prod-1"}, []string{"polls:dockerHost", "ssh://user@host"}},
+		{"several problems reported together", map[string]string{"tenants": `["Thor"]`, "httpPort": "0"}, []string{"polls:tenants[0]", "polls:httpPort"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse(tt.values)
+			if err == nil {
+				t.Fatalf("Parse(%v) = nil error; want one containing %q", tt.values, tt.want)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("Parse error = %q; want it to contain %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+// TestParseTLS ensures the certificate and key are taken together, must be
+// PEM and must match, and that the key never appears in an error.
+func TestParseTLS(t *testing.T) {
+	cert, key := selfSigned(t, "polls.example.com")
+	_, otherKey := selfSigned(t, "other.example.com")
+	badKey := "-----BEGIN PRIVATE KEY-----\nc2VjcmV0LWtleS1tYXRlcmlhbA==\n-----END PRIVATE KEY-----\n"
+	tests := []struct {
+		name   string
+		values map[string]string
+		want   string // error substring; "" means valid
+	}{
+		{"both", map[string]string{"tlsCertificate": cert, "tlsKey": key, "httpPort": "80", "httpsPort": "443"}, ""},
+		{"key without certificate", map[string]string{"tlsKey": key}, "polls:tlsCertificate: missing while polls:tlsKey is set"},
+		{"certificate without key", map[string]string{"tlsCertificate": cert}, "polls:tlsKey: missing"},
+		{"certificate not PEM", map[string]string{"tlsCertificate": "hello", "tlsKey": key}, "polls:tlsCertificate: not a PEM certificate"},
+		{"key not PEM", map[string]string{"tlsCertificate": cert, "tlsKey": "secret-key-material"}, "polls:tlsKey: not a PEM private key"},
+		{"malformed key PEM", map[string]string{"tlsCertificate": cert, "tlsKey": badKey}, "polls:tlsKey: does not fit"},
+		{"key of another certificate", map[string]string{"tlsCertificate": cert, "tlsKey": otherKey}, "polls:tlsKey: does not fit"},
+		{"same ports", map[string]string{"tlsCertificate": cert, "tlsKey": key, "httpPort": "443", "httpsPort": "443"}, "polls:httpsPort: 443 is also polls:httpPort"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, err := Parse(tt.values)
+			if tt.want == "" {
+				if err != nil {
+					t.Fatalf("Parse: %v", err)
+				}
+				if s.TLS == nil || s.TLS.KeyPEM != key || s.URL("thor.example.com") != "https://thor.example.com/" {
+					t.Errorf("TLS = %v, URL = %q; want TLS set and https URL without port", s.TLS != nil, s.URL("thor.example.com"))
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("Parse error = %v; want it to contain %q", err, tt.want)
+			}
+			for _, secret := range []string{"secret-key-material", "c2VjcmV0LWtleS1tYXRlcmlhbA", "PRIVATE KEY-----\n"} {
+				if strings.Contains(err.Error(), secret) {
+					t.Errorf("error leaks key material %q: %v", secret, err)
+				}
+			}
+		})
+	}
+}
+
+// TestServerNamesAndURL ensures a tenant's own host comes first and URLs
+// leave out default ports.
+func TestServerNamesAndURL(t *testing.T) {
+	s, err := Parse(map[string]string{"tenants": `[{"name":"thor","hosts":["polls.thor.example"]}]`})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := s.Tenants[0].ServerNames(s.Domain), []string{"thor.polls.local", "polls.thor.example"}; !cmp.Equal(got, want) {
+		t.Errorf("ServerNames = %q; want %q", got, want)
+	}
+	if got, want := s.URL("thor.polls.local"), "http://thor.polls.local:8080/"; got != want {
+		t.Errorf("URL = %q; want %q", got, want)
+	}
+	s.HTTPPort = 80
+	if got, want := s.URL("thor.polls.local"), "http://thor.polls.local/"; got != want {
+		t.Errorf("URL = %q; want %q", got, want)
+	}
+}
+
+// selfSigned returns a PEM certificate and key for host.
+func selfSigned(t *testing.T, host string) (certPEM, keyPEM string) {
+	t.Helper()
+	c, k := nginxtest.SelfSigned(t, host)
+	return string(c), string(k)
+}

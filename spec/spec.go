@@ -1,0 +1,123 @@
+// Package spec holds the stack's desired state as plain Go types: the tenants,
+// the router settings and the images, parsed from stack config and validated.
+//
+// It imports no Pulumi package on purpose: everything here is checked by table
+// tests without an engine, and every bad value is rejected before the program
+// registers its first resource.
+package spec
+
+import (
+	"sort"
+	"strconv"
+)
+
+// Defaults for the optional stack config keys. Pulumi.yaml documents the same
+// values; TestPulumiYAMLDefaults keeps the two in step.
+const (
+	DefaultDomain        = "polls.local"
+	DefaultHTTPPort      = 8080
+	DefaultHTTPSPort     = 8443
+	DefaultPostgresImage = "postgres:17"
+	DefaultNginxImage    = "nginx:1"
+	DefaultAppMemoryMB   = 256
+	DefaultDBMemoryMB    = 512
+	DefaultAdminUser     = "admin"
+)
+
+// Stack is the validated stack configuration.
+type Stack struct {
+	// Tenants are sorted by name, so everything derived from them is
+	// deterministic whatever order the config lists them in.
+	Tenants []Tenant
+	// Domain is the parent domain: tenant thor answers at thor.<Domain>.
+	Domain string
+	// HTTPPort is the router's published HTTP port on the Docker host.
+	HTTPPort int
+	// HTTPSPort is the router's published HTTPS port; used only with TLS.
+	HTTPSPort int
+	// TLS, when set, makes the router terminate HTTPS and redirect HTTP.
+	TLS *TLS
+	// PostgresImage and NginxImage are image references for the databases
+	// and the router.
+	PostgresImage string
+	NginxImage    string
+	// AppBuildArgs are passed to the app's Dockerfile.
+	AppBuildArgs map[string]string
+	// AppBuildNetwork is the network mode for RUN steps of the app build
+	// ("" for Docker's default, "host" to reach a proxy on the host's loopback).
+	AppBuildNetwork string
+	// AppMemoryMB and DBMemoryMB are the default memory limits, in MiB, of a
+	// tenant's app and database containers.
+	AppMemoryMB int
+	DBMemoryMB  int
+	// AdminUser is the name of the admin account ensured in every tenant.
+	AdminUser string
+	// DockerHost is the Docker daemon to deploy to ("" uses DOCKER_HOST or
+	// the local socket).
+	DockerHost string
+}
+
+// Tenant is one customer: its own database, migration, app and network.
+type Tenant struct {
+	// Name is a lower-case DNS label; every resource name derives from it.
+	Name string
+	// Hosts are extra host names the router sends to this tenant, besides
+	// <Name>.<Domain>.
+	Hosts []string
+	// MemoryMB overrides the stack's AppMemoryMB for this tenant's app (0: use it).
+	MemoryMB int
+	// Image pins this tenant's app and migration to an image reference
+	// instead of the image built from app/ ("" uses the build).
+	Image string
+}
+
+// TLS holds the router's certificate chain and private key, both PEM.
+type TLS struct {
+	CertificatePEM string
+	// KeyPEM is secret: callers wrap it in a Pulumi secret before use.
+	KeyPEM string
+}
+
+// ServerNames returns every host name the tenant answers to, its own
+// <name>.<domain> first.
+func (t Tenant) ServerNames(domain string) []string {
+	return append([]string{t.Name + "." + domain}, t.Hosts...)
+}
+
+// AppMemory returns the tenant's app memory limit in MiB.
+func (s Stack) AppMemory(t Tenant) int {
+	if t.MemoryMB != 0 {
+		return t.MemoryMB
+	}
+	return s.AppMemoryMB
+}
+
+// Scheme returns "https" when the router terminates TLS, else "http".
+func (s Stack) Scheme() string {
+	if s.TLS != nil {
+		return "https"
+	}
+	return "http"
+}
+
+// PublicPort returns the port users reach the router on.
+func (s Stack) PublicPort() int {
+	if s.TLS != nil {
+		return s.HTTPSPort
+	}
+	return s.HTTPPort
+}
+
+// URL returns the base URL of a host name behind the router, leaving out
+// the scheme's default port.
+func (s Stack) URL(host string) string {
+	port := s.PublicPort()
+	if (s.TLS == nil && port == 80) || (s.TLS != nil && port == 443) {
+		return s.Scheme() + "://" + host + "/"
+	}
+	return s.Scheme() + "://" + host + ":" + strconv.Itoa(port) + "/"
+}
+
+func sortTenants(ts []Tenant) {
+	sort.Slice(ts, func(i, j int) bool { return ts[i].Name < ts[j].Name })
+}
