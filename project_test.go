@@ -1,0 +1,142 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"gopkg.in/yaml.v3"
+
+	"github.com/polls-tenants/polls/spec"
+)
+
+// project is the part of Pulumi.yaml this test reads.
+type project struct {
+	Name    string `yaml:"name"`
+	Runtime string `yaml:"runtime"`
+	Config  map[string]struct {
+		Type        string `yaml:"type"`
+		Description string `yaml:"description"`
+		Default     any    `yaml:"default"`
+		Secret      bool   `yaml:"secret"`
+	} `yaml:"config"`
+}
+
+// TestPulumiYAMLDescribesEveryKey ensures Pulumi.yaml declares exactly the
+// keys the program reads, each with a description, and that its defaults
+// parse to the same Stack as the program's own defaults.
+func TestPulumiYAMLDescribesEveryKey(t *testing.T) {
+	raw, err := os.ReadFile("Pulumi.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p project
+	if err := yaml.Unmarshal(raw, &p); err != nil {
+		t.Fatalf("parse Pulumi.yaml: %v", err)
+	}
+	if p.Name != spec.Namespace || p.Runtime != "go" {
+		t.Errorf("project = %q runtime %q; want %q runtime go", p.Name, p.Runtime, spec.Namespace)
+	}
+	declared := []string{}
+	defaults := map[string]string{}
+	for k, c := range p.Config {
+		declared = append(declared, k)
+		if c.Description == "" {
+			t.Errorf("Pulumi.yaml: config %q has no description", k)
+		}
+		switch v := c.Default.(type) {
+		case nil:
+		case string:
+			defaults[k] = v
+		case int:
+			defaults[k] = fmt.Sprint(v)
+		default:
+			b, _ := json.Marshal(v)
+			defaults[k] = string(b)
+		}
+	}
+	want := append([]string(nil), spec.Keys...)
+	sort.Strings(want)
+	sort.Strings(declared)
+	if diff := cmp.Diff(want, declared); diff != "" {
+		t.Errorf("keys declared in Pulumi.yaml (-program +yaml):\n%s", diff)
+	}
+	if !p.Config["tlsKey"].Secret {
+		t.Error("Pulumi.yaml: tlsKey must be declared secret")
+	}
+	fromYAML, err := spec.Parse(defaults)
+	if err != nil {
+		t.Fatalf("Pulumi.yaml defaults do not parse: %v", err)
+	}
+	fromCode, err := spec.Parse(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(fromCode, fromYAML); diff != "" {
+		t.Errorf("Pulumi.yaml defaults differ from the program's (-code +yaml):\n%s", diff)
+	}
+}
+
+// TestDevStack ensures Pulumi.dev.yaml is valid: tenants thor and potter,
+// defaults otherwise.
+func TestDevStack(t *testing.T) {
+	s := readStackFile(t, "Pulumi.dev.yaml")
+	var names []string
+	for _, tn := range s.Tenants {
+		names = append(names, tn.Name)
+	}
+	if diff := cmp.Diff([]string{"potter", "thor"}, names); diff != "" {
+		t.Errorf("dev tenants (-want +got):\n%s", diff)
+	}
+	if s.Domain != "polls.local" || s.HTTPPort != 8080 || s.TLS != nil {
+		t.Errorf("dev stack = domain %q port %d TLS %v; want polls.local, 8080, no TLS", s.Domain, s.HTTPPort, s.TLS != nil)
+	}
+}
+
+// readStackFile parses a Pulumi.<stack>.yaml's plain values the way the
+// engine passes them to the program: lists and maps as JSON. Secure values
+// cannot be decrypted here and are skipped.
+func readStackFile(t *testing.T, path string) spec.Stack {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f struct {
+		Config map[string]any `yaml:"config"`
+	}
+	if err := yaml.Unmarshal(raw, &f); err != nil {
+		t.Fatalf("parse %s: %v", path, err)
+	}
+	values := map[string]string{}
+	for k, v := range f.Config {
+		key, ok := strings.CutPrefix(k, spec.Namespace+":")
+		if !ok {
+			continue
+		}
+		switch v := v.(type) {
+		case string:
+			values[key] = v
+		case int:
+			values[key] = fmt.Sprint(v)
+		case map[string]any:
+			if _, secure := v["secure"]; secure {
+				continue
+			}
+			b, _ := json.Marshal(v)
+			values[key] = string(b)
+		default:
+			b, _ := json.Marshal(v)
+			values[key] = string(b)
+		}
+	}
+	s, err := spec.Parse(values)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return s
+}

@@ -1,0 +1,382 @@
+package main
+
+import (
+	"encoding/binary"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+)
+
+// mocks records every registered resource's inputs and answers with the
+// outputs the real providers would compute.
+type mocks struct {
+	mu      sync.Mutex
+	inputs  map[string]resource.PropertyMap // "type::name" -> inputs
+	failFor string                          // tenant whose migration exits 1
+}
+
+func newMocks() *mocks { return &mocks{inputs: map[string]resource.PropertyMap{}} }
+
+func (m *mocks) NewResource(args pulumi.MockResourceArgs) (string, resource.PropertyMap, error) {
+	out := args.Inputs.Copy()
+	switch args.TypeToken {
+	case "random:index/randomPassword:RandomPassword":
+		out["result"] = resource.NewStringProperty(mockPassword(args.Name))
+	case "docker:index/image:Image":
+		out["repoDigest"] = resource.NewStringProperty("sha256:" + strings.Repeat("ab", 32))
+	case "docker:index/container:Container":
+		code := 0
+		logs := ""
+		if m.failFor != "" && args.Name == m.failFor+"-migrate" {
+			code = 1
+			logs = frame(1, "applying 0001_init.sql\n") + frame(2, "error: relation \"polls\" already exists\n")
+		}
+		out["exitCode"] = resource.NewNumberProperty(float64(code))
+		out["containerLogs"] = resource.NewStringProperty(logs)
+	}
+	m.mu.Lock()
+	m.inputs[args.TypeToken+"::"+args.Name] = args.Inputs
+	m.mu.Unlock()
+	return args.Name + "-id", out, nil
+}
+
+func (m *mocks) Call(args pulumi.MockCallArgs) (resource.PropertyMap, error) {
+	return args.Args, nil
+}
+
+// mockPassword is what the mock random provider generates for name: a value
+// the secrets test can search for in every input.
+func mockPassword(name string) string { return "Pw0" + strings.ReplaceAll(name, "-", "") + "X" }
+
+// frame encodes one frame of Docker's multiplexed log stream.
+func frame(stream byte, s string) string {
+	h := make([]byte, 8)
+	h[0] = stream
+	binary.BigEndian.PutUint32(h[4:], uint32(len(s)))
+	return string(h) + s
+}
+
+// run evaluates the program under mocks with the given stack config.
+func run(t testing.TB, m *mocks, config map[string]string, secretKeys ...string) error {
+	t.Helper()
+	cfg := map[string]string{}
+	for k, v := range config {
+		cfg["polls:"+k] = v
+	}
+	return pulumi.RunErr(program, pulumi.WithMocks("polls", "dev", m), func(info *pulumi.RunInfo) {
+		info.Config = cfg
+		info.ConfigSecretKeys = secretKeys
+	})
+}
+
+func (m *mocks) countByType() map[string]int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	counts := map[string]int{}
+	for key := range m.inputs {
+		counts[strings.SplitN(key, "::", 2)[0]]++
+	}
+	return counts
+}
+
+func tenantList(names ...string) string {
+	return `["` + strings.Join(names, `","`) + `"]`
+}
+
+// TestResourceCounts ensures each tenant adds exactly its own resources and
+// the shared ones exist once, for 0, 1, 2 and 5 tenants.
+func TestResourceCounts(t *testing.T) {
+	for _, n := range []int{0, 1, 2, 5} {
+		t.Run(fmt.Sprintf("%d tenants", n), func(t *testing.T) {
+			var names []string
+			for i := 0; i < n; i++ {
+				names = append(names, fmt.Sprintf("t%d", i))
+			}
+			m := newMocks()
+			cfg := map[string]string{}
+			if n > 0 {
+				cfg["tenants"] = tenantList(names...)
+			}
+			if err := run(t, m, cfg); err != nil {
+				t.Fatalf("program: %v", err)
+			}
+			want := map[string]int{
+				"pulumi:providers:docker":                    1,
+				"docker:index/image:Image":                   1,
+				"docker:index/network:Network":               1 + n, // edge + one private per tenant
+				"docker:index/volume:Volume":                 1 + n, // router config + data per tenant
+				"docker:index/container:Container":           2 + 3*n,
+				"random:index/randomPassword:RandomPassword": 2 * n,
+				"polls:index:Tenant":                         n,
+				"polls:index:Router":                         1,
+			}
+			got := m.countByType()
+			delete(got, "pulumi:pulumi:Stack")
+			for k, v := range got {
+				if v == 0 {
+					delete(got, k)
+				}
+			}
+			for k, v := range want {
+				if v == 0 {
+					delete(want, k)
+				}
+			}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("resource counts (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestLogicalNamesStable ensures a tenant's resources are named after the
+// tenant alone, never after its position in the list.
+func TestLogicalNamesStable(t *testing.T) {
+	names := func(list string) []string {
+		m := newMocks()
+		if err := run(t, m, map[string]string{"tenants": list}); err != nil {
+			t.Fatalf("program: %v", err)
+		}
+		var out []string
+		for key := range m.inputs {
+			if strings.Contains(key, "::thor") {
+				out = append(out, key)
+			}
+		}
+		sort.Strings(out)
+		return out
+	}
+	want := []string{
+		"docker:index/container:Container::thor-app",
+		"docker:index/container:Container::thor-db",
+		"docker:index/container:Container::thor-migrate",
+		"docker:index/network:Network::thor-net",
+		"docker:index/volume:Volume::thor-pgdata",
+		"polls:index:Tenant::thor",
+		"random:index/randomPassword:RandomPassword::thor-admin-password",
+		"random:index/randomPassword:RandomPassword::thor-db-password",
+	}
+	if diff := cmp.Diff(want, names(tenantList("thor", "potter"))); diff != "" {
+		t.Errorf("thor's resources (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(want, names(tenantList("albus", "potter", "thor"))); diff != "" {
+		t.Errorf("thor's resources after inserting a tenant before it (-want +got):\n%s", diff)
+	}
+}
+
+// TestAddingTenantTouchesNoOtherInputs ensures adding a tenant changes no
+// input of any other tenant's resources, of the router container or of any
+// shared resource: only the router's config installer is new.
+func TestAddingTenantTouchesNoOtherInputs(t *testing.T) {
+	before, after := newMocks(), newMocks()
+	if err := run(t, before, map[string]string{"tenants": tenantList("thor", "potter")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := run(t, after, map[string]string{"tenants": tenantList("thor", "potter", "hermione")}); err != nil {
+		t.Fatal(err)
+	}
+	changed := []string{}
+	for key, in := range before.inputs {
+		if !in.DeepEquals(after.inputs[key]) {
+			changed = append(changed, key)
+		}
+	}
+	sort.Strings(changed)
+	want := []string{"docker:index/container:Container::router-config"}
+	if diff := cmp.Diff(want, changed); diff != "" {
+		t.Errorf("resources whose inputs changed (-want +got):\n%s", diff)
+	}
+	for key := range after.inputs {
+		if _, existed := before.inputs[key]; !existed && !strings.Contains(key, "::hermione") {
+			t.Errorf("new resource %s is not named after the new tenant", key)
+		}
+	}
+	router := "docker:index/container:Container::router"
+	if _, ok := before.inputs[router]; !ok {
+		t.Fatalf("no %s registered", router)
+	}
+}
+
+// TestSecretsStaySecret ensures the generated passwords reach resources and
+// outputs only as Pulumi secrets: no input carries them in plain text, and
+// the admin password output is secret.
+func TestSecretsStaySecret(t *testing.T) {
+	m := newMocks()
+	if err := run(t, m, map[string]string{"tenants": tenantList("thor", "potter")}); err != nil {
+		t.Fatal(err)
+	}
+	passwords := []string{}
+	for _, tn := range []string{"thor", "potter"} {
+		passwords = append(passwords, mockPassword(tn+"-db-password"), mockPassword(tn+"-admin-password"))
+	}
+	var secretUploads int
+	for key, in := range m.inputs {
+		walkPlain(resource.NewObjectProperty(in), func(s string) {
+			for _, pw := range passwords {
+				if strings.Contains(s, pw) {
+					t.Errorf("%s has a password in a plain (non-secret) input: %q", key, s)
+				}
+			}
+		})
+		if uploads, ok := in["uploads"]; ok {
+			for _, u := range uploads.ArrayValue() {
+				if u.ObjectValue()["content"].IsSecret() {
+					secretUploads++
+				}
+			}
+		}
+	}
+	// db: password file; migrate: URL and admin password; app: URL.
+	if want := 2 * 4; secretUploads != want {
+		t.Errorf("secret uploads = %d; want %d", secretUploads, want)
+	}
+	for _, tn := range []string{"thor", "potter"} {
+		for _, role := range []string{"db", "migrate", "app"} {
+			in := m.inputs["docker:index/container:Container::"+tn+"-"+role]
+			for _, env := range in["envs"].ArrayValue() {
+				if strings.Contains(strings.ToUpper(env.StringValue()), "PASSWORD=") {
+					t.Errorf("%s-%s passes a password through its environment: %s", tn, role, env.StringValue())
+				}
+			}
+		}
+	}
+}
+
+// walkPlain calls f with every string in v that is not under a secret.
+func walkPlain(v resource.PropertyValue, f func(string)) {
+	switch {
+	case v.IsSecret():
+		return
+	case v.IsString():
+		f(v.StringValue())
+	case v.IsArray():
+		for _, e := range v.ArrayValue() {
+			walkPlain(e, f)
+		}
+	case v.IsObject():
+		for _, e := range v.ObjectValue() {
+			walkPlain(e, f)
+		}
+	}
+}
+
+// TestOutputs ensures each tenant exports its URL and admin user, the admin
+// password is a secret, and the router URL resolves once its config is live.
+func TestOutputs(t *testing.T) {
+	var (
+		wg                   sync.WaitGroup
+		url, user, routerURL string
+		pwSecret             bool
+	)
+	err := pulumi.RunErr(func(ctx *pulumi.Context) error {
+		s, err := readConfig(ctx)
+		if err != nil {
+			return err
+		}
+		d, err := declare(ctx, s)
+		if err != nil {
+			return err
+		}
+		thor := d.Tenants["thor"]
+		wg.Add(2)
+		pulumi.All(thor.URL, thor.AdminUser, d.Router.URL).ApplyT(func(v []any) error {
+			url, user, routerURL = v[0].(string), v[1].(string), v[2].(string)
+			wg.Done()
+			return nil
+		})
+		thor.AdminPassword.ApplyT(func(string) error {
+			pwSecret = pulumi.IsSecret(thor.AdminPassword)
+			wg.Done()
+			return nil
+		})
+		return nil
+	}, pulumi.WithMocks("polls", "dev", newMocks()), func(info *pulumi.RunInfo) {
+		info.Config = map[string]string{"polls:tenants": tenantList("thor")}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	if url != "http://thor.polls.local:8080/" || user != "admin" || routerURL != "http://localhost:8080/" || !pwSecret {
+		t.Errorf("outputs = %q, %q, %q, secret=%v; want thor's URL, admin, the router URL and a secret password", url, user, routerURL, pwSecret)
+	}
+}
+
+// TestMigrationFailureFailsThatTenant ensures a migration that exits non-zero
+// fails the run with the tenant's name and the demultiplexed log, and the
+// failing tenant's app is never created while the others are.
+func TestMigrationFailureFailsThatTenant(t *testing.T) {
+	m := newMocks()
+	m.failFor = "potter"
+	err := run(t, m, map[string]string{"tenants": tenantList("thor", "potter")})
+	if err == nil {
+		t.Fatal("program succeeded; want the failed migration to fail it")
+	}
+	for _, want := range []string{"tenant potter: migration container exited with status 1", "applying 0001_init.sql\nerror: relation \"polls\" already exists"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error = %q; want it to contain %q", err, want)
+		}
+	}
+	if strings.ContainsRune(err.Error(), 0) {
+		t.Errorf("error still carries Docker's stream headers: %q", err)
+	}
+	if _, ok := m.inputs["docker:index/container:Container::thor-app"]; !ok {
+		t.Error("thor's app was not declared; another tenant's failure must not block it")
+	}
+	if _, ok := m.inputs["docker:index/container:Container::potter-app"]; ok {
+		t.Error("potter's app was created although its migration failed")
+	}
+}
+
+// TestInvalidConfigRegistersNothing ensures bad config stops the program
+// before the first resource, with the key named.
+func TestInvalidConfigRegistersNothing(t *testing.T) {
+	tests := []struct {
+		name    string
+		config  map[string]string
+		secrets []string
+		want    string
+	}{
+		{"bad tenant", map[string]string{"tenants": `["thor","Potter"]`}, nil, `polls:tenants[1]: name "Potter"`},
+		{"plain-text TLS key", map[string]string{"tlsKey": "x"}, nil, "polls:tlsKey is stored in plain text"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := newMocks()
+			err := run(t, m, tt.config, tt.secrets...)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("error = %v; want one containing %q", err, tt.want)
+			}
+			counts := m.countByType()
+			delete(counts, "pulumi:pulumi:Stack")
+			if len(counts) != 0 {
+				t.Errorf("resources registered despite invalid config: %v", counts)
+			}
+		})
+	}
+}
+
+// BenchmarkProgram measures program evaluation under mocks for 10, 100 and
+// 1000 tenants; compare ns/op across sizes for the per-tenant cost.
+func BenchmarkProgram(b *testing.B) {
+	for _, n := range []int{10, 100, 1000} {
+		names := make([]string, n)
+		for i := range names {
+			names[i] = fmt.Sprintf("tenant%d", i)
+		}
+		cfg := map[string]string{"tenants": tenantList(names...)}
+		b.Run(fmt.Sprintf("tenants=%d", n), func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				if err := run(b, newMocks(), cfg); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

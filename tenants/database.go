@@ -1,0 +1,86 @@
+package tenants
+
+import (
+	"fmt"
+
+	"github.com/pulumi/pulumi-docker/sdk/v4/go/docker"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+)
+
+// healthScript is the database's health check. Healthy means: the server
+// accepts TCP connections (so the image's first-run initialisation is over)
+// and the role's password equals the password file the stack delivered. The
+// official image sets the password only when it initialises an empty data
+// directory; syncing it here means a regenerated or rotated secret, or a
+// tenant re-added over its retained volume, never locks the app out of its
+// data. Loopback connections are trusted by the image's pg_hba.conf, and the
+// password travels through psql's stdin and a file, never through argv or
+// the container's environment. The sync runs once per file content.
+const healthScript = `pg_isready -q -h 127.0.0.1 -U "$POSTGRES_USER" -d "$POSTGRES_DB" || exit 1
+sum=$(sha256sum < "$POSTGRES_PASSWORD_FILE")
+[ "$sum" = "$(cat /tmp/polls-password-synced 2>/dev/null)" ] && exit 0
+printf '%s\n' '\set pw ` + "`" + `cat "$POSTGRES_PASSWORD_FILE"` + "`" + `' "ALTER ROLE CURRENT_USER PASSWORD :'pw';" |
+  psql -qAtX -v ON_ERROR_STOP=1 -h 127.0.0.1 -U "$POSTGRES_USER" -d "$POSTGRES_DB" >/dev/null || exit 1
+printf '%s' "$sum" > /tmp/polls-password-synced`
+
+// newDatabase declares the tenant's data volume and PostgreSQL container.
+func newDatabase(ctx *pulumi.Context, args Args, name func(string) string, network *docker.Network, password pulumi.StringOutput, opts ...pulumi.ResourceOption) (*docker.Container, error) {
+	tenant := args.Tenant.Name
+	// The volume outlives the tenant's removal from config and `pulumi
+	// destroy`: data is deleted only on purpose (`docker volume rm`). Adding
+	// the tenant back re-attaches it, as creating an existing volume is a no-op.
+	volume, err := docker.NewVolume(ctx, tenant+"-pgdata", &docker.VolumeArgs{
+		Name: pulumi.String(name("pgdata")),
+		Labels: docker.VolumeLabelArray{
+			docker.VolumeLabelArgs{Label: pulumi.String("polls.tenant"), Value: pulumi.String(tenant)},
+			docker.VolumeLabelArgs{Label: pulumi.String("polls.retained"), Value: pulumi.String("true")},
+		},
+	}, append(opts, pulumi.RetainOnDelete(true))...)
+	if err != nil {
+		return nil, fmt.Errorf("tenant %s: data volume: %w", tenant, err)
+	}
+	db, err := docker.NewContainer(ctx, tenant+"-db", &docker.ContainerArgs{
+		Name:  pulumi.String(name("db")),
+		Image: pulumi.String(args.Stack.PostgresImage),
+		Envs: pulumi.StringArray{
+			pulumi.String("POSTGRES_USER=" + dbUser),
+			pulumi.String("POSTGRES_DB=" + dbName),
+			pulumi.String("POSTGRES_PASSWORD_FILE=" + dbPasswordFile),
+			pulumi.String("PGDATA=" + pgMount + "/pgdata"),
+		},
+		Uploads: docker.ContainerUploadArray{
+			docker.ContainerUploadArgs{File: pulumi.String(dbPasswordFile), Content: password},
+		},
+		Mounts: docker.ContainerMountArray{
+			docker.ContainerMountArgs{Type: pulumi.String("volume"), Source: volume.Name, Target: pulumi.String(pgMount)},
+		},
+		NetworksAdvanced: docker.ContainerNetworksAdvancedArray{
+			docker.ContainerNetworksAdvancedArgs{Name: network.Name, Aliases: pulumi.StringArray{pulumi.String(dbAlias)}},
+		},
+		Healthcheck: docker.ContainerHealthcheckArgs{
+			Tests:         pulumi.StringArray{pulumi.String("CMD-SHELL"), pulumi.String(healthScript)},
+			Interval:      pulumi.String("5s"),
+			Timeout:       pulumi.String("5s"),
+			Retries:       pulumi.Int(5),
+			StartPeriod:   pulumi.String("120s"),
+			StartInterval: pulumi.String("1s"),
+		},
+		Wait:        pulumi.Bool(true),
+		WaitTimeout: pulumi.Int(180),
+		Restart:     pulumi.String("unless-stopped"),
+		Memory:      memory(args.Stack.DBMemoryMB),
+		Labels:      labels(args.Prefix, tenant, "db"),
+	}, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("tenant %s: database container: %w", tenant, err)
+	}
+	return db, nil
+}
+
+// memory returns a container memory limit in MiB, or no limit for 0.
+func memory(mb int) pulumi.IntPtrInput {
+	if mb == 0 {
+		return nil
+	}
+	return pulumi.Int(mb)
+}

@@ -1,0 +1,69 @@
+package tenants
+
+import (
+	"fmt"
+
+	"github.com/pulumi/pulumi-docker/sdk/v4/go/docker"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"github.com/polls-tenants/polls/dockerlog"
+)
+
+// newMigration declares the container that migrates the tenant's schema and
+// ensures its admin user, once per change of image or secrets. The provider
+// attaches to it and records its exit code and logs; appGate turns a failure
+// into an error before the app is touched.
+func newMigration(ctx *pulumi.Context, args Args, name func(string) string, image pulumi.StringInput, network *docker.Network, databaseURL, adminPassword pulumi.StringOutput, opts ...pulumi.ResourceOption) (*docker.Container, error) {
+	tenant := args.Tenant.Name
+	m, err := docker.NewContainer(ctx, tenant+"-migrate", &docker.ContainerArgs{
+		Name:    pulumi.String(name("migrate")),
+		Image:   image,
+		Command: pulumi.StringArray{pulumi.String("migrate"), pulumi.String("-createsuperuser")},
+		Envs: pulumi.StringArray{
+			pulumi.String("TENANT=" + tenant),
+			pulumi.String("DATABASE_URL_FILE=" + databaseURLFile),
+			pulumi.String("ADMIN_USER=" + args.Stack.AdminUser),
+			pulumi.String("ADMIN_PASSWORD_FILE=" + adminPasswordFile),
+		},
+		Uploads: docker.ContainerUploadArray{
+			docker.ContainerUploadArgs{File: pulumi.String(databaseURLFile), Content: databaseURL},
+			docker.ContainerUploadArgs{File: pulumi.String(adminPasswordFile), Content: adminPassword},
+		},
+		NetworksAdvanced: docker.ContainerNetworksAdvancedArray{
+			docker.ContainerNetworksAdvancedArgs{Name: network.Name},
+		},
+		// Run to completion: attach, keep the logs, and accept that the
+		// container is not running afterwards.
+		Attach:  pulumi.Bool(true),
+		Logs:    pulumi.Bool(true),
+		MustRun: pulumi.Bool(false),
+		Restart: pulumi.String("no"),
+		Memory:  memory(args.Stack.AppMemory(args.Tenant)),
+		Labels:  labels(args.Prefix, tenant, "migrate"),
+	}, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("tenant %s: migration container: %w", tenant, err)
+	}
+	return m, nil
+}
+
+// appGate resolves to the migration container's ID once it exited 0, and
+// fails with the tenant's name and the container's readable log otherwise.
+// The app takes it as an input, so it is created only after a successful
+// migration and a failed one fails `pulumi up` for this tenant alone.
+func appGate(tenant string, m *docker.Container) pulumi.StringOutput {
+	return pulumi.All(m.ID(), m.ExitCode, m.ContainerLogs).ApplyT(func(v []any) (string, error) {
+		id, _ := v[0].(pulumi.ID)
+		code, _ := v[1].(int)
+		logs, _ := v[2].(string)
+		return checkMigration(tenant, string(id), code, logs)
+	}).(pulumi.StringOutput)
+}
+
+// checkMigration is appGate's decision, separate for testing.
+func checkMigration(tenant, id string, exitCode int, rawLogs string) (string, error) {
+	if exitCode != 0 {
+		return "", fmt.Errorf("tenant %s: migration container exited with status %d; its log:\n%s", tenant, exitCode, dockerlog.Demux(rawLogs))
+	}
+	return id, nil
+}

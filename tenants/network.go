@@ -1,0 +1,25 @@
+package tenants
+
+import (
+	"fmt"
+
+	"github.com/pulumi/pulumi-docker/sdk/v4/go/docker"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+)
+
+// newNetwork declares the tenant's private network. It is internal (no route
+// out of the host) and holds only this tenant's database, migration and app,
+// so no other tenant's container can even resolve this tenant's database.
+func newNetwork(ctx *pulumi.Context, tenant, dockerName string, opts ...pulumi.ResourceOption) (*docker.Network, error) {
+	n, err := docker.NewNetwork(ctx, tenant+"-net", &docker.NetworkArgs{
+		Name:     pulumi.String(dockerName),
+		Internal: pulumi.Bool(true),
+		Labels: docker.NetworkLabelArray{
+			docker.NetworkLabelArgs{Label: pulumi.String("polls.tenant"), Value: pulumi.String(tenant)},
+		},
+	}, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("tenant %s: network: %w", tenant, err)
+	}
+	return n, nil
+}

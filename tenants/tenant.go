@@ -1,0 +1,145 @@
+// Package tenants declares one isolated tenant: a PostgreSQL container with
+// its own volume and generated password, a migration that runs to completion,
+// and the app, all on a private network no other tenant can reach.
+package tenants
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/pulumi/pulumi-docker/sdk/v4/go/docker"
+	"github.com/pulumi/pulumi-random/sdk/v4/go/random"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"github.com/polls-tenants/polls/spec"
+)
+
+// Type is the component's type token.
+const Type = "polls:index:Tenant"
+
+// Paths and names inside the containers. The app image's contract is in
+// app/README.md; the database follows the official postgres image's.
+const (
+	AppPort           = 8000
+	appBinary         = "/usr/local/bin/polls"
+	dbUser            = "polls"
+	dbName            = "polls"
+	dbAlias           = "db"
+	dbPasswordFile    = "/run/secrets/postgres-password"
+	databaseURLFile   = "/run/secrets/database-url"
+	adminPasswordFile = "/run/secrets/admin-password"
+	pgMount           = "/var/lib/postgresql/data"
+)
+
+// Args configures one tenant.
+type Args struct {
+	// Tenant is the validated tenant.
+	Tenant spec.Tenant
+	// Stack supplies the domain, images, memory limits and admin user.
+	Stack spec.Stack
+	// Prefix starts every Docker object name, e.g. "polls-dev", so stacks
+	// can share a Docker host.
+	Prefix string
+	// AppImage is the image the migration and app run, unless the tenant
+	// pins its own.
+	AppImage pulumi.StringInput
+	// EdgeNetwork is the name of the network shared by the router and the
+	// apps. Databases are never attached to it.
+	EdgeNetwork pulumi.StringInput
+}
+
+// Tenant is the component resource for one tenant.
+type Tenant struct {
+	pulumi.ResourceState
+
+	// URL is where users reach the tenant through the router.
+	URL pulumi.StringOutput `pulumi:"url"`
+	// AdminUser is the admin account's name.
+	AdminUser pulumi.StringOutput `pulumi:"adminUser"`
+	// AdminPassword is the admin account's password; always a secret.
+	AdminPassword pulumi.StringOutput `pulumi:"adminPassword"`
+	// App is the tenant's app container; the router waits for it.
+	App *docker.Container `pulumi:"-"`
+}
+
+// New declares tenant args.Tenant. Its children are named after the tenant,
+// never after a position in the list, so adding or removing a tenant touches
+// no other tenant's resources.
+func New(ctx *pulumi.Context, args Args, opts ...pulumi.ResourceOption) (*Tenant, error) {
+	t := &Tenant{}
+	name := args.Tenant.Name
+	if err := ctx.RegisterComponentResource(Type, name, t, opts...); err != nil {
+		return nil, fmt.Errorf("tenant %s: register component: %w", name, err)
+	}
+	parent := pulumi.Parent(t)
+	docker := dockerName(args.Prefix, name)
+
+	dbPassword, err := random.NewRandomPassword(ctx, name+"-db-password", &random.RandomPasswordArgs{
+		Length: pulumi.Int(32), Special: pulumi.Bool(false),
+	}, parent)
+	if err != nil {
+		return nil, fmt.Errorf("tenant %s: database password: %w", name, err)
+	}
+	adminPassword, err := random.NewRandomPassword(ctx, name+"-admin-password", &random.RandomPasswordArgs{
+		Length: pulumi.Int(24), Special: pulumi.Bool(false),
+	}, parent)
+	if err != nil {
+		return nil, fmt.Errorf("tenant %s: admin password: %w", name, err)
+	}
+	// The provider marks results secret too; saying it here keeps them
+	// secret whatever the provider version does.
+	dbSecret := pulumi.ToSecret(dbPassword.Result).(pulumi.StringOutput)
+	adminSecret := pulumi.ToSecret(adminPassword.Result).(pulumi.StringOutput)
+	databaseURL := pulumi.Sprintf("postgres://%s:%s@%s:5432/%s?sslmode=disable", dbUser, dbSecret, dbAlias, dbName)
+
+	network, err := newNetwork(ctx, name, docker("net"), parent)
+	if err != nil {
+		return nil, err
+	}
+	db, err := newDatabase(ctx, args, docker, network, dbSecret, parent)
+	if err != nil {
+		return nil, err
+	}
+	image := args.AppImage
+	if args.Tenant.Image != "" {
+		image = pulumi.String(args.Tenant.Image)
+	}
+	migrate, err := newMigration(ctx, args, docker, image, network, databaseURL, adminSecret, parent, pulumi.DependsOn([]pulumi.Resource{db}))
+	if err != nil {
+		return nil, err
+	}
+	app, err := newApp(ctx, args, docker, image, network, databaseURL, migrate, parent)
+	if err != nil {
+		return nil, err
+	}
+
+	t.URL = pulumi.String(args.Stack.URL(args.Tenant.ServerNames(args.Stack.Domain)[0])).ToStringOutput()
+	t.AdminUser = pulumi.String(args.Stack.AdminUser).ToStringOutput()
+	t.AdminPassword = adminSecret
+	t.App = app
+	if err := ctx.RegisterResourceOutputs(t, pulumi.Map{
+		"url": t.URL, "adminUser": t.AdminUser, "adminPassword": t.AdminPassword,
+	}); err != nil {
+		return nil, fmt.Errorf("tenant %s: register outputs: %w", name, err)
+	}
+	return t, nil
+}
+
+// dockerName returns a function naming the tenant's Docker objects
+// "<prefix>-<tenant>-<part>".
+func dockerName(prefix, tenant string) func(part string) string {
+	return func(part string) string { return prefix + "-" + tenant + "-" + part }
+}
+
+// labels marks a container with its tenant and role, for `docker ps --filter`.
+func labels(prefix, tenant, role string) docker.ContainerLabelArray {
+	return docker.ContainerLabelArray{
+		docker.ContainerLabelArgs{Label: pulumi.String("polls.stack"), Value: pulumi.String(prefix)},
+		docker.ContainerLabelArgs{Label: pulumi.String("polls.tenant"), Value: pulumi.String(tenant)},
+		docker.ContainerLabelArgs{Label: pulumi.String("polls.role"), Value: pulumi.String(role)},
+	}
+}
+
+func allowedHosts(t spec.Tenant, domain string) string {
+	return strings.Join(t.ServerNames(domain), ",")
+}
