@@ -1,0 +1,48 @@
+// Package postgres stores polls, users and sessions in PostgreSQL through
+// pgx, and migrates the schema.
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// DB is the store of one tenant's database.
+type DB struct {
+	pool *pgxpool.Pool
+}
+
+// Open connects to the database at url. The pool connects lazily, so Open
+// succeeds while the database is down; Ping tells whether it is up.
+func Open(ctx context.Context, url string) (*DB, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		// pgx's parse errors may quote the URL, password included.
+		return nil, fmt.Errorf("parse database url (%s): invalid connection string", Describe(url))
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("open database %s: %w", Describe(url), err)
+	}
+	return &DB{pool: pool}, nil
+}
+
+// Close closes all connections.
+func (db *DB) Close() { db.pool.Close() }
+
+// Ping checks that the database answers.
+func (db *DB) Ping(ctx context.Context) error { return db.pool.Ping(ctx) }
+
+// Describe returns url without secrets, as user@host:port/database, fit
+// for logs. It returns "(unparseable)" when url cannot be parsed.
+func Describe(url string) string {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return "(unparseable)"
+	}
+	c := cfg.ConnConfig
+	return c.User + "@" + c.Host + ":" + strconv.Itoa(int(c.Port)) + "/" + c.Database
+}

@@ -1,0 +1,262 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/polls-tenants/polls/app/internal/polls"
+	"github.com/polls-tenants/polls/app/pgtest"
+)
+
+func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+
+// openDB opens a new database called name on the shared test server.
+func openDB(t *testing.T, name string) *DB {
+	t.Helper()
+	url := pgtest.Shared(t).CreateDatabase(t, name)
+	db, err := Open(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(db.Close)
+	return db
+}
+
+// migratedDB opens a new database called name with the latest schema.
+func migratedDB(t *testing.T, name string) *DB {
+	t.Helper()
+	db := openDB(t, name)
+	if _, err := db.Migrate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return db
+}
+
+// mustPoll creates a poll with the given choices and returns it.
+func mustPoll(t *testing.T, db *DB, question string, choices ...string) polls.Poll {
+	t.Helper()
+	ctx := context.Background()
+	id, err := db.CreatePoll(ctx, question)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range choices {
+		if _, err := db.AddChoice(ctx, id, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p, err := db.Poll(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestDescribeHidesPassword(t *testing.T) {
+	// Ensures the loggable form of a database URL never holds the password.
+	got := Describe("postgres://app:s3cret@db.internal:5433/tenant_a?sslmode=disable")
+	if want := "app@db.internal:5433/tenant_a"; got != want {
+		t.Errorf("Describe() = %q; want %q", got, want)
+	}
+	if got := Describe("::not a url::"); got != "(unparseable)" {
+		t.Errorf("Describe(garbage) = %q; want (unparseable)", got)
+	}
+}
+
+func TestCRUD(t *testing.T) {
+	// Ensures polls and choices can be created, read, edited and deleted,
+	// and that missing rows are reported as polls.ErrNotFound.
+	ctx := context.Background()
+	db := migratedDB(t, "crud")
+	p := mustPoll(t, db, "Tabs or spaces?", "Tabs", "Spaces")
+	if len(p.Choices) != 2 || p.Choices[0].Text != "Tabs" {
+		t.Fatalf("Poll() choices = %+v; want Tabs, Spaces", p.Choices)
+	}
+	if err := db.UpdatePoll(ctx, p.ID, "Tabs or spaces, really?"); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.UpdateChoice(ctx, p.ID, p.Choices[1].ID, "Four spaces"); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.DeleteChoice(ctx, p.ID, p.Choices[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	got, err := db.Poll(ctx, p.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Question != "Tabs or spaces, really?" || len(got.Choices) != 1 || got.Choices[0].Text != "Four spaces" {
+		t.Errorf("after edits Poll() = %+v", got)
+	}
+	list, err := db.ListPolls(ctx)
+	if err != nil || len(list) != 1 {
+		t.Fatalf("ListPolls() = %v, %v; want one poll", list, err)
+	}
+	if err := db.DeletePoll(ctx, p.ID); err != nil {
+		t.Fatal(err)
+	}
+	for name, err := range map[string]error{
+		"Poll":         func() error { _, err := db.Poll(ctx, p.ID); return err }(),
+		"DeletePoll":   db.DeletePoll(ctx, p.ID),
+		"UpdatePoll":   db.UpdatePoll(ctx, p.ID, "x"),
+		"AddChoice":    func() error { _, err := db.AddChoice(ctx, p.ID, "x"); return err }(),
+		"Vote":         db.Vote(ctx, p.ID, p.Choices[1].ID),
+		"UpdateChoice": db.UpdateChoice(ctx, p.ID, p.Choices[1].ID, "x"),
+	} {
+		if !errors.Is(err, polls.ErrNotFound) {
+			t.Errorf("%s on a deleted poll = %v; want polls.ErrNotFound", name, err)
+		}
+	}
+}
+
+func TestVoteNeedsMatchingPoll(t *testing.T) {
+	// Ensures a choice can only be voted for through its own poll.
+	ctx := context.Background()
+	db := migratedDB(t, "vote_match")
+	a := mustPoll(t, db, "A?", "a1")
+	b := mustPoll(t, db, "B?", "b1")
+	if err := db.Vote(ctx, b.ID, a.Choices[0].ID); !errors.Is(err, polls.ErrNotFound) {
+		t.Errorf("Vote(poll b, choice of a) = %v; want polls.ErrNotFound", err)
+	}
+}
+
+func TestConcurrentVotesAllCount(t *testing.T) {
+	// Ensures 200 simultaneous votes on one choice are all counted.
+	ctx := context.Background()
+	db := migratedDB(t, "votes")
+	p := mustPoll(t, db, "Best editor?", "vi", "emacs")
+	const n = 200
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	start := make(chan struct{})
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			errs <- db.Vote(ctx, p.ID, p.Choices[0].ID)
+		}()
+	}
+	close(start)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := db.Poll(ctx, p.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Choices[0].Votes != n || got.Choices[1].Votes != 0 {
+		t.Errorf("votes = %d, %d; want %d, 0", got.Choices[0].Votes, got.Choices[1].Votes, n)
+	}
+}
+
+func TestTenantsStaySeparate(t *testing.T) {
+	// Ensures polls created and votes cast in one tenant's database do not
+	// appear in another's.
+	ctx := context.Background()
+	a := migratedDB(t, "tenant_a")
+	b := migratedDB(t, "tenant_b")
+	pa := mustPoll(t, a, "Only in A?", "yes")
+	if err := a.Vote(ctx, pa.ID, pa.Choices[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	list, err := b.ListPolls(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 0 {
+		t.Errorf("tenant b lists %+v; want no polls", list)
+	}
+	if _, err := b.Poll(ctx, pa.ID); !errors.Is(err, polls.ErrNotFound) {
+		t.Errorf("tenant b Poll(%d) = %v; want polls.ErrNotFound", pa.ID, err)
+	}
+	pb := mustPoll(t, b, "Only in B?", "no")
+	if got, _ := a.ListPolls(ctx); len(got) != 1 || got[0].ID != pa.ID {
+		t.Errorf("tenant a lists %+v; want only its own poll %d", got, pa.ID)
+	}
+	if got, _ := b.Poll(ctx, pb.ID); got.Choices[0].Votes != 0 {
+		t.Errorf("tenant b choice has %d votes; want 0", got.Choices[0].Votes)
+	}
+}
+
+func TestEnsureUser(t *testing.T) {
+	// Ensures createsuperuser's step creates the user once, is a no-op when
+	// repeated, and a rotated password replaces the old one and ends sessions.
+	ctx := context.Background()
+	db := migratedDB(t, "users")
+	for i, want := range []bool{true, false} {
+		changed, err := db.EnsureUser(ctx, "admin", "first")
+		if err != nil || changed != want {
+			t.Fatalf("EnsureUser run %d = %v, %v; want %v, nil", i+1, changed, err, want)
+		}
+	}
+	u, err := db.Authenticate(ctx, "admin", "first")
+	if err != nil {
+		t.Fatal(err)
+	}
+	token, err := db.CreateSession(ctx, u.ID, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := db.SessionUser(ctx, token); err != nil || got != u {
+		t.Fatalf("SessionUser() = %+v, %v; want %+v", got, err, u)
+	}
+
+	if changed, err := db.EnsureUser(ctx, "admin", "second"); err != nil || !changed {
+		t.Fatalf("EnsureUser with a new password = %v, %v; want true, nil", changed, err)
+	}
+	if _, err := db.Authenticate(ctx, "admin", "first"); !errors.Is(err, polls.ErrBadLogin) {
+		t.Errorf("old password: Authenticate() = %v; want ErrBadLogin", err)
+	}
+	if _, err := db.Authenticate(ctx, "admin", "second"); err != nil {
+		t.Errorf("new password: Authenticate() = %v; want nil", err)
+	}
+	if _, err := db.SessionUser(ctx, token); !errors.Is(err, polls.ErrNotFound) {
+		t.Errorf("session after rotation: %v; want polls.ErrNotFound", err)
+	}
+	if _, err := db.Authenticate(ctx, "nobody", "second"); !errors.Is(err, polls.ErrBadLogin) {
+		t.Errorf("unknown user: Authenticate() = %v; want ErrBadLogin", err)
+	}
+	var n int
+	if err := db.pool.QueryRow(ctx, "SELECT count(*) FROM users").Scan(&n); err != nil || n != 1 {
+		t.Errorf("users = %d, %v; want 1", n, err)
+	}
+}
+
+func TestSessions(t *testing.T) {
+	// Ensures sessions expire and can be ended.
+	ctx := context.Background()
+	db := migratedDB(t, "sessions")
+	if _, err := db.EnsureUser(ctx, "admin", "pw"); err != nil {
+		t.Fatal(err)
+	}
+	u, err := db.Authenticate(ctx, "admin", "pw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	expired, err := db.CreateSession(ctx, u.ID, -time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.SessionUser(ctx, expired); !errors.Is(err, polls.ErrNotFound) {
+		t.Errorf("expired session: %v; want polls.ErrNotFound", err)
+	}
+	live, err := db.CreateSession(ctx, u.ID, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.DeleteSession(ctx, live); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.SessionUser(ctx, live); !errors.Is(err, polls.ErrNotFound) {
+		t.Errorf("deleted session: %v; want polls.ErrNotFound", err)
+	}
+}

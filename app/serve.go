@@ -1,0 +1,67 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/polls-tenants/polls/app/internal/config"
+	"github.com/polls-tenants/polls/app/internal/web"
+)
+
+// shutdownTimeout bounds the wait for open requests after SIGTERM; it is
+// shorter than Docker's 10s grace period before SIGKILL.
+const shutdownTimeout = 8 * time.Second
+
+// serve serves the site until ctx ends, then shuts down gracefully.
+func serve(ctx context.Context, args []string, cfg config.Config, log *slog.Logger) error {
+	if err := parseFlags(flag.NewFlagSet("serve", flag.ContinueOnError), args); err != nil {
+		return err
+	}
+	if err := cfg.CheckServe(); err != nil {
+		return err
+	}
+	db, err := openDB(ctx, cfg, log, 0)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+
+	ln, err := net.Listen("tcp", cfg.ListenAddr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.ListenAddr, err)
+	}
+	srv := &http.Server{
+		Handler:           web.New(web.Options{Tenant: cfg.Tenant, AllowedHosts: cfg.AllowedHosts, Store: db, Logger: log}),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	log.Info("serving", "addr", ln.Addr().String(), "allowed_hosts", cfg.AllowedHosts)
+
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down", "timeout", shutdownTimeout.String())
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shut down: %w", err)
+	}
+	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serve: %w", err)
+	}
+	log.Info("stopped")
+	return nil
+}
