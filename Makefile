@@ -1,0 +1,52 @@
+# Everyday commands. `make test` is what CI runs (.ci/run).
+SHELL := /bin/bash
+GO    ?= go
+
+.PHONY: test test-short vet up up-local destroy images bench bench-app bench-compose lint
+
+## test: every test of the program and of app/, including real nginx,
+## PostgreSQL and (when a Docker engine and the Pulumi toolchain are present)
+## the end-to-end run; each part that lacks a tool skips naming it.
+test:
+	$(GO) test -count=1 ./...
+	cd app && $(GO) test -count=1 ./...
+
+## test-short: the same without the slow end-to-end run.
+test-short:
+	$(GO) test -short -count=1 ./...
+	cd app && $(GO) test -short -count=1 ./...
+
+vet:
+	test -z "$$(gofmt -l . | tee /dev/stderr)"
+	$(GO) vet ./...
+	cd app && test -z "$$(gofmt -l . | tee /dev/stderr)" && $(GO) vet ./...
+
+## up: bring up the dev stack on a local file backend (no Pulumi account).
+up:
+	scripts/up.sh dev
+
+## up-local: the same tenants on a host without registry access, with
+## locally built images (stack "local", see Pulumi.local.yaml).
+up-local:
+	scripts/images.sh
+	scripts/up.sh local
+
+## destroy: remove a stack's containers and networks (STACK=dev by default);
+## tenant data volumes are retained.
+destroy:
+	scripts/up.sh $${STACK:-dev} --destroy
+
+images:
+	scripts/images.sh
+
+## bench: program evaluation under mocks for 10, 100 and 1000 tenants.
+bench:
+	$(GO) test -run '^$$' -bench BenchmarkProgram -benchtime 3x .
+
+## bench-app: requests/s and p99 through nginx vs direct to the app.
+bench-app:
+	$(GO) test -run '^$$' -bench BenchmarkNginxOverhead -benchtime 1x ./nginx
+
+## bench-compose: pulumi up vs docker compose up, cold and incremental.
+bench-compose:
+	scripts/bench-compose.sh

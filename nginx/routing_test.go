@@ -1,0 +1,276 @@
+package nginx_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/polls-tenants/polls/app/pgtest"
+	. "github.com/polls-tenants/polls/nginx"
+	"github.com/polls-tenants/polls/nginx/nginxtest"
+)
+
+// routing is real nginx, rendered by Render, in front of two real app
+// processes with their own databases, and an echo server that shows what
+// nginx forwards.
+type routing struct {
+	nginx  string // base URL of nginx
+	direct map[string]string
+	apps   map[string]*exec.Cmd
+	echo   chan http.Header
+}
+
+// startRouting builds and starts everything; it skips when nginx or
+// PostgreSQL is missing.
+func startRouting(tb testing.TB) *routing {
+	tb.Helper()
+	nginxtest.Binary(tb)
+	pg := pgtest.Start(tb)
+	bin := buildApp(tb)
+	r := &routing{direct: map[string]string{}, apps: map[string]*exec.Cmd{}, echo: make(chan http.Header, 16)}
+
+	var servers []Server
+	for _, tenant := range []string{"thor", "potter"} {
+		dbURL := pg.CreateDatabase(tb, tenant)
+		pwFile := filepath.Join(tb.TempDir(), "admin-password")
+		if err := os.WriteFile(pwFile, []byte("secret-"+tenant+"\n"), 0o600); err != nil {
+			tb.Fatal(err)
+		}
+		env := append(os.Environ(), "TENANT="+tenant, "DATABASE_URL="+dbURL, "ADMIN_PASSWORD_FILE="+pwFile)
+		migrate := exec.Command(bin, "migrate", "-createsuperuser")
+		migrate.Env = env
+		if out, err := migrate.CombinedOutput(); err != nil {
+			tb.Fatalf("migrate %s: %v\n%s", tenant, err, out)
+		}
+		port := nginxtest.FreePort(tb)
+		addr := "127.0.0.1:" + strconv.Itoa(port)
+		serve := exec.Command(bin, "serve")
+		serve.Env = append(env, "LISTEN_ADDR="+addr, "ALLOWED_HOSTS="+tenant+".polls.local")
+		if err := serve.Start(); err != nil {
+			tb.Fatalf("serve %s: %v", tenant, err)
+		}
+		tb.Cleanup(func() {
+			_ = serve.Process.Signal(os.Interrupt)
+			_, _ = serve.Process.Wait()
+		})
+		r.apps[tenant] = serve
+		r.direct[tenant] = "http://" + addr
+		waitReady(tb, "http://"+addr+"/readyz")
+		servers = append(servers, Server{Name: tenant, Hosts: []string{tenant + ".polls.local"}, Upstream: addr})
+	}
+	echo := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		h := req.Header.Clone()
+		h.Set("Host", req.Host)
+		r.echo <- h
+	}))
+	tb.Cleanup(echo.Close)
+	servers = append(servers, Server{Name: "echo", Hosts: []string{"echo.polls.local"}, Upstream: strings.TrimPrefix(echo.URL, "http://")})
+
+	listen := "127.0.0.1:" + strconv.Itoa(nginxtest.FreePort(tb))
+	conf, err := Render(Config{Servers: servers, Resolver: "127.0.0.1", Listen: listen})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	nginxtest.Start(tb, conf, listen)
+	r.nginx = "http://" + listen
+	return r
+}
+
+// buildApp builds the app binary from ../app.
+func buildApp(tb testing.TB) string {
+	tb.Helper()
+	bin := filepath.Join(tb.TempDir(), "polls")
+	cmd := exec.Command("go", "build", "-o", bin, ".")
+	cmd.Dir = filepath.Join("..", "app")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		tb.Fatalf("build app: %v\n%s", err, out)
+	}
+	return bin
+}
+
+func waitReady(tb testing.TB, url string) {
+	tb.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := http.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("%s not ready: %v", url, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// get sends GET base+path with the given Host and returns status and body.
+func get(tb testing.TB, base, host, path string) (int, string) {
+	tb.Helper()
+	req, err := http.NewRequest(http.MethodGet, base+path, nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	req.Host = host
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		tb.Fatalf("GET %s (Host %s): %v", base+path, host, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
+}
+
+// TestRealNginxRouting ensures real nginx with the rendered config sends each
+// tenant's host to its own app, answers 404 to unknown hosts, passes the
+// forwarded headers, keeps serving one tenant while another is down, and
+// that an app refuses the other tenant's Host.
+func TestRealNginxRouting(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts PostgreSQL, two apps and nginx: skipped with -short")
+	}
+	r := startRouting(t)
+
+	for _, tenant := range []string{"thor", "potter"} {
+		code, body := get(t, r.nginx, tenant+".polls.local", "/")
+		other := map[string]string{"thor": "potter", "potter": "thor"}[tenant]
+		if code != http.StatusOK || !strings.Contains(body, tenant) || strings.Contains(body, other) {
+			t.Errorf("GET / Host %s.polls.local through nginx = %d, body mentions %s: %v, %s: %v; want 200 from %s's app only",
+				tenant, code, tenant, strings.Contains(body, tenant), other, strings.Contains(body, other), tenant)
+		}
+	}
+
+	for _, host := range []string{"nobody.polls.local", "polls.local", "127.0.0.1", "thor.polls.local.evil.example"} {
+		if code, _ := get(t, r.nginx, host, "/"); code != http.StatusNotFound {
+			t.Errorf("GET / Host %s through nginx = %d; want 404 from the default server", host, code)
+		}
+	}
+
+	req, _ := http.NewRequest(http.MethodGet, r.nginx+"/x", nil)
+	req.Host = "echo.polls.local"
+	req.Header.Set("X-Forwarded-For", "203.0.113.7")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	select {
+	case h := <-r.echo:
+		want := map[string]string{
+			"Host": "echo.polls.local", "X-Real-Ip": "127.0.0.1",
+			"X-Forwarded-For": "203.0.113.7, 127.0.0.1", "X-Forwarded-Proto": "http",
+		}
+		for k, v := range want {
+			if got := h.Get(k); got != v {
+				t.Errorf("upstream saw %s = %q; want %q", k, got, v)
+			}
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("echo upstream got no request")
+	}
+
+	if code, _ := get(t, r.direct["thor"], "potter.polls.local", "/"); code != http.StatusBadRequest {
+		t.Errorf("thor's app answered Host potter.polls.local with %d; want 400", code)
+	}
+
+	// Stop potter's app: nginx answers 502 for potter and keeps serving thor.
+	_ = r.apps["potter"].Process.Signal(os.Interrupt)
+	_, _ = r.apps["potter"].Process.Wait()
+	if code, _ := get(t, r.nginx, "potter.polls.local", "/"); code != http.StatusBadGateway {
+		t.Errorf("potter down: GET through nginx = %d; want 502", code)
+	}
+	if code, _ := get(t, r.nginx, "thor.polls.local", "/"); code != http.StatusOK {
+		t.Errorf("potter down: thor through nginx = %d; want 200", code)
+	}
+}
+
+// BenchmarkNginxOverhead loads one tenant's poll list directly and through
+// nginx, the same number of requests at the same concurrency, and reports
+// requests/s, p99 latency and the nginx/direct ratios (make bench-app).
+func BenchmarkNginxOverhead(b *testing.B) {
+	r := startRouting(b)
+	const requests, concurrency = 3000, 16
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		direct := load(b, r.direct["thor"], "thor.polls.local", requests, concurrency)
+		proxied := load(b, r.nginx, "thor.polls.local", requests, concurrency)
+		b.ReportMetric(direct.rps, "direct-req/s")
+		b.ReportMetric(proxied.rps, "nginx-req/s")
+		b.ReportMetric(float64(direct.p99.Microseconds()), "direct-p99-µs")
+		b.ReportMetric(float64(proxied.p99.Microseconds()), "nginx-p99-µs")
+		b.ReportMetric(proxied.rps/direct.rps, "rps-ratio")
+		b.ReportMetric(float64(proxied.p99)/float64(direct.p99), "p99-ratio")
+		fmt.Printf("direct: %.0f req/s, p99 %v\nnginx:  %.0f req/s, p99 %v\nratio nginx/direct: throughput %.2f, p99 %.2f\n",
+			direct.rps, direct.p99, proxied.rps, proxied.p99, proxied.rps/direct.rps, float64(proxied.p99)/float64(direct.p99))
+	}
+}
+
+type loadResult struct {
+	rps float64
+	p99 time.Duration
+}
+
+// load sends n GET / requests with the given Host from c workers; any failed
+// request fails the benchmark.
+func load(tb testing.TB, base, host string, n, c int) loadResult {
+	tb.Helper()
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: c}, Timeout: 10 * time.Second}
+	lat := make([]time.Duration, n)
+	var next int64 = -1
+	var mu sync.Mutex
+	var failed error
+	var wg sync.WaitGroup
+	start := time.Now()
+	for w := 0; w < c; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				mu.Lock()
+				next++
+				i := next
+				mu.Unlock()
+				if i >= int64(n) {
+					return
+				}
+				req, _ := http.NewRequestWithContext(context.Background(), http.MethodGet, base+"/", nil)
+				req.Host = host
+				t0 := time.Now()
+				resp, err := client.Do(req)
+				if err == nil {
+					_, _ = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != http.StatusOK {
+						err = fmt.Errorf("status %d", resp.StatusCode)
+					}
+				}
+				lat[i] = time.Since(t0)
+				if err != nil {
+					mu.Lock()
+					failed = err
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	if failed != nil {
+		tb.Fatalf("load on %s: %v", base, failed)
+	}
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	return loadResult{rps: float64(n) / elapsed.Seconds(), p99: lat[n*99/100]}
+}

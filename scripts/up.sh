@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Brings a stack up (or, with --destroy, down) on a local file backend: no
+# Pulumi account, state under .pulumi-state/ in the repo (git-ignored).
+#
+#   scripts/up.sh dev            # pulumi up --stack dev
+#   scripts/up.sh local          # registry-less host: local images, module proxy
+#   scripts/up.sh dev --destroy  # pulumi destroy; tenant data volumes stay
+#
+# PULUMI_CONFIG_PASSPHRASE encrypts the stack's secrets; it defaults to a
+# fixed development passphrase only when unset, and must be set for anything
+# that is not a throwaway dev stack.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+stack=${1:?usage: scripts/up.sh STACK [--destroy]}
+action=${2:-up}
+
+export PULUMI_BACKEND_URL=${PULUMI_BACKEND_URL:-file://$PWD/.pulumi-state}
+export PULUMI_CONFIG_PASSPHRASE=${PULUMI_CONFIG_PASSPHRASE-polls-dev-only}
+export PULUMI_SKIP_UPDATE_CHECK=1
+mkdir -p .pulumi-state
+command -v pulumi >/dev/null || { echo "pulumi CLI not found on PATH" >&2; exit 1; }
+
+pulumi stack select --create "$stack" >/dev/null
+
+if [ "$action" = "--destroy" ]; then
+  exec pulumi destroy --yes --stack "$stack"
+fi
+
+# A stack whose app build reads Go modules from the host's loopback gets a
+# module proxy for the duration of the update.
+if grep -q 'GOPROXY: http://127.0.0.1:3001' "Pulumi.$stack.yaml" 2>/dev/null; then
+  (cd app && go mod download)
+  go build -o .pulumi-state/modproxy ./tools/modproxy
+  .pulumi-state/modproxy -addr 127.0.0.1:3001 >/dev/null &
+  proxy=$!
+  trap 'kill $proxy 2>/dev/null || true' EXIT
+fi
+
+pulumi up --yes --skip-preview --stack "$stack"
+pulumi stack output --stack "$stack"
