@@ -8,8 +8,9 @@ GO    ?= go
 ## PostgreSQL and (when a Docker engine and the Pulumi toolchain are present)
 ## the end-to-end run; each part that lacks a tool skips naming it.
 test:
-	$(GO) test -count=1 ./...
+	$(GO) test -count=1 $$($(GO) list ./... | grep -v /e2e$$)
 	cd app && $(GO) test -count=1 ./...
+	$(GO) test -count=1 -v -timeout 60m ./e2e
 
 ## test-short: the same without the slow end-to-end run.
 test-short:

@@ -47,23 +47,19 @@ func newMigration(ctx *pulumi.Context, args Args, name func(string) string, imag
 	return m, nil
 }
 
-// appGate resolves to the migration container's ID once it exited 0, and
-// fails with the tenant's name and the container's readable log otherwise.
-// The app takes it as an input, so it is created only after a successful
-// migration and a failed one fails `pulumi up` for this tenant alone.
+// appGate resolves to "succeeded" once the migration container exited 0,
+// and fails with the tenant's name and the container's readable log
+// otherwise. The app takes it as an input, so it is created or updated only
+// after a successful migration, and a failed one fails `pulumi up` for this
+// tenant alone while its running app is left as it was. The value is
+// constant so that re-running a migration does not by itself replace the app.
 func appGate(tenant string, m *docker.Container) pulumi.StringOutput {
-	return pulumi.All(m.ID(), m.ExitCode, m.ContainerLogs).ApplyT(func(v []any) (string, error) {
-		id, _ := v[0].(pulumi.ID)
-		code, _ := v[1].(int)
-		logs, _ := v[2].(string)
-		return checkMigration(tenant, string(id), code, logs)
+	return pulumi.All(m.ExitCode, m.ContainerLogs).ApplyT(func(v []any) (string, error) {
+		code, _ := v[0].(int)
+		logs, _ := v[1].(string)
+		if code != 0 {
+			return "", fmt.Errorf("tenant %s: migration container exited with status %d; its log:\n%s", tenant, code, dockerlog.Demux(logs))
+		}
+		return "succeeded", nil
 	}).(pulumi.StringOutput)
-}
-
-// checkMigration is appGate's decision, separate for testing.
-func checkMigration(tenant, id string, exitCode int, rawLogs string) (string, error) {
-	if exitCode != 0 {
-		return "", fmt.Errorf("tenant %s: migration container exited with status %d; its log:\n%s", tenant, exitCode, dockerlog.Demux(rawLogs))
-	}
-	return id, nil
 }

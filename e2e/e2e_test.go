@@ -1,0 +1,540 @@
+// Package e2e brings the stack up for real: the Pulumi engine through the
+// Automation API, a throwaway stack on a local file backend, a real Docker
+// engine and locally built images.
+package e2e
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/pulumi/pulumi/sdk/v3/go/auto"
+	"github.com/pulumi/pulumi/sdk/v3/go/auto/optdestroy"
+	"github.com/pulumi/pulumi/sdk/v3/go/auto/optup"
+)
+
+// env is one throwaway stack and what the test needs to reach it.
+type env struct {
+	t      *testing.T
+	ctx    context.Context
+	stack  auto.Stack
+	prefix string // Docker object names start with it
+	port   int    // the router's host port
+	log    *os.File
+	config map[string]string
+}
+
+// TestEndToEnd ensures the stack really comes up on Docker and behaves:
+// tenants answer through nginx with their own content and admin login,
+// unknown hosts get 404, tenants' databases are isolated, a tenant is added
+// without one failed request for the others, a failed migration fails only
+// its tenant, a removed tenant's data survives and comes back, and destroy
+// leaves nothing but the retained data volumes.
+func TestEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end test skipped with -short")
+	}
+	requireToolchain(t)
+	e := newEnv(t)
+
+	// 1. Two tenants answer through nginx, each with its own content, and
+	// the admin password from the stack output logs in.
+	e.setTenants(`["alpha","beta"]`)
+	out := e.up()
+	passwords := adminPasswords(t, out)
+	for _, tenant := range []string{"alpha", "beta"} {
+		code, body := e.get(tenant+".polls.local", "/")
+		if code != http.StatusOK || !strings.Contains(body, tenant) {
+			t.Fatalf("GET / for %s through nginx = %d; want 200 naming the tenant. Body:\n%s", tenant, code, body)
+		}
+		c := e.login(tenant, passwords[tenant])
+		if code := c.status(http.MethodGet, "/admin/", nil); code != http.StatusOK {
+			t.Errorf("%s: /admin/ after login = %d; want 200", tenant, code)
+		}
+		if code := e.client(tenant).loginStatus("admin", "wrong-password"); code != http.StatusUnauthorized {
+			t.Errorf("%s: login with a wrong password = %d; want 401", tenant, code)
+		}
+	}
+	if out["routerUrl"].Value != fmt.Sprintf("http://localhost:%d/", e.port) {
+		t.Errorf("routerUrl = %v; want http://localhost:%d/", out["routerUrl"].Value, e.port)
+	}
+
+	// 2. Unknown hosts get 404 from the default server.
+	for _, host := range []string{"nobody.polls.local", "localhost"} {
+		if code, _ := e.get(host, "/"); code != http.StatusNotFound {
+			t.Errorf("GET / Host %s = %d; want 404", host, code)
+		}
+	}
+
+	// 3. From alpha's app (both of its networks), alpha's database answers
+	// and beta's cannot be reached, by name or by address.
+	alphaApp := e.prefix + "-alpha-app"
+	if code := e.probe(alphaApp, "db"); code != 0 {
+		t.Errorf("alpha's app cannot reach its own database (pg_isready exit %d)", code)
+	}
+	if code := e.probe(alphaApp, e.prefix+"-beta-db"); code == 0 {
+		t.Errorf("alpha's app reaches beta's database by name")
+	}
+	if ip := e.docker("inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", e.prefix+"-beta-db"); ip == "" {
+		t.Errorf("beta's database has no address")
+	} else if code := e.probe(alphaApp, ip); code == 0 {
+		t.Errorf("alpha's app reaches beta's database at %s", ip)
+	}
+	if env := e.docker("inspect", "-f", "{{json .Config.Env}}", e.prefix+"-alpha-db", e.prefix+"-alpha-app", e.prefix+"-alpha-migrate"); strings.Contains(env, passwords["alpha"]) || strings.Contains(strings.ToUpper(env), "PASSWORD=") {
+		t.Errorf("a password shows in docker inspect's environment: %s", env)
+	}
+
+	// 4. Adding gamma while requests hit alpha and beta: none fails, and
+	// their containers and the router are the same containers.
+	watched := []string{"alpha-db", "alpha-app", "beta-db", "beta-app", "router"}
+	before := e.containerIDs(watched)
+	stop := e.hammer([]string{"alpha", "beta"})
+	e.setTenants(`["alpha","beta","gamma"]`)
+	e.up()
+	sent, failures := stop()
+	if sent == 0 || len(failures) > 0 {
+		t.Errorf("while adding gamma: %d requests, %d failed: %v", sent, len(failures), failures)
+	}
+	t.Logf("while adding gamma: %d requests to alpha and beta, %d failed", sent, len(failures))
+	if after := e.containerIDs(watched); fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Errorf("container IDs changed by adding a tenant:\nbefore %v\nafter  %v", before, after)
+	}
+	if code, body := e.get("gamma.polls.local", "/"); code != http.StatusOK || !strings.Contains(body, "gamma") {
+		t.Errorf("gamma through nginx = %d; want 200", code)
+	}
+
+	// 5. A failing migration fails `pulumi up`, naming the tenant; the
+	// others keep serving.
+	broken := e.brokenImage()
+	e.setTenants(`["alpha","beta",{"name":"gamma","image":"` + broken + `"}]`)
+	err := e.upErr()
+	if err == nil {
+		t.Errorf("pulumi up with gamma's migration failing succeeded; want it to fail")
+	} else if msg := err.Error(); !strings.Contains(msg, "tenant gamma: migration container exited with status") {
+		t.Errorf("pulumi up error does not name gamma's failed migration:\n%s", tail(msg, 3000))
+	}
+	for _, tenant := range []string{"alpha", "beta", "gamma"} {
+		if code, _ := e.get(tenant+".polls.local", "/"); code != http.StatusOK {
+			t.Errorf("after gamma's failed migration, %s answers %d; want 200", tenant, code)
+		}
+	}
+	e.setTenants(`["alpha","beta","gamma"]`)
+	e.up()
+
+	// 6. Removing beta keeps its data volume; adding it back brings its
+	// data back, and the new admin password logs in.
+	question := "Survives removal " + randomHex(3) + "?"
+	c := e.login("beta", passwords["beta"])
+	if code := c.status(http.MethodPost, "/admin/polls", url.Values{"question": {question}}); code != http.StatusOK {
+		t.Fatalf("create poll in beta = %d; want 200 after redirect", code)
+	}
+	e.setTenants(`["alpha","gamma"]`)
+	e.up()
+	if names := e.docker("ps", "-a", "--filter", "label=polls.tenant=beta", "--filter", "label=polls.stack="+e.prefix, "--format", "{{.Names}}"); names != "" {
+		t.Errorf("beta's containers remain after its removal: %s", names)
+	}
+	if e.docker("volume", "ls", "-q", "--filter", "name=^"+e.prefix+"-beta-pgdata$") == "" {
+		t.Fatalf("beta's data volume was deleted by removing the tenant")
+	}
+	if code, _ := e.get("beta.polls.local", "/"); code != http.StatusNotFound {
+		t.Errorf("removed tenant beta answers %d; want 404", code)
+	}
+	e.setTenants(`["alpha","beta","gamma"]`)
+	out = e.up()
+	newPasswords := adminPasswords(t, out)
+	if code, body := e.get("beta.polls.local", "/"); code != http.StatusOK || !strings.Contains(body, question) {
+		t.Errorf("beta re-added: GET / = %d, has %q: %v; want its old data back", code, question, strings.Contains(body, question))
+	}
+	if code := e.login("beta", newPasswords["beta"]).status(http.MethodGet, "/admin/", nil); code != http.StatusOK {
+		t.Errorf("beta re-added: login with the new stack output password failed (%d)", code)
+	}
+
+	// 7. Destroy leaves no container or network, and only the retained data
+	// volumes.
+	if _, err := e.stack.Destroy(e.ctx, optdestroy.ProgressStreams(e.log)); err != nil {
+		t.Fatalf("pulumi destroy: %v", err)
+	}
+	if left := e.docker("ps", "-a", "--filter", "label=polls.stack="+e.prefix, "--format", "{{.Names}}"); left != "" {
+		t.Errorf("containers left after destroy: %s", left)
+	}
+	if left := e.docker("network", "ls", "--filter", "name="+e.prefix, "--format", "{{.Name}}"); left != "" {
+		t.Errorf("networks left after destroy: %s", left)
+	}
+	want := strings.Join([]string{e.prefix + "-alpha-pgdata", e.prefix + "-beta-pgdata", e.prefix + "-gamma-pgdata"}, "\n")
+	if left := e.docker("volume", "ls", "--filter", "name="+e.prefix, "--format", "{{.Name}}"); left != want {
+		t.Errorf("volumes after destroy:\n%s\nwant only the retained data volumes:\n%s", left, want)
+	}
+}
+
+// newEnv creates a throwaway stack with local images and a module proxy,
+// and registers cleanup that destroys it and removes what it retained.
+func newEnv(t *testing.T) *env {
+	ctx := context.Background()
+	root, err := filepath.Abs("..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := "e2e" + randomHex(3)
+	logPath := filepath.Join(t.TempDir(), "pulumi.log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := startModuleProxy(t, root)
+	port := freePort(t)
+	stack, err := auto.UpsertStackLocalSource(ctx, name, root, auto.EnvVars(map[string]string{
+		"PULUMI_BACKEND_URL":       "file://" + t.TempDir(),
+		"PULUMI_CONFIG_PASSPHRASE": "e2e-" + randomHex(8),
+		"PULUMI_SKIP_UPDATE_CHECK": "1",
+	}))
+	if err != nil {
+		t.Fatalf("create stack: %v", err)
+	}
+	e := &env{t: t, ctx: ctx, stack: stack, prefix: "polls-" + name, port: port, log: logFile}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("pulumi log (%s), last part:\n%s", logPath, tail(readFile(logPath), 6000))
+		}
+		_, _ = stack.Destroy(ctx, optdestroy.ProgressStreams(logFile))
+		_ = stack.Workspace().RemoveStack(ctx, name)
+		_ = os.Remove(filepath.Join(root, "Pulumi."+name+".yaml"))
+		for _, tenant := range []string{"alpha", "beta", "gamma"} {
+			_ = exec.Command("docker", "volume", "rm", "-f", e.prefix+"-"+tenant+"-pgdata").Run()
+		}
+		_ = exec.Command("docker", "image", "rm", "-f", e.prefix+"-app:latest", e.prefix+"-broken").Run()
+	})
+	args, _ := json.Marshal(map[string]string{
+		"GO_IMAGE": "polls-local/golang:1.23", "RUNTIME_IMAGE": "polls-local/static:bookworm",
+		"GOPROXY": proxy, "GOSUMDB": "off",
+	})
+	e.config = map[string]string{
+		"polls:httpPort":        strconv.Itoa(port),
+		"polls:postgresImage":   "polls-local/postgres:15",
+		"polls:nginxImage":      "polls-local/nginx:1",
+		"polls:appBuildNetwork": "host",
+		"polls:appBuildArgs":    string(args),
+		"polls:appMemoryMb":     "128",
+		"polls:dbMemoryMb":      "256",
+	}
+	return e
+}
+
+func (e *env) setTenants(list string) {
+	e.t.Helper()
+	cfg := auto.ConfigMap{"polls:tenants": {Value: list}}
+	for k, v := range e.config {
+		cfg[k] = auto.ConfigValue{Value: v}
+	}
+	if err := e.stack.SetAllConfig(e.ctx, cfg); err != nil {
+		e.t.Fatalf("set config: %v", err)
+	}
+}
+
+func (e *env) up() auto.OutputMap {
+	e.t.Helper()
+	start := time.Now()
+	res, err := e.stack.Up(e.ctx, optup.ProgressStreams(e.log), optup.ErrorProgressStreams(e.log))
+	if err != nil {
+		e.t.Fatalf("pulumi up: %v", tailErr(err))
+	}
+	e.t.Logf("pulumi up: %s in %s", summary(res), time.Since(start).Round(time.Second))
+	return res.Outputs
+}
+
+func (e *env) upErr() error {
+	_, err := e.stack.Up(e.ctx, optup.ProgressStreams(e.log), optup.ErrorProgressStreams(e.log))
+	return err
+}
+
+func summary(res auto.UpResult) string {
+	if res.Summary.ResourceChanges == nil {
+		return "no changes"
+	}
+	b, _ := json.Marshal(*res.Summary.ResourceChanges)
+	return string(b)
+}
+
+// docker runs the docker CLI and returns its trimmed output, failing the
+// test on error.
+func (e *env) docker(args ...string) string {
+	e.t.Helper()
+	out, err := exec.Command("docker", args...).CombinedOutput()
+	if err != nil {
+		e.t.Fatalf("docker %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// probe runs pg_isready against host from inside container's network
+// namespace and returns its exit status (0: accepting connections).
+func (e *env) probe(container, host string) int {
+	e.t.Helper()
+	cmd := exec.Command("docker", "run", "--rm", "--network", "container:"+container, "--entrypoint", "pg_isready",
+		"polls-local/postgres:15", "-h", host, "-p", "5432", "-t", "3")
+	err := cmd.Run()
+	if err == nil {
+		return 0
+	}
+	if x, ok := err.(*exec.ExitError); ok {
+		return x.ExitCode()
+	}
+	e.t.Fatalf("probe %s from %s: %v", host, container, err)
+	return -1
+}
+
+func (e *env) containerIDs(names []string) map[string]string {
+	e.t.Helper()
+	ids := map[string]string{}
+	for _, n := range names {
+		ids[n] = e.docker("inspect", "-f", "{{.Id}}", e.prefix+"-"+n)
+	}
+	return ids
+}
+
+// brokenImage builds an image whose migration exits non-zero: the app image
+// with an entrypoint that is not a subcommand.
+func (e *env) brokenImage() string {
+	e.t.Helper()
+	tag := e.prefix + "-broken"
+	dockerfile := "FROM " + e.prefix + "-app:latest\nENTRYPOINT [\"/usr/local/bin/polls\", \"no-such-subcommand\"]\n"
+	cmd := exec.Command("docker", "build", "-q", "-t", tag, "-")
+	cmd.Env = append(os.Environ(), "DOCKER_BUILDKIT=0")
+	cmd.Stdin = strings.NewReader(dockerfile)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		e.t.Fatalf("build broken image: %v\n%s", err, out)
+	}
+	return tag
+}
+
+// hammer sends GET / to each tenant through the router in a bounded loop
+// until the returned stop function is called (or 15 minutes pass); stop
+// returns how many requests were sent and the failures.
+func (e *env) hammer(tenants []string) func() (int64, []string) {
+	var (
+		sent     atomic.Int64
+		mu       sync.Mutex
+		failures []string
+		done     = make(chan struct{})
+		wg       sync.WaitGroup
+	)
+	client := &http.Client{Timeout: 5 * time.Second}
+	deadline := time.Now().Add(15 * time.Minute)
+	for _, tenant := range tenants {
+		wg.Add(1)
+		go func(tenant string) {
+			defer wg.Done()
+			for time.Now().Before(deadline) {
+				select {
+				case <-done:
+					return
+				case <-time.After(20 * time.Millisecond):
+				}
+				req, _ := http.NewRequest(http.MethodGet, e.base()+"/", nil)
+				req.Host = tenant + ".polls.local"
+				resp, err := client.Do(req)
+				sent.Add(1)
+				if err == nil {
+					_, _ = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != http.StatusOK {
+						err = fmt.Errorf("status %d", resp.StatusCode)
+					}
+				}
+				if err != nil {
+					mu.Lock()
+					failures = append(failures, fmt.Sprintf("%s %s: %v", time.Now().Format("15:04:05.000"), tenant, err))
+					mu.Unlock()
+				}
+			}
+		}(tenant)
+	}
+	return func() (int64, []string) {
+		close(done)
+		wg.Wait()
+		return sent.Load(), failures
+	}
+}
+
+func (e *env) base() string { return "http://127.0.0.1:" + strconv.Itoa(e.port) }
+
+func (e *env) get(host, path string) (int, string) {
+	e.t.Helper()
+	return e.client(strings.TrimSuffix(host, ".polls.local")).get(path)
+}
+
+// tenantClient talks to one tenant through the router, keeping cookies.
+type tenantClient struct {
+	e    *env
+	host string
+	http *http.Client
+}
+
+func (e *env) client(tenant string) *tenantClient {
+	jar, _ := cookiejar.New(nil)
+	host := tenant
+	if !strings.Contains(host, ".") {
+		host += ".polls.local"
+	}
+	return &tenantClient{e: e, host: host, http: &http.Client{Jar: jar, Timeout: 30 * time.Second,
+		Transport: hostHeader{host: host, next: http.DefaultTransport}}}
+}
+
+// hostHeader sets the Host header of every request, redirects included.
+type hostHeader struct {
+	host string
+	next http.RoundTripper
+}
+
+func (h hostHeader) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Host = h.host
+	return h.next.RoundTrip(r)
+}
+
+func (c *tenantClient) do(method, path string, form url.Values) (int, string) {
+	c.e.t.Helper()
+	var body io.Reader
+	if form != nil {
+		form.Set("csrf_token", c.csrf())
+		body = strings.NewReader(form.Encode())
+	}
+	req, err := http.NewRequest(method, c.e.base()+path, body)
+	if err != nil {
+		c.e.t.Fatal(err)
+	}
+	if form != nil {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		c.e.t.Fatalf("%s %s (Host %s): %v", method, path, c.host, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func (c *tenantClient) get(path string) (int, string) { return c.do(http.MethodGet, path, nil) }
+
+func (c *tenantClient) status(method, path string, form url.Values) int {
+	code, _ := c.do(method, path, form)
+	return code
+}
+
+// csrf returns the CSRF cookie's value, fetching the login page to get one.
+func (c *tenantClient) csrf() string {
+	u, _ := url.Parse(c.e.base())
+	for _, ck := range c.http.Jar.Cookies(u) {
+		if ck.Name == "csrftoken" {
+			return ck.Value
+		}
+	}
+	c.get("/admin/login")
+	for _, ck := range c.http.Jar.Cookies(u) {
+		if ck.Name == "csrftoken" {
+			return ck.Value
+		}
+	}
+	c.e.t.Fatalf("%s: no csrftoken cookie from /admin/login", c.host)
+	return ""
+}
+
+func (c *tenantClient) loginStatus(user, password string) int {
+	return c.status(http.MethodPost, "/admin/login", url.Values{"username": {user}, "password": {password}})
+}
+
+// login logs in as the admin and fails the test if that does not work.
+func (e *env) login(tenant, password string) *tenantClient {
+	e.t.Helper()
+	c := e.client(tenant)
+	if code := c.loginStatus("admin", password); code != http.StatusOK {
+		e.t.Fatalf("%s: admin login with the stack output's password = %d; want 200 (after redirect)", tenant, code)
+	}
+	return c
+}
+
+func adminPasswords(t *testing.T, out auto.OutputMap) map[string]string {
+	t.Helper()
+	v, ok := out["adminPasswords"]
+	if !ok || !v.Secret {
+		t.Fatalf("adminPasswords output missing or not secret: %+v", ok)
+	}
+	m, _ := v.Value.(map[string]any)
+	pw := map[string]string{}
+	for k, p := range m {
+		pw[k], _ = p.(string)
+	}
+	return pw
+}
+
+// startModuleProxy serves the Go module cache's download tree on loopback,
+// as GOPROXY for the app build (containers here cannot do HTTPS), after
+// making sure the app's modules are in it.
+func startModuleProxy(t *testing.T, root string) string {
+	t.Helper()
+	dl := exec.Command("go", "mod", "download")
+	dl.Dir = filepath.Join(root, "app")
+	if out, err := dl.CombinedOutput(); err != nil {
+		t.Fatalf("go mod download in app/: %v\n%s", err, out)
+	}
+	out, err := exec.Command("go", "env", "GOMODCACHE").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(strings.TrimSpace(string(out)), "cache", "download")
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.FileServer(http.Dir(dir))}
+	go func() { _ = srv.Serve(l) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	return "http://" + l.Addr().String()
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func readFile(p string) string {
+	b, _ := os.ReadFile(p)
+	return string(b)
+}
+
+func tail(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return "…" + s[len(s)-n:]
+}
+
+func tailErr(err error) string { return tail(err.Error(), 4000) }
+
