@@ -37,6 +37,10 @@ up-local:
 destroy:
 	scripts/up.sh $${STACK:-dev} --destroy
 
+## lint: the GitHub workflows, with actionlint built from its Go module.
+lint:
+	$(GO) run github.com/rhysd/actionlint/cmd/actionlint@v1.7.12 -no-color
+
 images:
 	scripts/images.sh
 
