@@ -81,26 +81,42 @@ func TestPulumiYAMLDescribesEveryKey(t *testing.T) {
 	}
 }
 
-// TestDevStack ensures Pulumi.dev.yaml is valid: tenants thor and potter,
-// defaults otherwise.
-func TestDevStack(t *testing.T) {
-	s := readStackFile(t, "Pulumi.dev.yaml")
-	var names []string
-	for _, tn := range s.Tenants {
-		names = append(names, tn.Name)
+// TestStackFiles ensures the committed example stacks are valid: dev is
+// thor and potter with defaults otherwise, local is the same tenants on
+// locally built images.
+func TestStackFiles(t *testing.T) {
+	tests := []struct {
+		file   string
+		images string
+	}{
+		{"Pulumi.dev.yaml", "postgres:17"},
+		{"Pulumi.local.yaml", "polls-local/postgres:15"},
 	}
-	if diff := cmp.Diff([]string{"potter", "thor"}, names); diff != "" {
-		t.Errorf("dev tenants (-want +got):\n%s", diff)
-	}
-	if s.Domain != "polls.local" || s.HTTPPort != 8080 || s.TLS != nil {
-		t.Errorf("dev stack = domain %q port %d TLS %v; want polls.local, 8080, no TLS", s.Domain, s.HTTPPort, s.TLS != nil)
+	for _, tt := range tests {
+		t.Run(tt.file, func(t *testing.T) {
+			values, _ := stackValues(t, tt.file)
+			s, err := spec.Parse(values)
+			if err != nil {
+				t.Fatalf("%s: %v", tt.file, err)
+			}
+			var names []string
+			for _, tn := range s.Tenants {
+				names = append(names, tn.Name)
+			}
+			if diff := cmp.Diff([]string{"potter", "thor"}, names); diff != "" {
+				t.Errorf("tenants (-want +got):\n%s", diff)
+			}
+			if s.Domain != "polls.local" || s.HTTPPort != 8080 || s.TLS != nil || s.PostgresImage != tt.images {
+				t.Errorf("stack = domain %q port %d TLS %v postgres %q; want polls.local, 8080, no TLS, %s", s.Domain, s.HTTPPort, s.TLS != nil, s.PostgresImage, tt.images)
+			}
+		})
 	}
 }
 
-// readStackFile parses a Pulumi.<stack>.yaml's plain values the way the
-// engine passes them to the program: lists and maps as JSON. Secure values
-// cannot be decrypted here and are skipped.
-func readStackFile(t *testing.T, path string) spec.Stack {
+// stackValues reads a Pulumi.<stack>.yaml's values of the project namespace
+// the way the engine passes them to the program (lists and maps as JSON),
+// and which keys hold encrypted (secure) values, which it cannot decrypt.
+func stackValues(t *testing.T, path string) (values map[string]string, secure map[string]bool) {
 	t.Helper()
 	raw, err := os.ReadFile(path)
 	if err != nil {
@@ -112,7 +128,7 @@ func readStackFile(t *testing.T, path string) spec.Stack {
 	if err := yaml.Unmarshal(raw, &f); err != nil {
 		t.Fatalf("parse %s: %v", path, err)
 	}
-	values := map[string]string{}
+	values, secure = map[string]string{}, map[string]bool{}
 	for k, v := range f.Config {
 		key, ok := strings.CutPrefix(k, spec.Namespace+":")
 		if !ok {
@@ -124,7 +140,8 @@ func readStackFile(t *testing.T, path string) spec.Stack {
 		case int:
 			values[key] = fmt.Sprint(v)
 		case map[string]any:
-			if _, secure := v["secure"]; secure {
+			if _, ok := v["secure"]; ok {
+				secure[key] = true
 				continue
 			}
 			b, _ := json.Marshal(v)
@@ -134,9 +151,5 @@ func readStackFile(t *testing.T, path string) spec.Stack {
 			values[key] = string(b)
 		}
 	}
-	s, err := spec.Parse(values)
-	if err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
-	return s
+	return values, secure
 }

@@ -537,4 +537,3 @@ func tail(s string, n int) string {
 }
 
 func tailErr(err error) string { return tail(err.Error(), 4000) }
-

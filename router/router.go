@@ -75,7 +75,7 @@ func New(ctx *pulumi.Context, name string, args Args, opts ...pulumi.ResourceOpt
 	}
 	parent := pulumi.Parent(r)
 
-	files, err := Files(args.Stack, args.Servers)
+	files, err := Files(args.Stack, args.Servers, confDir)
 	if err != nil {
 		return nil, fmt.Errorf("router: %w", err)
 	}
@@ -177,18 +177,18 @@ type File struct {
 	Secret  bool
 }
 
-// Files renders the router's files: polls.conf and, with TLS, the
-// certificate and key, named by content hash so a new certificate never
-// overwrites the one the running config uses before the new config passed
-// `nginx -t`.
-func Files(s spec.Stack, servers []nginx.Server) ([]File, error) {
+// Files renders the router's files, as they will be named inside dir
+// (conf.d in the router): polls.conf and, with TLS, the certificate and key,
+// named by content hash so a new certificate never overwrites the one the
+// running config uses before the new config passed `nginx -t`.
+func Files(s spec.Stack, servers []nginx.Server, dir string) ([]File, error) {
 	cfg := nginx.Config{Servers: servers, Resolver: dockerDNS, Listen: "80", ListenTLS: "443"}
 	var files []File
 	if s.TLS != nil {
 		sum := sha256.Sum256([]byte(s.TLS.CertificatePEM + s.TLS.KeyPEM))
 		id := hex.EncodeToString(sum[:8])
 		cert, key := "tls/"+id+".crt", "tls/"+id+".key"
-		cfg.TLS = &nginx.TLS{CertificatePath: confDir + "/" + cert, KeyPath: confDir + "/" + key}
+		cfg.TLS = &nginx.TLS{CertificatePath: dir + "/" + cert, KeyPath: dir + "/" + key}
 		files = append(files, File{Name: cert, Content: s.TLS.CertificatePEM}, File{Name: key, Content: s.TLS.KeyPEM, Secret: true})
 	}
 	conf, err := nginx.Render(cfg)
