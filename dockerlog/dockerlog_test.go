@@ -2,6 +2,7 @@ package dockerlog
 
 import (
 	"encoding/binary"
+	"strings"
 	"testing"
 )
 
@@ -21,7 +22,9 @@ func TestDemux(t *testing.T) {
 		{"empty", "", ""},
 		{"stdout and stderr", frame(1, "migrating\n") + frame(2, "error: boom\n") + frame(1, "done\n"), "migrating\nerror: boom\ndone\n"},
 		{"plain text", "already plain\n", "already plain\n"},
-		{"truncated frame", frame(1, "whole\n")[:10], frame(1, "whole\n")[:10]},
+		{"truncated frame", frame(1, "whole\n")[:10], "wh"},
+		{"length byte turned into U+FFFD", "\x02\x00\x00\x00\x00\x00\x00\uFFFD" + strings.Repeat("e", 200) + "\n", strings.Repeat("e", 200) + "\n"},
+		{"line-by-line read adds a newline", frame(1, "no newline") + "\n" + frame(2, "err\n"), "no newline\nerr\n"},
 		{"bad stream byte", "\x07\x00\x00\x00\x00\x00\x00\x01x", "\x07\x00\x00\x00\x00\x00\x00\x01x"},
 	}
 	for _, tt := range tests {
