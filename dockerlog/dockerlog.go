@@ -48,11 +48,11 @@ func lenient(raw string) string {
 		if i+4 <= len(raw) && isHeaderStart(raw[i:]) {
 			i += 4
 			for k := 0; k < 4 && i < len(raw); k++ {
-				_, size := utf8.DecodeRuneInString(raw[i:])
-				if r, _ := utf8.DecodeRuneInString(raw[i:]); r != utf8.RuneError {
-					size = 1
+				if r, size := utf8.DecodeRuneInString(raw[i:]); r == utf8.RuneError {
+					i += size
+				} else {
+					i++
 				}
-				i += size
 			}
 			continue
 		}
