@@ -27,6 +27,8 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/auto"
 	"github.com/pulumi/pulumi/sdk/v3/go/auto/optdestroy"
 	"github.com/pulumi/pulumi/sdk/v3/go/auto/optup"
+
+	"github.com/polls-tenants/polls/nginx/nginxtest"
 )
 
 // env is one throwaway stack and what the test needs to reach it.
@@ -197,7 +199,7 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	proxy := startModuleProxy(t, root)
-	port := freePort(t)
+	port := nginxtest.FreePort(t)
 	stack, err := auto.UpsertStackLocalSource(ctx, name, root, auto.EnvVars(map[string]string{
 		"PULUMI_BACKEND_URL":       "file://" + t.TempDir(),
 		"PULUMI_CONFIG_PASSPHRASE": "e2e-" + randomHex(8),
@@ -506,16 +508,6 @@ func startModuleProxy(t *testing.T, root string) string {
 	go func() { _ = srv.Serve(l) }()
 	t.Cleanup(func() { _ = srv.Close() })
 	return "http://" + l.Addr().String()
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 func randomHex(n int) string {
