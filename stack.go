@@ -45,7 +45,7 @@ func readConfig(ctx *pulumi.Context) (spec.Stack, error) {
 			}
 		}
 	}
-	if _, ok := values["tlsKey"]; ok && !ctx.IsConfigSecret(spec.Namespace+":tlsKey") {
+	if values["tlsKey"] != "" && !ctx.IsConfigSecret(spec.Namespace+":tlsKey") {
 		return spec.Stack{}, fmt.Errorf("invalid stack config (nothing was changed):\npolls:tlsKey is stored in plain text: set it with `pulumi config set --secret polls:tlsKey -- \"$(cat key.pem)\"`")
 	}
 	return spec.Parse(values)

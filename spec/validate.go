@@ -63,8 +63,9 @@ func isDockerHost(s string) bool {
 // tls reads polls:tlsCertificate and polls:tlsKey: both or neither, each PEM,
 // and the key must belong to the certificate.
 func (p *parser) tls() *TLS {
-	cert, hasCert := p.values["tlsCertificate"]
-	key, hasKey := p.values["tlsKey"]
+	// Empty is unset: Pulumi.yaml declares both with default "".
+	cert, key := p.values["tlsCertificate"], p.values["tlsKey"]
+	hasCert, hasKey := strings.TrimSpace(cert) != "", strings.TrimSpace(key) != ""
 	switch {
 	case !hasCert && !hasKey:
 		return nil
