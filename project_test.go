@@ -65,8 +65,8 @@ func TestPulumiYAMLDescribesEveryKey(t *testing.T) {
 	if diff := cmp.Diff(want, declared); diff != "" {
 		t.Errorf("keys declared in Pulumi.yaml (-program +yaml):\n%s", diff)
 	}
-	if !p.Config["tlsKey"].Secret {
-		t.Error("Pulumi.yaml: tlsKey must be declared secret")
+	if !strings.Contains(p.Config["tlsKey"].Description, "--secret") {
+		t.Error("Pulumi.yaml: tlsKey's description must say it is set with --secret")
 	}
 	fromYAML, err := spec.Parse(defaults)
 	if err != nil {
