@@ -22,6 +22,11 @@ nginx -t -q -c /tmp/check.conf
 
 cp "$next/polls.conf" "$conf/.polls.conf.new"
 mv "$conf/.polls.conf.new" "$conf/polls.conf"
+# Only our config serves: drop the image's default.conf that Docker copied
+# into the fresh volume, and anything else that is not ours.
+for f in "$conf"/*.conf; do
+    [ "$f" = "$conf/polls.conf" ] || rm -f "$f"
+done
 
 workers() {
     for p in /proc/[0-9]*; do

@@ -98,13 +98,13 @@ func New(ctx *pulumi.Context, name string, args Args, opts ...pulumi.ResourceOpt
 		// nginx runs as PID 1 so the config container can signal it.
 		Command: pulumi.StringArray{pulumi.String("nginx"), pulumi.String("-g"), pulumi.String("daemon off;")},
 		Ports:   ports,
+		// Docker copies the image's conf.d (the official default.conf, a
+		// welcome page) into the empty volume on first start; the installer
+		// removes it with the first config. The mount's noCopy option would
+		// avoid that, but the provider refuses volume options on engines
+		// older than API 1.45, such as Debian 12's docker.io.
 		Mounts: docker.ContainerMountArray{
-			// noCopy keeps the image's default.conf (a catch-all welcome
-			// page) out of the volume: our default server answers 404.
-			docker.ContainerMountArgs{
-				Type: pulumi.String("volume"), Source: conf.Name, Target: pulumi.String(confDir),
-				VolumeOptions: docker.ContainerMountVolumeOptionsArgs{NoCopy: pulumi.Bool(true)},
-			},
+			docker.ContainerMountArgs{Type: pulumi.String("volume"), Source: conf.Name, Target: pulumi.String(confDir)},
 		},
 		NetworksAdvanced: docker.ContainerNetworksAdvancedArray{
 			docker.ContainerNetworksAdvancedArgs{Name: args.EdgeNetwork},
