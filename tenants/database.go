@@ -57,13 +57,13 @@ func newDatabase(ctx *pulumi.Context, args Args, name func(string) string, netwo
 		NetworksAdvanced: docker.ContainerNetworksAdvancedArray{
 			docker.ContainerNetworksAdvancedArgs{Name: network.Name, Aliases: pulumi.StringArray{pulumi.String(dbAlias)}},
 		},
+		// No StartInterval: it needs Docker API 1.44, and Debian 12 ships 1.41.
 		Healthcheck: docker.ContainerHealthcheckArgs{
-			Tests:         pulumi.StringArray{pulumi.String("CMD-SHELL"), pulumi.String(healthScript)},
-			Interval:      pulumi.String("5s"),
-			Timeout:       pulumi.String("5s"),
-			Retries:       pulumi.Int(5),
-			StartPeriod:   pulumi.String("120s"),
-			StartInterval: pulumi.String("1s"),
+			Tests:       pulumi.StringArray{pulumi.String("CMD-SHELL"), pulumi.String(healthScript)},
+			Interval:    pulumi.String("2s"),
+			Timeout:     pulumi.String("5s"),
+			Retries:     pulumi.Int(5),
+			StartPeriod: pulumi.String("120s"),
 		},
 		Wait:        pulumi.Bool(true),
 		WaitTimeout: pulumi.Int(180),
