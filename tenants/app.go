@@ -42,6 +42,7 @@ func newApp(ctx *pulumi.Context, args Args, name func(string) string, image pulu
 		WaitTimeout: pulumi.Int(120),
 		Restart:     pulumi.String("unless-stopped"),
 		Memory:      memory(args.Stack.AppMemory(args.Tenant)),
+		MemorySwap:  memory(args.Stack.AppMemory(args.Tenant)),
 		Labels: append(labels(args.Prefix, tenant, "app"),
 			docker.ContainerLabelArgs{Label: pulumi.String("polls.migration"), Value: appGate(tenant, migrate)}),
 	}, opts...)

@@ -63,12 +63,13 @@ func newDatabase(ctx *pulumi.Context, args Args, name func(string) string, netwo
 			Interval:    pulumi.String("2s"),
 			Timeout:     pulumi.String("5s"),
 			Retries:     pulumi.Int(5),
-			StartPeriod: pulumi.String("120s"),
+			StartPeriod: pulumi.String("2m0s"),
 		},
 		Wait:        pulumi.Bool(true),
 		WaitTimeout: pulumi.Int(180),
 		Restart:     pulumi.String("unless-stopped"),
 		Memory:      memory(args.Stack.DBMemoryMB),
+		MemorySwap:  memory(args.Stack.DBMemoryMB),
 		Labels:      labels(args.Prefix, tenant, "db"),
 	}, opts...)
 	if err != nil {
@@ -77,7 +78,10 @@ func newDatabase(ctx *pulumi.Context, args Args, name func(string) string, netwo
 	return db, nil
 }
 
-// memory returns a container memory limit in MiB, or no limit for 0.
+// memory returns a container memory limit in MiB, or no limit for 0. Used
+// for MemorySwap too: memory+swap equal to memory means no swap, and left
+// unset Docker would pick twice the memory, which then shows as a diff on
+// every preview.
 func memory(mb int) pulumi.IntPtrInput {
 	if mb == 0 {
 		return nil

@@ -34,12 +34,13 @@ func newMigration(ctx *pulumi.Context, args Args, name func(string) string, imag
 		},
 		// Run to completion: attach, keep the logs, and accept that the
 		// container is not running afterwards.
-		Attach:  pulumi.Bool(true),
-		Logs:    pulumi.Bool(true),
-		MustRun: pulumi.Bool(false),
-		Restart: pulumi.String("no"),
-		Memory:  memory(args.Stack.AppMemory(args.Tenant)),
-		Labels:  labels(args.Prefix, tenant, "migrate"),
+		Attach:     pulumi.Bool(true),
+		Logs:       pulumi.Bool(true),
+		MustRun:    pulumi.Bool(false),
+		Restart:    pulumi.String("no"),
+		Memory:     memory(args.Stack.AppMemory(args.Tenant)),
+		MemorySwap: memory(args.Stack.AppMemory(args.Tenant)),
+		Labels:     labels(args.Prefix, tenant, "migrate"),
 	}, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("tenant %s: migration container: %w", tenant, err)
