@@ -38,6 +38,8 @@ func newApp(ctx *pulumi.Context, args Args, name func(string) string, image pulu
 			Retries:     pulumi.Int(3),
 			StartPeriod: pulumi.String("30s"),
 		},
+		// An init reaps health-check processes left behind by a timeout.
+		Init:        pulumi.Bool(true),
 		Wait:        pulumi.Bool(true),
 		WaitTimeout: pulumi.Int(120),
 		Restart:     pulumi.String("unless-stopped"),

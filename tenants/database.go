@@ -14,13 +14,16 @@ import (
 // directory; syncing it here means a regenerated or rotated secret, or a
 // tenant re-added over its retained volume, never locks the app out of its
 // data. Loopback connections are trusted by the image's pg_hba.conf, and the
-// password travels through psql's stdin and a file, never through argv or
-// the container's environment. The sync runs once per file content.
+// password travels through psql's backtick expansion of the file, never
+// through argv or the container's environment. The sync runs once per file
+// content. No pipeline: see the container's Init.
 const healthScript = `pg_isready -q -h 127.0.0.1 -U "$POSTGRES_USER" -d "$POSTGRES_DB" || exit 1
 sum=$(sha256sum < "$POSTGRES_PASSWORD_FILE")
 [ "$sum" = "$(cat /tmp/polls-password-synced 2>/dev/null)" ] && exit 0
-printf '%s\n' '\set pw ` + "`" + `cat "$POSTGRES_PASSWORD_FILE"` + "`" + `' "ALTER ROLE CURRENT_USER PASSWORD :'pw';" |
-  psql -qAtX -v ON_ERROR_STOP=1 -h 127.0.0.1 -U "$POSTGRES_USER" -d "$POSTGRES_DB" >/dev/null || exit 1
+psql -qAtX -v ON_ERROR_STOP=1 -h 127.0.0.1 -U "$POSTGRES_USER" -d "$POSTGRES_DB" >/dev/null <<'SQL' || exit 1
+\set pw ` + "`" + `cat "$POSTGRES_PASSWORD_FILE"` + "`" + `
+ALTER ROLE CURRENT_USER PASSWORD :'pw';
+SQL
 printf '%s' "$sum" > /tmp/polls-password-synced`
 
 // newDatabase declares the tenant's data volume and PostgreSQL container.
@@ -61,10 +64,16 @@ func newDatabase(ctx *pulumi.Context, args Args, name func(string) string, netwo
 		Healthcheck: docker.ContainerHealthcheckArgs{
 			Tests:       pulumi.StringArray{pulumi.String("CMD-SHELL"), pulumi.String(healthScript)},
 			Interval:    pulumi.String("2s"),
-			Timeout:     pulumi.String("5s"),
+			Timeout:     pulumi.String("10s"),
 			Retries:     pulumi.Int(5),
 			StartPeriod: pulumi.String("2m0s"),
 		},
+		// PostgreSQL must not be PID 1: a health check that times out
+		// leaves its children to PID 1, and the postmaster treats any
+		// child it reaps that died by a signal as a crashed backend and
+		// restarts every connection (seen here under load: "server process
+		// was terminated by signal 13"). Docker's init reaps them instead.
+		Init:        pulumi.Bool(true),
 		Wait:        pulumi.Bool(true),
 		WaitTimeout: pulumi.Int(180),
 		Restart:     pulumi.String("unless-stopped"),
