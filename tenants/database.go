@@ -80,12 +80,17 @@ func newDatabase(ctx *pulumi.Context, args Args, name func(string) string, netwo
 		Memory:      memory(args.Stack.DBMemoryMB),
 		MemorySwap:  memory(args.Stack.DBMemoryMB),
 		Labels:      labels(args.Prefix, tenant, "db"),
-	}, opts...)
+	}, append(opts, notUpdatedInPlace)...)
 	if err != nil {
 		return nil, fmt.Errorf("tenant %s: database container: %w", tenant, err)
 	}
 	return db, nil
 }
+
+// notUpdatedInPlace makes a change of these container arguments replace the
+// container: the provider accepts them as in-place updates but applies
+// nothing, so the change would exist only in Pulumi's state.
+var notUpdatedInPlace = pulumi.ReplaceOnChanges([]string{"init", "healthcheck"})
 
 // memory returns a container memory limit in MiB, or no limit for 0. Used
 // for MemorySwap too: memory+swap equal to memory means no swap, and left
