@@ -80,7 +80,7 @@ func declare(ctx *pulumi.Context, s spec.Stack) (*deployed, error) {
 		return nil, fmt.Errorf("app image: %w", err)
 	}
 	// The router and every app meet on this network; databases never do.
-	edge, err := docker.NewNetwork(ctx, "edge", &docker.NetworkArgs{Name: pulumi.String(prefix + "-edge")}, onDocker)
+	edge, err := docker.NewNetwork(ctx, "edge", &docker.NetworkArgs{Name: pulumi.String(prefix + "-edge")}, onDocker, pulumi.DeleteBeforeReplace(true))
 	if err != nil {
 		return nil, fmt.Errorf("edge network: %w", err)
 	}

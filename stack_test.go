@@ -11,17 +11,21 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+	pulumirpc "github.com/pulumi/pulumi/sdk/v3/proto/go"
 )
 
 // mocks records every registered resource's inputs and answers with the
 // outputs the real providers would compute.
 type mocks struct {
-	mu      sync.Mutex
-	inputs  map[string]resource.PropertyMap // "type::name" -> inputs
-	failFor string                          // tenant whose migration exits 1
+	mu       sync.Mutex
+	inputs   map[string]resource.PropertyMap // "type::name" -> inputs
+	requests map[string]*pulumirpc.RegisterResourceRequest
+	failFor  string // tenant whose migration exits 1
 }
 
-func newMocks() *mocks { return &mocks{inputs: map[string]resource.PropertyMap{}} }
+func newMocks() *mocks {
+	return &mocks{inputs: map[string]resource.PropertyMap{}, requests: map[string]*pulumirpc.RegisterResourceRequest{}}
+}
 
 func (m *mocks) NewResource(args pulumi.MockResourceArgs) (string, resource.PropertyMap, error) {
 	out := args.Inputs.Copy()
@@ -42,6 +46,7 @@ func (m *mocks) NewResource(args pulumi.MockResourceArgs) (string, resource.Prop
 	}
 	m.mu.Lock()
 	m.inputs[args.TypeToken+"::"+args.Name] = args.Inputs
+	m.requests[args.TypeToken+"::"+args.Name] = args.RegisterRPC
 	m.mu.Unlock()
 	return args.Name + "-id", out, nil
 }
@@ -378,5 +383,36 @@ func BenchmarkProgram(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestReplacementOptions ensures every resource with a fixed Docker name is
+// replaced delete-first (Docker refuses a second container or network of the
+// same name), containers whose init or health check changes are replaced
+// rather than falsely updated, and tenant data volumes are retained.
+func TestReplacementOptions(t *testing.T) {
+	m := newMocks()
+	if err := run(t, m, map[string]string{"tenants": tenantList("thor")}); err != nil {
+		t.Fatal(err)
+	}
+	for key, req := range m.requests {
+		typ, name, _ := strings.Cut(key, "::")
+		if req == nil {
+			t.Fatalf("%s: no register request recorded", key)
+		}
+		switch typ {
+		case "docker:index/container:Container", "docker:index/network:Network":
+			if !req.GetDeleteBeforeReplace() {
+				t.Errorf("%s is not replaced delete-first", key)
+			}
+		}
+		if typ == "docker:index/container:Container" && (name == "thor-db" || name == "thor-app") {
+			if got := strings.Join(req.GetReplaceOnChanges(), ","); got != "init,healthcheck" {
+				t.Errorf("%s replaceOnChanges = %q; want init,healthcheck", key, got)
+			}
+		}
+		if typ == "docker:index/volume:Volume" && name == "thor-pgdata" && !req.GetRetainOnDelete() {
+			t.Errorf("%s is not retained on delete", key)
+		}
 	}
 }

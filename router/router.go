@@ -111,7 +111,7 @@ func New(ctx *pulumi.Context, name string, args Args, opts ...pulumi.ResourceOpt
 		},
 		Restart: pulumi.String("unless-stopped"),
 		Labels:  routerLabels(args.Prefix, "router"),
-	}, parent)
+	}, parent, named)
 	if err != nil {
 		return nil, fmt.Errorf("router: nginx container: %w", err)
 	}
@@ -139,7 +139,7 @@ func New(ctx *pulumi.Context, name string, args Args, opts ...pulumi.ResourceOpt
 		MustRun:     pulumi.Bool(false),
 		Restart:     pulumi.String("no"),
 		Labels:      routerLabels(args.Prefix, "router-config"),
-	}, parent, pulumi.DependsOn(args.Apps))
+	}, parent, named, pulumi.DependsOn(args.Apps))
 	if err != nil {
 		return nil, fmt.Errorf("router: config container: %w", err)
 	}
@@ -162,6 +162,10 @@ func New(ctx *pulumi.Context, name string, args Args, opts ...pulumi.ResourceOpt
 	}
 	return r, nil
 }
+
+// named is for resources with a fixed Docker name: a replacement must delete
+// the old one first, as Docker refuses two containers of one name.
+var named = pulumi.DeleteBeforeReplace(true)
 
 func routerLabels(prefix, role string) docker.ContainerLabelArray {
 	return docker.ContainerLabelArray{

@@ -47,7 +47,7 @@ func newApp(ctx *pulumi.Context, args Args, name func(string) string, image pulu
 		MemorySwap:  memory(args.Stack.AppMemory(args.Tenant)),
 		Labels: append(labels(args.Prefix, tenant, "app"),
 			docker.ContainerLabelArgs{Label: pulumi.String("polls.migration"), Value: appGate(tenant, migrate)}),
-	}, append(opts, notUpdatedInPlace)...)
+	}, append(opts, named, notUpdatedInPlace)...)
 	if err != nil {
 		return nil, fmt.Errorf("tenant %s: app container: %w", tenant, err)
 	}

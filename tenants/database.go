@@ -80,12 +80,17 @@ func newDatabase(ctx *pulumi.Context, args Args, name func(string) string, netwo
 		Memory:      memory(args.Stack.DBMemoryMB),
 		MemorySwap:  memory(args.Stack.DBMemoryMB),
 		Labels:      labels(args.Prefix, tenant, "db"),
-	}, append(opts, notUpdatedInPlace)...)
+	}, append(opts, named, notUpdatedInPlace)...)
 	if err != nil {
 		return nil, fmt.Errorf("tenant %s: database container: %w", tenant, err)
 	}
 	return db, nil
 }
+
+// named is for resources with a fixed Docker name: Docker refuses two
+// containers or networks of one name, so a replacement must delete the old
+// one first (the engine creates first otherwise, e.g. for `--replace`).
+var named = pulumi.DeleteBeforeReplace(true)
 
 // notUpdatedInPlace makes a change of these container arguments replace the
 // container: the provider accepts them as in-place updates but applies

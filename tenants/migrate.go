@@ -41,7 +41,7 @@ func newMigration(ctx *pulumi.Context, args Args, name func(string) string, imag
 		Memory:     memory(args.Stack.AppMemory(args.Tenant)),
 		MemorySwap: memory(args.Stack.AppMemory(args.Tenant)),
 		Labels:     labels(args.Prefix, tenant, "migrate"),
-	}, opts...)
+	}, append(opts, named)...)
 	if err != nil {
 		return nil, fmt.Errorf("tenant %s: migration container: %w", tenant, err)
 	}

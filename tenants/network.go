@@ -17,7 +17,7 @@ func newNetwork(ctx *pulumi.Context, tenant, dockerName string, opts ...pulumi.R
 		Labels: docker.NetworkLabelArray{
 			docker.NetworkLabelArgs{Label: pulumi.String("polls.tenant"), Value: pulumi.String(tenant)},
 		},
-	}, opts...)
+	}, append(opts, named)...)
 	if err != nil {
 		return nil, fmt.Errorf("tenant %s: network: %w", tenant, err)
 	}
