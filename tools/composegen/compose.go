@@ -1,0 +1,319 @@
+package main
+
+import (
+	"bytes"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/polls-tenants/polls/nginx"
+	"github.com/polls-tenants/polls/spec"
+)
+
+// These mirror the tenants and router packages, which import Pulumi; the
+// test checks nginx.conf against the router's own rendering.
+const (
+	appPort           = 8000
+	appBinary         = "/usr/local/bin/polls"
+	dbUser            = "polls"
+	dbName            = "polls"
+	dbAlias           = "db"
+	dbPasswordFile    = "/run/secrets/postgres-password"
+	databaseURLFile   = "/run/secrets/database-url"
+	adminPasswordFile = "/run/secrets/admin-password"
+	pgMount           = "/var/lib/postgresql/data"
+	confDir           = "/etc/nginx/conf.d"
+	dockerDNS         = "127.0.0.11"
+	edgeNetwork       = "edge"
+)
+
+var projectName = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,62}$`)
+
+// options is what composegen generates.
+type options struct {
+	Tenants       int
+	Port          int
+	Project       string
+	AppImage      string
+	PostgresImage string
+	NginxImage    string
+}
+
+func defaultOptions() options {
+	return options{
+		Tenants:       2,
+		Port:          spec.DefaultHTTPPort,
+		Project:       "polls-compose",
+		AppImage:      "polls-bench-app:latest",
+		PostgresImage: "polls-local/postgres:15",
+		NginxImage:    "polls-local/nginx:1",
+	}
+}
+
+func (o options) check() error {
+	var errs []error
+	if o.Tenants < 1 || o.Tenants > 99 {
+		errs = append(errs, fmt.Errorf("-n %d: want 1 to 99 tenants", o.Tenants))
+	}
+	if o.Port < 1 || o.Port > 65535 {
+		errs = append(errs, fmt.Errorf("-port %d: want 1 to 65535", o.Port))
+	}
+	if !projectName.MatchString(o.Project) {
+		errs = append(errs, fmt.Errorf("-project %q: use lower-case letters, digits, '_', '.' and '-'", o.Project))
+	}
+	return errors.Join(errs...)
+}
+
+// tenantNames returns t01, t02, ... tN: sorted, and valid DNS labels.
+func tenantNames(n int) []string {
+	names := make([]string, n)
+	for i := range names {
+		names[i] = fmt.Sprintf("t%02d", i+1)
+	}
+	return names
+}
+
+// composeFile is the subset of compose file format 2.4 the stack needs. 2.4
+// rather than 3.x because docker-compose 1.x honours mem_limit and
+// depends_on conditions there without swarm mode.
+type composeFile struct {
+	Version  string              `yaml:"version"`
+	Services map[string]service  `yaml:"services"`
+	Networks map[string]network  `yaml:"networks"`
+	Volumes  map[string]struct{} `yaml:"volumes"`
+}
+
+type service struct {
+	ContainerName string                `yaml:"container_name"`
+	Image         string                `yaml:"image"`
+	Command       []string              `yaml:"command,omitempty"`
+	Environment   []string              `yaml:"environment,omitempty"`
+	Volumes       []string              `yaml:"volumes,omitempty"`
+	Tmpfs         []string              `yaml:"tmpfs,omitempty"`
+	Ports         []string              `yaml:"ports,omitempty"`
+	Networks      map[string]attachment `yaml:"networks"`
+	DependsOn     map[string]dependency `yaml:"depends_on,omitempty"`
+	Healthcheck   *healthcheck          `yaml:"healthcheck,omitempty"`
+	Init          bool                  `yaml:"init,omitempty"`
+	MemLimit      string                `yaml:"mem_limit,omitempty"`
+	MemswapLimit  string                `yaml:"memswap_limit,omitempty"`
+	Restart       string                `yaml:"restart,omitempty"`
+	Labels        map[string]string     `yaml:"labels"`
+}
+
+type attachment struct {
+	Aliases []string `yaml:"aliases,omitempty"`
+}
+
+type dependency struct {
+	Condition string `yaml:"condition"`
+}
+
+type healthcheck struct {
+	Test        []string `yaml:"test"`
+	Interval    string   `yaml:"interval"`
+	Timeout     string   `yaml:"timeout"`
+	Retries     int      `yaml:"retries"`
+	StartPeriod string   `yaml:"start_period"`
+}
+
+type network struct {
+	Internal bool `yaml:"internal,omitempty"`
+}
+
+// build returns the compose file for o, given the rendered nginx config.
+// Secret files are referenced relative to the compose file's directory.
+func build(o options, nginxConf []byte) composeFile {
+	sum := sha256.Sum256(nginxConf)
+	c := composeFile{
+		Version:  "2.4",
+		Services: map[string]service{},
+		Networks: map[string]network{edgeNetwork: {}},
+		Volumes:  map[string]struct{}{},
+	}
+	for _, t := range tenantNames(o.Tenants) {
+		name := func(part string) string { return o.Project + "-" + t + "-" + part }
+		secret := func(file, target string) string { return "./secrets/" + t + "-" + file + ":" + target + ":ro" }
+		labels := func(role string) map[string]string {
+			return map[string]string{"polls.stack": o.Project, "polls.tenant": t, "polls.role": role}
+		}
+		// Memory plus swap equal to memory: no swap, as the program sets.
+		appMemory := strconv.Itoa(spec.DefaultAppMemoryMB) + "m"
+		dbMemory := strconv.Itoa(spec.DefaultDBMemoryMB) + "m"
+		c.Networks[t] = network{Internal: true}
+		c.Volumes[t+"-pgdata"] = struct{}{}
+		c.Services[t+"-db"] = service{
+			ContainerName: name("db"),
+			Image:         o.PostgresImage,
+			Environment: []string{
+				"POSTGRES_USER=" + dbUser, "POSTGRES_DB=" + dbName,
+				"POSTGRES_PASSWORD_FILE=" + dbPasswordFile, "PGDATA=" + pgMount + "/pgdata",
+			},
+			Volumes:  []string{t + "-pgdata:" + pgMount, secret("db-password", dbPasswordFile)},
+			Networks: map[string]attachment{t: {Aliases: []string{dbAlias}}},
+			// The program's check, less its password sync: the readiness
+			// test over TCP (during first-run initialisation the image's
+			// temporary server listens on the socket only).
+			Healthcheck: &healthcheck{
+				Test:     []string{"CMD-SHELL", "pg_isready -q -h 127.0.0.1 -U " + dbUser + " -d " + dbName},
+				Interval: "2s", Timeout: "10s", Retries: 5, StartPeriod: "2m",
+			},
+			// Not PID 1: see the init comment in tenants/database.go.
+			Init:         true,
+			MemLimit:     dbMemory,
+			MemswapLimit: dbMemory,
+			Restart:      "unless-stopped",
+			Labels:       labels("db"),
+		}
+		c.Services[t+"-migrate"] = service{
+			ContainerName: name("migrate"),
+			Image:         o.AppImage,
+			Command:       []string{"migrate", "-createsuperuser"},
+			Environment: []string{
+				"TENANT=" + t, "DATABASE_URL_FILE=" + databaseURLFile,
+				"ADMIN_USER=" + spec.DefaultAdminUser, "ADMIN_PASSWORD_FILE=" + adminPasswordFile,
+			},
+			Volumes:      []string{secret("database-url", databaseURLFile), secret("admin-password", adminPasswordFile)},
+			Networks:     map[string]attachment{t: {}},
+			DependsOn:    map[string]dependency{t + "-db": {Condition: "service_healthy"}},
+			MemLimit:     appMemory,
+			MemswapLimit: appMemory,
+			Labels:       labels("migrate"),
+		}
+		c.Services[t+"-app"] = service{
+			ContainerName: name("app"),
+			Image:         o.AppImage,
+			Command:       []string{"serve"},
+			Environment: []string{
+				"TENANT=" + t, "LISTEN_ADDR=:" + strconv.Itoa(appPort),
+				"ALLOWED_HOSTS=" + t + "." + spec.DefaultDomain, "DATABASE_URL_FILE=" + databaseURLFile,
+			},
+			Volumes:  []string{secret("database-url", databaseURLFile)},
+			Networks: map[string]attachment{t: {}, edgeNetwork: {Aliases: []string{t}}},
+			DependsOn: map[string]dependency{
+				t + "-migrate": {Condition: "service_completed_successfully"},
+			},
+			Healthcheck: &healthcheck{
+				Test:     []string{"CMD", appBinary, "healthcheck"},
+				Interval: "3s", Timeout: "3s", Retries: 3, StartPeriod: "30s",
+			},
+			Init:         true,
+			MemLimit:     appMemory,
+			MemswapLimit: appMemory,
+			Restart:      "unless-stopped",
+			Labels:       labels("app"),
+		}
+	}
+	c.Services["nginx"] = service{
+		ContainerName: o.Project + "-router",
+		Image:         o.NginxImage,
+		// The tmpfs hides the image's default.conf, as the router's config
+		// volume does: unknown hosts get polls.conf's 404, not a welcome page.
+		Tmpfs:    []string{confDir},
+		Volumes:  []string{"./nginx.conf:" + confDir + "/polls.conf:ro"},
+		Ports:    []string{strconv.Itoa(o.Port) + ":80"},
+		Networks: map[string]attachment{edgeNetwork: {}},
+		Restart:  "unless-stopped",
+		// A new config changes this label, so `docker-compose up -d`
+		// recreates nginx to load it: compose's way of adding a tenant.
+		Labels: map[string]string{
+			"polls.stack": o.Project, "polls.role": "router",
+			"polls.conf-sha256": hex.EncodeToString(sum[:]),
+		},
+	}
+	return c
+}
+
+// renderNginx renders the router config exactly as the router component
+// does for the default domain and no TLS.
+func renderNginx(o options) ([]byte, error) {
+	var servers []nginx.Server
+	for _, t := range tenantNames(o.Tenants) {
+		servers = append(servers, nginx.Server{
+			Name: t, Hosts: []string{t + "." + spec.DefaultDomain}, Upstream: t + ":" + strconv.Itoa(appPort),
+		})
+	}
+	return nginx.Render(nginx.Config{Servers: servers, Resolver: dockerDNS, Listen: "80", ListenTLS: "443"})
+}
+
+// write writes the compose file, nginx config and any missing secrets into
+// dir and returns the paths it wrote.
+func write(dir string, o options) ([]string, error) {
+	if err := o.check(); err != nil {
+		return nil, err
+	}
+	secrets := filepath.Join(dir, "secrets")
+	// The directory keeps the passwords private on the host; the files are
+	// world-readable because the app runs as a non-root user in the
+	// container, where it reads the bind-mounted file directly.
+	if err := os.MkdirAll(secrets, 0o700); err != nil {
+		return nil, fmt.Errorf("create %s: %w", secrets, err)
+	}
+	var written []string
+	for _, t := range tenantNames(o.Tenants) {
+		dbPassword, err := ensureSecret(filepath.Join(secrets, t+"-db-password"), 32)
+		if err != nil {
+			return nil, fmt.Errorf("tenant %s: database password: %w", t, err)
+		}
+		if _, err := ensureSecret(filepath.Join(secrets, t+"-admin-password"), 24); err != nil {
+			return nil, fmt.Errorf("tenant %s: admin password: %w", t, err)
+		}
+		url := fmt.Sprintf("postgres://%s:%s@%s:5432/%s?sslmode=disable", dbUser, dbPassword, dbAlias, dbName)
+		if err := os.WriteFile(filepath.Join(secrets, t+"-database-url"), []byte(url), 0o644); err != nil {
+			return nil, fmt.Errorf("tenant %s: database url: %w", t, err)
+		}
+	}
+	written = append(written, secrets+"/")
+
+	conf, err := renderNginx(o)
+	if err != nil {
+		return nil, err
+	}
+	confPath := filepath.Join(dir, "nginx.conf")
+	if err := os.WriteFile(confPath, conf, 0o644); err != nil {
+		return nil, fmt.Errorf("write nginx config: %w", err)
+	}
+	var body bytes.Buffer
+	fmt.Fprintf(&body, "# Generated by tools/composegen for %d tenants: the compose equivalent of the\n# Pulumi stack. Run: docker-compose -p %s -f docker-compose.yml up -d\n", o.Tenants, o.Project)
+	enc := yaml.NewEncoder(&body)
+	enc.SetIndent(2)
+	if err := enc.Encode(build(o, conf)); err != nil {
+		return nil, fmt.Errorf("marshal compose file: %w", err)
+	}
+	composePath := filepath.Join(dir, "docker-compose.yml")
+	if err := os.WriteFile(composePath, body.Bytes(), 0o644); err != nil {
+		return nil, fmt.Errorf("write compose file: %w", err)
+	}
+	return append(written, confPath, composePath), nil
+}
+
+// ensureSecret returns the password in path, first writing a random one of
+// n characters (crypto/rand.Text's upper-case letters and digits, safe in a
+// URL unescaped) when the file does not exist.
+func ensureSecret(path string, n int) (string, error) {
+	b, err := os.ReadFile(path)
+	if err == nil {
+		return string(b), nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return "", err
+	}
+	p := rand.Text()
+	for len(p) < n {
+		p += rand.Text()
+	}
+	p = p[:n]
+	if err := os.WriteFile(path, []byte(p), 0o644); err != nil {
+		return "", err
+	}
+	return p, nil
+}

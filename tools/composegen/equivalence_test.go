@@ -1,0 +1,186 @@
+package main
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"github.com/polls-tenants/polls/spec"
+	"github.com/polls-tenants/polls/tenants"
+)
+
+// container is what must match between a compose service and the container
+// the program declares for it.
+type container struct {
+	Command  []string
+	Env      []string
+	Health   []string // test, interval, timeout, retries, start period
+	Init     bool
+	MemoryMB int
+	SwapMB   int
+	Restart  string
+	Files    []string // secret files, by path in the container
+	Aliases  []string
+}
+
+// TestMatchesProgram ensures each tenant service runs as the container
+// tenants.New declares: same command, environment, health check, init,
+// memory, restart policy, secret files and network aliases. It fails when
+// the program changes one of them and composegen does not follow.
+func TestMatchesProgram(t *testing.T) {
+	declared := declaredContainers(t, "t01")
+	generated := build(defaultOptions(), nil).Services
+	for _, role := range []string{"db", "migrate", "app"} {
+		name := "t01-" + role
+		t.Run(role, func(t *testing.T) {
+			got, want := fromService(t, generated[name]), fromInputs(t, declared[name])
+			if role == "db" {
+				// Compose runs the readiness line of the program's script.
+				want.Health[0] = strings.NewReplacer(`"$POSTGRES_USER"`, dbUser, `"$POSTGRES_DB"`, dbName, " || exit 1", "").
+					Replace(strings.SplitN(want.Health[0], "\n", 2)[0])
+			}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("service %s differs from the program's container (-program +composegen):\n%s", name, diff)
+			}
+		})
+	}
+}
+
+// recorder is a Pulumi mock that keeps each container's inputs.
+type recorder struct {
+	mu     sync.Mutex
+	inputs map[string]resource.PropertyMap
+}
+
+func (r *recorder) NewResource(args pulumi.MockResourceArgs) (string, resource.PropertyMap, error) {
+	out := args.Inputs.Copy()
+	switch args.TypeToken {
+	case "random:index/randomPassword:RandomPassword":
+		out["result"] = resource.NewStringProperty("mock-password")
+	case "docker:index/container:Container":
+		out["exitCode"] = resource.NewNumberProperty(0)
+		out["containerLogs"] = resource.NewStringProperty("")
+		r.mu.Lock()
+		r.inputs[args.Name] = args.Inputs
+		r.mu.Unlock()
+	}
+	return args.Name + "-id", out, nil
+}
+
+func (r *recorder) Call(args pulumi.MockCallArgs) (resource.PropertyMap, error) {
+	return args.Args, nil
+}
+
+// declaredContainers runs tenants.New for one tenant with the default stack
+// config under mocks and returns its containers' inputs by logical name.
+func declaredContainers(t *testing.T, tenant string) map[string]resource.PropertyMap {
+	t.Helper()
+	s, err := spec.Parse(map[string]string{"tenants": `["` + tenant + `"]`})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &recorder{inputs: map[string]resource.PropertyMap{}}
+	err = pulumi.RunErr(func(ctx *pulumi.Context) error {
+		_, err := tenants.New(ctx, tenants.Args{
+			Tenant: s.Tenants[0], Stack: s, Prefix: "polls-bench",
+			AppImage: pulumi.String("app"), EdgeNetwork: pulumi.String("edge"),
+		})
+		return err
+	}, pulumi.WithMocks("polls", "bench", r))
+	if err != nil {
+		t.Fatalf("tenants.New under mocks: %v", err)
+	}
+	return r.inputs
+}
+
+func fromInputs(t *testing.T, in resource.PropertyMap) container {
+	t.Helper()
+	m := in.Mappable()
+	c := container{
+		Command:  strs(m["command"]),
+		Env:      strs(m["envs"]),
+		Init:     m["init"] == true,
+		MemoryMB: num(m["memory"]),
+		SwapMB:   num(m["memorySwap"]),
+		Restart:  fmt.Sprint(m["restart"]),
+	}
+	if h, ok := m["healthcheck"].(map[string]any); ok {
+		tests := strs(h["tests"])
+		c.Health = []string{strings.Join(tests[1:], " "), dur(t, h["interval"]), dur(t, h["timeout"]), fmt.Sprint(num(h["retries"])), dur(t, h["startPeriod"])}
+	}
+	for _, u := range list(m["uploads"]) {
+		c.Files = append(c.Files, fmt.Sprint(u.(map[string]any)["file"]))
+	}
+	for _, n := range list(m["networksAdvanced"]) {
+		c.Aliases = append(c.Aliases, strs(n.(map[string]any)["aliases"])...)
+	}
+	sort.Strings(c.Files)
+	sort.Strings(c.Aliases)
+	return c
+}
+
+func fromService(t *testing.T, s service) container {
+	t.Helper()
+	c := container{
+		Command: s.Command, Env: s.Environment, Init: s.Init,
+		MemoryMB: megabytes(s.MemLimit), SwapMB: megabytes(s.MemswapLimit), Restart: s.Restart,
+	}
+	if c.Restart == "" {
+		c.Restart = "no"
+	}
+	if h := s.Healthcheck; h != nil {
+		c.Health = []string{strings.Join(h.Test[1:], " "), dur(t, h.Interval), dur(t, h.Timeout), fmt.Sprint(h.Retries), dur(t, h.StartPeriod)}
+	}
+	for _, v := range s.Volumes {
+		if parts := strings.Split(v, ":"); strings.HasPrefix(v, "./secrets/") {
+			c.Files = append(c.Files, parts[1])
+		}
+	}
+	for _, n := range s.Networks {
+		c.Aliases = append(c.Aliases, n.Aliases...)
+	}
+	sort.Strings(c.Files)
+	sort.Strings(c.Aliases)
+	return c
+}
+
+func list(v any) []any {
+	l, _ := v.([]any)
+	return l
+}
+
+func strs(v any) []string {
+	var out []string
+	for _, x := range list(v) {
+		out = append(out, fmt.Sprint(x))
+	}
+	return out
+}
+
+func num(v any) int {
+	f, _ := v.(float64)
+	return int(f)
+}
+
+func megabytes(s string) int {
+	var n int
+	fmt.Sscanf(s, "%dm", &n)
+	return n
+}
+
+// dur normalises a duration, so "2m" and "2m0s" compare equal.
+func dur(t *testing.T, v any) string {
+	t.Helper()
+	d, err := time.ParseDuration(fmt.Sprint(v))
+	if err != nil {
+		t.Fatalf("duration %v: %v", v, err)
+	}
+	return d.String()
+}

@@ -1,0 +1,98 @@
+package main
+
+import (
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"gopkg.in/yaml.v3"
+
+	"github.com/polls-tenants/polls/nginx"
+	"github.com/polls-tenants/polls/router"
+	"github.com/polls-tenants/polls/spec"
+)
+
+// TestTwoTenants ensures the compose file for two tenants has each tenant's
+// database, migration and app plus one nginx, gated and networked as the
+// Pulumi program does, with nginx.conf byte-identical to the router's.
+func TestTwoTenants(t *testing.T) {
+	dir := t.TempDir()
+	if err := run([]string{"-n", "2", "-out", dir, "-port", "18080", "-project", "bench"}, io.Discard); err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	var c composeFile
+	if err := yaml.Unmarshal(readFile(t, filepath.Join(dir, "docker-compose.yml")), &c); err != nil {
+		t.Fatalf("parse docker-compose.yml: %v", err)
+	}
+	var names []string
+	for name := range c.Services {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	want := []string{"nginx", "t01-app", "t01-db", "t01-migrate", "t02-app", "t02-db", "t02-migrate"}
+	if diff := cmp.Diff(want, names); diff != "" {
+		t.Errorf("services (-want +got):\n%s", diff)
+	}
+	if got := c.Services["t01-migrate"].DependsOn["t01-db"].Condition; got != "service_healthy" {
+		t.Errorf("t01-migrate waits for t01-db to be %q; want service_healthy", got)
+	}
+	if got := c.Services["t01-app"].DependsOn["t01-migrate"].Condition; got != "service_completed_successfully" {
+		t.Errorf("t01-app waits for t01-migrate to be %q; want service_completed_successfully", got)
+	}
+	if nets := c.Services["t01-db"].Networks; len(nets) != 1 || !c.Networks["t01"].Internal {
+		t.Errorf("t01-db networks %v, t01 internal %v; want only the internal t01 network", nets, c.Networks["t01"].Internal)
+	}
+	if got := c.Services["t02-app"].Networks[edgeNetwork].Aliases; !cmp.Equal(got, []string{"t02"}) {
+		t.Errorf("t02-app edge aliases %v; want [t02]", got)
+	}
+	if got := c.Services["nginx"].Ports; !cmp.Equal(got, []string{"18080:80"}) {
+		t.Errorf("nginx ports %v; want [18080:80]", got)
+	}
+
+	servers := []nginx.Server{
+		{Name: "t01", Hosts: []string{"t01.polls.local"}, Upstream: "t01:8000"},
+		{Name: "t02", Hosts: []string{"t02.polls.local"}, Upstream: "t02:8000"},
+	}
+	files, err := router.Files(spec.Stack{Domain: spec.DefaultDomain}, servers, confDir)
+	if err != nil {
+		t.Fatalf("router.Files: %v", err)
+	}
+	if diff := cmp.Diff(files[len(files)-1].Content, string(readFile(t, filepath.Join(dir, "nginx.conf")))); diff != "" {
+		t.Errorf("nginx.conf differs from the router's polls.conf (-router +composegen):\n%s", diff)
+	}
+
+	password := string(readFile(t, filepath.Join(dir, "secrets", "t01-db-password")))
+	if len(password) != 32 || strings.Contains(string(readFile(t, filepath.Join(dir, "docker-compose.yml"))), password) {
+		t.Errorf("t01's database password is %d characters or shows in the compose file; want 32, only in its file", len(password))
+	}
+}
+
+// TestRegenerateKeepsSecrets ensures adding a tenant keeps the existing
+// tenants' passwords, so their running containers keep working.
+func TestRegenerateKeepsSecrets(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "secrets", "t01-db-password")
+	if err := run([]string{"-n", "1", "-out", dir}, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	before := readFile(t, path)
+	if err := run([]string{"-n", "2", "-out", dir}, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if after := readFile(t, path); string(after) != string(before) {
+		t.Errorf("t01's password changed when t02 was added")
+	}
+}
+
+func readFile(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
