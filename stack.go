@@ -105,7 +105,7 @@ func declare(ctx *pulumi.Context, s spec.Stack) (*deployed, error) {
 		}
 		d.Tenants[t.Name] = tn
 		apps = append(apps, tn.App)
-		servers = append(servers, nginx.Server{Name: t.Name, Hosts: t.ServerNames(s.Domain), Upstream: t.Name + ":" + strconv.Itoa(tenants.AppPort)})
+		servers = append(servers, nginx.Server{Name: t.Name, Hosts: t.ServerNames(s.Domain), Upstream: t.Name + ":" + strconv.Itoa(spec.AppPort)})
 		tenantOutputs[t.Name] = pulumi.Map{"url": tn.URL, "adminUser": tn.AdminUser}
 		adminPasswords[t.Name] = tn.AdminPassword
 	}

@@ -6,6 +6,8 @@ import (
 
 	"github.com/pulumi/pulumi-docker/sdk/v4/go/docker"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"github.com/polls-tenants/polls/spec"
 )
 
 // newApp declares the tenant's app container: on its private network to
@@ -19,12 +21,12 @@ func newApp(ctx *pulumi.Context, args Args, name func(string) string, image pulu
 		Command: pulumi.StringArray{pulumi.String("serve")},
 		Envs: pulumi.StringArray{
 			pulumi.String("TENANT=" + tenant),
-			pulumi.String("LISTEN_ADDR=:" + strconv.Itoa(AppPort)),
+			pulumi.String("LISTEN_ADDR=:" + strconv.Itoa(spec.AppPort)),
 			pulumi.String("ALLOWED_HOSTS=" + allowedHosts(args.Tenant, args.Stack.Domain)),
-			pulumi.String("DATABASE_URL_FILE=" + databaseURLFile),
+			pulumi.String("DATABASE_URL_FILE=" + spec.DatabaseURLFile),
 		},
 		Uploads: docker.ContainerUploadArray{
-			docker.ContainerUploadArgs{File: pulumi.String(databaseURLFile), Content: databaseURL},
+			docker.ContainerUploadArgs{File: pulumi.String(spec.DatabaseURLFile), Content: databaseURL},
 		},
 		NetworksAdvanced: docker.ContainerNetworksAdvancedArray{
 			docker.ContainerNetworksAdvancedArgs{Name: network.Name},
@@ -32,7 +34,7 @@ func newApp(ctx *pulumi.Context, args Args, name func(string) string, image pulu
 		},
 		// No StartInterval: it needs Docker API 1.44, and Debian 12 ships 1.41.
 		Healthcheck: docker.ContainerHealthcheckArgs{
-			Tests:       pulumi.StringArray{pulumi.String("CMD"), pulumi.String(appBinary), pulumi.String("healthcheck")},
+			Tests:       pulumi.StringArray{pulumi.String("CMD"), pulumi.String(spec.AppBinary), pulumi.String("healthcheck")},
 			Interval:    pulumi.String("3s"),
 			Timeout:     pulumi.String("3s"),
 			Retries:     pulumi.Int(3),

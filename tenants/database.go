@@ -5,6 +5,8 @@ import (
 
 	"github.com/pulumi/pulumi-docker/sdk/v4/go/docker"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"github.com/polls-tenants/polls/spec"
 )
 
 // healthScript is the database's health check. Healthy means: the server
@@ -46,19 +48,19 @@ func newDatabase(ctx *pulumi.Context, args Args, name func(string) string, netwo
 		Name:  pulumi.String(name("db")),
 		Image: pulumi.String(args.Stack.PostgresImage),
 		Envs: pulumi.StringArray{
-			pulumi.String("POSTGRES_USER=" + dbUser),
-			pulumi.String("POSTGRES_DB=" + dbName),
-			pulumi.String("POSTGRES_PASSWORD_FILE=" + dbPasswordFile),
-			pulumi.String("PGDATA=" + pgMount + "/pgdata"),
+			pulumi.String("POSTGRES_USER=" + spec.DBUser),
+			pulumi.String("POSTGRES_DB=" + spec.DBName),
+			pulumi.String("POSTGRES_PASSWORD_FILE=" + spec.DBPasswordFile),
+			pulumi.String("PGDATA=" + spec.PGMount + "/pgdata"),
 		},
 		Uploads: docker.ContainerUploadArray{
-			docker.ContainerUploadArgs{File: pulumi.String(dbPasswordFile), Content: password},
+			docker.ContainerUploadArgs{File: pulumi.String(spec.DBPasswordFile), Content: password},
 		},
 		Mounts: docker.ContainerMountArray{
-			docker.ContainerMountArgs{Type: pulumi.String("volume"), Source: volume.Name, Target: pulumi.String(pgMount)},
+			docker.ContainerMountArgs{Type: pulumi.String("volume"), Source: volume.Name, Target: pulumi.String(spec.PGMount)},
 		},
 		NetworksAdvanced: docker.ContainerNetworksAdvancedArray{
-			docker.ContainerNetworksAdvancedArgs{Name: network.Name, Aliases: pulumi.StringArray{pulumi.String(dbAlias)}},
+			docker.ContainerNetworksAdvancedArgs{Name: network.Name, Aliases: pulumi.StringArray{pulumi.String(spec.DBAlias)}},
 		},
 		// No StartInterval: it needs Docker API 1.44, and Debian 12 ships 1.41.
 		Healthcheck: docker.ContainerHealthcheckArgs{

@@ -7,6 +7,7 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
 	"github.com/polls-tenants/polls/dockerlog"
+	"github.com/polls-tenants/polls/spec"
 )
 
 // newMigration declares the container that migrates the tenant's schema and
@@ -21,13 +22,13 @@ func newMigration(ctx *pulumi.Context, args Args, name func(string) string, imag
 		Command: pulumi.StringArray{pulumi.String("migrate"), pulumi.String("-createsuperuser")},
 		Envs: pulumi.StringArray{
 			pulumi.String("TENANT=" + tenant),
-			pulumi.String("DATABASE_URL_FILE=" + databaseURLFile),
+			pulumi.String("DATABASE_URL_FILE=" + spec.DatabaseURLFile),
 			pulumi.String("ADMIN_USER=" + args.Stack.AdminUser),
-			pulumi.String("ADMIN_PASSWORD_FILE=" + adminPasswordFile),
+			pulumi.String("ADMIN_PASSWORD_FILE=" + spec.AdminPasswordFile),
 		},
 		Uploads: docker.ContainerUploadArray{
-			docker.ContainerUploadArgs{File: pulumi.String(databaseURLFile), Content: databaseURL},
-			docker.ContainerUploadArgs{File: pulumi.String(adminPasswordFile), Content: adminPassword},
+			docker.ContainerUploadArgs{File: pulumi.String(spec.DatabaseURLFile), Content: databaseURL},
+			docker.ContainerUploadArgs{File: pulumi.String(spec.AdminPasswordFile), Content: adminPassword},
 		},
 		NetworksAdvanced: docker.ContainerNetworksAdvancedArray{
 			docker.ContainerNetworksAdvancedArgs{Name: network.Name},

@@ -17,20 +17,6 @@ import (
 // Type is the component's type token.
 const Type = "polls:index:Tenant"
 
-// Paths and names inside the containers. The app image's contract is in
-// app/README.md; the database follows the official postgres image's.
-const (
-	AppPort           = 8000
-	appBinary         = "/usr/local/bin/polls"
-	dbUser            = "polls"
-	dbName            = "polls"
-	dbAlias           = "db"
-	dbPasswordFile    = "/run/secrets/postgres-password"
-	databaseURLFile   = "/run/secrets/database-url"
-	adminPasswordFile = "/run/secrets/admin-password"
-	pgMount           = "/var/lib/postgresql/data"
-)
-
 // Args configures one tenant.
 type Args struct {
 	// Tenant is the validated tenant.
@@ -90,7 +76,7 @@ func New(ctx *pulumi.Context, args Args, opts ...pulumi.ResourceOption) (*Tenant
 	// secret whatever the provider version does.
 	dbSecret := pulumi.ToSecret(dbPassword.Result).(pulumi.StringOutput)
 	adminSecret := pulumi.ToSecret(adminPassword.Result).(pulumi.StringOutput)
-	databaseURL := pulumi.Sprintf("postgres://%s:%s@%s:5432/%s?sslmode=disable", dbUser, dbSecret, dbAlias, dbName)
+	databaseURL := pulumi.Sprintf("postgres://%s:%s@%s:5432/%s?sslmode=disable", spec.DBUser, dbSecret, spec.DBAlias, spec.DBName)
 
 	network, err := newNetwork(ctx, name, docker("net"), parent)
 	if err != nil {

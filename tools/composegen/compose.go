@@ -19,21 +19,12 @@ import (
 	"github.com/polls-tenants/polls/spec"
 )
 
-// These mirror the tenants and router packages, which import Pulumi; the
-// test checks nginx.conf against the router's own rendering.
+// These mirror the router package's unexported names; the test checks
+// nginx.conf against the router's own rendering.
 const (
-	appPort           = 8000
-	appBinary         = "/usr/local/bin/polls"
-	dbUser            = "polls"
-	dbName            = "polls"
-	dbAlias           = "db"
-	dbPasswordFile    = "/run/secrets/postgres-password"
-	databaseURLFile   = "/run/secrets/database-url"
-	adminPasswordFile = "/run/secrets/admin-password"
-	pgMount           = "/var/lib/postgresql/data"
-	confDir           = "/etc/nginx/conf.d"
-	dockerDNS         = "127.0.0.11"
-	edgeNetwork       = "edge"
+	confDir     = "/etc/nginx/conf.d"
+	dockerDNS   = "127.0.0.11"
+	edgeNetwork = "edge"
 )
 
 var projectName = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,62}$`)
@@ -155,16 +146,16 @@ func build(o options, nginxConf []byte) composeFile {
 			ContainerName: name("db"),
 			Image:         o.PostgresImage,
 			Environment: []string{
-				"POSTGRES_USER=" + dbUser, "POSTGRES_DB=" + dbName,
-				"POSTGRES_PASSWORD_FILE=" + dbPasswordFile, "PGDATA=" + pgMount + "/pgdata",
+				"POSTGRES_USER=" + spec.DBUser, "POSTGRES_DB=" + spec.DBName,
+				"POSTGRES_PASSWORD_FILE=" + spec.DBPasswordFile, "PGDATA=" + spec.PGMount + "/pgdata",
 			},
-			Volumes:  []string{t + "-pgdata:" + pgMount, secret("db-password", dbPasswordFile)},
-			Networks: map[string]attachment{t: {Aliases: []string{dbAlias}}},
+			Volumes:  []string{t + "-pgdata:" + spec.PGMount, secret("db-password", spec.DBPasswordFile)},
+			Networks: map[string]attachment{t: {Aliases: []string{spec.DBAlias}}},
 			// The program's check, less its password sync: the readiness
 			// test over TCP (during first-run initialisation the image's
 			// temporary server listens on the socket only).
 			Healthcheck: &healthcheck{
-				Test:     []string{"CMD-SHELL", "pg_isready -q -h 127.0.0.1 -U " + dbUser + " -d " + dbName},
+				Test:     []string{"CMD-SHELL", "pg_isready -q -h 127.0.0.1 -U " + spec.DBUser + " -d " + spec.DBName},
 				Interval: "2s", Timeout: "10s", Retries: 5, StartPeriod: "2m",
 			},
 			// Not PID 1: see the init comment in tenants/database.go.
@@ -179,10 +170,10 @@ func build(o options, nginxConf []byte) composeFile {
 			Image:         o.AppImage,
 			Command:       []string{"migrate", "-createsuperuser"},
 			Environment: []string{
-				"TENANT=" + t, "DATABASE_URL_FILE=" + databaseURLFile,
-				"ADMIN_USER=" + spec.DefaultAdminUser, "ADMIN_PASSWORD_FILE=" + adminPasswordFile,
+				"TENANT=" + t, "DATABASE_URL_FILE=" + spec.DatabaseURLFile,
+				"ADMIN_USER=" + spec.DefaultAdminUser, "ADMIN_PASSWORD_FILE=" + spec.AdminPasswordFile,
 			},
-			Volumes:      []string{secret("database-url", databaseURLFile), secret("admin-password", adminPasswordFile)},
+			Volumes:      []string{secret("database-url", spec.DatabaseURLFile), secret("admin-password", spec.AdminPasswordFile)},
 			Networks:     map[string]attachment{t: {}},
 			DependsOn:    map[string]dependency{t + "-db": {Condition: "service_healthy"}},
 			MemLimit:     appMemory,
@@ -194,16 +185,16 @@ func build(o options, nginxConf []byte) composeFile {
 			Image:         o.AppImage,
 			Command:       []string{"serve"},
 			Environment: []string{
-				"TENANT=" + t, "LISTEN_ADDR=:" + strconv.Itoa(appPort),
-				"ALLOWED_HOSTS=" + t + "." + spec.DefaultDomain, "DATABASE_URL_FILE=" + databaseURLFile,
+				"TENANT=" + t, "LISTEN_ADDR=:" + strconv.Itoa(spec.AppPort),
+				"ALLOWED_HOSTS=" + t + "." + spec.DefaultDomain, "DATABASE_URL_FILE=" + spec.DatabaseURLFile,
 			},
-			Volumes:  []string{secret("database-url", databaseURLFile)},
+			Volumes:  []string{secret("database-url", spec.DatabaseURLFile)},
 			Networks: map[string]attachment{t: {}, edgeNetwork: {Aliases: []string{t}}},
 			DependsOn: map[string]dependency{
 				t + "-migrate": {Condition: "service_completed_successfully"},
 			},
 			Healthcheck: &healthcheck{
-				Test:     []string{"CMD", appBinary, "healthcheck"},
+				Test:     []string{"CMD", spec.AppBinary, "healthcheck"},
 				Interval: "3s", Timeout: "3s", Retries: 3, StartPeriod: "30s",
 			},
 			Init:         true,
@@ -239,7 +230,7 @@ func renderNginx(o options) ([]byte, error) {
 	var servers []nginx.Server
 	for _, t := range tenantNames(o.Tenants) {
 		servers = append(servers, nginx.Server{
-			Name: t, Hosts: []string{t + "." + spec.DefaultDomain}, Upstream: t + ":" + strconv.Itoa(appPort),
+			Name: t, Hosts: []string{t + "." + spec.DefaultDomain}, Upstream: t + ":" + strconv.Itoa(spec.AppPort),
 		})
 	}
 	return nginx.Render(nginx.Config{Servers: servers, Resolver: dockerDNS, Listen: "80", ListenTLS: "443"})
@@ -267,7 +258,7 @@ func write(dir string, o options) ([]string, error) {
 		if _, err := ensureSecret(filepath.Join(secrets, t+"-admin-password"), 24); err != nil {
 			return nil, fmt.Errorf("tenant %s: admin password: %w", t, err)
 		}
-		url := fmt.Sprintf("postgres://%s:%s@%s:5432/%s?sslmode=disable", dbUser, dbPassword, dbAlias, dbName)
+		url := fmt.Sprintf("postgres://%s:%s@%s:5432/%s?sslmode=disable", spec.DBUser, dbPassword, spec.DBAlias, spec.DBName)
 		if err := os.WriteFile(filepath.Join(secrets, t+"-database-url"), []byte(url), 0o644); err != nil {
 			return nil, fmt.Errorf("tenant %s: database url: %w", t, err)
 		}

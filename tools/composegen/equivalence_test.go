@@ -43,7 +43,7 @@ func TestMatchesProgram(t *testing.T) {
 			got, want := fromService(t, generated[name]), fromInputs(t, declared[name])
 			if role == "db" {
 				// Compose runs the readiness line of the program's script.
-				want.Health[0] = strings.NewReplacer(`"$POSTGRES_USER"`, dbUser, `"$POSTGRES_DB"`, dbName, " || exit 1", "").
+				want.Health[0] = strings.NewReplacer(`"$POSTGRES_USER"`, spec.DBUser, `"$POSTGRES_DB"`, spec.DBName, " || exit 1", "").
 					Replace(strings.SplitN(want.Health[0], "\n", 2)[0])
 			}
 			if diff := cmp.Diff(want, got); diff != "" {
