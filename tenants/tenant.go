@@ -58,7 +58,7 @@ func New(ctx *pulumi.Context, args Args, opts ...pulumi.ResourceOption) (*Tenant
 		return nil, fmt.Errorf("tenant %s: register component: %w", name, err)
 	}
 	parent := pulumi.Parent(t)
-	docker := dockerName(args.Prefix, name)
+	objectName := dockerName(args.Prefix, name)
 
 	dbPassword, err := random.NewRandomPassword(ctx, name+"-db-password", &random.RandomPasswordArgs{
 		Length: pulumi.Int(32), Special: pulumi.Bool(false),
@@ -78,11 +78,11 @@ func New(ctx *pulumi.Context, args Args, opts ...pulumi.ResourceOption) (*Tenant
 	adminSecret := pulumi.ToSecret(adminPassword.Result).(pulumi.StringOutput)
 	databaseURL := pulumi.Sprintf("postgres://%s:%s@%s:5432/%s?sslmode=disable", spec.DBUser, dbSecret, spec.DBAlias, spec.DBName)
 
-	network, err := newNetwork(ctx, name, docker("net"), parent)
+	network, err := newNetwork(ctx, name, objectName("net"), parent)
 	if err != nil {
 		return nil, err
 	}
-	db, err := newDatabase(ctx, args, docker, network, dbSecret, parent)
+	db, err := newDatabase(ctx, args, objectName, network, dbSecret, parent)
 	if err != nil {
 		return nil, err
 	}
@@ -90,11 +90,11 @@ func New(ctx *pulumi.Context, args Args, opts ...pulumi.ResourceOption) (*Tenant
 	if args.Tenant.Image != "" {
 		image = pulumi.String(args.Tenant.Image)
 	}
-	migrate, err := newMigration(ctx, args, docker, image, network, databaseURL, adminSecret, parent, pulumi.DependsOn([]pulumi.Resource{db}))
+	migrate, err := newMigration(ctx, args, objectName, image, network, databaseURL, adminSecret, parent, pulumi.DependsOn([]pulumi.Resource{db}))
 	if err != nil {
 		return nil, err
 	}
-	app, err := newApp(ctx, args, docker, image, network, databaseURL, migrate, parent)
+	app, err := newApp(ctx, args, objectName, image, network, databaseURL, migrate, parent)
 	if err != nil {
 		return nil, err
 	}
