@@ -139,14 +139,24 @@ func (s *server) adminAddChoice(w http.ResponseWriter, r *http.Request) {
 	s.adminResult(w, r, p, err)
 }
 
-func (s *server) adminUpdateChoice(w http.ResponseWriter, r *http.Request) {
+// loadChoice returns the poll and the choice ID named by the {id} and {cid}
+// path values; when it answered the request itself it returns false.
+func (s *server) loadChoice(w http.ResponseWriter, r *http.Request) (polls.Poll, int64, bool) {
 	p, ok := s.loadPoll(w, r)
 	if !ok {
-		return
+		return p, 0, false
 	}
 	cid, ok := pathID(r, "cid")
 	if !ok {
 		s.errorPage(w, r, http.StatusNotFound, "There is no such choice.")
+		return p, 0, false
+	}
+	return p, cid, true
+}
+
+func (s *server) adminUpdateChoice(w http.ResponseWriter, r *http.Request) {
+	p, cid, ok := s.loadChoice(w, r)
+	if !ok {
 		return
 	}
 	text, err := validate("choice", r.PostFormValue("text"))
@@ -157,13 +167,8 @@ func (s *server) adminUpdateChoice(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) adminDeleteChoice(w http.ResponseWriter, r *http.Request) {
-	p, ok := s.loadPoll(w, r)
+	p, cid, ok := s.loadChoice(w, r)
 	if !ok {
-		return
-	}
-	cid, ok := pathID(r, "cid")
-	if !ok {
-		s.errorPage(w, r, http.StatusNotFound, "There is no such choice.")
 		return
 	}
 	s.adminResult(w, r, p, s.Store.DeleteChoice(r.Context(), p.ID, cid))
