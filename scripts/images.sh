@@ -42,7 +42,8 @@
 #   --refresh-rootfs  run debootstrap again (new tarball) and re-import the base
 # Environment: POLLS_IMAGES_CACHE (cache dir), DEBIAN_MIRROR,
 # DEBIAN_SECURITY_MIRROR (both plain-HTTP mirrors, baked into the base's apt
-# sources).
+# sources; by default the host's own apt sources for bookworm and
+# bookworm-security).
 #
 # Needs: root (debootstrap, chroot), a running docker engine, debootstrap, tar.
 set -euo pipefail
@@ -52,8 +53,28 @@ readonly SCRIPT_DIR
 readonly CONTEXT_ROOT="${SCRIPT_DIR}/images"
 readonly CACHE_DIR="${POLLS_IMAGES_CACHE:-${XDG_CACHE_HOME:-${HOME}/.cache}/polls-images}"
 readonly SUITE="bookworm"
-readonly MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
-readonly SECURITY_MIRROR="${DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}"
+# host_mirror SUITE prints the first URI the host's own apt sources give for
+# SUITE (deb822 .sources files and one-line .list files alike), so no mirror
+# is named here. The images fetch over plain HTTP: containers here fail
+# HTTPS certificate checks.
+host_mirror() {
+	local suite="$1"
+	{
+		# deb822: a stanza's URIs apply to its Suites.
+		awk -v want="${suite}" '
+			/^[[:space:]]*$/ { if (uri != "" && hit) print uri; uri = ""; hit = 0; next }
+			/^URIs:/ { uri = $2 }
+			/^Suites:/ { for (i = 2; i <= NF; i++) if ($i == want) hit = 1 }
+			END { if (uri != "" && hit) print uri }
+		' /etc/apt/sources.list.d/*.sources 2>/dev/null
+		# one-line: deb [options] URI SUITE COMPONENTS...
+		sed -E 's/\[[^]]*\]//' /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null |
+			awk -v want="${suite}" '$1 == "deb" && $3 == want { print $2 }'
+	} | head -n 1 | sed -E 's#^https://#http://#; s#/+$##'
+}
+MIRROR="${DEBIAN_MIRROR:-$(host_mirror bookworm)}"
+SECURITY_MIRROR="${DEBIAN_SECURITY_MIRROR:-$(host_mirror bookworm-security)}"
+readonly MIRROR SECURITY_MIRROR
 # Extra packages in the base rootfs: the CA bundle, zoneinfo and /etc/services
 # are also what the static image copies out of the base.
 readonly BASE_INCLUDE="ca-certificates,tzdata,netbase"
@@ -187,6 +208,8 @@ ensure_rootfs_tar() {
 		return 0
 	fi
 	command -v debootstrap >/dev/null || die "debootstrap not found (apt-get install -y debootstrap)"
+	[[ -n "${MIRROR}" && -n "${SECURITY_MIRROR}" ]] ||
+		die "no Debian mirror for bookworm and bookworm-security in the host's apt sources: set DEBIAN_MIRROR and DEBIAN_SECURITY_MIRROR"
 	[[ "$(id -u)" -eq 0 ]] || die "debootstrap needs root"
 
 	local start="${SECONDS}" root="${WORK_DIR}/rootfs"

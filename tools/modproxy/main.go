@@ -1,7 +1,7 @@
 // Command modproxy serves a Go module cache's download directory as a tiny,
 // read-only GOPROXY over plain HTTP.
 //
-// Why: on our build hosts containers cannot reach proxy.golang.org — HTTPS
+// Why: on our build hosts containers cannot reach the Go module proxy — HTTPS
 // from inside a container fails certificate checks — while the host's own Go
 // can fill its module cache normally. The cache's cache/download tree
 // ($(go env GOMODCACHE)/cache/download) is laid out exactly like the GOPROXY
