@@ -68,9 +68,9 @@ host_mirror() {
 			END { if (uri != "" && hit) print uri }
 		' /etc/apt/sources.list.d/*.sources 2>/dev/null
 		# one-line: deb [options] URI SUITE COMPONENTS...
-		sed -E 's/\[[^]]*\]//' /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null |
+		cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null | sed -E 's/\[[^]]*\]//' |
 			awk -v want="${suite}" '$1 == "deb" && $3 == want { print $2 }'
-	} | head -n 1 | sed -E 's#^https://#http://#; s#/+$##'
+	} | head -n 1 | sed -E 's#^https://#http://#; s#/+$##' || true
 }
 MIRROR="${DEBIAN_MIRROR:-$(host_mirror bookworm)}"
 SECURITY_MIRROR="${DEBIAN_SECURITY_MIRROR:-$(host_mirror bookworm-security)}"
