@@ -171,48 +171,122 @@ func (p *parser) buildArgs(key string) map[string]string {
 	return args
 }
 
-// tenants parses polls:tenants: a list whose items are names or objects.
+// tenants parses polls:tenants: either a list whose items are names or
+// objects with a "name", or a map from tenant name to its settings (an
+// object without "name", or null). The map form lets a tenant be removed by
+// name (`pulumi config rm --path 'polls:tenants.thor'`); both forms give the
+// same tenants, so converting one into the other changes no resource.
 func (p *parser) tenants(domain string) []Tenant {
-	raw, ok := p.values["tenants"]
-	if !ok || strings.TrimSpace(raw) == "" {
+	raw := strings.TrimSpace(p.values["tenants"])
+	if raw == "" {
 		return []Tenant{}
 	}
-	var items []json.RawMessage
-	if err := json.Unmarshal([]byte(raw), &items); err != nil {
-		p.addf("polls:tenants: must be a list of tenant names or {\"name\": ...} objects: %v", err)
+	var tenants []Tenant
+	switch raw[0] {
+	case '[':
+		var items []json.RawMessage
+		if err := json.Unmarshal([]byte(raw), &items); err != nil {
+			p.addf("polls:tenants: must be a list of tenant names or {\"name\": ...} objects, or a map of name to settings: %v", err)
+			return nil
+		}
+		for i, item := range items {
+			if t, ok := p.listItem(i, item); ok {
+				tenants = append(tenants, t)
+			}
+		}
+	case '{':
+		var items map[string]json.RawMessage
+		if err := json.Unmarshal([]byte(raw), &items); err != nil {
+			p.addf("polls:tenants: must be a map of tenant name to settings, or a list: %v", err)
+			return nil
+		}
+		for _, name := range sortedKeys(items) {
+			if t, ok := p.mapItem(name, items[name]); ok {
+				tenants = append(tenants, t)
+			}
+		}
+	default:
+		p.addf("polls:tenants: %q is neither a list nor a map: use [\"thor\", \"potter\"] or {\"thor\": {}, \"potter\": {\"hosts\": [...]}}", raw)
 		return nil
 	}
-	tenants := make([]Tenant, 0, len(items))
-	for i, item := range items {
-		t, ok := p.tenant(i, item)
-		if ok {
-			tenants = append(tenants, t)
-		}
+	if tenants == nil {
+		tenants = []Tenant{}
 	}
 	sortTenants(tenants)
 	p.conflicts(tenants, domain)
 	return tenants
 }
 
-func (p *parser) tenant(i int, item json.RawMessage) (Tenant, bool) {
-	var t Tenant
+// listItem parses one item of the list form: a name or an object with one.
+func (p *parser) listItem(i int, item json.RawMessage) (Tenant, bool) {
 	item = bytes.TrimSpace(item)
+	path := fmt.Sprintf("polls:tenants[%d]", i)
 	if len(item) > 0 && item[0] == '"' {
+		var t Tenant
 		if err := json.Unmarshal(item, &t.Name); err != nil {
-			p.addf("polls:tenants[%d]: %v", i, err)
+			p.addf("%s: %v", path, err)
 			return t, false
 		}
-		return t, p.checkName(i, t.Name)
+		return t, p.checkName(path, t.Name)
 	}
 	var fields map[string]json.RawMessage
 	if err := json.Unmarshal(item, &fields); err != nil || fields == nil {
-		p.addf("polls:tenants[%d]: %s is neither a tenant name nor an object: use \"thor\" or {\"name\": \"thor\", \"hosts\": [...]}", i, item)
-		return t, false
+		p.addf("%s: %s is neither a tenant name nor an object: use \"thor\" or {\"name\": \"thor\", \"hosts\": [...]}", path, item)
+		return Tenant{}, false
 	}
+	var name string
+	if v, present := fields["name"]; !present {
+		p.addf("%s: object has no \"name\": add {\"name\": \"<lower-case DNS label>\"}", path)
+		return Tenant{}, false
+	} else if err := json.Unmarshal(v, &name); err != nil {
+		p.addf("%s (%s): field \"name\" must be a string, got %s", path, rawName(fields), v)
+		return Tenant{}, false
+	}
+	delete(fields, "name")
+	if !p.checkName(path, name) {
+		return Tenant{}, false
+	}
+	return p.settings(fmt.Sprintf("%s (%q)", path, name), name, fields)
+}
+
+// mapItem parses one entry of the map form: the key is the name, the value
+// the settings (null or {} for none).
+func (p *parser) mapItem(name string, item json.RawMessage) (Tenant, bool) {
+	path := "polls:tenants." + name
+	if !isDNSLabel(name) {
+		p.addf("polls:tenants: key %q is not a lower-case DNS label: name tenants with 1-63 characters a-z, 0-9 and '-', not starting or ending with '-'", name)
+		return Tenant{}, false
+	}
+	item = bytes.TrimSpace(item)
+	// `pulumi config set --path 'polls:tenants.thor' '{}'` stores a string:
+	// its content is the settings.
+	var text string
+	if json.Unmarshal(item, &text) == nil {
+		item = bytes.TrimSpace([]byte(text))
+	}
+	if len(item) == 0 || string(item) == "null" {
+		return Tenant{Name: name}, true
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(item, &fields); err != nil || fields == nil {
+		p.addf("%s: %s is not an object of settings: use {} or {\"hosts\": [...], \"memoryMb\": 512}", path, item)
+		return Tenant{}, false
+	}
+	if _, present := fields["name"]; present {
+		p.addf("%s: has a \"name\" field: in the map form the key is the name; remove the field", path)
+		return Tenant{}, false
+	}
+	return p.settings(path, name, fields)
+}
+
+// settings decodes a tenant's optional fields; path names the tenant in
+// messages.
+func (p *parser) settings(path, name string, fields map[string]json.RawMessage) (Tenant, bool) {
+	t := Tenant{Name: name}
 	ok := true
 	for _, f := range sortedKeys(fields) {
 		if !contains(tenantFields, f) {
-			p.addf("polls:tenants[%d] (%s): unknown field %q: tenant fields are %s", i, rawName(fields), f, strings.Join(tenantFields, ", "))
+			p.addf("%s: unknown field %q: tenant fields are %s", path, f, strings.Join(tenantFields[1:], ", "))
 			ok = false
 		}
 	}
@@ -222,41 +296,33 @@ func (p *parser) tenant(i int, item json.RawMessage) (Tenant, bool) {
 			return
 		}
 		if err := json.Unmarshal(v, into); err != nil {
-			p.addf("polls:tenants[%d] (%s): field %q must be %s, got %s", i, rawName(fields), field, want, v)
+			p.addf("%s: field %q must be %s, got %s", path, field, want, v)
 			ok = false
 		}
 	}
-	decode("name", &t.Name, "a string")
 	decode("hosts", &t.Hosts, "a list of host names")
 	decode("memoryMb", &t.MemoryMB, "a whole number of MiB")
 	decode("image", &t.Image, "an image reference string")
-	if _, present := fields["name"]; !present {
-		p.addf("polls:tenants[%d]: object has no \"name\": add {\"name\": \"<lower-case DNS label>\"}", i)
-		return t, false
-	}
-	if !p.checkName(i, t.Name) {
-		return t, false
-	}
 	for _, h := range t.Hosts {
 		if !isHostname(h) {
-			p.addf("polls:tenants[%d] (%q): host %q is not a valid lower-case host name: use dot-separated DNS labels, e.g. polls.example.com (no wildcards, ports or paths)", i, t.Name, h)
+			p.addf("%s: host %q is not a valid lower-case host name: use dot-separated DNS labels, e.g. polls.example.com (no wildcards, ports or paths)", path, h)
 			ok = false
 		}
 	}
 	if t.MemoryMB < 0 || (t.MemoryMB > 0 && t.MemoryMB < MinMemoryMB) {
-		p.addf("polls:tenants[%d] (%q): memoryMb %d is not accepted: use %d or more, or leave it out for polls:appMemoryMb", i, t.Name, t.MemoryMB, MinMemoryMB)
+		p.addf("%s: memoryMb %d is not accepted: use %d or more, or leave it out for polls:appMemoryMb", path, t.MemoryMB, MinMemoryMB)
 		ok = false
 	}
 	if _, present := fields["image"]; present && !isImageRef(t.Image) {
-		p.addf("polls:tenants[%d] (%q): image %q is not an image reference: use name[:tag][@digest] or an image ID sha256:<hex>", i, t.Name, t.Image)
+		p.addf("%s: image %q is not an image reference: use name[:tag][@digest] or an image ID sha256:<hex>", path, t.Image)
 		ok = false
 	}
 	return t, ok
 }
 
-func (p *parser) checkName(i int, name string) bool {
+func (p *parser) checkName(path, name string) bool {
 	if !isDNSLabel(name) {
-		p.addf("polls:tenants[%d]: name %q is not a lower-case DNS label: use 1-63 characters a-z, 0-9 and '-', not starting or ending with '-'", i, name)
+		p.addf("%s: name %q is not a lower-case DNS label: use 1-63 characters a-z, 0-9 and '-', not starting or ending with '-'", path, name)
 		return false
 	}
 	return true

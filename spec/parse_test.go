@@ -45,6 +45,13 @@ func TestParseValid(t *testing.T) {
 			s.AppBuildArgs = map[string]string{"GOPROXY": "http://127.0.0.1:3001", "GO_IMAGE": "polls-local/golang:1.23"}
 			s.AppBuildNetwork, s.DockerHost = "host", "ssh://deploy@prod-1"
 		})},
+		{"map form, sorted, settings or none", map[string]string{"tenants": `{"thor":null,"potter":{"hosts":["polls.potter.example"],"memoryMb":128},"hermione":{}}`},
+			with(func(s *Stack) {
+				s.Tenants = []Tenant{{Name: "hermione"}, {Name: "potter", Hosts: []string{"polls.potter.example"}, MemoryMB: 128}, {Name: "thor"}}
+			})},
+		{"empty map", map[string]string{"tenants": `{}`}, defaults},
+		{"map values as `pulumi config set --path` stores them", map[string]string{"tenants": `{"thor":"","potter":"{}","hermione":"{\"memoryMb\":64}"}`},
+			with(func(s *Stack) { s.Tenants = []Tenant{{Name: "hermione", MemoryMB: 64}, {Name: "potter"}, {Name: "thor"}} })},
 		{"63-character name", map[string]string{"tenants": `["` + strings.Repeat("a", 63) + `"]`},
 			with(func(s *Stack) { s.Tenants = []Tenant{{Name: strings.Repeat("a", 63)}} })},
 		{"image ID override", map[string]string{"tenants": `[{"name":"a1","image":"sha256:` + strings.Repeat("0", 64) + `"}]`},
@@ -60,6 +67,22 @@ func TestParseValid(t *testing.T) {
 				t.Errorf("Parse mismatch (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+// TestTenantFormsAgree ensures the list and map forms of polls:tenants give
+// the same Stack, so converting one into the other changes no resource.
+func TestTenantFormsAgree(t *testing.T) {
+	list, err := Parse(map[string]string{"tenants": `["thor",{"name":"potter","hosts":["polls.potter.example"],"image":"polls-app:v1"}]`})
+	if err != nil {
+		t.Fatalf("Parse list: %v", err)
+	}
+	byName, err := Parse(map[string]string{"tenants": `{"potter":{"hosts":["polls.potter.example"],"image":"polls-app:v1"},"thor":{}}`})
+	if err != nil {
+		t.Fatalf("Parse map: %v", err)
+	}
+	if diff := cmp.Diff(list, byName); diff != "" {
+		t.Errorf("list and map forms differ (-list +map):\n%s", diff)
 	}
 }
 
@@ -91,13 +114,18 @@ func TestParseInvalid(t *testing.T) {
 		{"host with port", map[string]string{"tenants": `[{"name":"thor","hosts":["a.example:80"]}]`}, []string{`"a.example:80"`}},
 		{"host with quote", map[string]string{"tenants": `[{"name":"thor","hosts":["a\"b"]}]`}, []string{"not a valid lower-case host name"}},
 		{"unknown tenant field", map[string]string{"tenants": `[{"name":"thor","memroyMb":64}]`},
-			[]string{"polls:tenants[0] (\"thor\")", `unknown field "memroyMb"`, "name, hosts, memoryMb, image"}},
+			[]string{"polls:tenants[0] (\"thor\")", `unknown field "memroyMb"`, "hosts, memoryMb, image"}},
 		{"object without name", map[string]string{"tenants": `[{"hosts":["a.example"]}]`}, []string{"polls:tenants[0]", `no "name"`}},
 		{"hosts not a list", map[string]string{"tenants": `[{"name":"thor","hosts":"a.example"}]`}, []string{`field "hosts" must be a list of host names`}},
 		{"memory too small", map[string]string{"tenants": `[{"name":"thor","memoryMb":2}]`}, []string{`("thor"): memoryMb 2`, "6 or more"}},
 		{"bad image override", map[string]string{"tenants": `[{"name":"thor","image":"Polls App"}]`}, []string{`image "Polls App"`}},
 		{"tenant neither string nor object", map[string]string{"tenants": `[42]`}, []string{"polls:tenants[0]", "neither a tenant name nor an object"}},
-		{"tenants not a list", map[string]string{"tenants": `{"name":"thor"}`}, []string{"polls:tenants: must be a list"}},
+		{"tenants neither list nor map", map[string]string{"tenants": `thor`}, []string{"polls:tenants:", "neither a list nor a map"}},
+		{"map value not an object", map[string]string{"tenants": `{"name":"thor"}`}, []string{"polls:tenants.name:", "not an object of settings"}},
+		{"map key not a label", map[string]string{"tenants": `{"Thor":{}}`}, []string{"polls:tenants: key \"Thor\"", "lower-case DNS label"}},
+		{"map value with a name", map[string]string{"tenants": `{"thor":{"name":"thor"}}`}, []string{"polls:tenants.thor:", "the key is the name"}},
+		{"map value bad field", map[string]string{"tenants": `{"thor":{"memoryMb":"lots","colour":"red"}}`}, []string{"polls:tenants.thor: field \"memoryMb\" must be", "polls:tenants.thor: unknown field \"colour\""}},
+		{"map host claimed twice", map[string]string{"tenants": `{"thor":{"hosts":["a.example"]},"potter":{"hosts":["a.example"]}}`}, []string{"host \"a.example\" is already served by tenant"}},
 		{"domain invalid", map[string]string{"domain": "polls.local;"}, []string{"polls:domain", "not a valid lower-case host name"}},
 		{"domain upper-case", map[string]string{"domain": "Polls.Local"}, []string{"polls:domain"}},
 		{"domain empty", map[string]string{"domain": ""}, []string{"polls:domain"}},
