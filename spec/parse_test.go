@@ -51,7 +51,9 @@ func TestParseValid(t *testing.T) {
 			})},
 		{"empty map", map[string]string{"tenants": `{}`}, defaults},
 		{"map values as `pulumi config set --path` stores them", map[string]string{"tenants": `{"thor":"","potter":"{}","hermione":"{\"memoryMb\":64}"}`},
-			with(func(s *Stack) { s.Tenants = []Tenant{{Name: "hermione", MemoryMB: 64}, {Name: "potter"}, {Name: "thor"}} })},
+			with(func(s *Stack) {
+				s.Tenants = []Tenant{{Name: "hermione", MemoryMB: 64}, {Name: "potter"}, {Name: "thor"}}
+			})},
 		{"63-character name", map[string]string{"tenants": `["` + strings.Repeat("a", 63) + `"]`},
 			with(func(s *Stack) { s.Tenants = []Tenant{{Name: strings.Repeat("a", 63)}} })},
 		{"image ID override", map[string]string{"tenants": `[{"name":"a1","image":"sha256:` + strings.Repeat("0", 64) + `"}]`},
