@@ -1,0 +1,118 @@
+package dockerapi
+
+import (
+	"context"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+)
+
+const testImage = "polls-local/debian:bookworm"
+
+// engine returns a client of the local engine, or skips naming what is
+// missing.
+func engine(t *testing.T) *Client {
+	t.Helper()
+	if _, err := exec.LookPath("docker"); err != nil {
+		t.Skip("skipped: the docker CLI is not on PATH (apt-get install docker.io)")
+	}
+	if out, err := exec.Command("docker", "info", "--format", "{{.ServerVersion}}").CombinedOutput(); err != nil {
+		t.Skipf("skipped: no running Docker engine (`docker info`: %s)", strings.TrimSpace(string(out)))
+	}
+	if exec.Command("docker", "image", "inspect", testImage).Run() != nil {
+		t.Skipf("skipped: image %s is missing (run scripts/images.sh)", testImage)
+	}
+	c, err := New("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// run starts a container and removes it when the test ends.
+func run(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := exec.Command("docker", append([]string{"run", "-d", "--init", "--network", "none"}, args...)...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("docker run %v: %v\n%s", args, err, out)
+	}
+	id := strings.TrimSpace(string(out))
+	t.Cleanup(func() { _ = exec.Command("docker", "rm", "-f", id).Run() })
+	return id
+}
+
+// TestWaitProbesAheadOfTheEngine ensures Wait returns as soon as the health
+// check passes, not one engine interval (here an hour) after start.
+func TestWaitProbesAheadOfTheEngine(t *testing.T) {
+	c := engine(t)
+	id := run(t, "--health-cmd", "test -f /tmp/ready", "--health-interval", "1h", testImage,
+		"sh", "-c", "sleep 1; touch /tmp/ready; exec sleep 300")
+	start := time.Now()
+	if err := c.Wait(context.Background(), id, 60*time.Second); err != nil {
+		t.Fatalf("Wait: %v", err)
+	}
+	if d := time.Since(start); d > 30*time.Second {
+		t.Errorf("Wait took %s; want it to probe, not wait for the 1h interval", d)
+	}
+}
+
+// TestWaitFailsAtOnceOnExit ensures a container that exits fails the wait
+// right away, with its status and log.
+func TestWaitFailsAtOnceOnExit(t *testing.T) {
+	c := engine(t)
+	id := run(t, "--health-cmd", "true", "--health-interval", "1h", testImage,
+		"sh", "-c", "echo cannot reach the database >&2; exit 3")
+	start := time.Now()
+	err := c.Wait(context.Background(), id, 2*time.Minute)
+	if err == nil {
+		t.Fatal("Wait succeeded for a container that exited")
+	}
+	for _, want := range []string{"exited with status 3", "cannot reach the database"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not contain %q", err, want)
+		}
+	}
+	if d := time.Since(start); d > 30*time.Second {
+		t.Errorf("Wait took %s to notice the exit; want it at once", d)
+	}
+}
+
+// TestWaitReportsTheLastCheck ensures a container that never passes its
+// health check fails after the deadline with the check's output.
+func TestWaitReportsTheLastCheck(t *testing.T) {
+	c := engine(t)
+	id := run(t, "--health-cmd", "echo migrations pending; exit 1", "--health-interval", "1h", testImage, "sleep", "300")
+	err := c.Wait(context.Background(), id, 3*time.Second)
+	if err == nil {
+		t.Fatal("Wait succeeded for a container whose check fails")
+	}
+	for _, want := range []string{"not healthy within 3s", "exit status 1", "migrations pending"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not contain %q", err, want)
+		}
+	}
+}
+
+// TestNetworks ensures the engine's networks come with their subnets.
+func TestNetworks(t *testing.T) {
+	c := engine(t)
+	name := "polls-dockerapi-test"
+	if out, err := exec.Command("docker", "network", "create", "--subnet", "10.251.7.0/28", "--label", "polls.tenant=x", name).CombinedOutput(); err != nil {
+		t.Fatalf("network create: %v\n%s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("docker", "network", "rm", name).Run() })
+	nets, err := c.Networks(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range nets {
+		if n.Name == name {
+			if len(n.Subnets) != 1 || n.Subnets[0].String() != "10.251.7.0/28" || n.Labels["polls.tenant"] != "x" {
+				t.Errorf("network %s = %+v; want subnet 10.251.7.0/28 and label polls.tenant=x", name, n)
+			}
+			return
+		}
+	}
+	t.Errorf("network %s not listed", name)
+}

@@ -1,0 +1,92 @@
+package dockerapi
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// PollInterval is how often Wait looks at a starting container.
+const PollInterval = 250 * time.Millisecond
+
+// Wait returns once container id is healthy, and fails as soon as it is
+// clearly not going to be: it exited or restarted (the error carries its
+// exit status and last log lines), the engine marked it unhealthy, or
+// within passed (the error carries the last health check's output).
+//
+// It does not wait for the engine's own first health check, which runs only
+// one interval after start (Docker API 1.41 has no start interval): while
+// the engine says "starting", Wait runs the container's health check command
+// itself every PollInterval, and a passing run is healthy. The engine's
+// interval can so stay long, which keeps idle tenants cheap.
+func (c *Client) Wait(ctx context.Context, id string, within time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, within)
+	defer cancel()
+	var last string
+	for {
+		ct, err := c.Inspect(ctx, id)
+		if err != nil {
+			return c.timedOut(ctx, err, last, within)
+		}
+		switch {
+		case ct.Health == "healthy":
+			return nil
+		case ct.Status == "exited" || ct.Status == "dead" || ct.RestartCount > 0:
+			logs, _ := c.Logs(context.WithoutCancel(ctx), id, 30)
+			return fmt.Errorf("container %s exited with status %d (restarted %d times); its last log lines:\n%s", ct.Name, ct.ExitCode, ct.RestartCount, logs)
+		case ct.Health == "unhealthy":
+			return fmt.Errorf("container %s is unhealthy; its last health check said:\n%s", ct.Name, orNothing(ct.HealthLog))
+		case ct.Health == "":
+			return fmt.Errorf("container %s has no health check to wait for", ct.Name)
+		}
+		if ct.Status == "running" {
+			if cmd := command(ct.Test); cmd != nil {
+				code, out, err := c.Exec(ctx, id, cmd)
+				switch {
+				case err == nil && code == 0:
+					return nil
+				case err == nil:
+					last = fmt.Sprintf("exit status %d: %s", code, orNothing(out))
+				default:
+					last = err.Error()
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return c.timedOut(ctx, ctx.Err(), last, within)
+		case <-time.After(PollInterval):
+		}
+	}
+}
+
+// timedOut turns an error after the deadline into one that says so, with
+// the last health check's output.
+func (c *Client) timedOut(ctx context.Context, err error, last string, within time.Duration) error {
+	if ctx.Err() == nil {
+		return err
+	}
+	return fmt.Errorf("not healthy within %s; its last health check said:\n%s", within, orNothing(last))
+}
+
+// command turns a health check's Test into an exec command line.
+func command(test []string) []string {
+	if len(test) < 2 {
+		return nil
+	}
+	switch test[0] {
+	case "CMD":
+		return test[1:]
+	case "CMD-SHELL":
+		return []string{"/bin/sh", "-c", strings.Join(test[1:], " ")}
+	}
+	return nil
+}
+
+func orNothing(s string) string {
+	if strings.TrimSpace(s) == "" {
+		return "(nothing)"
+	}
+	return s
+}
