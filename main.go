@@ -7,5 +7,5 @@ package main
 import "github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
 func main() {
-	pulumi.Run(program)
+	pulumi.Run(program(dockerEngine))
 }

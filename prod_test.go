@@ -60,15 +60,24 @@ func TestProdStack(t *testing.T) {
 	}
 
 	dir := t.TempDir()
-	var servers []nginx.Server
+	var names []string
 	for _, tn := range s.Tenants {
-		servers = append(servers, nginx.Server{Name: tn.Name, Hosts: tn.ServerNames(s.Domain), Upstream: tn.Name + ":8000"})
+		names = append(names, tn.Name)
 	}
-	files, err := router.Files(s, servers, dir)
+	cfg, files, err := router.Files(s, names, dir)
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The tenants' routes, as the route installers write them.
+	for _, tn := range s.Tenants {
+		b, err := nginx.RenderServer(cfg, nginx.Server{Name: tn.Name, Hosts: tn.ServerNames(s.Domain), Upstream: tn.Name + "-app-1a2b3c4:8000"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, router.File{Name: "tenants/" + tn.Name + ".conf", Content: string(b)})
+	}
 	var conf []byte
+	var all strings.Builder
 	for _, f := range files {
 		path := filepath.Join(dir, f.Name)
 		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
@@ -80,13 +89,14 @@ func TestProdStack(t *testing.T) {
 		if f.Name == "polls.conf" {
 			conf = []byte(f.Content)
 		}
+		all.WriteString(f.Content)
 		if strings.HasSuffix(f.Name, ".key") != f.Secret {
 			t.Errorf("router file %s: secret = %v; want only the key secret", f.Name, f.Secret)
 		}
 	}
-	for _, want := range []string{"listen 443 ssl;", "return 301 https://$host$request_uri;", "server_name thor.polls.example.com;"} {
-		if !strings.Contains(string(conf), want) {
-			t.Errorf("prod router config lacks %q:\n%s", want, conf)
+	for _, want := range []string{"listen 443 ssl default_server;", "listen 443 ssl;", "return 301 https://$host$request_uri;", "server_name thor.polls.example.com;"} {
+		if !strings.Contains(all.String(), want) {
+			t.Errorf("prod router config lacks %q:\n%s", want, all.String())
 		}
 	}
 	nginxtest.Check(t, conf)

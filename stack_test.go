@@ -1,17 +1,23 @@
 package main
 
 import (
+	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"net/netip"
 	"sort"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 	pulumirpc "github.com/pulumi/pulumi/sdk/v3/proto/go"
+
+	"github.com/polls-tenants/polls/dockerapi"
 )
 
 // mocks records every registered resource's inputs and answers with the
@@ -21,7 +27,22 @@ type mocks struct {
 	inputs   map[string]resource.PropertyMap // "type::name" -> inputs
 	requests map[string]*pulumirpc.RegisterResourceRequest
 	failFor  string // tenant whose migration exits 1
+	sickApp  string // tenant whose new app never becomes healthy
+	networks []dockerapi.Network
 }
+
+// Engine answers the program's own questions to the Docker engine.
+func (m *mocks) Networks(context.Context) ([]dockerapi.Network, error) { return m.networks, nil }
+
+// Wait reports every container healthy but the sick tenant's app.
+func (m *mocks) Wait(_ context.Context, id string, _ time.Duration) error {
+	if m.sickApp != "" && id == m.sickApp+"-app-id" {
+		return errors.New("container " + m.sickApp + "-app-1a2b3c4 is unhealthy; its last health check said:\nhealthcheck: database: connection refused")
+	}
+	return nil
+}
+
+func (m *mocks) connect(string) (Engine, error) { return m, nil }
 
 func newMocks() *mocks {
 	return &mocks{inputs: map[string]resource.PropertyMap{}, requests: map[string]*pulumirpc.RegisterResourceRequest{}}
@@ -40,6 +61,10 @@ func (m *mocks) NewResource(args pulumi.MockResourceArgs) (string, resource.Prop
 		if m.failFor != "" && args.Name == m.failFor+"-migrate" {
 			code = 1
 			logs = frame(1, "applying 0001_init.sql\n") + frame(2, "error: relation \"polls\" already exists\n")
+		}
+		if _, named := out["name"]; !named {
+			// The provider generates a name where none is given.
+			out["name"] = resource.NewStringProperty(args.Name + "-1a2b3c4")
 		}
 		out["exitCode"] = resource.NewNumberProperty(float64(code))
 		out["containerLogs"] = resource.NewStringProperty(logs)
@@ -74,7 +99,7 @@ func run(t testing.TB, m *mocks, config map[string]string, secretKeys ...string)
 	for k, v := range config {
 		cfg["polls:"+k] = v
 	}
-	return pulumi.RunErr(program, pulumi.WithMocks("polls", "dev", m), func(info *pulumi.RunInfo) {
+	return pulumi.RunErr(program(m.connect), pulumi.WithMocks("polls", "dev", m), func(info *pulumi.RunInfo) {
 		info.Config = cfg
 		info.ConfigSecretKeys = secretKeys
 	})
@@ -114,9 +139,9 @@ func TestResourceCounts(t *testing.T) {
 			want := map[string]int{
 				"pulumi:providers:docker":                    1,
 				"docker:index/image:Image":                   1,
-				"docker:index/network:Network":               1 + n, // edge + one private per tenant
-				"docker:index/volume:Volume":                 1 + n, // router config + data per tenant
-				"docker:index/container:Container":           2 + 3*n,
+				"docker:index/network:Network":               1 + n,   // edge + one private per tenant
+				"docker:index/volume:Volume":                 1 + n,   // router config + data per tenant
+				"docker:index/container:Container":           2 + 4*n, // router, config; db, migrate, app, route per tenant
 				"random:index/randomPassword:RandomPassword": 2 * n,
 				"polls:index:Tenant":                         n,
 				"polls:index:Router":                         1,
@@ -161,6 +186,7 @@ func TestLogicalNamesStable(t *testing.T) {
 		"docker:index/container:Container::thor-app",
 		"docker:index/container:Container::thor-db",
 		"docker:index/container:Container::thor-migrate",
+		"docker:index/container:Container::thor-route",
 		"docker:index/network:Network::thor-net",
 		"docker:index/volume:Volume::thor-pgdata",
 		"polls:index:Tenant::thor",
@@ -183,6 +209,8 @@ func TestAddingTenantTouchesNoOtherInputs(t *testing.T) {
 	if err := run(t, before, map[string]string{"tenants": tenantList("thor", "potter")}); err != nil {
 		t.Fatal(err)
 	}
+	// The engine now has the networks the first run declared.
+	after.networks = before.declaredNetworks()
 	if err := run(t, after, map[string]string{"tenants": tenantList("thor", "potter", "hermione")}); err != nil {
 		t.Fatal(err)
 	}
@@ -284,7 +312,7 @@ func TestOutputs(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		d, err := declare(ctx, s)
+		d, err := declare(ctx, s, newMocks())
 		if err != nil {
 			return err
 		}
@@ -336,6 +364,95 @@ func TestMigrationFailureFailsThatTenant(t *testing.T) {
 	}
 	if _, ok := m.inputs["docker:index/container:Container::potter-app"]; ok {
 		t.Error("potter's app was created although its migration failed")
+	}
+}
+
+// declaredNetworks returns the networks the run declared, as the engine
+// would list them afterwards.
+func (m *mocks) declaredNetworks() []dockerapi.Network {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var nets []dockerapi.Network
+	for key, in := range m.inputs {
+		if !strings.HasPrefix(key, "docker:index/network:Network::") {
+			continue
+		}
+		n := dockerapi.Network{Name: in["name"].StringValue(), Labels: map[string]string{}, Gateways: map[netip.Prefix]netip.Addr{}}
+		if in.HasValue("labels") {
+			for _, l := range in["labels"].ArrayValue() {
+				n.Labels[l.ObjectValue()["label"].StringValue()] = l.ObjectValue()["value"].StringValue()
+			}
+		}
+		if in.HasValue("ipamConfigs") {
+			for _, c := range in["ipamConfigs"].ArrayValue() {
+				p := netip.MustParsePrefix(c.ObjectValue()["subnet"].StringValue())
+				n.Subnets = append(n.Subnets, p)
+				n.Gateways[p] = netip.MustParseAddr(c.ObjectValue()["gateway"].StringValue())
+			}
+		}
+		nets = append(nets, n)
+	}
+	return nets
+}
+
+// TestSubnets ensures tenants get distinct /28s from polls:subnetPool, keep
+// them when tenants are added before them, and that a pool colliding with a
+// network on the engine fails before anything is registered.
+func TestSubnets(t *testing.T) {
+	subnetOf := func(m *mocks, tenant string) string {
+		return m.inputs["docker:index/network:Network::"+tenant+"-net"]["ipamConfigs"].ArrayValue()[0].ObjectValue()["subnet"].StringValue()
+	}
+	first := newMocks()
+	if err := run(t, first, map[string]string{"tenants": tenantList("thor", "potter")}); err != nil {
+		t.Fatal(err)
+	}
+	if got := []string{subnetOf(first, "potter"), subnetOf(first, "thor")}; !cmp.Equal(got, []string{"10.230.0.0/28", "10.230.0.16/28"}) {
+		t.Errorf("subnets of potter, thor = %v; want the first two /28s of 10.230.0.0/16", got)
+	}
+	second := newMocks()
+	second.networks = first.declaredNetworks()
+	if err := run(t, second, map[string]string{"tenants": tenantList("thor", "potter", "albus")}); err != nil {
+		t.Fatal(err)
+	}
+	if subnetOf(second, "thor") != subnetOf(first, "thor") || subnetOf(second, "potter") != subnetOf(first, "potter") || subnetOf(second, "albus") != "10.230.0.32/28" {
+		t.Errorf("after adding albus: thor %s, potter %s, albus %s; want thor and potter unchanged, albus the next free /28",
+			subnetOf(second, "thor"), subnetOf(second, "potter"), subnetOf(second, "albus"))
+	}
+
+	clash := newMocks()
+	clash.networks = []dockerapi.Network{{Name: "corp-vpn", Subnets: []netip.Prefix{netip.MustParsePrefix("10.230.4.0/24")}}}
+	err := run(t, clash, map[string]string{"tenants": tenantList("thor")})
+	if err == nil || !strings.Contains(err.Error(), "polls:subnetPool: 10.230.0.0/16 overlaps network corp-vpn (10.230.4.0/24)") {
+		t.Fatalf("error = %v; want the pool's overlap with corp-vpn named", err)
+	}
+	counts := clash.countByType()
+	delete(counts, "pulumi:pulumi:Stack")
+	if len(counts) != 0 {
+		t.Errorf("resources registered despite the overlapping pool: %v", counts)
+	}
+}
+
+// TestUnhealthyAppKeepsTheOldRoute ensures an app that never becomes
+// healthy fails the run naming the tenant and the health check's output,
+// and that tenant's route is not replaced (its old version keeps serving)
+// while the other tenants' routes are declared.
+func TestUnhealthyAppKeepsTheOldRoute(t *testing.T) {
+	m := newMocks()
+	m.sickApp = "potter"
+	err := run(t, m, map[string]string{"tenants": tenantList("thor", "potter")})
+	if err == nil {
+		t.Fatal("program succeeded; want potter's unhealthy app to fail it")
+	}
+	for _, want := range []string{"tenant potter: app container potter-app-1a2b3c4 is unhealthy", "healthcheck: database: connection refused"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error = %q; want it to contain %q", err, want)
+		}
+	}
+	if _, ok := m.inputs["docker:index/container:Container::potter-route"]; ok {
+		t.Error("potter's route was replaced although its new app is not healthy")
+	}
+	if _, ok := m.inputs["docker:index/container:Container::thor-route"]; !ok {
+		t.Error("thor's route was not declared; another tenant's failure must not block it")
 	}
 }
 
@@ -402,8 +519,16 @@ func TestReplacementOptions(t *testing.T) {
 		if req == nil {
 			t.Fatalf("%s: no register request recorded", key)
 		}
-		switch typ {
-		case "docker:index/container:Container", "docker:index/network:Network":
+		switch {
+		case typ == "docker:index/container:Container" && name == "thor-app":
+			// A release creates the new app beside the old one.
+			if req.GetDeleteBeforeReplace() {
+				t.Errorf("%s is replaced delete-first; want create-first for releases without a failed request", key)
+			}
+			if _, named := m.inputs[key]["name"]; named {
+				t.Errorf("%s has a fixed Docker name; want a generated one, so old and new can run side by side", key)
+			}
+		case typ == "docker:index/container:Container", typ == "docker:index/network:Network":
 			if !req.GetDeleteBeforeReplace() {
 				t.Errorf("%s is not replaced delete-first", key)
 			}

@@ -315,3 +315,12 @@ func pwOf(url string) string {
 	colon := strings.LastIndex(url[:at], ":")
 	return url[colon+1 : at]
 }
+
+// TestVersioned ensures every response names the release that served it.
+func TestVersioned(t *testing.T) {
+	rec := httptest.NewRecorder()
+	versioned(http.NotFoundHandler()).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/", nil))
+	if got := rec.Header().Get("X-Polls-Version"); got != version {
+		t.Errorf("X-Polls-Version = %q; want %q", got, version)
+	}
+}

@@ -14,6 +14,19 @@ import (
 	"github.com/polls-tenants/polls/app/internal/web"
 )
 
+// version is the build's release, set with -ldflags "-X main.version=…"
+// (the Dockerfile's VERSION build arg); every response names it.
+var version = "dev"
+
+// versioned names the release in every response, so operators and tests see
+// which version served a request during a rollout.
+func versioned(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Polls-Version", version)
+		h.ServeHTTP(w, r)
+	})
+}
+
 // shutdownTimeout bounds the wait for open requests after SIGTERM; it is
 // shorter than Docker's 10s grace period before SIGKILL.
 const shutdownTimeout = 8 * time.Second
@@ -37,7 +50,7 @@ func serve(ctx context.Context, args []string, cfg config.Config, log *slog.Logg
 		return fmt.Errorf("listen on %s: %w", cfg.ListenAddr, err)
 	}
 	srv := &http.Server{
-		Handler:           web.New(web.Options{Tenant: cfg.Tenant, AllowedHosts: cfg.AllowedHosts, Store: db, Logger: log}),
+		Handler:           versioned(web.New(web.Options{Tenant: cfg.Tenant, AllowedHosts: cfg.AllowedHosts, Store: db, Logger: log})),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,

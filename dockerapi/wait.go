@@ -24,11 +24,13 @@ func (c *Client) Wait(ctx context.Context, id string, within time.Duration) erro
 	ctx, cancel := context.WithTimeout(ctx, within)
 	defer cancel()
 	var last string
+	name := id
 	for {
 		ct, err := c.Inspect(ctx, id)
 		if err != nil {
-			return c.timedOut(ctx, err, last, within)
+			return c.timedOut(ctx, err, name, last, within)
 		}
+		name = ct.Name
 		switch {
 		case ct.Health == "healthy":
 			return nil
@@ -55,7 +57,7 @@ func (c *Client) Wait(ctx context.Context, id string, within time.Duration) erro
 		}
 		select {
 		case <-ctx.Done():
-			return c.timedOut(ctx, ctx.Err(), last, within)
+			return c.timedOut(ctx, ctx.Err(), name, last, within)
 		case <-time.After(PollInterval):
 		}
 	}
@@ -63,11 +65,11 @@ func (c *Client) Wait(ctx context.Context, id string, within time.Duration) erro
 
 // timedOut turns an error after the deadline into one that says so, with
 // the last health check's output.
-func (c *Client) timedOut(ctx context.Context, err error, last string, within time.Duration) error {
+func (c *Client) timedOut(ctx context.Context, err error, name, last string, within time.Duration) error {
 	if ctx.Err() == nil {
 		return err
 	}
-	return fmt.Errorf("not healthy within %s; its last health check said:\n%s", within, orNothing(last))
+	return fmt.Errorf("container %s not healthy within %s; its last health check said:\n%s", name, within, orNothing(last))
 }
 
 // command turns a health check's Test into an exec command line.

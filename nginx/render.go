@@ -30,6 +30,10 @@ type Config struct {
 	ListenTLS string
 	// TLS, when set, adds HTTPS servers and redirects HTTP to HTTPS.
 	TLS *TLS
+	// Include, when set, is a file glob nginx includes for the tenants'
+	// servers instead of Servers: each tenant's file is then rendered by
+	// RenderServer and installed on its own.
+	Include string
 }
 
 // Server routes a tenant's host names to its app.
@@ -52,7 +56,16 @@ type TLS struct {
 //go:embed router.conf.tmpl
 var routerTemplate string
 
-var tmpl = template.Must(template.New("router.conf").Parse(routerTemplate))
+var tmpl = template.Must(template.New("router.conf").Funcs(template.FuncMap{
+	"pair": func(c Config, s Server) serverData { return serverData{C: c, S: s} },
+}).Parse(routerTemplate))
+
+// serverData is what the "server" template renders: one tenant's servers
+// under a config's listen addresses and TLS.
+type serverData struct {
+	C Config
+	S Server
+}
 
 var (
 	// token is what may reach nginx syntax unquoted: no whitespace, ';',
@@ -61,6 +74,7 @@ var (
 	upstreamToken = regexp.MustCompile(`^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?:[0-9]{1,5}$`)
 	nameToken     = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 	pathToken     = regexp.MustCompile(`^/[A-Za-z0-9._/-]+$`)
+	globToken     = regexp.MustCompile(`^/[A-Za-z0-9._/*-]+$`)
 	resolverToken = regexp.MustCompile(`^[0-9a-f.:\[\]]+$`)
 	listenToken   = regexp.MustCompile(`^([0-9.]+:)?[0-9]{1,5}$`)
 )
@@ -74,16 +88,31 @@ func Render(c Config) ([]byte, error) {
 	servers := append([]Server(nil), c.Servers...)
 	sort.Slice(servers, func(i, j int) bool { return servers[i].Name < servers[j].Name })
 	var buf bytes.Buffer
-	if err := tmpl.Execute(&buf, struct {
-		Config
-		Servers []Server
-	}{c, servers}); err != nil {
+	c.Servers = servers
+	if err := tmpl.Execute(&buf, c); err != nil {
 		return nil, fmt.Errorf("render nginx config: %w", err)
 	}
 	return buf.Bytes(), nil
 }
 
+// RenderServer returns the servers of one tenant, for the file that
+// Config.Include picks up; c supplies the listen addresses and TLS.
+func RenderServer(c Config, s Server) ([]byte, error) {
+	c.Servers = []Server{s}
+	if err := check(c); err != nil {
+		return nil, fmt.Errorf("render nginx config of %s: %w", s.Name, err)
+	}
+	var buf bytes.Buffer
+	if err := tmpl.ExecuteTemplate(&buf, "server", serverData{C: c, S: s}); err != nil {
+		return nil, fmt.Errorf("render nginx config of %s: %w", s.Name, err)
+	}
+	return bytes.TrimPrefix(buf.Bytes(), []byte("\n")), nil
+}
+
 func check(c Config) error {
+	if c.Include != "" && !globToken.MatchString(c.Include) {
+		return fmt.Errorf("include %q must be an absolute path or glob of [A-Za-z0-9._/*-]", c.Include)
+	}
 	if !resolverToken.MatchString(c.Resolver) {
 		return fmt.Errorf("resolver %q is not an IP address", c.Resolver)
 	}

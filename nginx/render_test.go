@@ -28,6 +28,54 @@ var cases = []struct {
 		{Name: "thor", Hosts: []string{"thor.polls.example.com"}, Upstream: "thor:8000"},
 		{Name: "potter", Hosts: []string{"potter.polls.example.com"}, Upstream: "potter:8000"},
 	}}},
+	{"include", Config{Resolver: "127.0.0.11", Listen: "80", ListenTLS: "443", Include: "/etc/nginx/conf.d/tenants/*.conf"}},
+}
+
+// serverCases are single tenants' files, as RenderServer writes them.
+var serverCases = []struct {
+	name   string
+	cfg    Config
+	server Server
+}{
+	{"server-thor", Config{Resolver: "127.0.0.11", Listen: "80", ListenTLS: "443"},
+		Server{Name: "thor", Hosts: []string{"thor.polls.local", "polls.thor.example"}, Upstream: "thor-app-1a2b3c4:8000"}},
+	{"server-thor-tls", Config{Resolver: "127.0.0.11", Listen: "80", ListenTLS: "443", TLS: &TLS{CertificatePath: "/etc/nginx/conf.d/tls/cert.pem", KeyPath: "/etc/nginx/conf.d/tls/key.pem"}},
+		Server{Name: "thor", Hosts: []string{"thor.polls.example.com"}, Upstream: "thor-app-1a2b3c4:8000"}},
+}
+
+// TestGoldenServer ensures one tenant's file matches testdata/ and is
+// exactly that tenant's part of the all-in-one rendering.
+func TestGoldenServer(t *testing.T) {
+	for _, tc := range serverCases {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := RenderServer(tc.cfg, tc.server)
+			if err != nil {
+				t.Fatalf("RenderServer: %v", err)
+			}
+			golden := filepath.Join("testdata", tc.name+".conf")
+			if *update {
+				if err := os.WriteFile(golden, got, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("read golden (run go test ./nginx -update to create it): %v", err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Errorf("RenderServer(%s) differs from %s; got:\n%s", tc.name, golden, got)
+			}
+			cfg := tc.cfg
+			cfg.Servers = []Server{tc.server}
+			whole, err := Render(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.HasSuffix(whole, got) {
+				t.Errorf("RenderServer(%s) is not the tail of Render with that one server:\n%s", tc.name, whole)
+			}
+		})
+	}
 }
 
 // TestGolden ensures the rendered config matches the reviewed files in

@@ -1,32 +1,71 @@
-# Installs the router config staged in /polls/next into conf.d and reloads
-# nginx in place. Runs in the router's PID namespace, where nginx's master is
-# PID 1. Nothing live changes unless `nginx -t` accepts the new config.
+# Installs router config staged in /polls/next into conf.d and reloads nginx
+# in place. Runs in the router's PID namespace, where nginx's master is PID 1.
+#
+#   install.sh base           polls.conf (default server, includes the
+#                             tenants' files), TLS files, and tenants.list:
+#                             files of tenants not listed are removed
+#   install.sh route TENANT   tenants/TENANT.conf, one tenant's servers
+#
+# Installers of one router take turns (flock on the shared volume). Nothing
+# stays live unless `nginx -t` accepts the whole resulting config: on a
+# rejection the files are put back as they were and nginx is not reloaded.
+mode=$1
+tenant=${2:-}
 next=/polls/next
 conf=/etc/nginx/conf.d
+tenants=$conf/tenants
 
 grep -q nginx /proc/1/cmdline || { echo "PID 1 is not nginx: is the router running?" >&2; exit 1; }
+mkdir -p "$tenants" "$conf/tls"
+exec 9>"$conf/.lock"
+flock 9
 
-# Certificates are named by content hash: copying them never touches the
-# files the running config uses.
-mkdir -p "$conf/tls"
-if [ -d "$next/tls" ]; then cp "$next"/tls/* "$conf/tls/"; chmod 600 "$conf"/tls/*.key 2>/dev/null || true; fi
-
-cat > /tmp/check.conf <<CHECK
-events {}
-http {
-    include /etc/nginx/mime.types;
-    include $next/polls.conf;
+# Keep what is there, to put it back if nginx rejects the result.
+backup=$(mktemp -d)
+cp -a "$conf/." "$backup/"
+restore() {
+    rm -rf "$tenants" "$conf"/*.conf
+    cp -a "$backup/." "$conf/"
 }
-CHECK
-nginx -t -q -c /tmp/check.conf
 
-cp "$next/polls.conf" "$conf/.polls.conf.new"
-mv "$conf/.polls.conf.new" "$conf/polls.conf"
-# Only our config serves: drop the image's default.conf that Docker copied
-# into the fresh volume, and anything else that is not ours.
-for f in "$conf"/*.conf; do
-    [ "$f" = "$conf/polls.conf" ] || rm -f "$f"
-done
+case "$mode" in
+base)
+    # Certificates are named by content hash: copying them never touches
+    # the files the running config uses.
+    if [ -d "$next/tls" ]; then cp "$next"/tls/* "$conf/tls/"; chmod 600 "$conf"/tls/*.key 2>/dev/null || true; fi
+    cp "$next/polls.conf" "$conf/.polls.conf.new"
+    mv "$conf/.polls.conf.new" "$conf/polls.conf"
+    # Only our config serves: drop the image's default.conf that Docker
+    # copied into the fresh volume, and anything else that is not ours.
+    for f in "$conf"/*.conf; do
+        [ "$f" = "$conf/polls.conf" ] || rm -f "$f"
+    done
+    # Tenants removed from the stack stop being routed (404).
+    for f in "$tenants"/*.conf; do
+        [ -e "$f" ] || continue
+        name=$(basename "$f" .conf)
+        grep -qx "$name" "$next/tenants.list" || rm -f "$f"
+    done
+    what="polls.conf"
+    ;;
+route)
+    [ -n "$tenant" ] || { echo "usage: install.sh route TENANT" >&2; exit 2; }
+    cp "$next/tenants/$tenant.conf" "$tenants/.$tenant.conf.new"
+    mv "$tenants/.$tenant.conf.new" "$tenants/$tenant.conf"
+    what="tenants/$tenant.conf"
+    ;;
+*)
+    echo "usage: install.sh base | route TENANT" >&2
+    exit 2
+    ;;
+esac
+
+if ! nginx -t -q 2>/tmp/nginx-t.log; then
+    cat /tmp/nginx-t.log >&2
+    restore
+    echo "nginx -t rejected the new $what: nothing changed" >&2
+    exit 1
+fi
 
 workers() {
     for p in /proc/[0-9]*; do
@@ -41,7 +80,7 @@ kill -HUP 1
 i=0
 while :; do
     for p in $(workers); do
-        case "$old" in *" $p "*) ;; *) echo "installed polls.conf and reloaded nginx"; exit 0 ;; esac
+        case "$old" in *" $p "*) ;; *) echo "installed $what and reloaded nginx"; exit 0 ;; esac
     done
     i=$((i + 1))
     [ "$i" -lt 100 ] || { echo "nginx started no new worker within 10s of SIGHUP" >&2; exit 1; }

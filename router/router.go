@@ -4,10 +4,21 @@
 // provider replaces delete-first: a router whose config were one of its
 // arguments would drop every tenant's requests whenever a tenant is added.
 // So the router container's arguments never mention tenants. Its config lives
-// on a volume, written by a short-lived "config" container that shares the
-// router's PID namespace: it stages the new files, checks them with the real
-// `nginx -t`, moves them into place and sends nginx SIGHUP, which reloads
-// gracefully. A config nginx rejects fails `pulumi up` and never goes live.
+// on a volume, written by short-lived installer containers that share the
+// router's PID namespace: each puts its files in place, checks the whole
+// config with the real `nginx -t`, and sends nginx SIGHUP, which reloads
+// gracefully. A config nginx rejects is put back, fails `pulumi up` and never
+// goes live.
+//
+// There is one installer for the shared part (the default server, TLS, the
+// list of tenants) and one per tenant, a "route" holding only that tenant's
+// servers and pointing at that tenant's current app container by name. A
+// release creates the new app container beside the old one; once it is
+// healthy the tenant's route is replaced, nginx reloads (requests in flight
+// finish on the old workers), and only then, at the end of the update, is
+// the old container removed. A tenant whose migration or new version fails
+// keeps its route, so its old version keeps serving, and no other tenant's
+// route waits for it.
 package router
 
 import (
@@ -15,6 +26,8 @@ import (
 	_ "embed"
 	"encoding/hex"
 	"fmt"
+	"sort"
+	"strings"
 
 	"github.com/pulumi/pulumi-docker/sdk/v4/go/docker"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
@@ -46,13 +59,19 @@ type Args struct {
 	Stack spec.Stack
 	// Prefix starts every Docker object name, e.g. "polls-dev".
 	Prefix string
-	// Servers are the tenants to route to.
-	Servers []nginx.Server
+	// Routes are the tenants to route to.
+	Routes []Route
 	// EdgeNetwork is the network shared with the tenants' apps.
 	EdgeNetwork pulumi.StringInput
-	// Apps are the tenants' app containers: the config goes live only after
-	// they are healthy.
-	Apps []pulumi.Resource
+}
+
+// Route sends a tenant's host names to its app.
+type Route struct {
+	// Server is the tenant's name and host names; its Upstream is ignored.
+	Server nginx.Server
+	// Upstream is host:port of the tenant's app container, known once that
+	// container is healthy: the route goes live only then.
+	Upstream pulumi.StringOutput
 }
 
 // Router is the component resource for the router.
@@ -63,19 +82,27 @@ type Router struct {
 	URL pulumi.StringOutput `pulumi:"url"`
 	// Container is the nginx container.
 	Container *docker.Container `pulumi:"-"`
-	// Config is the container that installed the current config.
+	// Config is the container that installed the shared config.
 	Config *docker.Container `pulumi:"-"`
+	// Routed maps each tenant to an output that resolves once its route is
+	// live, and fails with the reason otherwise.
+	Routed map[string]pulumi.StringOutput `pulumi:"-"`
 }
 
-// New declares the router.
+// New declares the router: the nginx container, the shared config and one
+// route per tenant.
 func New(ctx *pulumi.Context, name string, args Args, opts ...pulumi.ResourceOption) (*Router, error) {
-	r := &Router{}
+	r := &Router{Routed: map[string]pulumi.StringOutput{}}
 	if err := ctx.RegisterComponentResource(Type, name, r, opts...); err != nil {
 		return nil, fmt.Errorf("router: register component: %w", err)
 	}
 	parent := pulumi.Parent(r)
 
-	files, err := Files(args.Stack, args.Servers, confDir)
+	names := make([]string, len(args.Routes))
+	for i, rt := range args.Routes {
+		names[i] = rt.Server.Name
+	}
+	cfg, files, err := Files(args.Stack, names, confDir)
 	if err != nil {
 		return nil, fmt.Errorf("router: %w", err)
 	}
@@ -86,6 +113,9 @@ func New(ctx *pulumi.Context, name string, args Args, opts ...pulumi.ResourceOpt
 	if err != nil {
 		return nil, fmt.Errorf("router: config volume: %w", err)
 	}
+	mounts := docker.ContainerMountArray{
+		docker.ContainerMountArgs{Type: pulumi.String("volume"), Source: conf.Name, Target: pulumi.String(confDir)},
+	}
 	ports := docker.ContainerPortArray{
 		docker.ContainerPortArgs{Internal: pulumi.Int(80), External: pulumi.Int(args.Stack.HTTPPort)},
 	}
@@ -95,7 +125,7 @@ func New(ctx *pulumi.Context, name string, args Args, opts ...pulumi.ResourceOpt
 	router, err := docker.NewContainer(ctx, name, &docker.ContainerArgs{
 		Name:  pulumi.String(args.Prefix + "-router"),
 		Image: pulumi.String(args.Stack.NginxImage),
-		// nginx runs as PID 1 so the config container can signal it.
+		// nginx runs as PID 1 so the installers can signal it.
 		Command: pulumi.StringArray{pulumi.String("nginx"), pulumi.String("-g"), pulumi.String("daemon off;")},
 		Ports:   ports,
 		// Docker copies the image's conf.d (the official default.conf, a
@@ -103,9 +133,7 @@ func New(ctx *pulumi.Context, name string, args Args, opts ...pulumi.ResourceOpt
 		// removes it with the first config. The mount's noCopy option would
 		// avoid that, but the provider refuses volume options on engines
 		// older than API 1.45, such as Debian 12's docker.io.
-		Mounts: docker.ContainerMountArray{
-			docker.ContainerMountArgs{Type: pulumi.String("volume"), Source: conf.Name, Target: pulumi.String(confDir)},
-		},
+		Mounts: mounts,
 		NetworksAdvanced: docker.ContainerNetworksAdvancedArray{
 			docker.ContainerNetworksAdvancedArgs{Name: args.EdgeNetwork},
 		},
@@ -116,6 +144,29 @@ func New(ctx *pulumi.Context, name string, args Args, opts ...pulumi.ResourceOpt
 		return nil, fmt.Errorf("router: nginx container: %w", err)
 	}
 
+	// installer declares a one-shot container that runs install.sh with the
+	// given arguments in the router's PID namespace and exits.
+	installer := func(logical, dockerName string, uploads docker.ContainerUploadArray, script []string, extra ...pulumi.ResourceOption) (*docker.Container, error) {
+		entry := pulumi.StringArray{pulumi.String("sh"), pulumi.String("-ec"), pulumi.String(installScript), pulumi.String("install.sh")}
+		for _, a := range script {
+			entry = append(entry, pulumi.String(a))
+		}
+		return docker.NewContainer(ctx, logical, &docker.ContainerArgs{
+			Name:        pulumi.String(dockerName),
+			Image:       pulumi.String(args.Stack.NginxImage),
+			Entrypoints: entry,
+			Uploads:     uploads,
+			Mounts:      mounts,
+			PidMode:     pulumi.Sprintf("container:%s", router.ID()),
+			NetworkMode: pulumi.String("none"),
+			Attach:      pulumi.Bool(true),
+			Logs:        pulumi.Bool(true),
+			MustRun:     pulumi.Bool(false),
+			Restart:     pulumi.String("no"),
+			Labels:      routerLabels(args.Prefix, "router-config"),
+		}, append([]pulumi.ResourceOption{parent, named}, extra...)...)
+	}
+
 	uploads := docker.ContainerUploadArray{}
 	for _, f := range files {
 		content := pulumi.String(f.Content).ToStringOutput()
@@ -124,43 +175,50 @@ func New(ctx *pulumi.Context, name string, args Args, opts ...pulumi.ResourceOpt
 		}
 		uploads = append(uploads, docker.ContainerUploadArgs{File: pulumi.String(stageDir + "/" + f.Name), Content: content})
 	}
-	install, err := docker.NewContainer(ctx, name+"-config", &docker.ContainerArgs{
-		Name:        pulumi.String(args.Prefix + "-router-config"),
-		Image:       pulumi.String(args.Stack.NginxImage),
-		Entrypoints: pulumi.StringArray{pulumi.String("sh"), pulumi.String("-ec"), pulumi.String(installScript)},
-		Uploads:     uploads,
-		Mounts: docker.ContainerMountArray{
-			docker.ContainerMountArgs{Type: pulumi.String("volume"), Source: conf.Name, Target: pulumi.String(confDir)},
-		},
-		PidMode:     pulumi.Sprintf("container:%s", router.ID()),
-		NetworkMode: pulumi.String("none"),
-		Attach:      pulumi.Bool(true),
-		Logs:        pulumi.Bool(true),
-		MustRun:     pulumi.Bool(false),
-		Restart:     pulumi.String("no"),
-		Labels:      routerLabels(args.Prefix, "router-config"),
-	}, parent, named, pulumi.DependsOn(args.Apps))
+	base, err := installer(name+"-config", args.Prefix+"-router-config", uploads, []string{"base"})
 	if err != nil {
 		return nil, fmt.Errorf("router: config container: %w", err)
 	}
-
 	url := fmt.Sprintf("%s://localhost:%d/", args.Stack.Scheme(), args.Stack.PublicPort())
 	// The URL resolves only once the config is live, so a rejected config
 	// fails `pulumi up` through every output that depends on it.
-	r.URL = pulumi.All(install.ExitCode, install.ContainerLogs).ApplyT(func(v []any) (string, error) {
-		code, _ := v[0].(int)
-		logs, _ := v[1].(string)
-		if code != 0 {
-			return "", fmt.Errorf("router: the new nginx config was not installed (config container exited with status %d; the previous config keeps serving); its log:\n%s", code, dockerlog.Demux(logs))
+	r.URL = installed(base, "router: the new nginx config was not installed", url)
+
+	for _, rt := range args.Routes {
+		tenant, server := rt.Server.Name, rt.Server
+		content := rt.Upstream.ApplyT(func(upstream string) (string, error) {
+			server.Upstream = upstream
+			b, err := nginx.RenderServer(cfg, server)
+			return string(b), err
+		}).(pulumi.StringOutput)
+		route, err := installer(tenant+"-route", args.Prefix+"-"+tenant+"-route",
+			docker.ContainerUploadArray{docker.ContainerUploadArgs{File: pulumi.String(stageDir + "/tenants/" + tenant + ".conf"), Content: content}},
+			[]string{"route", tenant}, pulumi.DependsOn([]pulumi.Resource{base}))
+		if err != nil {
+			return nil, fmt.Errorf("router: route of tenant %s: %w", tenant, err)
 		}
-		return url, nil
-	}).(pulumi.StringOutput)
+		r.Routed[tenant] = installed(route, "tenant "+tenant+": its route was not installed", "routed")
+	}
+
 	r.Container = router
-	r.Config = install
+	r.Config = base
 	if err := ctx.RegisterResourceOutputs(r, pulumi.Map{"url": r.URL}); err != nil {
 		return nil, fmt.Errorf("router: register outputs: %w", err)
 	}
 	return r, nil
+}
+
+// installed resolves to value once installer c exited 0, and fails with what
+// and the installer's log otherwise; the previous config keeps serving.
+func installed(c *docker.Container, what, value string) pulumi.StringOutput {
+	return pulumi.All(c.ExitCode, c.ContainerLogs).ApplyT(func(v []any) (string, error) {
+		code, _ := v[0].(int)
+		logs, _ := v[1].(string)
+		if code != 0 {
+			return "", fmt.Errorf("%s (installer exited with status %d; the previous config keeps serving); its log:\n%s", what, code, dockerlog.Demux(logs))
+		}
+		return value, nil
+	}).(pulumi.StringOutput)
 }
 
 // named is for resources with a fixed Docker name: a replacement must delete
@@ -174,19 +232,21 @@ func routerLabels(prefix, role string) docker.ContainerLabelArray {
 	}
 }
 
-// File is one file the config container installs into conf.d.
+// File is one file the shared installer puts into conf.d.
 type File struct {
 	Name    string
 	Content string
 	Secret  bool
 }
 
-// Files renders the router's files, as they will be named inside dir
-// (conf.d in the router): polls.conf and, with TLS, the certificate and key,
-// named by content hash so a new certificate never overwrites the one the
-// running config uses before the new config passed `nginx -t`.
-func Files(s spec.Stack, servers []nginx.Server, dir string) ([]File, error) {
-	cfg := nginx.Config{Servers: servers, Resolver: dockerDNS, Listen: "80", ListenTLS: "443"}
+// Files renders the router's shared files, as they will be named inside dir
+// (conf.d in the router): polls.conf, which includes the tenants' routes;
+// tenants.list, the tenants whose routes stay; and, with TLS, the
+// certificate and key, named by content hash so a new certificate never
+// overwrites the one the running config uses before the new config passed
+// `nginx -t`. It also returns the config the tenants' routes render with.
+func Files(s spec.Stack, tenants []string, dir string) (nginx.Config, []File, error) {
+	cfg := nginx.Config{Resolver: dockerDNS, Listen: "80", ListenTLS: "443", Include: dir + "/tenants/*.conf"}
 	var files []File
 	if s.TLS != nil {
 		sum := sha256.Sum256([]byte(s.TLS.CertificatePEM + s.TLS.KeyPEM))
@@ -197,7 +257,12 @@ func Files(s spec.Stack, servers []nginx.Server, dir string) ([]File, error) {
 	}
 	conf, err := nginx.Render(cfg)
 	if err != nil {
-		return nil, err
+		return nginx.Config{}, nil, err
 	}
-	return append(files, File{Name: "polls.conf", Content: string(conf)}), nil
+	list := append([]string(nil), tenants...)
+	sort.Strings(list)
+	return cfg, append(files,
+		File{Name: "polls.conf", Content: string(conf)},
+		File{Name: "tenants.list", Content: strings.Join(list, "\n") + "\n"},
+	), nil
 }

@@ -5,9 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/netip"
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/polls-tenants/polls/subnets"
 )
 
 // Namespace is the stack config namespace: the Pulumi project name.
@@ -18,7 +21,7 @@ const Namespace = "polls"
 var Keys = []string{
 	"tenants", "domain", "httpPort", "httpsPort", "tlsCertificate", "tlsKey",
 	"postgresImage", "nginxImage", "appBuildArgs", "appBuildNetwork",
-	"appMemoryMb", "dbMemoryMb", "adminUser", "dockerHost",
+	"appMemoryMb", "dbMemoryMb", "adminUser", "dockerHost", "subnetPool",
 }
 
 // tenantFields lists the fields a tenant object may have.
@@ -43,6 +46,7 @@ func Parse(values map[string]string) (Stack, error) {
 		DBMemoryMB:      p.memory("dbMemoryMb", DefaultDBMemoryMB),
 		AdminUser:       p.str("adminUser", DefaultAdminUser),
 		DockerHost:      p.str("dockerHost", ""),
+		SubnetPool:      p.pool("subnetPool", DefaultSubnetPool),
 	}
 	p.unknownKeys()
 	if !isHostname(s.Domain) {
@@ -62,6 +66,9 @@ func Parse(values map[string]string) (Stack, error) {
 		p.addf("polls:httpsPort: %d is also polls:httpPort: give HTTP and HTTPS different ports", s.HTTPSPort)
 	}
 	s.Tenants = p.tenants(s.Domain)
+	if s.SubnetPool.IsValid() && len(s.Tenants) > subnets.Slots(s.SubnetPool) {
+		p.addf("polls:subnetPool: %s holds %d tenant subnets (/%d), fewer than the %d tenants: choose a larger pool, e.g. `pulumi config set polls:subnetPool 10.230.0.0/16` (%d subnets)", s.SubnetPool, subnets.Slots(s.SubnetPool), subnets.TenantBits, len(s.Tenants), 1<<(subnets.TenantBits-16))
+	}
 	if err := p.err(); err != nil {
 		return Stack{}, err
 	}
@@ -151,6 +158,22 @@ func (p *parser) image(key, def string) string {
 		p.addf("polls:%s: %q is not an image reference: use name[:tag][@digest], e.g. %s", key, v, def)
 	}
 	return v
+}
+
+// pool reads an IPv4 address pool in CIDR notation; an invalid one is
+// reported and returned as the zero Prefix.
+func (p *parser) pool(key, def string) netip.Prefix {
+	v := strings.TrimSpace(p.str(key, def))
+	pool, err := netip.ParsePrefix(v)
+	if err != nil {
+		p.addf("polls:%s: %q is not an IPv4 network in CIDR notation: use e.g. %s", key, v, def)
+		return netip.Prefix{}
+	}
+	if err := subnets.CheckPool(pool); err != nil {
+		p.addf("%v", err)
+		return netip.Prefix{}
+	}
+	return pool
 }
 
 func (p *parser) buildArgs(key string) map[string]string {

@@ -1,6 +1,7 @@
 package spec
 
 import (
+	"net/netip"
 	"strings"
 	"testing"
 
@@ -9,6 +10,9 @@ import (
 	"github.com/polls-tenants/polls/nginx/nginxtest"
 )
 
+// prefixes compares netip.Prefix values by value.
+var prefixes = cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })
+
 // TestParseValid ensures accepted config becomes the expected typed Stack,
 // with defaults filled in and tenants sorted by name.
 func TestParseValid(t *testing.T) {
@@ -16,6 +20,7 @@ func TestParseValid(t *testing.T) {
 		Tenants: []Tenant{}, Domain: "polls.local", HTTPPort: 8080, HTTPSPort: 8443,
 		PostgresImage: "postgres:17", NginxImage: "nginx:1", AppBuildArgs: map[string]string{},
 		AppMemoryMB: 256, DBMemoryMB: 512, AdminUser: "admin",
+		SubnetPool: netip.MustParsePrefix("10.230.0.0/16"),
 	}
 	with := func(f func(*Stack)) Stack {
 		s := defaults
@@ -37,8 +42,9 @@ func TestParseValid(t *testing.T) {
 			"domain":  "example.com", "httpPort": "80", "appMemoryMb": "0",
 			"postgresImage": "polls-local/postgres:15", "nginxImage": "registry.example.com:5000/nginx:1.27@sha256:" + strings.Repeat("a", 64),
 			"appBuildArgs": `{"GOPROXY":"http://127.0.0.1:3001","GO_IMAGE":"polls-local/golang:1.23"}`, "appBuildNetwork": "host",
-			"dockerHost": "ssh://deploy@prod-1",
+			"dockerHost": "ssh://deploy@prod-1", "subnetPool": "192.168.240.0/20",
 		}, with(func(s *Stack) {
+			s.SubnetPool = netip.MustParsePrefix("192.168.240.0/20")
 			s.Tenants = []Tenant{{Name: "potter", Hosts: []string{"polls.potter.example"}, MemoryMB: 128, Image: "polls-app:v1"}, {Name: "thor"}}
 			s.Domain, s.HTTPPort, s.AppMemoryMB = "example.com", 80, 0
 			s.PostgresImage, s.NginxImage = "polls-local/postgres:15", "registry.example.com:5000/nginx:1.27@sha256:"+strings.Repeat("a", 64)
@@ -65,7 +71,7 @@ func TestParseValid(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Parse: %v", err)
 			}
-			if diff := cmp.Diff(tt.want, got); diff != "" {
+			if diff := cmp.Diff(tt.want, got, prefixes); diff != "" {
 				t.Errorf("Parse mismatch (-want +got):\n%s", diff)
 			}
 		})
@@ -83,7 +89,7 @@ func TestTenantFormsAgree(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Parse map: %v", err)
 	}
-	if diff := cmp.Diff(list, byName); diff != "" {
+	if diff := cmp.Diff(list, byName, prefixes); diff != "" {
 		t.Errorf("list and map forms differ (-list +map):\n%s", diff)
 	}
 }
@@ -122,6 +128,9 @@ func TestParseInvalid(t *testing.T) {
 		{"memory too small", map[string]string{"tenants": `[{"name":"thor","memoryMb":2}]`}, []string{`("thor"): memoryMb 2`, "6 or more"}},
 		{"bad image override", map[string]string{"tenants": `[{"name":"thor","image":"Polls App"}]`}, []string{`image "Polls App"`}},
 		{"tenant neither string nor object", map[string]string{"tenants": `[42]`}, []string{"polls:tenants[0]", "neither a tenant name nor an object"}},
+		{"pool not CIDR", map[string]string{"subnetPool": "10.230.0.0"}, []string{"polls:subnetPool:", "CIDR notation"}},
+		{"pool host bits", map[string]string{"subnetPool": "10.230.1.0/16"}, []string{"polls:subnetPool:", "host bits", "10.230.0.0/16"}},
+		{"pool too small for the tenants", map[string]string{"subnetPool": "10.230.0.0/27", "tenants": `["a","b","c"]`}, []string{"polls:subnetPool: 10.230.0.0/27 holds 2 tenant subnets", "fewer than the 3 tenants"}},
 		{"tenants neither list nor map", map[string]string{"tenants": `thor`}, []string{"polls:tenants:", "neither a list nor a map"}},
 		{"map value not an object", map[string]string{"tenants": `{"name":"thor"}`}, []string{"polls:tenants.name:", "not an object of settings"}},
 		{"map key not a label", map[string]string{"tenants": `{"Thor":{}}`}, []string{"polls:tenants: key \"Thor\"", "lower-case DNS label"}},

@@ -7,6 +7,7 @@
 package spec
 
 import (
+	"net/netip"
 	"sort"
 	"strconv"
 )
@@ -22,6 +23,7 @@ const (
 	DefaultAppMemoryMB   = 256
 	DefaultDBMemoryMB    = 512
 	DefaultAdminUser     = "admin"
+	DefaultSubnetPool    = "10.230.0.0/16"
 )
 
 // Stack is the validated stack configuration.
@@ -55,6 +57,9 @@ type Stack struct {
 	// DockerHost is the Docker daemon to deploy to ("" uses DOCKER_HOST or
 	// the local socket).
 	DockerHost string
+	// SubnetPool is the address range the tenants' private networks are
+	// carved from, one /28 each (see package subnets).
+	SubnetPool netip.Prefix
 }
 
 // Tenant is one customer: its own database, migration, app and network.

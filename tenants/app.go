@@ -11,12 +11,16 @@ import (
 )
 
 // newApp declares the tenant's app container: on its private network to
-// reach its database, and on the edge network under the tenant's name, where
-// the router finds it.
-func newApp(ctx *pulumi.Context, args Args, name func(string) string, image pulumi.StringInput, network *docker.Network, databaseURL pulumi.StringOutput, migrate *docker.Container, opts ...pulumi.ResourceOption) (*docker.Container, error) {
+// reach its database, and on the edge network, where the tenant's route
+// finds it by its container name.
+//
+// Its name is generated (<tenant>-app-<random>), not fixed, so a new version
+// is created beside the old one: it is replaced create-first, the route
+// switches once the new one is healthy, and the old one is stopped last,
+// with a grace period for requests in flight.
+func newApp(ctx *pulumi.Context, args Args, image pulumi.StringInput, network *docker.Network, databaseURL pulumi.StringOutput, migrate *docker.Container, opts ...pulumi.ResourceOption) (*docker.Container, error) {
 	tenant := args.Tenant.Name
 	app, err := docker.NewContainer(ctx, tenant+"-app", &docker.ContainerArgs{
-		Name:    pulumi.String(name("app")),
 		Image:   image,
 		Command: pulumi.StringArray{pulumi.String("serve")},
 		Envs: pulumi.StringArray{
@@ -30,26 +34,29 @@ func newApp(ctx *pulumi.Context, args Args, name func(string) string, image pulu
 		},
 		NetworksAdvanced: docker.ContainerNetworksAdvancedArray{
 			docker.ContainerNetworksAdvancedArgs{Name: network.Name},
-			docker.ContainerNetworksAdvancedArgs{Name: args.EdgeNetwork, Aliases: pulumi.StringArray{pulumi.String(tenant)}},
+			docker.ContainerNetworksAdvancedArgs{Name: args.EdgeNetwork},
 		},
-		// No StartInterval: it needs Docker API 1.44, and Debian 12 ships 1.41.
+		// The program probes the check itself while the app starts (see
+		// healthy), so the engine's interval only paces checks afterwards:
+		// long enough that hundreds of idle tenants cost little.
 		Healthcheck: docker.ContainerHealthcheckArgs{
 			Tests:       pulumi.StringArray{pulumi.String("CMD"), pulumi.String(spec.AppBinary), pulumi.String("healthcheck")},
-			Interval:    pulumi.String("3s"),
+			Interval:    pulumi.String("30s"),
 			Timeout:     pulumi.String("3s"),
 			Retries:     pulumi.Int(3),
 			StartPeriod: pulumi.String("30s"),
 		},
 		// An init reaps health-check processes left behind by a timeout.
-		Init:        pulumi.Bool(true),
-		Wait:        pulumi.Bool(true),
-		WaitTimeout: pulumi.Int(120),
-		Restart:     pulumi.String("unless-stopped"),
-		Memory:      memory(args.Stack.AppMemory(args.Tenant)),
-		MemorySwap:  memory(args.Stack.AppMemory(args.Tenant)),
+		Init:    pulumi.Bool(true),
+		Restart: pulumi.String("unless-stopped"),
+		// Stop with SIGTERM and wait: the app drains requests in flight
+		// (8s), where the provider would otherwise kill it at once.
+		DestroyGraceSeconds: pulumi.Int(10),
+		Memory:              memory(args.Stack.AppMemory(args.Tenant)),
+		MemorySwap:          memory(args.Stack.AppMemory(args.Tenant)),
 		Labels: append(labels(args.Prefix, tenant, "app"),
 			docker.ContainerLabelArgs{Label: pulumi.String("polls.migration"), Value: appGate(tenant, migrate)}),
-	}, append(opts, named, notUpdatedInPlace)...)
+	}, append(opts, notUpdatedInPlace)...)
 	if err != nil {
 		return nil, fmt.Errorf("tenant %s: app container: %w", tenant, err)
 	}

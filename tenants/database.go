@@ -62,10 +62,12 @@ func newDatabase(ctx *pulumi.Context, args Args, name func(string) string, netwo
 		NetworksAdvanced: docker.ContainerNetworksAdvancedArray{
 			docker.ContainerNetworksAdvancedArgs{Name: network.Name, Aliases: pulumi.StringArray{pulumi.String(spec.DBAlias)}},
 		},
-		// No StartInterval: it needs Docker API 1.44, and Debian 12 ships 1.41.
+		// No StartInterval: it needs Docker API 1.44, and Debian 12 ships
+		// 1.41. The program probes the check itself while the database
+		// starts (see healthy), so the interval only paces later checks.
 		Healthcheck: docker.ContainerHealthcheckArgs{
 			Tests:       pulumi.StringArray{pulumi.String("CMD-SHELL"), pulumi.String(healthScript)},
-			Interval:    pulumi.String("2s"),
+			Interval:    pulumi.String("30s"),
 			Timeout:     pulumi.String("10s"),
 			Retries:     pulumi.Int(5),
 			StartPeriod: pulumi.String("2m0s"),
@@ -75,13 +77,11 @@ func newDatabase(ctx *pulumi.Context, args Args, name func(string) string, netwo
 		// child it reaps that died by a signal as a crashed backend and
 		// restarts every connection (seen here under load: "server process
 		// was terminated by signal 13"). Docker's init reaps them instead.
-		Init:        pulumi.Bool(true),
-		Wait:        pulumi.Bool(true),
-		WaitTimeout: pulumi.Int(180),
-		Restart:     pulumi.String("unless-stopped"),
-		Memory:      memory(args.Stack.DBMemoryMB),
-		MemorySwap:  memory(args.Stack.DBMemoryMB),
-		Labels:      labels(args.Prefix, tenant, "db"),
+		Init:       pulumi.Bool(true),
+		Restart:    pulumi.String("unless-stopped"),
+		Memory:     memory(args.Stack.DBMemoryMB),
+		MemorySwap: memory(args.Stack.DBMemoryMB),
+		Labels:     labels(args.Prefix, tenant, "db"),
 	}, append(opts, named, notUpdatedInPlace)...)
 	if err != nil {
 		return nil, fmt.Errorf("tenant %s: database container: %w", tenant, err)

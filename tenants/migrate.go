@@ -14,7 +14,10 @@ import (
 // ensures its admin user, once per change of image or secrets. The provider
 // attaches to it and records its exit code and logs; appGate turns a failure
 // into an error before the app is touched.
-func newMigration(ctx *pulumi.Context, args Args, name func(string) string, image pulumi.StringInput, network *docker.Network, databaseURL, adminPassword pulumi.StringOutput, opts ...pulumi.ResourceOption) (*docker.Container, error) {
+//
+// dbReady gates it on the database's health: it is a label, constant once
+// resolved, so it orders without ever replacing the migration by itself.
+func newMigration(ctx *pulumi.Context, args Args, name func(string) string, image pulumi.StringInput, network *docker.Network, databaseURL, adminPassword, dbReady pulumi.StringOutput, opts ...pulumi.ResourceOption) (*docker.Container, error) {
 	tenant := args.Tenant.Name
 	m, err := docker.NewContainer(ctx, tenant+"-migrate", &docker.ContainerArgs{
 		Name:    pulumi.String(name("migrate")),
@@ -41,7 +44,8 @@ func newMigration(ctx *pulumi.Context, args Args, name func(string) string, imag
 		Restart:    pulumi.String("no"),
 		Memory:     memory(args.Stack.AppMemory(args.Tenant)),
 		MemorySwap: memory(args.Stack.AppMemory(args.Tenant)),
-		Labels:     labels(args.Prefix, tenant, "migrate"),
+		Labels: append(labels(args.Prefix, tenant, "migrate"),
+			docker.ContainerLabelArgs{Label: pulumi.String("polls.database"), Value: dbReady}),
 	}, append(opts, named)...)
 	if err != nil {
 		return nil, fmt.Errorf("tenant %s: migration container: %w", tenant, err)

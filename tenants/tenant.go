@@ -1,11 +1,22 @@
 // Package tenants declares one isolated tenant: a PostgreSQL container with
 // its own volume and generated password, a migration that runs to completion,
 // and the app, all on a private network no other tenant can reach.
+//
+// The order is database → migration → app → route, each step gated on the
+// one before: the migration starts once the database is healthy, the app
+// once the migration exited 0, and the tenant's route (package router) once
+// the app is healthy. Health is watched by the program itself (Engine), so a
+// container that exits fails at once and one that never becomes healthy
+// fails with its last health check's output, naming the tenant.
 package tenants
 
 import (
+	"context"
 	"fmt"
+	"net/netip"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/pulumi/pulumi-docker/sdk/v4/go/docker"
 	"github.com/pulumi/pulumi-random/sdk/v4/go/random"
@@ -32,6 +43,20 @@ type Args struct {
 	// EdgeNetwork is the name of the network shared by the router and the
 	// apps. Databases are never attached to it.
 	EdgeNetwork pulumi.StringInput
+	// Subnet and Gateway are the tenant's private network addresses, as
+	// planned by package subnets.
+	Subnet  netip.Prefix
+	Gateway netip.Addr
+	// Engine watches the tenant's containers come up.
+	Engine Engine
+}
+
+// Engine is what the program asks the Docker engine itself (package
+// dockerapi implements it).
+type Engine interface {
+	// Wait returns once container id is healthy, and fails at once when it
+	// exits or turns unhealthy, or after within.
+	Wait(ctx context.Context, id string, within time.Duration) error
 }
 
 // Tenant is the component resource for one tenant.
@@ -44,8 +69,11 @@ type Tenant struct {
 	AdminUser pulumi.StringOutput `pulumi:"adminUser"`
 	// AdminPassword is the admin account's password; always a secret.
 	AdminPassword pulumi.StringOutput `pulumi:"adminPassword"`
-	// App is the tenant's app container; the router waits for it.
+	// App is the tenant's app container.
 	App *docker.Container `pulumi:"-"`
+	// Upstream is host:port of the app container on the edge network,
+	// known once the container is healthy: the router routes to it then.
+	Upstream pulumi.StringOutput `pulumi:"-"`
 }
 
 // New declares tenant args.Tenant. Its children are named after the tenant,
@@ -78,7 +106,7 @@ func New(ctx *pulumi.Context, args Args, opts ...pulumi.ResourceOption) (*Tenant
 	adminSecret := pulumi.ToSecret(adminPassword.Result).(pulumi.StringOutput)
 	databaseURL := pulumi.Sprintf("postgres://%s:%s@%s:5432/%s?sslmode=disable", spec.DBUser, dbSecret, spec.DBAlias, spec.DBName)
 
-	network, err := newNetwork(ctx, name, objectName("net"), parent)
+	network, err := newNetwork(ctx, name, objectName("net"), args.Subnet, args.Gateway, parent)
 	if err != nil {
 		return nil, err
 	}
@@ -90,19 +118,24 @@ func New(ctx *pulumi.Context, args Args, opts ...pulumi.ResourceOption) (*Tenant
 	if args.Tenant.Image != "" {
 		image = pulumi.String(args.Tenant.Image)
 	}
-	migrate, err := newMigration(ctx, args, objectName, image, network, databaseURL, adminSecret, parent, pulumi.DependsOn([]pulumi.Resource{db}))
+	dbReady := healthy(ctx, args.Engine, "tenant "+name+": database", db, dbWait)
+	migrate, err := newMigration(ctx, args, objectName, image, network, databaseURL, adminSecret, dbReady, parent)
 	if err != nil {
 		return nil, err
 	}
-	app, err := newApp(ctx, args, objectName, image, network, databaseURL, migrate, parent)
+	app, err := newApp(ctx, args, image, network, databaseURL, migrate, parent)
 	if err != nil {
 		return nil, err
 	}
+	appReady := healthy(ctx, args.Engine, "tenant "+name+": app", app, appWait)
 
 	t.URL = pulumi.String(args.Stack.URL(args.Tenant.ServerNames(args.Stack.Domain)[0])).ToStringOutput()
 	t.AdminUser = pulumi.String(args.Stack.AdminUser).ToStringOutput()
 	t.AdminPassword = adminSecret
 	t.App = app
+	t.Upstream = pulumi.All(app.Name, appReady).ApplyT(func(v []any) string {
+		return v[0].(string) + ":" + strconv.Itoa(spec.AppPort)
+	}).(pulumi.StringOutput)
 	if err := ctx.RegisterResourceOutputs(t, pulumi.Map{
 		"url": t.URL, "adminUser": t.AdminUser, "adminPassword": t.AdminPassword,
 	}); err != nil {
@@ -110,6 +143,33 @@ func New(ctx *pulumi.Context, args Args, opts ...pulumi.ResourceOption) (*Tenant
 	}
 	return t, nil
 }
+
+// How long a container may take to become healthy before `pulumi up`
+// fails for its tenant. A database's first start initialises its data
+// directory; the app starts in a second or two.
+const (
+	dbWait  = 3 * time.Minute
+	appWait = 2 * time.Minute
+)
+
+// healthy resolves to "healthy" once container c is, and otherwise fails
+// with what (the tenant and role) and the engine's reason. In a preview
+// nothing is waited for. The value is constant so that gating on it never
+// changes a dependent's inputs by itself.
+func healthy(ctx *pulumi.Context, engine Engine, what string, c *docker.Container, within time.Duration) pulumi.StringOutput {
+	return c.ID().ToStringOutput().ApplyTWithContext(ctx.Context(), func(wctx context.Context, id string) (string, error) {
+		if ctx.DryRun() {
+			return "healthy", nil
+		}
+		if err := engine.Wait(wctx, id, within); err != nil {
+			return "", fmt.Errorf("%s %w", what, err)
+		}
+		return "healthy", nil
+	}).(pulumi.StringOutput)
+}
+
+// NetworkName is the Docker name of a tenant's private network.
+func NetworkName(prefix, tenant string) string { return dockerName(prefix, tenant)("net") }
 
 // dockerName returns a function naming the tenant's Docker objects
 // "<prefix>-<tenant>-<part>".
