@@ -52,6 +52,7 @@ bench:
 bench-app:
 	$(GO) test -run '^$$' -bench BenchmarkNginxOverhead -benchtime 1x ./nginx
 
-## bench-compose: pulumi up vs docker compose up, cold and incremental.
+## bench-compose: pulumi vs docker-compose: cold N=10/30, no-op, release and
+## add under a request loop, idle RAM (BENCH_N100=1: also pulumi at N=100).
 bench-compose:
 	scripts/bench-compose.sh

@@ -1,52 +1,84 @@
 #!/usr/bin/env bash
-# Times `pulumi up` of the stack against `docker-compose up -d` of the
-# equivalent compose file, in one run, and prints the ratios.
+# Times the Pulumi stack against `docker-compose` of the equivalent compose
+# file, in one run, and prints pulumi / compose ratios and the requests that
+# failed while each side changed a running deployment.
 #
 #   scripts/bench-compose.sh                        # or: make bench-compose
 #   BENCH_COMPOSE_ONLY=1 scripts/bench-compose.sh   # the compose half only
+#   BENCH_N100=1 scripts/bench-compose.sh           # also a pulumi-only N=100 run
 #   BENCH_LOG=/tmp/bench.log scripts/bench-compose.sh   # keep the full log
 #
-# Scenarios; each is timed from the command's start until every tenant
-# concerned answers 200 through nginx (curl -H 'Host: tNN.polls.local'):
+# Scenarios (tenants are t01..tNN; "answers" means through nginx on
+# 127.0.0.1 with curl -H 'Host: tNN.polls.local'):
 #
-#   cold N=2, N=10  pulumi up of a new stack with tenants t01..tNN, against
-#                   docker-compose up -d of the file tools/composegen writes
-#                   for the same tenants
-#   add t11         on the N=10 deployment: pulumi up after adding t11 to
-#                   polls:tenants, against regenerating the compose file for
-#                   11 tenants and docker-compose up -d (compose's way: nginx
-#                   is recreated, every migration runs again)
-#   no-op           pulumi up with nothing changed, against docker-compose
-#                   up -d with nothing changed (command duration only; the
-#                   output shows what pulumi up changed nonetheless)
+#   cold N=10, N=30  pulumi up of a new stack, against docker-compose up -d
+#                    of the file tools/composegen writes for the same tenants;
+#                    until every tenant answers 200
+#   no-op N=10       pulumi preview with nothing changed, against
+#                    docker-compose up -d with nothing changed (which re-runs
+#                    the migrations); command duration only
+#   release N=10     a new app version, VERSION=2: pulumi config set
+#                    polls:appBuildArgs with VERSION=2 and pulumi up, against
+#                    docker build --build-arg VERSION=2 (timed: the build is
+#                    part of compose's release, as it is of pulumi up) and
+#                    docker-compose up -d of the file naming the new image;
+#                    until every tenant answers with X-Polls-Version: 2
+#   add t11 to N=10  pulumi up after adding t11 to polls:tenants, against
+#                    regenerating the compose file for 11 tenants and
+#                    docker-compose up -d; until t11 answers 200
+#   idle RAM N=10    the memory `docker stats --no-stream` reports for the
+#                    deployment's running containers, per tenant, after the
+#                    deployment has been idle for 20 s
+#
+# During release and add, a request loop (one python3 process, one thread per
+# tenant, a GET every 50 ms to each of t01..t03, 5 s timeout) runs from just
+# before the step starts until it ends; a failure is an answer other than 200
+# or a connection error or timeout. Both sides' counts are printed; the
+# failures themselves are in the log.
+#
+# BENCH_N100=1 then runs the Pulumi side alone at N=100: cold up, no-op
+# preview, add t101 (under the request loop), release (under the request
+# loop) and idle RAM per tenant.
 #
 # Fairness: both sides run the same images (the local polls-local/* images
 # and the app built from app/), health checks, init, memory limits, gating
-# (migration after a healthy database, app after a successful migration) and
-# nginx config (rendered by the nginx package). The app image is built once
-# before any timing; the compose side runs that build (polls-bench-app), and
-# Pulumi's own build of the same context and build args hits its layer cache.
-# The Pulumi program's Go build cache is warmed first, with the flags
-# pulumi-language-go builds it with. Only one deployment exists at a time;
-# each is torn down before the next starts.
+# (migration after a healthy database, app after a successful migration),
+# nginx config (rendered by the nginx package) and tenant network subnets
+# (the /28s subnets.Plan gives from the default polls:subnetPool). Compose
+# keeps its own short health-check intervals (2 s / 3 s), its fastest gating.
+# The app image is built once before any timing; the compose side runs that
+# build (polls-bench-app), and Pulumi's own build of the same context and
+# build args hits its layer cache. Each side's VERSION=2 build starts from
+# the same cache: the compose side's VERSION=2 images are removed before the
+# Pulumi side runs. The Pulumi program's Go build cache is warmed first, with
+# the flags pulumi-language-go builds it with. Only one deployment exists at
+# a time; each is torn down before the next starts.
 #
 # Compose client: docker-compose 1.29.2 from Debian (apt-get install
 # docker-compose), file format 2.4. tools/composegen's tests keep each
-# service equal to the container the program declares.
+# service and network equal to what the program declares. Compose cannot
+# move its networks' subnets: the run stops, naming them, if another network
+# on the engine already uses the pool 10.230.0.0/16 (e.g. a running
+# end-to-end test's stack).
 #
 # Needs: a Docker engine, docker-compose, curl, go, python3, the local images
 # (scripts/images.sh), and unless BENCH_COMPOSE_ONLY is set the Pulumi CLI,
 # pulumi-language-go and the docker 4.10.0 and random 4.19.0 plugins. The
 # Pulumi side runs on a copy of the repo with a throwaway stack on a file
 # backend in a temp dir. Everything created is removed on exit, also on
-# failure or Ctrl-C: stacks (destroy, stack rm, retained pgdata volumes),
-# compose projects (down -v), images, the module proxy and the temp dir.
+# failure or Ctrl-C: the request loop, stacks (destroy, stack rm, retained
+# pgdata volumes), compose projects (down -v), images (the app images, their
+# build stages), the module proxy and the temp dir.
 set -euo pipefail
 export LC_ALL=C PULUMI_SKIP_UPDATE_CHECK=1
 cd "$(dirname "$0")/.."
 root=$PWD
 compose_only=${BENCH_COMPOSE_ONLY:-}
+n100=${BENCH_N100:-}
+[ -z "$compose_only" ] || n100="" # N=100 is the Pulumi side only
 app_image=polls-bench-app:latest
+app_image_v2=polls-bench-app:v2
+pool=10.230.0.0/16 # spec.DefaultSubnetPool, which composegen plans from
 images=(polls-local/postgres:15 polls-local/nginx:1 polls-local/golang:1.23 polls-local/static:bookworm)
 
 die() {
@@ -99,9 +131,10 @@ export PULUMI_BACKEND_URL=file://$work/state
 PULUMI_CONFIG_PASSPHRASE=$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')
 export PULUMI_CONFIG_PASSPHRASE
 proxy=""
-build_stage="" # the app build's untagged build-stage image, kept by the builder
-compose_up=""  # "project dir" of the compose deployment that exists
-stack_up=""    # name of the Pulumi stack that exists
+goproxy=""
+hammer=""     # pid of the running request loop
+compose_up="" # "project dir" of the compose deployment that exists
+stack_up=""   # name of the Pulumi stack that exists
 
 compose_down() {
   local project=${1%% *} dir=${1#* }
@@ -118,6 +151,21 @@ stack_down() {
   docker network ls -q --filter "name=$prefix-" | xargs -r docker network rm >>"$log" 2>&1 || true
   docker volume ls -q | grep "^$prefix-" | xargs -r docker volume rm >>"$log" 2>&1 || true
   docker image rm "$prefix-app:latest" >>"$log" 2>&1 || true
+}
+
+# remove_build_stages removes the untagged build-stage images of app builds
+# this run made (their last step names this run's module proxy among its
+# build args), those whose step also matches $1 when given. The classic
+# builder keeps them; the tagged images are removed by name.
+remove_build_stages() {
+  local also=${1:-} img step
+  [ -n "$goproxy" ] || return 0
+  for img in $(docker images -q --filter dangling=true); do
+    step=$(docker history --no-trunc --format '{{.CreatedBy}}' "$img" 2>/dev/null | head -n 1)
+    [[ $step == *"GOPROXY=$goproxy "* ]] || continue
+    [ -z "$also" ] || [[ $step == *"$also"* ]] || continue
+    docker image rm "$img" >>"$log" 2>&1 || true
+  done
 }
 
 # diagnose prints the state of a deployment's containers, the log of each
@@ -140,6 +188,7 @@ cleanup() {
   local status=$?
   set +e
   trap - EXIT INT TERM
+  [ -n "$hammer" ] && kill "$hammer" 2>/dev/null && wait "$hammer" 2>/dev/null
   if [ "$status" -ne 0 ] && [ -f "$log" ]; then
     {
       echo "bench-compose: failed; last lines of the log:"
@@ -150,8 +199,9 @@ cleanup() {
   fi
   [ -n "$compose_up" ] && compose_down "$compose_up"
   [ -n "$stack_up" ] && stack_down "$stack_up"
+  docker image rm "$app_image" "$app_image_v2" >/dev/null 2>&1
+  remove_build_stages
   [ -n "$proxy" ] && kill "$proxy" 2>/dev/null && wait "$proxy" 2>/dev/null
-  docker image rm "$app_image" ${build_stage:+"$build_stage"} >/dev/null 2>&1
   [ -z "${BENCH_LOG:-}" ] || cp "$log" "$BENCH_LOG"
   rm -rf "$work"
   exit "$status"
@@ -165,45 +215,165 @@ clock() { start=$EPOCHREALTIME; }
 seconds() { awk -v a="$start" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }'; }
 
 free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("", 0)); print(s.getsockname()[1])'
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
 tenant_list() { for ((i = 1; i <= $1; i++)); do printf 't%02d ' "$i"; done; }
 tenant_json() { tenant_list "$1" | python3 -c 'import json, sys; print(json.dumps(sys.stdin.read().split()))'; }
 
-# answer waits until each named tenant has answered 200 through nginx.
+# answer waits until each named tenant answers 200 through nginx on
+# 127.0.0.1:port, with header X-Polls-Version: version unless version is "".
 answer() {
-  local port=$1 deadline=$((SECONDS + 600)) t code
-  shift
-  local left=("$@") next
+  local port=$1 version=$2 t got
+  shift 2
+  local left=("$@") next limit=$((600 + 20 * $#))
+  local deadline=$((SECONDS + limit))
   while :; do
     next=()
     for t in "${left[@]}"; do
-      code=$(curl -s -o /dev/null -m 5 -w '%{http_code}' -H "Host: $t.polls.local" "http://127.0.0.1:$port/" || true)
-      [ "$code" = 200 ] || next+=("$t")
+      got=$(curl -s -o /dev/null -D - -m 5 -H "Host: $t.polls.local" "http://127.0.0.1:$port/" 2>/dev/null | tr -d '\r' |
+        awk 'NR == 1 { code = $2 } tolower($1) == "x-polls-version:" { v = $2 } END { print code " " v }' || true)
+      if [ -n "$version" ]; then
+        [ "$got" = "200 $version" ] || next+=("$t")
+      else
+        [ "${got%% *}" = 200 ] || next+=("$t")
+      fi
     done
     ((${#next[@]})) || return 0
     left=("${next[@]}")
-    ((SECONDS < deadline)) || die "tenants ${left[*]} did not answer 200 on port $port within 600s"
+    ((SECONDS < deadline)) || die "tenants ${left[*]} did not answer 200${version:+ with X-Polls-Version: $version} on port $port within ${limit}s"
     sleep 0.2
   done
 }
 
-note() { printf '  %-46s %6ss\n' "$1" "$2"; }
+# The request loop: one thread per tenant, a GET every 50 ms, until SIGTERM
+# (or an hour); it writes "sent failed" and then the failures to $2.
+cat >"$work/hammer.py" <<'PY'
+import http.client, signal, sys, threading, time
 
-declare -A pulumi_s compose_s
-scenarios=("cold N=2" "cold N=10" "add t11 to N=10" "no-op N=11")
+port, out, tenants = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
+stop = threading.Event()
+signal.signal(signal.SIGTERM, lambda *_: stop.set())
+lock = threading.Lock()
+sent, failures = 0, []
+deadline = time.monotonic() + 3600
+
+
+def loop(tenant):
+    global sent
+    while not stop.is_set() and time.monotonic() < deadline:
+        err = None
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            c.request("GET", "/", headers={"Host": tenant + ".polls.local"})
+            r = c.getresponse()
+            r.read()
+            c.close()
+            if r.status != 200:
+                err = "status %d" % r.status
+        except Exception as e:
+            err = "%s: %s" % (type(e).__name__, e)
+        with lock:
+            sent += 1
+            if err:
+                failures.append("%s %s: %s" % (time.strftime("%H:%M:%S"), tenant, err))
+        stop.wait(0.05)
+
+
+threads = [threading.Thread(target=loop, args=(t,)) for t in tenants]
+for t in threads:
+    t.start()
+while not stop.is_set() and time.monotonic() < deadline:
+    stop.wait(1)
+stop.set()
+for t in threads:
+    t.join()
+with open(out, "w") as f:
+    f.write("%d %d\n" % (sent, len(failures)))
+    f.writelines(line + "\n" for line in failures)
+PY
+
+# hammer_start starts the request loop against the named tenants.
+hammer_start() {
+  local port=$1
+  shift
+  rm -f "$work/hammer.out"
+  python3 "$work/hammer.py" "$port" "$work/hammer.out" "$@" &
+  hammer=$!
+  sleep 0.3
+}
+
+# hammer_stop stops it and sets hammered to "failed/sent"; the failures go
+# to the log. (Not in a command substitution: the loop is this shell's child.)
+hammered=""
+hammer_stop() {
+  local h_sent h_failed
+  kill -TERM "$hammer"
+  wait "$hammer" || true
+  hammer=""
+  read -r h_sent h_failed <"$work/hammer.out"
+  {
+    echo "request loop: $h_sent sent, $h_failed failed"
+    tail -n +2 "$work/hammer.out" | head -n 200
+  } >>"$log"
+  hammered="$h_failed/$h_sent"
+}
+
+# ram_per_tenant waits 20 s for the deployment to settle, then sets mib to
+# the memory of its running containers (label polls.stack=$1) per tenant, in
+# MiB, and count to how many containers there are.
+mib="" count=""
+ram_per_tenant() {
+  local label=$1 n=$2
+  local ids
+  sleep 20
+  ids=$(docker ps -q --filter "label=polls.stack=$label")
+  [ -n "$ids" ] || die "no running container has label polls.stack=$label"
+  # shellcheck disable=SC2086 # one argument per container
+  read -r mib count < <(docker stats --no-stream --format '{{.MemUsage}}' $ids |
+    awk -v n="$n" '{
+      v = $1; unit = v; sub(/^[0-9.]+/, "", unit); sub(/[A-Za-z]+$/, "", v)
+      f = unit == "GiB" ? 1024 : unit == "MiB" ? 1 : unit == "KiB" ? 1 / 1024 : unit == "kB" ? 1 / 1000 / 1.048576 : unit == "MB" ? 1 / 1.048576 : unit == "GB" ? 1000 / 1.048576 : 1 / 1048576
+      sum += v * f; count++
+    } END { printf "%.1f %d\n", sum / n, count }')
+}
+
+# pool_check stops the run when a network on the engine uses an address of
+# the pool composegen plans tenant subnets from: compose would fail to
+# create its networks.
+pool_check() {
+  local used
+  # shellcheck disable=SC2046 # one argument per network
+  used=$(docker network inspect -f '{{.Name}}{{range .IPAM.Config}} {{.Subnet}}{{end}}' $(docker network ls -q) |
+    python3 -c '
+import ipaddress, sys
+pool = ipaddress.ip_network(sys.argv[1])
+for line in sys.stdin:
+    name, *subnets = line.split()
+    for s in subnets:
+        if ":" not in s and ipaddress.ip_network(s, strict=False).overlaps(pool):
+            print("%s (%s)" % (name, s))' "$pool")
+  [ -z "$used" ] || die "networks on the engine use the pool $pool that composegen's tenant networks take (the program's default polls:subnetPool): $(echo $used). Wait until whoever owns them (e.g. an end-to-end test) is done, or remove them."
+}
+
+note() { printf '  %-46s %6ss%s\n' "$1" "$2" "${3:+  $3}"; }
+
+# Results, by scenario; failed_* are "failed/sent" of the request loop.
+declare -A pulumi_s compose_s pulumi_failed compose_failed
+declare -A n100_s n100_failed
+scenarios=("cold N=10" "cold N=30" "no-op N=10" "release N=10" "add t11 to N=10" "idle RAM N=10")
 
 # --- setup (untimed) ------------------------------------------------------
 compose_version=$(docker-compose version --short 2>/dev/null || docker-compose --version)
 engine=$(docker version --format '{{.Server.Version}} (API {{.Server.APIVersion}})')
-echo "bench-compose: pulumi up vs docker-compose up -d, same tenants, images and gating"
+cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
+echo "bench-compose: pulumi vs docker-compose, same tenants, images, gating and subnets"
 echo "  compose client: docker-compose $compose_version (python, Debian package); file format 2.4"
-echo "  docker engine:  $engine"
+echo "  docker engine:  $engine, storage driver $(docker info --format '{{.Driver}}'), cgroup $(docker info --format '{{.CgroupVersion}}')"
 if [ -z "$compose_only" ]; then
   echo "  pulumi:         $(pulumi version), plugins docker 4.10.0 and random 4.19.0, file backend"
 fi
-echo "  host:           $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg) at start"
+echo "  host:           $(nproc) cores (${cpu:-unknown CPU}), $(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo) RAM, load average $(cut -d' ' -f1-3 /proc/loadavg) at start"
 echo "setup (untimed):"
 
 # A snapshot of the repo: concurrent edits cannot change what is measured,
@@ -223,15 +393,15 @@ done
 [ -n "$goproxy" ] || die "the module proxy did not start"
 
 build_args=(GO_IMAGE=polls-local/golang:1.23 RUNTIME_IMAGE=polls-local/static:bookworm GOPROXY="$goproxy" GOSUMDB=off)
-clock
-DOCKER_BUILDKIT=0 docker build --network host -t "$app_image" \
-  "${build_args[@]/#/--build-arg=}" "$src/app" >"$work/build.log" 2>&1 || {
-  cat "$work/build.log" >>"$log"
-  die "docker build of app/ failed"
+# build_app builds app/ as tag $1 with the build args and any more given.
+build_app() {
+  local tag=$1
+  shift
+  DOCKER_BUILDKIT=0 docker build --network host -t "$tag" \
+    "${build_args[@]/#/--build-arg=}" "${@/#/--build-arg=}" "$src/app" >>"$log" 2>&1 || die "docker build of app/ as $tag failed"
 }
-cat "$work/build.log" >>"$log"
-# The image the build stage ended with: the step output before the second FROM.
-build_stage=$(awk '/^Step [0-9]+\/[0-9]+ : FROM / && ++n == 2 { print id; exit } /^ ---> [0-9a-f]+$/ { id = $2 }' "$work/build.log")
+clock
+build_app "$app_image"
 note "app image warm build ($app_image)" "$(seconds)"
 echo "  both sides then reuse its layer cache (Pulumi builds the same context and args)"
 if [ -z "$compose_only" ]; then
@@ -246,6 +416,7 @@ fi
 bench_compose() {
   local n=$1 project=polls-bc$1-$id dir=$work/compose-$1 port
   port=$(free_port)
+  pool_check
   "$work/bin/composegen" -n "$n" -out "$dir" -port "$port" -project "$project" >>"$log"
   compose_up="$project $dir"
   local compose=(docker-compose -p "$project" -f "$dir/docker-compose.yml")
@@ -253,40 +424,72 @@ bench_compose() {
   clock
   "${compose[@]}" up -d >>"$log" 2>&1
   # shellcheck disable=SC2046 # one argument per tenant
-  answer "$port" $(tenant_list "$n")
+  answer "$port" "" $(tenant_list "$n")
   compose_s["cold N=$n"]=$(seconds)
   note "compose cold N=$n" "${compose_s["cold N=$n"]}"
 
   if [ "$n" = 10 ]; then
-    "$work/bin/composegen" -n 11 -out "$dir" -port "$port" -project "$project" >>"$log"
     clock
     "${compose[@]}" up -d >>"$log" 2>&1
-    answer "$port" t11
-    compose_s["add t11 to N=10"]=$(seconds)
-    note "compose add t11" "${compose_s["add t11 to N=10"]}"
+    compose_s["no-op N=10"]=$(seconds)
+    note "compose no-op up -d (reruns migrations)" "${compose_s["no-op N=10"]}"
 
+    # A release: build the new version, point the file at it, up -d.
+    "$work/bin/composegen" -n 10 -out "$dir" -port "$port" -project "$project" -app-image "$app_image_v2" >>"$log"
+    hammer_start "$port" t01 t02 t03
+    clock
+    build_app "$app_image_v2" VERSION=2
+    "${compose[@]}" up -d >>"$log" 2>&1
+    # shellcheck disable=SC2046 # one argument per tenant
+    answer "$port" 2 $(tenant_list 10)
+    compose_s["release N=10"]=$(seconds)
+    hammer_stop
+    compose_failed["release N=10"]=$hammered
+    note "compose release (build + up -d)" "${compose_s["release N=10"]}" "failed/sent ${compose_failed["release N=10"]}"
+
+    "$work/bin/composegen" -n 11 -out "$dir" -port "$port" -project "$project" -app-image "$app_image_v2" >>"$log"
+    hammer_start "$port" t01 t02 t03
     clock
     "${compose[@]}" up -d >>"$log" 2>&1
-    compose_s["no-op N=11"]=$(seconds)
-    note "compose no-op (reruns migrations)" "${compose_s["no-op N=11"]}"
+    answer "$port" "" t11
+    compose_s["add t11 to N=10"]=$(seconds)
+    hammer_stop
+    compose_failed["add t11 to N=10"]=$hammered
+    note "compose add t11" "${compose_s["add t11 to N=10"]}" "failed/sent ${compose_failed["add t11 to N=10"]}"
+
+    ram_per_tenant "$project" 11
+    compose_s["idle RAM N=10"]=$mib
+    note "compose idle RAM per tenant ($count containers, 11 tenants)" "$mib MiB"
   fi
   compose_down "$compose_up"
   compose_up=""
+  if [ "$n" = 10 ]; then
+    # The Pulumi side's VERSION=2 build starts from the cache compose's did.
+    docker image rm "$app_image_v2" >>"$log" 2>&1 || true
+    remove_build_stages VERSION=2
+  fi
 }
 
 # --- pulumi ---------------------------------------------------------------
-bench_pulumi() {
-  local n=$1 stack=bench-$1-$id port args
-  port=$(free_port)
-  args=$(printf '%s\n' "${build_args[@]}" | python3 -c '
+# pulumi_args prints polls:appBuildArgs: the build args and any more given.
+pulumi_args() {
+  printf '%s\n' "${build_args[@]}" "$@" | python3 -c '
 import json, sys
-print(json.dumps(dict(l.rstrip("\n").split("=", 1) for l in sys.stdin)))')
+print(json.dumps(dict(l.rstrip("\n").split("=", 1) for l in sys.stdin)))'
+}
+
+# bench_pulumi runs the scenarios for n tenants; results go into the arrays
+# named by $2 (seconds) and $3 (failed requests).
+bench_pulumi() {
+  local n=$1 stack=bench-$1-$id port next
+  local -n res_s=$2 res_f=$3
+  port=$(free_port)
   mkdir -p "$work/state"
   pulumi -C "$src" stack init "$stack" --non-interactive >>"$log" 2>&1
   stack_up=$stack
   # up runs pulumi up, keeping its output for the change summary.
   up() { pulumi -C "$src" up --yes --skip-preview -s "$stack_up" 2>&1 | tee -a "$log" >"$work/up.out"; }
-  # changes prints the last update's resource summary, e.g. "~ 3 updated, 93 unchanged".
+  # changes prints the last command's resource summary, e.g. "~ 3 updated, 93 unchanged".
   changes() {
     awk '/^Resources:/ { on = 1; next } /^Duration/ { on = 0 }
       on && NF { $1 = $1; printf "%s%s", sep, $0; sep = ", " } END { print "" }' "$work/up.out" |
@@ -297,48 +500,86 @@ print(json.dumps(dict(l.rstrip("\n").split("=", 1) for l in sys.stdin)))')
   set_config polls:postgresImage polls-local/postgres:15
   set_config polls:nginxImage polls-local/nginx:1
   set_config polls:appBuildNetwork host
-  set_config polls:appBuildArgs "$args"
+  set_config polls:appBuildArgs "$(pulumi_args)"
   set_config polls:tenants "$(tenant_json "$n")"
 
   clock
   up
   # shellcheck disable=SC2046 # one argument per tenant
-  answer "$port" $(tenant_list "$n")
-  pulumi_s["cold N=$n"]=$(seconds)
-  note "pulumi cold N=$n" "${pulumi_s["cold N=$n"]}"
+  answer "$port" "" $(tenant_list "$n")
+  res_s["cold N=$n"]=$(seconds)
+  note "pulumi cold N=$n" "${res_s["cold N=$n"]}"
+  changes
 
-  if [ "$n" = 10 ]; then
-    set_config polls:tenants "$(tenant_json 11)"
+  if [ "$n" = 10 ] || [ "$n" = 100 ]; then
     clock
-    up
-    answer "$port" t11
-    pulumi_s["add t11 to N=10"]=$(seconds)
-    note "pulumi add t11" "${pulumi_s["add t11 to N=10"]}"
+    pulumi -C "$src" preview -s "$stack_up" 2>&1 | tee -a "$log" >"$work/up.out"
+    res_s["no-op N=$n"]=$(seconds)
+    note "pulumi no-op preview" "${res_s["no-op N=$n"]}"
     changes
 
+    set_config polls:appBuildArgs "$(pulumi_args VERSION=2)"
+    hammer_start "$port" t01 t02 t03
     clock
     up
-    pulumi_s["no-op N=11"]=$(seconds)
-    note "pulumi no-op" "${pulumi_s["no-op N=11"]}"
+    # shellcheck disable=SC2046 # one argument per tenant
+    answer "$port" 2 $(tenant_list "$n")
+    res_s["release N=$n"]=$(seconds)
+    hammer_stop
+    res_f["release N=$n"]=$hammered
+    note "pulumi release (up, builds VERSION=2)" "${res_s["release N=$n"]}" "failed/sent ${res_f["release N=$n"]}"
     changes
+
+    next=$(printf 't%02d' $((n + 1)))
+    set_config polls:tenants "$(tenant_json $((n + 1)))"
+    hammer_start "$port" t01 t02 t03
+    clock
+    up
+    answer "$port" "" "$next"
+    res_s["add $next to N=$n"]=$(seconds)
+    hammer_stop
+    res_f["add $next to N=$n"]=$hammered
+    note "pulumi add $next" "${res_s["add $next to N=$n"]}" "failed/sent ${res_f["add $next to N=$n"]}"
+    changes
+
+    ram_per_tenant "polls-$stack" $((n + 1))
+    res_s["idle RAM N=$n"]=$mib
+    note "pulumi idle RAM per tenant ($count containers, $((n + 1)) tenants)" "$mib MiB"
   fi
   stack_down "$stack"
   stack_up=""
+  remove_build_stages VERSION=2
 }
 
-echo "runs (each until every tenant concerned answers 200 through nginx):"
-for n in 2 10; do
+echo "runs (cold: until every tenant answers 200 through nginx; failed/sent: request loop on t01..t03):"
+for n in 10 30; do
   bench_compose "$n"
-  [ -n "$compose_only" ] || bench_pulumi "$n"
+  [ -n "$compose_only" ] || bench_pulumi "$n" pulumi_s pulumi_failed
 done
 
-echo "results (seconds; ratio = pulumi / compose):"
+echo "results (seconds; ratio = pulumi / compose; failed = failed/sent requests to t01..t03 during the step):"
+printf '  %-18s %9s %9s %7s %15s %15s\n' scenario pulumi compose ratio "pulumi failed" "compose failed"
 for s in "${scenarios[@]}"; do
-  if [ -n "$compose_only" ]; then
-    printf '  %-16s compose %6.1fs\n' "$s:" "${compose_s[$s]}"
-  else
-    awk -v s="$s:" -v p="${pulumi_s[$s]}" -v c="${compose_s[$s]}" \
-      'BEGIN { printf "  %-16s pulumi %6.1fs  compose %6.1fs  ratio %5.2f\n", s, p, c, p / c }'
-  fi
+  p=${pulumi_s[$s]:-} c=${compose_s[$s]:-}
+  unit=s
+  [[ $s != idle* ]] || unit=M
+  awk -v s="$s" -v p="$p" -v c="$c" -v u="$unit" -v pf="${pulumi_failed[$s]:--}" -v cf="${compose_failed[$s]:--}" 'BEGIN {
+    ps = p == "" ? "-" : sprintf("%.1f%s", p, u); cs = c == "" ? "-" : sprintf("%.1f%s", c, u)
+    r = (p == "" || c == "" || c == 0) ? "-" : sprintf("%.2f", p / c)
+    printf "  %-18s %9s %9s %7s %15s %15s\n", s, ps, cs, r, pf, cf
+  }'
 done
-echo "  load average $(cut -d' ' -f1-3 /proc/loadavg) at the end ($(nproc) cores, shared)"
+echo "  (no-op: pulumi preview vs compose up -d; idle RAM: MiB per tenant, N=10 plus t11)"
+echo "  load average $(cut -d' ' -f1-3 /proc/loadavg) after the N=10/30 runs ($(nproc) cores, shared)"
+
+if [ -n "$n100" ]; then
+  echo "pulumi only, N=100 (BENCH_N100=1):"
+  bench_pulumi 100 n100_s n100_failed
+  echo "results N=100 (pulumi only; failed = failed/sent requests to t01..t03 during the step):"
+  printf '  %-18s %9s\n' "cold N=100" "${n100_s["cold N=100"]}s"
+  printf '  %-18s %9s\n' "no-op preview" "${n100_s["no-op N=100"]}s"
+  printf '  %-18s %9s  failed %s\n' "release" "${n100_s["release N=100"]}s" "${n100_failed["release N=100"]}"
+  printf '  %-18s %9s  failed %s\n' "add t101" "${n100_s["add t101 to N=100"]}s" "${n100_failed["add t101 to N=100"]}"
+  printf '  %-18s %9s\n' "idle RAM/tenant" "${n100_s["idle RAM N=100"]} MiB"
+  echo "  load average $(cut -d' ' -f1-3 /proc/loadavg) at the end"
+fi

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"net/netip"
 	"sort"
 	"strings"
 	"sync"
@@ -15,6 +14,7 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
 	"github.com/polls-tenants/polls/spec"
+	"github.com/polls-tenants/polls/subnets"
 	"github.com/polls-tenants/polls/tenants"
 )
 
@@ -38,7 +38,11 @@ type container struct {
 // the program changes one of them and composegen does not follow.
 func TestMatchesProgram(t *testing.T) {
 	declared := declaredContainers(t, "t01")
-	generated := build(defaultOptions(), nil).Services
+	c, err := build(defaultOptions(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	generated := c.Services
 	for _, role := range []string{"db", "migrate", "app"} {
 		name := "t01-" + role
 		t.Run(role, func(t *testing.T) {
@@ -73,12 +77,49 @@ func TestMatchesProgram(t *testing.T) {
 	}
 }
 
+// TestNetworkMatchesProgram ensures each tenant's compose network is the
+// network tenants.New declares when stack.go plans a new tenant on an engine
+// with no other network in the pool: internal, the same subnet and gateway,
+// the same polls.tenant label.
+func TestNetworkMatchesProgram(t *testing.T) {
+	declared := declaredContainers(t, "t01")["t01-net"].Mappable()
+	c, err := build(defaultOptions(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type net struct {
+		Internal bool
+		Subnets  []string // subnet/gateway
+		Labels   map[string]string
+	}
+	want := net{Internal: declared["internal"] == true, Labels: map[string]string{}}
+	for _, cfg := range list(declared["ipamConfigs"]) {
+		m := cfg.(map[string]any)
+		want.Subnets = append(want.Subnets, fmt.Sprint(m["subnet"], "/", m["gateway"]))
+	}
+	for _, l := range list(declared["labels"]) {
+		m := l.(map[string]any)
+		want.Labels[fmt.Sprint(m["label"])] = fmt.Sprint(m["value"])
+	}
+	n := c.Networks["t01"]
+	got := net{Internal: n.Internal, Labels: n.Labels}
+	if n.IPAM != nil {
+		for _, cfg := range n.IPAM.Config {
+			got.Subnets = append(got.Subnets, cfg.Subnet+"/"+cfg.Gateway)
+		}
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("network t01 differs from the program's (-program +composegen):\n%s", diff)
+	}
+}
+
 // healthyEngine reports every container healthy at once.
 type healthyEngine struct{}
 
 func (healthyEngine) Wait(context.Context, string, time.Duration) error { return nil }
 
-// recorder is a Pulumi mock that keeps each container's inputs.
+// recorder is a Pulumi mock that keeps each container's and network's
+// inputs.
 type recorder struct {
 	mu     sync.Mutex
 	inputs map[string]resource.PropertyMap
@@ -95,6 +136,10 @@ func (r *recorder) NewResource(args pulumi.MockResourceArgs) (string, resource.P
 		r.mu.Lock()
 		r.inputs[args.Name] = args.Inputs
 		r.mu.Unlock()
+	case "docker:index/network:Network":
+		r.mu.Lock()
+		r.inputs[args.Name] = args.Inputs
+		r.mu.Unlock()
 	}
 	return args.Name + "-id", out, nil
 }
@@ -104,10 +149,16 @@ func (r *recorder) Call(args pulumi.MockCallArgs) (resource.PropertyMap, error) 
 }
 
 // declaredContainers runs tenants.New for one tenant with the default stack
-// config under mocks and returns its containers' inputs by logical name.
+// config under mocks, with the subnet and gateway stack.go gives a new
+// tenant on an empty engine, and returns its containers' and network's
+// inputs by logical name.
 func declaredContainers(t *testing.T, tenant string) map[string]resource.PropertyMap {
 	t.Helper()
 	s, err := spec.Parse(map[string]string{"tenants": `["` + tenant + `"]`})
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, err := subnets.Plan(s.SubnetPool, []string{tenant}, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,7 +167,7 @@ func declaredContainers(t *testing.T, tenant string) map[string]resource.Propert
 		_, err := tenants.New(ctx, tenants.Args{
 			Tenant: s.Tenants[0], Stack: s, Prefix: "polls-bench",
 			AppImage: pulumi.String("app"), EdgeNetwork: pulumi.String("edge"),
-			Subnet: netip.MustParsePrefix("10.230.0.0/28"), Gateway: netip.MustParseAddr("10.230.0.1"),
+			Subnet: plan[tenant], Gateway: subnets.Gateway(plan[tenant]),
 			Engine: healthyEngine{},
 		})
 		return err

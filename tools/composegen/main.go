@@ -14,8 +14,10 @@
 //
 // Equivalence with the Pulumi program: the same images, commands,
 // environment, secret file paths, memory limits, init, health-check timings
-// and network layout (one internal network per tenant, one edge network where
-// each app has its tenant's name as alias); the migration is gated on the
+// and network layout (one internal network per tenant, in the /28 the program
+// plans for it from the default polls:subnetPool on an engine with no other
+// network there, labelled polls.tenant; one edge network where each app has
+// its tenant's name as alias); the migration is gated on the
 // database being healthy and the app on the migration exiting 0; nginx.conf
 // is rendered by the repo's nginx package with the arguments the router
 // component uses. The database's health check is the program's readiness

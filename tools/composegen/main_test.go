@@ -2,6 +2,7 @@ package main
 
 import (
 	"io"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -14,6 +15,7 @@ import (
 	"github.com/polls-tenants/polls/nginx"
 	"github.com/polls-tenants/polls/router"
 	"github.com/polls-tenants/polls/spec"
+	"github.com/polls-tenants/polls/subnets"
 )
 
 // TestTwoTenants ensures the compose file for two tenants has each tenant's
@@ -75,6 +77,49 @@ func TestTwoTenants(t *testing.T) {
 	password := string(readFile(t, filepath.Join(dir, "secrets", "t01-db-password")))
 	if len(password) != 32 || strings.Contains(string(readFile(t, filepath.Join(dir, "docker-compose.yml"))), password) {
 		t.Errorf("t01's database password is %d characters or shows in the compose file; want 32, only in its file", len(password))
+	}
+}
+
+// TestSubnets ensures the largest deployment composegen writes gives every
+// tenant its own /28 of the default pool, as subnets.Plan does, labelled
+// with the tenant, and that more tenants than that are refused.
+func TestSubnets(t *testing.T) {
+	dir := t.TempDir()
+	if err := run([]string{"-n", "200", "-out", dir}, io.Discard); err != nil {
+		t.Fatalf("run -n 200: %v", err)
+	}
+	var c composeFile
+	if err := yaml.Unmarshal(readFile(t, filepath.Join(dir, "docker-compose.yml")), &c); err != nil {
+		t.Fatalf("parse docker-compose.yml: %v", err)
+	}
+	names := tenantNames(200)
+	plan, err := subnets.Plan(netip.MustParsePrefix(spec.DefaultSubnetPool), names, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]string{}
+	for _, name := range names {
+		n := c.Networks[name]
+		if n.IPAM == nil || len(n.IPAM.Config) != 1 {
+			t.Fatalf("network %s has ipam %+v; want one subnet", name, n.IPAM)
+		}
+		cfg := n.IPAM.Config[0]
+		if want := plan[name]; cfg.Subnet != want.String() || cfg.Gateway != subnets.Gateway(want).String() {
+			t.Errorf("network %s: subnet %s gateway %s; want %s gateway %s", name, cfg.Subnet, cfg.Gateway, want, subnets.Gateway(want))
+		}
+		if other, ok := seen[cfg.Subnet]; ok {
+			t.Errorf("networks %s and %s share subnet %s", other, name, cfg.Subnet)
+		}
+		seen[cfg.Subnet] = name
+		if n.Labels["polls.tenant"] != name || !n.Internal {
+			t.Errorf("network %s: labels %v, internal %v; want polls.tenant=%s, internal", name, n.Labels, n.Internal, name)
+		}
+	}
+	if got := c.Networks["t01"].IPAM.Config[0].Subnet; got != "10.230.0.0/28" {
+		t.Errorf("t01's subnet is %s; want the pool's first /28, 10.230.0.0/28", got)
+	}
+	if err := run([]string{"-n", "201", "-out", t.TempDir()}, io.Discard); err == nil || !strings.Contains(err.Error(), "want 1 to 200 tenants") {
+		t.Errorf("run -n 201: %v; want an error naming the 1 to 200 bound", err)
 	}
 }
 
