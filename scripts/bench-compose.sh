@@ -7,6 +7,7 @@
 #   BENCH_COMPOSE_ONLY=1 scripts/bench-compose.sh   # the compose half only
 #   BENCH_N100=1 scripts/bench-compose.sh           # also a pulumi-only N=100 run
 #   BENCH_LOG=/tmp/bench.log scripts/bench-compose.sh   # keep the full log
+#   BENCH_REV=HEAD scripts/bench-compose.sh         # measure a commit, not the working tree
 #
 # Scenarios (tenants are t01..tNN; "answers" means through nginx on
 # 127.0.0.1 with curl -H 'Host: tNN.polls.local'):
@@ -376,10 +377,20 @@ fi
 echo "  host:           $(nproc) cores (${cpu:-unknown CPU}), $(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo) RAM, load average $(cut -d' ' -f1-3 /proc/loadavg) at start"
 echo "setup (untimed):"
 
-# A snapshot of the repo: concurrent edits cannot change what is measured,
-# and stack config files stay out of the working tree.
+# A snapshot of the repo (the working tree, or the commit BENCH_REV names):
+# concurrent edits cannot change what is measured, and stack config files
+# stay out of the working tree.
 mkdir -p "$src" "$work/bin"
-tar -C "$root" --exclude=./.git --exclude=./.pulumi-state --exclude=./.e2e --exclude='./Pulumi.*.yaml' -cf - . | tar -C "$src" -xf -
+if [ -n "${BENCH_REV:-}" ]; then
+  rev=$(git -C "$root" rev-parse --verify "$BENCH_REV^{commit}") || die "BENCH_REV=$BENCH_REV names no commit"
+  git -C "$root" archive "$rev" | tar -C "$src" -xf -
+  rm -f "$src"/Pulumi.*.yaml
+  echo "  source:         commit $rev (BENCH_REV=$BENCH_REV)"
+else
+  tar -C "$root" --exclude=./.git --exclude=./.pulumi-state --exclude=./.e2e --exclude='./Pulumi.*.yaml' -cf - . | tar -C "$src" -xf -
+  dirty=$(git -C "$root" status --porcelain --untracked-files=no 2>/dev/null | awk '{ print $2 }' | tr '\n' ' ')
+  echo "  source:         working tree at $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?')${dirty:+, uncommitted changes in: $dirty}"
+fi
 (cd "$src/app" && go mod download) >>"$log" 2>&1
 (cd "$src" && go build -o "$work/bin/modproxy" ./tools/modproxy && go build -o "$work/bin/composegen" ./tools/composegen) >>"$log" 2>&1
 
