@@ -45,7 +45,8 @@
 # and the app built from app/), health checks, init, memory limits, gating
 # (migration after a healthy database, app after a successful migration),
 # nginx config (rendered by the nginx package) and tenant network subnets
-# (the /28s subnets.Plan gives from the default polls:subnetPool). Compose
+# (the /28s subnets.Plan gives from the default polls:subnetPool, around
+# other stacks' tenant networks on the engine). Compose
 # keeps its own short health-check intervals (2 s / 3 s), its fastest gating.
 # The app image is built once before any timing; the compose side runs that
 # build (polls-bench-app), and Pulumi's own build of the same context and
@@ -57,10 +58,10 @@
 #
 # Compose client: docker-compose 1.29.2 from Debian (apt-get install
 # docker-compose), file format 2.4. tools/composegen's tests keep each
-# service and network equal to what the program declares. Compose cannot
-# move its networks' subnets: the run stops, naming them, if another network
-# on the engine already uses the pool 10.230.0.0/16 (e.g. a running
-# end-to-end test's stack).
+# service and network equal to what the program declares. The tenant
+# subnets other stacks already use are read before each compose deployment
+# and kept for its lifetime; a network created in the pool later, in a slot
+# compose then wants, makes its `up` fail.
 #
 # Needs: a Docker engine, docker-compose, curl, go, python3, the local images
 # (scripts/images.sh), and unless BENCH_COMPOSE_ONLY is set the Pulumi CLI,
@@ -191,12 +192,14 @@ cleanup() {
   trap - EXIT INT TERM
   [ -n "$hammer" ] && kill "$hammer" 2>/dev/null && wait "$hammer" 2>/dev/null
   if [ "$status" -ne 0 ] && [ -f "$log" ]; then
-    {
+    local report
+    report=$(
       echo "bench-compose: failed; last lines of the log:"
       tail -n 30 "$log"
       [ -z "$compose_up" ] || diagnose "${compose_up%% *}"
       [ -z "$stack_up" ] || diagnose "polls-$stack_up"
-    } 2>&1 | tee -a "$log" >&2
+    ) 2>&1
+    echo "$report" | tee -a "$log" >&2
   fi
   [ -n "$compose_up" ] && compose_down "$compose_up"
   [ -n "$stack_up" ] && stack_down "$stack_up"
@@ -339,22 +342,28 @@ ram_per_tenant() {
     } END { printf "%.1f %d\n", sum / n, count }')
 }
 
-# pool_check stops the run when a network on the engine uses an address of
-# the pool composegen plans tenant subnets from: compose would fail to
-# create its networks.
+# pool_check sets taken to the subnets of the pool composegen plans tenant
+# subnets from (the program's default polls:subnetPool) that other stacks'
+# tenant networks (label polls.tenant) already use on the engine: compose,
+# like the program, plans around them. Any other network in the pool stops
+# the run, as it makes the program's `pulumi up` fail.
+taken=""
 pool_check() {
-  local used
+  local found foreign
   # shellcheck disable=SC2046 # one argument per network
-  used=$(docker network inspect -f '{{.Name}}{{range .IPAM.Config}} {{.Subnet}}{{end}}' $(docker network ls -q) |
+  found=$(docker network inspect -f '{{.Name}} {{if index .Labels "polls.tenant"}}tenant{{else}}other{{end}}{{range .IPAM.Config}} {{.Subnet}}{{end}}' $(docker network ls -q) |
     python3 -c '
 import ipaddress, sys
 pool = ipaddress.ip_network(sys.argv[1])
 for line in sys.stdin:
-    name, *subnets = line.split()
+    name, kind, *subnets = line.split()
     for s in subnets:
         if ":" not in s and ipaddress.ip_network(s, strict=False).overlaps(pool):
-            print("%s (%s)" % (name, s))' "$pool")
-  [ -z "$used" ] || die "networks on the engine use the pool $pool that composegen's tenant networks take (the program's default polls:subnetPool): $(echo $used). Wait until whoever owns them (e.g. an end-to-end test) is done, or remove them."
+            print(kind, name, s)' "$pool")
+  foreign=$(awk '$1 == "other" { printf "%s%s (%s)", sep, $2, $3; sep = ", " }' <<<"$found")
+  [ -z "$foreign" ] || die "networks on the engine use the pool $pool that tenant networks take (the program's default polls:subnetPool): $foreign. Remove them."
+  taken=$(awk '$1 == "tenant" { printf "%s%s", sep, $3; sep = "," }' <<<"$found")
+  [ -z "$taken" ] || echo "  (other stacks' tenant networks use $taken of the pool; both sides plan around them)"
 }
 
 note() { printf '  %-46s %6ss%s\n' "$1" "$2" "${3:+  $3}"; }
@@ -428,7 +437,7 @@ bench_compose() {
   local n=$1 project=polls-bc$1-$id dir=$work/compose-$1 port
   port=$(free_port)
   pool_check
-  "$work/bin/composegen" -n "$n" -out "$dir" -port "$port" -project "$project" >>"$log"
+  "$work/bin/composegen" -n "$n" -out "$dir" -port "$port" -project "$project" -taken "$taken" >>"$log"
   compose_up="$project $dir"
   local compose=(docker-compose -p "$project" -f "$dir/docker-compose.yml")
 
@@ -446,7 +455,7 @@ bench_compose() {
     note "compose no-op up -d (reruns migrations)" "${compose_s["no-op N=10"]}"
 
     # A release: build the new version, point the file at it, up -d.
-    "$work/bin/composegen" -n 10 -out "$dir" -port "$port" -project "$project" -app-image "$app_image_v2" >>"$log"
+    "$work/bin/composegen" -n 10 -out "$dir" -port "$port" -project "$project" -taken "$taken" -app-image "$app_image_v2" >>"$log"
     hammer_start "$port" t01 t02 t03
     clock
     build_app "$app_image_v2" VERSION=2
@@ -458,7 +467,7 @@ bench_compose() {
     compose_failed["release N=10"]=$hammered
     note "compose release (build + up -d)" "${compose_s["release N=10"]}" "failed/sent ${compose_failed["release N=10"]}"
 
-    "$work/bin/composegen" -n 11 -out "$dir" -port "$port" -project "$project" -app-image "$app_image_v2" >>"$log"
+    "$work/bin/composegen" -n 11 -out "$dir" -port "$port" -project "$project" -taken "$taken" -app-image "$app_image_v2" >>"$log"
     hammer_start "$port" t01 t02 t03
     clock
     "${compose[@]}" up -d >>"$log" 2>&1

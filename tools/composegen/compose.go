@@ -42,6 +42,9 @@ type options struct {
 	AppImage      string
 	PostgresImage string
 	NginxImage    string
+	// Taken are subnets other polls stacks' tenant networks already use on
+	// the engine: the program plans around them, and so does composegen.
+	Taken []netip.Prefix
 }
 
 func defaultOptions() options {
@@ -79,13 +82,17 @@ func tenantNames(n int) []string {
 	return names
 }
 
-// tenantSubnets returns the subnet the program gives each tenant's network
-// on an engine with no other network in its pool: subnets.Plan over the
-// default polls:subnetPool. Compose takes the same addresses, so it too
-// needs no room in the engine's default address pools (which hold about 30
-// networks).
-func tenantSubnets(names []string) (map[string]netip.Prefix, error) {
-	return subnets.Plan(netip.MustParsePrefix(spec.DefaultSubnetPool), names, nil, nil)
+// tenantSubnets returns the subnet the program gives each new tenant's
+// network: subnets.Plan over the default polls:subnetPool, around the
+// subnets other stacks' tenant networks take (none on an engine of its own).
+// Compose takes the same addresses, so it too needs no room in the engine's
+// default address pools (which hold about 30 networks).
+func tenantSubnets(names []string, taken []netip.Prefix) (map[string]netip.Prefix, error) {
+	var others []subnets.Network
+	if len(taken) > 0 {
+		others = []subnets.Network{{Name: "-taken", Subnets: taken, Shared: true}}
+	}
+	return subnets.Plan(netip.MustParsePrefix(spec.DefaultSubnetPool), names, nil, others)
 }
 
 // composeFile is the subset of compose file format 2.4 the stack needs. 2.4
@@ -151,7 +158,7 @@ type ipamConfig struct {
 // Secret files are referenced relative to the compose file's directory.
 func build(o options, nginxConf []byte) (composeFile, error) {
 	sum := sha256.Sum256(nginxConf)
-	plan, err := tenantSubnets(tenantNames(o.Tenants))
+	plan, err := tenantSubnets(tenantNames(o.Tenants), o.Taken)
 	if err != nil {
 		return composeFile{}, err
 	}

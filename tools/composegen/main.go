@@ -4,7 +4,7 @@
 //
 // Usage:
 //
-//	go run ./tools/composegen -n 10 -out DIR -port 8080 -project NAME
+//	go run ./tools/composegen -n 10 -out DIR -port 8080 -project NAME [-taken CIDR,...]
 //	docker-compose -p NAME -f DIR/docker-compose.yml up -d
 //
 // It writes DIR/docker-compose.yml, DIR/nginx.conf and, for each tenant that
@@ -15,8 +15,8 @@
 // Equivalence with the Pulumi program: the same images, commands,
 // environment, secret file paths, memory limits, init, health-check timings
 // and network layout (one internal network per tenant, in the /28 the program
-// plans for it from the default polls:subnetPool on an engine with no other
-// network there, labelled polls.tenant; one edge network where each app has
+// plans for it from the default polls:subnetPool, around the subnets -taken
+// names (other stacks' tenant networks on the engine), labelled polls.tenant; one edge network where each app has
 // its tenant's name as alias); the migration is gated on the
 // database being healthy and the app on the migration exiting 0; nginx.conf
 // is rendered by the repo's nginx package with the arguments the router
@@ -30,7 +30,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
+	"strings"
 )
 
 func main() {
@@ -51,11 +53,24 @@ func run(args []string, stdout io.Writer) error {
 	fs.StringVar(&o.AppImage, "app-image", o.AppImage, "app image for the migrations and apps")
 	fs.StringVar(&o.PostgresImage, "postgres-image", o.PostgresImage, "database image")
 	fs.StringVar(&o.NginxImage, "nginx-image", o.NginxImage, "router image")
+	fs.Func("taken", "comma-separated subnets other stacks' tenant networks use on the engine; tenant subnets are planned around them, as the program does", func(v string) error {
+		for _, f := range strings.Split(v, ",") {
+			if f = strings.TrimSpace(f); f == "" {
+				continue
+			}
+			p, err := netip.ParsePrefix(f)
+			if err != nil {
+				return err
+			}
+			o.Taken = append(o.Taken, p)
+		}
+		return nil
+	})
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *out == "" || fs.NArg() > 0 {
-		return fmt.Errorf("usage: composegen -n N -out DIR [-port P] [-project NAME]")
+		return fmt.Errorf("usage: composegen -n N -out DIR [-port P] [-project NAME] [-taken CIDR,...]")
 	}
 	files, err := write(*out, o)
 	if err != nil {

@@ -123,6 +123,27 @@ func TestSubnets(t *testing.T) {
 	}
 }
 
+// TestTaken ensures tenant subnets go around other stacks' tenant networks,
+// as the program's plan does.
+func TestTaken(t *testing.T) {
+	dir := t.TempDir()
+	if err := run([]string{"-n", "2", "-out", dir, "-taken", "10.230.0.0/28,10.230.0.32/28"}, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	var c composeFile
+	if err := yaml.Unmarshal(readFile(t, filepath.Join(dir, "docker-compose.yml")), &c); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]string{"t01": "10.230.0.16/28", "t02": "10.230.0.48/28"} {
+		if got := c.Networks[name].IPAM.Config[0].Subnet; got != want {
+			t.Errorf("%s's subnet is %s; want %s", name, got, want)
+		}
+	}
+	if err := run([]string{"-n", "1", "-out", t.TempDir(), "-taken", "10.230.0.0"}, io.Discard); err == nil {
+		t.Errorf("run -taken 10.230.0.0 succeeded; want an error (not CIDR)")
+	}
+}
+
 // TestRegenerateKeepsSecrets ensures adding a tenant keeps the existing
 // tenants' passwords, so their running containers keep working.
 func TestRegenerateKeepsSecrets(t *testing.T) {
