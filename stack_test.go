@@ -520,10 +520,14 @@ func TestReplacementOptions(t *testing.T) {
 			t.Fatalf("%s: no register request recorded", key)
 		}
 		switch {
-		case typ == "docker:index/container:Container" && name == "thor-app":
-			// A release creates the new app beside the old one.
-			if req.GetDeleteBeforeReplace() {
-				t.Errorf("%s is replaced delete-first; want create-first for releases without a failed request", key)
+		case typ == "docker:index/container:Container" && (name == "thor-app" || name == "thor-migrate"):
+			// A release creates the new app beside the old one; the
+			// migration too, since a delete-first migration would drag the
+			// app it gates into delete-first replacement.
+			// The provider asks for delete-first on every container: only an
+			// explicit false overrides it.
+			if req.GetDeleteBeforeReplace() || !req.GetDeleteBeforeReplaceDefined() {
+				t.Errorf("%s is not explicitly replaced create-first; want that for releases without a failed request", key)
 			}
 			if _, named := m.inputs[key]["name"]; named {
 				t.Errorf("%s has a fixed Docker name; want a generated one, so old and new can run side by side", key)

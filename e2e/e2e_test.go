@@ -86,7 +86,7 @@ func TestEndToEnd(t *testing.T) {
 
 	// 3. From alpha's app (both of its networks), alpha's database answers
 	// and beta's cannot be reached, by name or by address.
-	alphaApp := e.prefix + "-alpha-app"
+	alphaApp := e.app("alpha")
 	if code := e.probe(alphaApp, "db"); code != 0 {
 		t.Errorf("alpha's app cannot reach its own database (pg_isready exit %d)", code)
 	}
@@ -98,7 +98,7 @@ func TestEndToEnd(t *testing.T) {
 	} else if code := e.probe(alphaApp, ip); code == 0 {
 		t.Errorf("alpha's app reaches beta's database at %s", ip)
 	}
-	if env := e.docker("inspect", "-f", "{{json .Config.Env}}", e.prefix+"-alpha-db", e.prefix+"-alpha-app", e.prefix+"-alpha-migrate"); strings.Contains(env, passwords["alpha"]) || strings.Contains(strings.ToUpper(env), "PASSWORD=") {
+	if env := e.docker("inspect", "-f", "{{json .Config.Env}}", e.prefix+"-alpha-db", alphaApp, e.container("alpha", "migrate")); strings.Contains(env, passwords["alpha"]) || strings.Contains(strings.ToUpper(env), "PASSWORD=") {
 		t.Errorf("a password shows in docker inspect's environment: %s", env)
 	}
 
@@ -121,11 +121,67 @@ func TestEndToEnd(t *testing.T) {
 		t.Errorf("gamma through nginx = %d; want 200", code)
 	}
 
-	// 5. A failing migration fails `pulumi up`, naming the tenant; the
+	// 5. A release (a new app build) under load: every tenant moves to the
+	// new version with zero failed requests, its migration first; databases
+	// and the router stay the same containers.
+	stable := e.containerIDs([]string{"alpha-db", "beta-db", "gamma-db", "router"})
+	oldApps := e.containerIDs([]string{"alpha-app", "beta-app", "gamma-app"})
+	all := []string{"alpha", "beta", "gamma"}
+	stop = e.hammer(all)
+	e.release("2")
+	e.setTenants(`["alpha","beta","gamma"]`)
+	start := time.Now()
+	e.up()
+	sent, failures = stop()
+	t.Logf("release to version 2 took %s: %d requests to alpha, beta and gamma, %d failed", time.Since(start).Round(time.Second), sent, len(failures))
+	if sent == 0 || len(failures) > 0 {
+		t.Errorf("while releasing: %d requests, %d failed: %v", sent, len(failures), failures)
+	}
+	for _, tenant := range all {
+		if v := e.version(tenant); v != "2" {
+			t.Errorf("%s serves version %q after the release; want 2", tenant, v)
+		}
+	}
+	if after := e.containerIDs([]string{"alpha-db", "beta-db", "gamma-db", "router"}); fmt.Sprint(after) != fmt.Sprint(stable) {
+		t.Errorf("a release replaced databases or the router:\nbefore %v\nafter  %v", stable, after)
+	}
+	newApps := e.containerIDs([]string{"alpha-app", "beta-app", "gamma-app"})
+	for k, id := range newApps {
+		if oldApps[k] == id {
+			t.Errorf("%s is the same container after the release", k)
+		}
+	}
+
+	// 6. A release whose new app never becomes healthy fails `pulumi up`
+	// at once, naming the tenant and the container's output; that tenant's
+	// old version keeps serving, without a failed request, and so do the
+	// others.
+	sick := e.sickImage()
+	stop = e.hammer(all)
+	e.setTenants(`["alpha","beta",{"name":"gamma","image":"` + sick + `"}]`)
+	start = time.Now()
+	err := e.upErr()
+	sent, failures = stop()
+	t.Logf("sick release of gamma failed after %s: %d requests, %d failed", time.Since(start).Round(time.Second), sent, len(failures))
+	if err == nil {
+		t.Errorf("pulumi up with gamma's new app failing succeeded; want it to fail")
+	} else if msg := err.Error(); !strings.Contains(msg, "tenant gamma: app container") || !strings.Contains(msg, "cannot serve: simulated crash") {
+		t.Errorf("pulumi up error does not name gamma's failing app and its output:\n%s", tail(msg, 3000))
+	}
+	if len(failures) > 0 {
+		t.Errorf("while gamma's release failed: %d requests, %d failed: %v", sent, len(failures), failures)
+	}
+	if v := e.version("gamma"); v != "2" {
+		t.Errorf("gamma serves version %q after its failed release; want the old version 2", v)
+	}
+	e.setTenants(`["alpha","beta","gamma"]`)
+	e.up()
+
+	// 7. A failing migration fails `pulumi up`, naming the tenant; the
 	// others keep serving.
 	broken := e.brokenImage()
 	e.setTenants(`["alpha","beta",{"name":"gamma","image":"` + broken + `"}]`)
-	err := e.upErr()
+	err = e.upErr()
 	if err == nil {
 		t.Errorf("pulumi up with gamma's migration failing succeeded; want it to fail")
 	} else if msg := err.Error(); !strings.Contains(msg, "tenant gamma: migration container exited with status") {
@@ -139,7 +195,7 @@ func TestEndToEnd(t *testing.T) {
 	e.setTenants(`["alpha","beta","gamma"]`)
 	e.up()
 
-	// 6. Removing beta keeps its data volume; adding it back brings its
+	// 8. Removing beta keeps its data volume; adding it back brings its
 	// data back, and the new admin password logs in.
 	question := "Survives removal " + randomHex(3) + "?"
 	c := e.login("beta", passwords["beta"])
@@ -167,7 +223,7 @@ func TestEndToEnd(t *testing.T) {
 		t.Errorf("beta re-added: login with the new stack output password failed (%d)", code)
 	}
 
-	// 7. Destroy leaves no container or network, and only the retained data
+	// 9. Destroy leaves no container or network, and only the retained data
 	// volumes.
 	if _, err := e.stack.Destroy(e.ctx, optdestroy.ProgressStreams(e.log)); err != nil {
 		t.Fatalf("pulumi destroy: %v", err)
@@ -219,7 +275,7 @@ func newEnv(t *testing.T) *env {
 		for _, tenant := range []string{"alpha", "beta", "gamma"} {
 			_ = exec.Command("docker", "volume", "rm", "-f", e.prefix+"-"+tenant+"-pgdata").Run()
 		}
-		_ = exec.Command("docker", "image", "rm", "-f", e.prefix+"-app:latest", e.prefix+"-broken").Run()
+		_ = exec.Command("docker", "image", "rm", "-f", e.prefix+"-app:latest", e.prefix+"-broken", e.prefix+"-sick").Run()
 	})
 	args, _ := json.Marshal(map[string]string{
 		"GO_IMAGE": "polls-local/golang:1.23", "RUNTIME_IMAGE": "polls-local/static:bookworm",
@@ -300,13 +356,78 @@ func (e *env) probe(container, host string) int {
 	return -1
 }
 
+// containerIDs returns the IDs of containers named <prefix>-<n>; for
+// "<tenant>-app", of the tenant's app container, whose name is generated.
 func (e *env) containerIDs(names []string) map[string]string {
 	e.t.Helper()
 	ids := map[string]string{}
 	for _, n := range names {
-		ids[n] = e.docker("inspect", "-f", "{{.Id}}", e.prefix+"-"+n)
+		name := e.prefix + "-" + n
+		if tenant, ok := strings.CutSuffix(n, "-app"); ok {
+			name = e.app(tenant)
+		}
+		ids[n] = e.docker("inspect", "-f", "{{.Id}}", name)
 	}
 	return ids
+}
+
+// app returns the name of the tenant's app container.
+func (e *env) app(tenant string) string { return e.container(tenant, "app") }
+
+// container returns the name of the tenant's one container in role (app,
+// migrate), whose name is generated.
+func (e *env) container(tenant, role string) string {
+	e.t.Helper()
+	names := e.docker("ps", "-a", "--filter", "label=polls.stack="+e.prefix, "--filter", "label=polls.tenant="+tenant,
+		"--filter", "label=polls.role="+role, "--format", "{{.Names}}")
+	if names == "" || strings.Contains(names, "\n") {
+		e.t.Fatalf("tenant %s has %s containers %q; want exactly one", tenant, role, names)
+	}
+	return names
+}
+
+// release makes the next `pulumi up` build and roll out app version v.
+func (e *env) release(v string) {
+	e.t.Helper()
+	var args map[string]string
+	if err := json.Unmarshal([]byte(e.config["polls:appBuildArgs"]), &args); err != nil {
+		e.t.Fatal(err)
+	}
+	args["VERSION"] = v
+	b, _ := json.Marshal(args)
+	e.config["polls:appBuildArgs"] = string(b)
+}
+
+// version returns the X-Polls-Version a tenant answers with.
+func (e *env) version(tenant string) string {
+	e.t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, e.base()+"/", nil)
+	req.Host = tenant + ".polls.local"
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatalf("GET / for %s: %v", tenant, err)
+	}
+	resp.Body.Close()
+	return resp.Header.Get("X-Polls-Version")
+}
+
+// sickImage builds an app image whose migration works and whose server
+// exits at once: a release that never becomes healthy.
+func (e *env) sickImage() string {
+	e.t.Helper()
+	tag := e.prefix + "-sick"
+	dockerfile := "FROM " + e.prefix + "-app:latest AS app\n" +
+		"FROM polls-local/debian:bookworm\n" +
+		"COPY --from=app /usr/local/bin/polls /usr/local/bin/polls\n" +
+		"COPY --from=app /run /run\n" +
+		`ENTRYPOINT ["/bin/sh", "-c", "if [ \"$1\" = serve ]; then echo cannot serve: simulated crash >&2; exit 1; fi; exec /usr/local/bin/polls \"$@\"", "polls"]` + "\n"
+	cmd := exec.Command("docker", "build", "-q", "-t", tag, "-")
+	cmd.Env = append(os.Environ(), "DOCKER_BUILDKIT=0")
+	cmd.Stdin = strings.NewReader(dockerfile)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		e.t.Fatalf("build sick image: %v\n%s", err, out)
+	}
+	return tag
 }
 
 // brokenImage builds an image whose migration exits non-zero: the app image

@@ -56,7 +56,7 @@ func newApp(ctx *pulumi.Context, args Args, image pulumi.StringInput, network *d
 		MemorySwap:          memory(args.Stack.AppMemory(args.Tenant)),
 		Labels: append(labels(args.Prefix, tenant, "app"),
 			docker.ContainerLabelArgs{Label: pulumi.String("polls.migration"), Value: appGate(tenant, migrate)}),
-	}, append(opts, notUpdatedInPlace)...)
+	}, append(opts, createFirst, notUpdatedInPlace)...)
 	if err != nil {
 		return nil, fmt.Errorf("tenant %s: app container: %w", tenant, err)
 	}

@@ -94,6 +94,12 @@ func newDatabase(ctx *pulumi.Context, args Args, name func(string) string, netwo
 // one first (the engine creates first otherwise, e.g. for `--replace`).
 var named = pulumi.DeleteBeforeReplace(true)
 
+// createFirst is for containers with generated names, replaced with the new
+// one created before the old one is deleted. It must be said: the docker
+// provider asks for delete-first replacement of every container, and Pulumi
+// then also replaces delete-first everything that depends on it.
+var createFirst = pulumi.DeleteBeforeReplace(false)
+
 // notUpdatedInPlace makes a change of these container arguments replace the
 // container: the provider accepts them as in-place updates but applies
 // nothing, so the change would exist only in Pulumi's state.

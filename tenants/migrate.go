@@ -17,10 +17,14 @@ import (
 //
 // dbReady gates it on the database's health: it is a label, constant once
 // resolved, so it orders without ever replacing the migration by itself.
-func newMigration(ctx *pulumi.Context, args Args, name func(string) string, image pulumi.StringInput, network *docker.Network, databaseURL, adminPassword, dbReady pulumi.StringOutput, opts ...pulumi.ResourceOption) (*docker.Container, error) {
+//
+// Its name is generated, like the app's, so it is replaced create-first. A
+// fixed name would force delete-first replacement, and Pulumi then replaces
+// delete-first everything whose inputs depend on it: the app, whose old
+// version would go down before the new one is up.
+func newMigration(ctx *pulumi.Context, args Args, image pulumi.StringInput, network *docker.Network, databaseURL, adminPassword, dbReady pulumi.StringOutput, opts ...pulumi.ResourceOption) (*docker.Container, error) {
 	tenant := args.Tenant.Name
 	m, err := docker.NewContainer(ctx, tenant+"-migrate", &docker.ContainerArgs{
-		Name:    pulumi.String(name("migrate")),
 		Image:   image,
 		Command: pulumi.StringArray{pulumi.String("migrate"), pulumi.String("-createsuperuser")},
 		Envs: pulumi.StringArray{
@@ -46,7 +50,7 @@ func newMigration(ctx *pulumi.Context, args Args, name func(string) string, imag
 		MemorySwap: memory(args.Stack.AppMemory(args.Tenant)),
 		Labels: append(labels(args.Prefix, tenant, "migrate"),
 			docker.ContainerLabelArgs{Label: pulumi.String("polls.database"), Value: dbReady}),
-	}, append(opts, named)...)
+	}, append(opts, createFirst)...)
 	if err != nil {
 		return nil, fmt.Errorf("tenant %s: migration container: %w", tenant, err)
 	}

@@ -119,7 +119,7 @@ func New(ctx *pulumi.Context, args Args, opts ...pulumi.ResourceOption) (*Tenant
 		image = pulumi.String(args.Tenant.Image)
 	}
 	dbReady := healthy(ctx, args.Engine, "tenant "+name+": database", db, dbWait)
-	migrate, err := newMigration(ctx, args, objectName, image, network, databaseURL, adminSecret, dbReady, parent)
+	migrate, err := newMigration(ctx, args, image, network, databaseURL, adminSecret, dbReady, parent)
 	if err != nil {
 		return nil, err
 	}
