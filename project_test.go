@@ -18,8 +18,13 @@ import (
 // project is the part of Pulumi.yaml this test reads.
 type project struct {
 	Name    string `yaml:"name"`
-	Runtime string `yaml:"runtime"`
-	Config  map[string]struct {
+	Runtime struct {
+		Name    string `yaml:"name"`
+		Options struct {
+			BuildTarget string `yaml:"buildTarget"`
+		} `yaml:"options"`
+	} `yaml:"runtime"`
+	Config map[string]struct {
 		Type        string `yaml:"type"`
 		Description string `yaml:"description"`
 		Default     any    `yaml:"default"`
@@ -39,8 +44,15 @@ func TestPulumiYAMLDescribesEveryKey(t *testing.T) {
 	if err := yaml.Unmarshal(raw, &p); err != nil {
 		t.Fatalf("parse Pulumi.yaml: %v", err)
 	}
-	if p.Name != spec.Namespace || p.Runtime != "go" {
-		t.Errorf("project = %q runtime %q; want %q runtime go", p.Name, p.Runtime, spec.Namespace)
+	if p.Name != spec.Namespace || p.Runtime.Name != "go" {
+		t.Errorf("project = %q runtime %q; want %q runtime go", p.Name, p.Runtime.Name, spec.Namespace)
+	}
+	// A fixed build target lets `go build` skip relinking an up-to-date
+	// program; the language host otherwise links a new temporary binary on
+	// every preview and up. It must stay out of git.
+	gitignore, _ := os.ReadFile(".gitignore")
+	if bt := p.Runtime.Options.BuildTarget; bt == "" || !strings.Contains(string(gitignore), "/"+strings.SplitN(bt, "/", 2)[0]+"/") {
+		t.Errorf("runtime.options.buildTarget = %q; want a path under a directory .gitignore lists", bt)
 	}
 	declared := []string{}
 	defaults := map[string]string{}
