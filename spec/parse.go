@@ -181,17 +181,33 @@ func (p *parser) buildArgs(key string) map[string]string {
 	if !ok {
 		return map[string]string{}
 	}
-	args := map[string]string{}
-	if err := json.Unmarshal([]byte(raw), &args); err != nil {
+	// `pulumi config set --path 'polls:appBuildArgs.VERSION' 2` stores a
+	// number: numbers and booleans are taken as their text.
+	var values map[string]any
+	if err := json.Unmarshal([]byte(raw), &values); err != nil {
 		p.addf("polls:%s: must be a map of string to string, e.g. {\"GOPROXY\": \"http://127.0.0.1:3001\"}: %v", key, err)
 		return map[string]string{}
 	}
-	for _, name := range sortedKeys(args) {
+	args := make(map[string]string, len(values))
+	for _, name := range sortedKeys(values) {
 		if !isBuildArgName(name) {
 			p.addf("polls:%s: %q is not a build arg name: use letters, digits and '_', not starting with a digit", key, name)
 		}
+		switch v := values[name].(type) {
+		case string:
+			args[name] = v
+		case float64, bool:
+			args[name] = strings.TrimSpace(string(mustJSON(v)))
+		default:
+			p.addf("polls:%s: %q must be a string, got %s", key, name, mustJSON(v))
+		}
 	}
 	return args
+}
+
+func mustJSON(v any) []byte {
+	b, _ := json.Marshal(v)
+	return b
 }
 
 // tenants parses polls:tenants: either a list whose items are names or

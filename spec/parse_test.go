@@ -56,6 +56,8 @@ func TestParseValid(t *testing.T) {
 				s.Tenants = []Tenant{{Name: "hermione"}, {Name: "potter", Hosts: []string{"polls.potter.example"}, MemoryMB: 128}, {Name: "thor"}}
 			})},
 		{"empty map", map[string]string{"tenants": `{}`}, defaults},
+		{"build args as `config set --path` stores numbers", map[string]string{"appBuildArgs": `{"VERSION":2,"DEBUG":true,"GOSUMDB":"off"}`},
+			with(func(s *Stack) { s.AppBuildArgs = map[string]string{"VERSION": "2", "DEBUG": "true", "GOSUMDB": "off"} })},
 		{"map values as `pulumi config set --path` stores them", map[string]string{"tenants": `{"thor":"","potter":"{}","hermione":"{\"memoryMb\":64}"}`},
 			with(func(s *Stack) {
 				s.Tenants = []Tenant{{Name: "hermione", MemoryMB: 64}, {Name: "potter"}, {Name: "thor"}}
@@ -128,6 +130,7 @@ func TestParseInvalid(t *testing.T) {
 		{"memory too small", map[string]string{"tenants": `[{"name":"thor","memoryMb":2}]`}, []string{`("thor"): memoryMb 2`, "6 or more"}},
 		{"bad image override", map[string]string{"tenants": `[{"name":"thor","image":"Polls App"}]`}, []string{`image "Polls App"`}},
 		{"tenant neither string nor object", map[string]string{"tenants": `[42]`}, []string{"polls:tenants[0]", "neither a tenant name nor an object"}},
+		{"build arg a list", map[string]string{"appBuildArgs": `{"VERSION":[1]}`}, []string{"polls:appBuildArgs:", `"VERSION" must be a string`}},
 		{"pool not CIDR", map[string]string{"subnetPool": "10.230.0.0"}, []string{"polls:subnetPool:", "CIDR notation"}},
 		{"pool host bits", map[string]string{"subnetPool": "10.230.1.0/16"}, []string{"polls:subnetPool:", "host bits", "10.230.0.0/16"}},
 		{"pool too small for the tenants", map[string]string{"subnetPool": "10.230.0.0/27", "tenants": `["a","b","c"]`}, []string{"polls:subnetPool: 10.230.0.0/27 holds 2 tenant subnets", "fewer than the 3 tenants"}},
