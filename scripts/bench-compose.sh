@@ -366,7 +366,10 @@ for line in sys.stdin:
   [ -z "$taken" ] || echo "  (other stacks' tenant networks use $taken of the pool; both sides plan around them)"
 }
 
+# note prints a measurement: label, seconds, and anything more.
 note() { printf '  %-46s %6ss%s\n' "$1" "$2" "${3:+  $3}"; }
+# note_mib prints a memory measurement.
+note_mib() { printf '  %-46s %6s MiB\n' "$1" "$2"; }
 
 # Results, by scenario; failed_* are "failed/sent" of the request loop.
 declare -A pulumi_s compose_s pulumi_failed compose_failed
@@ -459,13 +462,14 @@ bench_compose() {
     hammer_start "$port" t01 t02 t03
     clock
     build_app "$app_image_v2" VERSION=2
+    built=$(seconds)
     "${compose[@]}" up -d >>"$log" 2>&1
     # shellcheck disable=SC2046 # one argument per tenant
     answer "$port" 2 $(tenant_list 10)
     compose_s["release N=10"]=$(seconds)
     hammer_stop
     compose_failed["release N=10"]=$hammered
-    note "compose release (build + up -d)" "${compose_s["release N=10"]}" "failed/sent ${compose_failed["release N=10"]}"
+    note "compose release (build + up -d)" "${compose_s["release N=10"]}" "failed/sent ${compose_failed["release N=10"]}; the build took ${built}s"
 
     "$work/bin/composegen" -n 11 -out "$dir" -port "$port" -project "$project" -taken "$taken" -app-image "$app_image_v2" >>"$log"
     hammer_start "$port" t01 t02 t03
@@ -479,7 +483,7 @@ bench_compose() {
 
     ram_per_tenant "$project" 11
     compose_s["idle RAM N=10"]=$mib
-    note "compose idle RAM per tenant ($count containers, 11 tenants)" "$mib MiB"
+    note_mib "compose idle RAM per tenant ($count containers, 11 tenants)" "$mib"
   fi
   compose_down "$compose_up"
   compose_up=""
@@ -547,7 +551,8 @@ bench_pulumi() {
     res_s["release N=$n"]=$(seconds)
     hammer_stop
     res_f["release N=$n"]=$hammered
-    note "pulumi release (up, builds VERSION=2)" "${res_s["release N=$n"]}" "failed/sent ${res_f["release N=$n"]}"
+    built=$(sed -n 's/.*docker:index:Image app updated (\([0-9.]*s\)).*/\1/p' "$work/up.out" | head -n 1)
+    note "pulumi release (up, builds VERSION=2)" "${res_s["release N=$n"]}" "failed/sent ${res_f["release N=$n"]}; the image build took ${built:-?}"
     changes
 
     next=$(printf 't%02d' $((n + 1)))
@@ -564,7 +569,7 @@ bench_pulumi() {
 
     ram_per_tenant "polls-$stack" $((n + 1))
     res_s["idle RAM N=$n"]=$mib
-    note "pulumi idle RAM per tenant ($count containers, $((n + 1)) tenants)" "$mib MiB"
+    note_mib "pulumi idle RAM per tenant ($count containers, $((n + 1)) tenants)" "$mib"
   fi
   stack_down "$stack"
   stack_up=""
