@@ -260,6 +260,7 @@ func newEnv(t *testing.T) *env {
 		"PULUMI_BACKEND_URL":       "file://" + t.TempDir(),
 		"PULUMI_CONFIG_PASSPHRASE": "e2e-" + randomHex(8),
 		"PULUMI_SKIP_UPDATE_CHECK": "1",
+		"PULUMI_PARALLEL":          "64",
 	}))
 	if err != nil {
 		t.Fatalf("create stack: %v", err)
@@ -421,13 +422,19 @@ func (e *env) sickImage() string {
 		"COPY --from=app /usr/local/bin/polls /usr/local/bin/polls\n" +
 		"COPY --from=app /run /run\n" +
 		`ENTRYPOINT ["/bin/sh", "-c", "if [ \"$1\" = serve ]; then echo cannot serve: simulated crash >&2; exit 1; fi; exec /usr/local/bin/polls \"$@\"", "polls"]` + "\n"
+	e.buildImage(tag, dockerfile)
+	return tag
+}
+
+// buildImage builds tag from a Dockerfile given as text.
+func (e *env) buildImage(tag, dockerfile string) {
+	e.t.Helper()
 	cmd := exec.Command("docker", "build", "-q", "-t", tag, "-")
 	cmd.Env = append(os.Environ(), "DOCKER_BUILDKIT=0")
 	cmd.Stdin = strings.NewReader(dockerfile)
 	if out, err := cmd.CombinedOutput(); err != nil {
-		e.t.Fatalf("build sick image: %v\n%s", err, out)
+		e.t.Fatalf("build %s: %v\n%s", tag, err, out)
 	}
-	return tag
 }
 
 // brokenImage builds an image whose migration exits non-zero: the app image
@@ -435,13 +442,7 @@ func (e *env) sickImage() string {
 func (e *env) brokenImage() string {
 	e.t.Helper()
 	tag := e.prefix + "-broken"
-	dockerfile := "FROM " + e.prefix + "-app:latest\nENTRYPOINT [\"/usr/local/bin/polls\", \"no-such-subcommand\"]\n"
-	cmd := exec.Command("docker", "build", "-q", "-t", tag, "-")
-	cmd.Env = append(os.Environ(), "DOCKER_BUILDKIT=0")
-	cmd.Stdin = strings.NewReader(dockerfile)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		e.t.Fatalf("build broken image: %v\n%s", err, out)
-	}
+	e.buildImage(tag, "FROM "+e.prefix+"-app:latest\nENTRYPOINT [\"/usr/local/bin/polls\", \"no-such-subcommand\"]\n")
 	return tag
 }
 

@@ -52,19 +52,7 @@ func TestGoldenServer(t *testing.T) {
 			if err != nil {
 				t.Fatalf("RenderServer: %v", err)
 			}
-			golden := filepath.Join("testdata", tc.name+".conf")
-			if *update {
-				if err := os.WriteFile(golden, got, 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("read golden (run go test ./nginx -update to create it): %v", err)
-			}
-			if !bytes.Equal(got, want) {
-				t.Errorf("RenderServer(%s) differs from %s; got:\n%s", tc.name, golden, got)
-			}
+			checkGolden(t, "RenderServer", tc.name, got)
 			cfg := tc.cfg
 			cfg.Servers = []Server{tc.server}
 			whole, err := Render(cfg)
@@ -78,6 +66,25 @@ func TestGoldenServer(t *testing.T) {
 	}
 }
 
+// checkGolden compares got with testdata/<name>.conf, rewriting the file
+// first under -update.
+func checkGolden(t *testing.T, fn, name string, got []byte) {
+	t.Helper()
+	golden := filepath.Join("testdata", name+".conf")
+	if *update {
+		if err := os.WriteFile(golden, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatalf("read golden (run go test ./nginx -update to create it): %v", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s(%s) differs from %s; got:\n%s", fn, name, golden, got)
+	}
+}
+
 // TestGolden ensures the rendered config matches the reviewed files in
 // testdata/ byte for byte (run with -update to rewrite them).
 func TestGolden(t *testing.T) {
@@ -87,19 +94,7 @@ func TestGolden(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Render: %v", err)
 			}
-			golden := filepath.Join("testdata", tc.name+".conf")
-			if *update {
-				if err := os.WriteFile(golden, got, 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("read golden (run go test ./nginx -update to create it): %v", err)
-			}
-			if !bytes.Equal(got, want) {
-				t.Errorf("Render(%s) differs from %s; got:\n%s", tc.name, golden, got)
-			}
+			checkGolden(t, "Render", tc.name, got)
 		})
 	}
 }
