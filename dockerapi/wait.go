@@ -7,8 +7,14 @@ import (
 	"time"
 )
 
-// PollInterval is how often Wait looks at a starting container.
-const PollInterval = 250 * time.Millisecond
+// Wait looks at a starting container after FirstPoll, then ever less often,
+// up to every MaxPoll: each look may run the health check in the container,
+// and dozens of tenants starting at once must not spend the host's CPU on
+// probing instead of starting.
+const (
+	FirstPoll = 250 * time.Millisecond
+	MaxPoll   = 2 * time.Second
+)
 
 // Wait returns once container id is healthy, and fails as soon as it is
 // clearly not going to be: it exited or restarted (the error carries its
@@ -18,13 +24,15 @@ const PollInterval = 250 * time.Millisecond
 // It does not wait for the engine's own first health check, which runs only
 // one interval after start (Docker API 1.41 has no start interval): while
 // the engine says "starting", Wait runs the container's health check command
-// itself every PollInterval, and a passing run is healthy. The engine's
+// itself, first after FirstPoll and then backing off to MaxPoll, and a
+// passing run is healthy. The engine's
 // interval can so stay long, which keeps idle tenants cheap.
 func (c *Client) Wait(ctx context.Context, id string, within time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, within)
 	defer cancel()
 	var last string
 	name := id
+	pause := FirstPoll
 	for {
 		ct, err := c.Inspect(ctx, id)
 		if err != nil {
@@ -58,8 +66,9 @@ func (c *Client) Wait(ctx context.Context, id string, within time.Duration) erro
 		select {
 		case <-ctx.Done():
 			return c.timedOut(ctx, ctx.Err(), name, last, within)
-		case <-time.After(PollInterval):
+		case <-time.After(pause):
 		}
+		pause = min(pause*3/2, MaxPoll)
 	}
 }
 
