@@ -83,11 +83,11 @@ func TestWaitFailsAtOnceOnExit(t *testing.T) {
 func TestWaitReportsTheLastCheck(t *testing.T) {
 	c := engine(t)
 	id := run(t, "--health-cmd", "echo migrations pending; exit 1", "--health-interval", "1h", testImage, "sleep", "300")
-	err := c.Wait(context.Background(), id, 3*time.Second)
+	err := c.Wait(context.Background(), id, 10*time.Second)
 	if err == nil {
 		t.Fatal("Wait succeeded for a container whose check fails")
 	}
-	for _, want := range []string{"not healthy within 3s", "exit status 1", "migrations pending"} {
+	for _, want := range []string{"not healthy within 10s", "exit status 1", "migrations pending"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not contain %q", err, want)
 		}
