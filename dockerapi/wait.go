@@ -13,7 +13,7 @@ import (
 // probing instead of starting.
 const (
 	FirstPoll = 250 * time.Millisecond
-	MaxPoll   = 2 * time.Second
+	MaxPoll   = time.Second
 )
 
 // Wait returns once container id is healthy, and fails as soon as it is

@@ -70,7 +70,8 @@
 # backend in a temp dir. Everything created is removed on exit, also on
 # failure or Ctrl-C: the request loop, stacks (destroy, stack rm, retained
 # pgdata volumes), compose projects (down -v), images (the app images, their
-# build stages), the module proxy and the temp dir.
+# build stages and the stopped build containers the Pulumi provider's build
+# leaves), the module proxy and the temp dir.
 set -euo pipefail
 export LC_ALL=C PULUMI_SKIP_UPDATE_CHECK=1
 cd "$(dirname "$0")/.."
@@ -155,19 +156,46 @@ stack_down() {
   docker image rm "$prefix-app:latest" >>"$log" 2>&1 || true
 }
 
-# remove_build_stages removes the untagged build-stage images of app builds
-# this run made (their last step names this run's module proxy among its
-# build args), those whose step also matches $1 when given. The classic
-# builder keeps them; the tagged images are removed by name.
+# ours reports whether image $1 was built by this run: one of its steps
+# names this run's module proxy among its build args.
+ours() {
+  [ -n "$goproxy" ] && docker history --no-trunc --format '{{.CreatedBy}}' "$1" 2>/dev/null | grep -qF -- "GOPROXY=$goproxy "
+}
+
+# remove_build_stages removes the untagged images of app builds this run
+# made (the classic builder keeps each build stage), only those whose last
+# step matches $1 when given, and first the stopped containers of their RUN
+# steps that the Pulumi provider's build leaves behind (they pin the
+# images). The tagged images are removed by name.
 remove_build_stages() {
-  local also=${1:-} img step
+  local also=${1:-} img c step pass removed
   [ -n "$goproxy" ] || return 0
-  for img in $(docker images -q --filter dangling=true); do
-    step=$(docker history --no-trunc --format '{{.CreatedBy}}' "$img" 2>/dev/null | head -n 1)
-    [[ $step == *"GOPROXY=$goproxy "* ]] || continue
-    [ -z "$also" ] || [[ $step == *"$also"* ]] || continue
-    docker image rm "$img" >>"$log" 2>&1 || true
+  for c in $(docker ps -aq --filter status=exited --filter status=created); do
+    img=$(docker inspect -f '{{.Image}}' "$c" 2>/dev/null) || continue
+    ours "$img" || continue
+    if [ -n "$also" ]; then
+      step=$(docker inspect -f '{{json .Config.Env}}' "$c" 2>/dev/null)
+      [[ $step == *"$also"* ]] || continue
+    fi
+    docker rm "$c" >>"$log" 2>&1 || true
   done
+  # Removing an image also removes its untagged parents that have no other
+  # child; a parent with two (say VERSION=dev and VERSION=2) goes on the
+  # next pass.
+  for pass in 1 2 3; do
+    removed=""
+    for img in $(docker images -q --filter dangling=true); do
+      if [ -n "$also" ]; then
+        step=$(docker history --no-trunc --format '{{.CreatedBy}}' "$img" 2>/dev/null | head -n 1)
+        [[ $step == *"GOPROXY=$goproxy "* && $step == *"$also"* ]] || continue
+      else
+        ours "$img" || continue
+      fi
+      docker image rm "$img" >>"$log" 2>&1 && removed=1
+    done
+    [ -n "$removed" ] && [ -z "$also" ] || break
+  done
+  return 0
 }
 
 # diagnose prints the state of a deployment's containers, the log of each
