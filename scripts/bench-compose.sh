@@ -74,6 +74,9 @@
 # leaves), the module proxy and the temp dir.
 set -euo pipefail
 export LC_ALL=C PULUMI_SKIP_UPDATE_CHECK=1
+# As scripts/up.sh and the workflows run it (README, "Performance");
+# docker-compose's own default parallelism is 64 too.
+export PULUMI_PARALLEL=${PULUMI_PARALLEL:-64}
 cd "$(dirname "$0")/.."
 root=$PWD
 compose_only=${BENCH_COMPOSE_ONLY:-}
@@ -412,7 +415,7 @@ echo "bench-compose: pulumi vs docker-compose, same tenants, images, gating and 
 echo "  compose client: docker-compose $compose_version (python, Debian package); file format 2.4"
 echo "  docker engine:  $engine, storage driver $(docker info --format '{{.Driver}}'), cgroup $(docker info --format '{{.CgroupVersion}}')"
 if [ -z "$compose_only" ]; then
-  echo "  pulumi:         $(pulumi version), plugins docker 4.10.0 and random 4.19.0, file backend"
+  echo "  pulumi:         $(pulumi version), plugins docker 4.10.0 and random 4.19.0, file backend, PULUMI_PARALLEL=$PULUMI_PARALLEL"
 fi
 echo "  host:           $(nproc) cores (${cpu:-unknown CPU}), $(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo) RAM, load average $(cut -d' ' -f1-3 /proc/loadavg) at start"
 echo "setup (untimed):"
