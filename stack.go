@@ -178,8 +178,9 @@ func declare(ctx *pulumi.Context, s spec.Stack, engine Engine) (*deployed, error
 	tenantOutputs := pulumi.Map{}
 	adminPasswords := pulumi.StringMap{}
 	for name, tn := range d.Tenants {
-		// A tenant's URL resolves once its route is live.
-		url := pulumi.All(tn.URL, r.Routed[name]).ApplyT(func(v []any) string { return v[0].(string) }).(pulumi.StringOutput)
+		// A tenant's URL resolves once its route is installed and the
+		// shared config that includes it is live.
+		url := pulumi.All(tn.URL, r.Routed[name], r.URL).ApplyT(func(v []any) string { return v[0].(string) }).(pulumi.StringOutput)
 		tenantOutputs[name] = pulumi.Map{"url": url, "adminUser": tn.AdminUser}
 		adminPasswords[name] = tn.AdminPassword
 	}

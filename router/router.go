@@ -175,15 +175,11 @@ func New(ctx *pulumi.Context, name string, args Args, opts ...pulumi.ResourceOpt
 		}
 		uploads = append(uploads, docker.ContainerUploadArgs{File: pulumi.String(stageDir + "/" + f.Name), Content: content})
 	}
-	base, err := installer(name+"-config", args.Prefix+"-router-config", uploads, []string{"base"})
-	if err != nil {
-		return nil, fmt.Errorf("router: config container: %w", err)
-	}
-	url := fmt.Sprintf("%s://localhost:%d/", args.Stack.Scheme(), args.Stack.PublicPort())
-	// The URL resolves only once the config is live, so a rejected config
-	// fails `pulumi up` through every output that depends on it.
-	r.URL = installed(base, "router: the new nginx config was not installed", url)
-
+	// Routes first, the shared config last: until the shared config
+	// includes them, new route files are not live, so a stack made before
+	// per-tenant routes keeps serving from its old config until every
+	// tenant's route is in place. Routes do not wait for the shared config.
+	var routes []pulumi.Resource
 	for _, rt := range args.Routes {
 		tenant, server := rt.Server.Name, rt.Server
 		content := rt.Upstream.ApplyT(func(upstream string) (string, error) {
@@ -193,12 +189,22 @@ func New(ctx *pulumi.Context, name string, args Args, opts ...pulumi.ResourceOpt
 		}).(pulumi.StringOutput)
 		route, err := installer(tenant+"-route", args.Prefix+"-"+tenant+"-route",
 			docker.ContainerUploadArray{docker.ContainerUploadArgs{File: pulumi.String(stageDir + "/tenants/" + tenant + ".conf"), Content: content}},
-			[]string{"route", tenant}, pulumi.DependsOn([]pulumi.Resource{base}))
+			[]string{"route", tenant})
 		if err != nil {
 			return nil, fmt.Errorf("router: route of tenant %s: %w", tenant, err)
 		}
+		routes = append(routes, route)
 		r.Routed[tenant] = installed(route, "tenant "+tenant+": its route was not installed", "routed")
 	}
+
+	base, err := installer(name+"-config", args.Prefix+"-router-config", uploads, []string{"base"}, pulumi.DependsOn(routes))
+	if err != nil {
+		return nil, fmt.Errorf("router: config container: %w", err)
+	}
+	url := fmt.Sprintf("%s://localhost:%d/", args.Stack.Scheme(), args.Stack.PublicPort())
+	// The URL resolves only once the config is live, so a rejected config
+	// fails `pulumi up` through every output that depends on it.
+	r.URL = installed(base, "router: the new nginx config was not installed", url)
 
 	r.Container = router
 	r.Config = base
