@@ -141,22 +141,23 @@ func (c *cmdConn) Close() error {
 	_ = c.cmd.Wait()
 	return nil
 }
-func (c *cmdConn) LocalAddr() net.Addr                 { return dummyAddr{} }
-func (c *cmdConn) RemoteAddr() net.Addr                { return dummyAddr{} }
-func (c *cmdConn) SetDeadline(time.Time) error         { return nil }
-func (c *cmdConn) SetReadDeadline(time.Time) error     { return nil }
-func (c *cmdConn) SetWriteDeadline(time.Time) error    { return nil }
-func (dummyAddr) Network() string                      { return "ssh" }
-func (dummyAddr) String() string                       { return "ssh" }
-func (c *Client) url(path string, q url.Values) string { return c.base + path + encode(q) }
+func (c *cmdConn) LocalAddr() net.Addr              { return dummyAddr{} }
+func (c *cmdConn) RemoteAddr() net.Addr             { return dummyAddr{} }
+func (c *cmdConn) SetDeadline(time.Time) error      { return nil }
+func (c *cmdConn) SetReadDeadline(time.Time) error  { return nil }
+func (c *cmdConn) SetWriteDeadline(time.Time) error { return nil }
+func (dummyAddr) Network() string                   { return "ssh" }
+func (dummyAddr) String() string                    { return "ssh" }
 
+// dummyAddr is the address of a connection through ssh: it has none.
 type dummyAddr struct{}
 
-func encode(q url.Values) string {
+// url returns the engine URL of path with query q.
+func (c *Client) url(path string, q url.Values) string {
 	if len(q) == 0 {
-		return ""
+		return c.base + path
 	}
-	return "?" + q.Encode()
+	return c.base + path + "?" + q.Encode()
 }
 
 // do sends a request and decodes a JSON answer into out (nil: discard).
