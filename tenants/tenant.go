@@ -69,8 +69,6 @@ type Tenant struct {
 	AdminUser pulumi.StringOutput `pulumi:"adminUser"`
 	// AdminPassword is the admin account's password; always a secret.
 	AdminPassword pulumi.StringOutput `pulumi:"adminPassword"`
-	// App is the tenant's app container.
-	App *docker.Container `pulumi:"-"`
 	// Upstream is host:port of the app container on the edge network,
 	// known once the container is healthy: the router routes to it then.
 	Upstream pulumi.StringOutput `pulumi:"-"`
@@ -132,7 +130,6 @@ func New(ctx *pulumi.Context, args Args, opts ...pulumi.ResourceOption) (*Tenant
 	t.URL = pulumi.String(args.Stack.URL(args.Tenant.ServerNames(args.Stack.Domain)[0])).ToStringOutput()
 	t.AdminUser = pulumi.String(args.Stack.AdminUser).ToStringOutput()
 	t.AdminPassword = adminSecret
-	t.App = app
 	t.Upstream = pulumi.All(app.Name, appReady).ApplyT(func(v []any) string {
 		return v[0].(string) + ":" + strconv.Itoa(spec.AppPort)
 	}).(pulumi.StringOutput)
