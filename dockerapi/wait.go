@@ -25,8 +25,8 @@ const (
 // one interval after start (Docker API 1.41 has no start interval): while
 // the engine says "starting", Wait runs the container's health check command
 // itself, first after FirstPoll and then backing off to MaxPoll, and a
-// passing run is healthy. The engine's
-// interval can so stay long, which keeps idle tenants cheap.
+// passing run is healthy. The engine's interval can so stay long, which
+// keeps idle tenants cheap.
 func (c *Client) Wait(ctx context.Context, id string, within time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, within)
 	defer cancel()
@@ -36,7 +36,7 @@ func (c *Client) Wait(ctx context.Context, id string, within time.Duration) erro
 	for {
 		ct, err := c.Inspect(ctx, id)
 		if err != nil {
-			return c.timedOut(ctx, err, name, last, within)
+			return timedOut(ctx, err, name, last, within)
 		}
 		name = ct.Name
 		switch {
@@ -65,7 +65,7 @@ func (c *Client) Wait(ctx context.Context, id string, within time.Duration) erro
 		}
 		select {
 		case <-ctx.Done():
-			return c.timedOut(ctx, ctx.Err(), name, last, within)
+			return timedOut(ctx, ctx.Err(), name, last, within)
 		case <-time.After(pause):
 		}
 		pause = min(pause*3/2, MaxPoll)
@@ -74,7 +74,7 @@ func (c *Client) Wait(ctx context.Context, id string, within time.Duration) erro
 
 // timedOut turns an error after the deadline into one that says so, with
 // the last health check's output.
-func (c *Client) timedOut(ctx context.Context, err error, name, last string, within time.Duration) error {
+func timedOut(ctx context.Context, err error, name, last string, within time.Duration) error {
 	if ctx.Err() == nil {
 		return err
 	}
