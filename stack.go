@@ -108,6 +108,9 @@ func readConfig(ctx *pulumi.Context) (spec.Stack, error) {
 	if values["tlsKey"] != "" && !ctx.IsConfigSecret(spec.Namespace+":tlsKey") {
 		return spec.Stack{}, fmt.Errorf("invalid stack config (nothing was changed):\npolls:tlsKey is stored in plain text: set it with `pulumi config set --secret polls:tlsKey -- \"$(cat key.pem)\"`")
 	}
+	if values["registryPassword"] != "" && !ctx.IsConfigSecret(spec.Namespace+":registryPassword") {
+		return spec.Stack{}, fmt.Errorf("invalid stack config (nothing was changed):\npolls:registryPassword is stored in plain text: set it with `pulumi config set --secret polls:registryPassword -- \"$PASSWORD\"`")
+	}
 	return spec.Parse(values)
 }
 

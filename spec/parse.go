@@ -22,10 +22,14 @@ var Keys = []string{
 	"tenants", "domain", "httpPort", "httpsPort", "tlsCertificate", "tlsKey",
 	"postgresImage", "nginxImage", "appBuildArgs", "appBuildNetwork",
 	"appMemoryMb", "dbMemoryMb", "adminUser", "dockerHost", "subnetPool",
+	"platform", "registry", "registryUsername", "registryPassword",
 }
 
 // tenantFields lists the fields a tenant object may have.
-var tenantFields = []string{"name", "hosts", "memoryMb", "image"}
+var tenantFields = []string{"name", "hosts", "memoryMb", "image", "replicas", "node"}
+
+// swarmTenantFields are the tenant fields that only Swarm has a use for.
+var swarmTenantFields = []string{"replicas", "node"}
 
 // Parse turns raw stack config values into a validated Stack. values maps a
 // key without namespace ("tenants") to its raw config string, as Pulumi passes
@@ -47,6 +51,8 @@ func Parse(values map[string]string) (Stack, error) {
 		AdminUser:       p.str("adminUser", DefaultAdminUser),
 		DockerHost:      p.str("dockerHost", ""),
 		SubnetPool:      p.pool("subnetPool", DefaultSubnetPool),
+		Platform:        p.str("platform", DefaultPlatform),
+		Registry:        strings.TrimSpace(p.str("registry", "")),
 	}
 	p.unknownKeys()
 	if !isHostname(s.Domain) {
@@ -66,6 +72,7 @@ func Parse(values map[string]string) (Stack, error) {
 		p.addf("polls:httpsPort: %d is also polls:httpPort: give HTTP and HTTPS different ports", s.HTTPSPort)
 	}
 	s.Tenants = p.tenants(s.Domain)
+	s.RegistryAuth = p.platform(s)
 	if s.SubnetPool.IsValid() && len(s.Tenants) > subnets.Slots(s.SubnetPool) {
 		p.addf("polls:subnetPool: %s holds %d tenant subnets (/%d), fewer than the %d tenants: choose a larger pool, e.g. `pulumi config set polls:subnetPool 10.230.0.0/16` (%d subnets)", s.SubnetPool, subnets.Slots(s.SubnetPool), subnets.TenantBits, len(s.Tenants), 1<<(subnets.TenantBits-16))
 	}
@@ -79,6 +86,8 @@ func Parse(values map[string]string) (Stack, error) {
 type parser struct {
 	values   map[string]string
 	problems []string
+	// swarmOnly names the tenant settings given that only Swarm uses.
+	swarmOnly []string
 }
 
 func (p *parser) addf(format string, args ...any) {
@@ -342,6 +351,13 @@ func (p *parser) settings(path, name string, fields map[string]json.RawMessage) 
 	decode("hosts", &t.Hosts, "a list of host names")
 	decode("memoryMb", &t.MemoryMB, "a whole number of MiB")
 	decode("image", &t.Image, "an image reference string")
+	decode("replicas", &t.Replicas, "a whole number of app replicas")
+	decode("node", &t.Node, "a Swarm node's hostname")
+	for _, f := range swarmTenantFields {
+		if _, present := fields[f]; present {
+			p.swarmOnly = append(p.swarmOnly, fmt.Sprintf("%s: field %q", path, f))
+		}
+	}
 	for _, h := range t.Hosts {
 		if !isHostname(h) {
 			p.addf("%s: host %q is not a valid lower-case host name: use dot-separated DNS labels, e.g. polls.example.com (no wildcards, ports or paths)", path, h)
@@ -350,6 +366,14 @@ func (p *parser) settings(path, name string, fields map[string]json.RawMessage) 
 	}
 	if t.MemoryMB < 0 || (t.MemoryMB > 0 && t.MemoryMB < MinMemoryMB) {
 		p.addf("%s: memoryMb %d is not accepted: use %d or more, or leave it out for polls:appMemoryMb", path, t.MemoryMB, MinMemoryMB)
+		ok = false
+	}
+	if _, present := fields["replicas"]; present && (t.Replicas < 1 || t.Replicas > MaxReplicas) {
+		p.addf("%s: replicas %d is not accepted: use 1 to %d, or leave it out for %d", path, t.Replicas, MaxReplicas, DefaultReplicas)
+		ok = false
+	}
+	if _, present := fields["node"]; present && !isHostname(t.Node) {
+		p.addf("%s: node %q is not a node hostname: use the HOSTNAME column of `docker node ls`", path, t.Node)
 		ok = false
 	}
 	if _, present := fields["image"]; present && !isImageRef(t.Image) {

@@ -20,7 +20,7 @@ func TestParseValid(t *testing.T) {
 		Tenants: []Tenant{}, Domain: "polls.local", HTTPPort: 8080, HTTPSPort: 8443,
 		PostgresImage: "postgres:17", NginxImage: "nginx:1", AppBuildArgs: map[string]string{},
 		AppMemoryMB: 256, DBMemoryMB: 512, AdminUser: "admin",
-		SubnetPool: netip.MustParsePrefix("10.230.0.0/16"),
+		SubnetPool: netip.MustParsePrefix("10.230.0.0/16"), Platform: "docker",
 	}
 	with := func(f func(*Stack)) Stack {
 		s := defaults
@@ -66,6 +66,16 @@ func TestParseValid(t *testing.T) {
 			with(func(s *Stack) { s.Tenants = []Tenant{{Name: strings.Repeat("a", 63)}} })},
 		{"image ID override", map[string]string{"tenants": `[{"name":"a1","image":"sha256:` + strings.Repeat("0", 64) + `"}]`},
 			with(func(s *Stack) { s.Tenants = []Tenant{{Name: "a1", Image: "sha256:" + strings.Repeat("0", 64)}} })},
+		{"swarm: registry, credentials, replicas and a pinned node", map[string]string{
+			"platform": "swarm", "registry": "10.231.0.1:5000/polls", "registryUsername": "polls", "registryPassword": "s3cret",
+			"tenants": `{"thor":{"replicas":3,"node":"node-2"},"potter":{}}`,
+		}, with(func(s *Stack) {
+			s.Platform, s.Registry = "swarm", "10.231.0.1:5000/polls"
+			s.RegistryAuth = &RegistryAuth{Username: "polls", Password: "s3cret"}
+			s.Tenants = []Tenant{{Name: "potter"}, {Name: "thor", Replicas: 3, Node: "node-2"}}
+		})},
+		{"swarm: registry without credentials", map[string]string{"platform": "swarm", "registry": "localhost:5000"},
+			with(func(s *Stack) { s.Platform, s.Registry = "swarm", "localhost:5000" })},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -124,7 +134,7 @@ func TestParseInvalid(t *testing.T) {
 		{"host with port", map[string]string{"tenants": `[{"name":"thor","hosts":["a.example:80"]}]`}, []string{`"a.example:80"`}},
 		{"host with quote", map[string]string{"tenants": `[{"name":"thor","hosts":["a\"b"]}]`}, []string{"not a valid lower-case host name"}},
 		{"unknown tenant field", map[string]string{"tenants": `[{"name":"thor","memroyMb":64}]`},
-			[]string{"polls:tenants[0] (\"thor\")", `unknown field "memroyMb"`, "hosts, memoryMb, image"}},
+			[]string{"polls:tenants[0] (\"thor\")", `unknown field "memroyMb"`, "hosts, memoryMb, image, replicas, node"}},
 		{"object without name", map[string]string{"tenants": `[{"hosts":["a.example"]}]`}, []string{"polls:tenants[0]", `no "name"`}},
 		{"hosts not a list", map[string]string{"tenants": `[{"name":"thor","hosts":"a.example"}]`}, []string{`field "hosts" must be a list of host names`}},
 		{"memory too small", map[string]string{"tenants": `[{"name":"thor","memoryMb":2}]`}, []string{`("thor"): memoryMb 2`, "6 or more"}},
@@ -155,6 +165,16 @@ func TestParseInvalid(t *testing.T) {
 		{"bad memory", map[string]string{"appMemoryMb": "3"}, []string{"polls:appMemoryMb: 3 MiB"}},
 		{"bad admin user", map[string]string{"adminUser": "Admin User"}, []string{"polls:adminUser"}},
 		{"bad docker host", map[string]string{"dockerHost": "prod-1"}, []string{"polls:dockerHost", "ssh://user@host"}},
+		{"unknown platform", map[string]string{"platform": "kubernetes"}, []string{`polls:platform: "kubernetes" is not a platform`, "docker", "swarm"}},
+		{"swarm without registry", map[string]string{"platform": "swarm"}, []string{"polls:registry: required with polls:platform swarm"}},
+		{"swarm registry without host", map[string]string{"platform": "swarm", "registry": "polls"}, []string{`polls:registry: "polls" does not start with a registry host`}},
+		{"swarm registry with scheme", map[string]string{"platform": "swarm", "registry": "https://10.0.0.5:5000"}, []string{`polls:registry: "https://10.0.0.5:5000" is not a registry`}},
+		{"swarm password without user", map[string]string{"platform": "swarm", "registry": "10.0.0.5:5000", "registryPassword": "x"}, []string{"polls:registryUsername: missing"}},
+		{"swarm with a subnet pool", map[string]string{"platform": "swarm", "registry": "10.0.0.5:5000", "subnetPool": "10.9.0.0/16"}, []string{"polls:subnetPool: used only with polls:platform docker"}},
+		{"swarm replicas zero", map[string]string{"platform": "swarm", "registry": "10.0.0.5:5000", "tenants": `{"thor":{"replicas":0}}`}, []string{"polls:tenants.thor: replicas 0", "1 to 100"}},
+		{"swarm bad node", map[string]string{"platform": "swarm", "registry": "10.0.0.5:5000", "tenants": `{"thor":{"node":"Node 1"}}`}, []string{`polls:tenants.thor: node "Node 1"`, "docker node ls"}},
+		{"docker with swarm-only settings", map[string]string{"registry": "10.0.0.5:5000", "tenants": `{"thor":{"replicas":2,"node":"n1"}}`},
+			[]string{"polls:registry: used only with polls:platform swarm", `polls:tenants.thor: field "node" applies to polls:platform swarm only`, `polls:tenants.thor: field "replicas" applies`}},
 		{"several problems reported together", map[string]string{"tenants": `["Thor"]`, "httpPort": "0"}, []string{"polls:tenants[0]", "polls:httpPort"}},
 	}
 	for _, tt := range tests {

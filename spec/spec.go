@@ -24,6 +24,19 @@ const (
 	DefaultDBMemoryMB    = 512
 	DefaultAdminUser     = "admin"
 	DefaultSubnetPool    = "10.230.0.0/16"
+	DefaultPlatform      = PlatformDocker
+	// DefaultReplicas is a tenant's app replica count on Swarm: two, so a
+	// node going down or a rolling update never leaves it without one.
+	DefaultReplicas = 2
+)
+
+// The platforms a stack deploys to.
+const (
+	// PlatformDocker runs every tenant as containers on one Docker engine.
+	PlatformDocker = "docker"
+	// PlatformSwarm runs tenants as services on a Docker Swarm cluster,
+	// through one of its managers' engines.
+	PlatformSwarm = "swarm"
 )
 
 // Stack is the validated stack configuration.
@@ -58,8 +71,23 @@ type Stack struct {
 	// the local socket).
 	DockerHost string
 	// SubnetPool is the address range the tenants' private networks are
-	// carved from, one /28 each (see package subnets).
+	// carved from, one /28 each (see package subnets). Docker platform only:
+	// on Swarm the cluster's own address pool allocates overlay subnets.
 	SubnetPool netip.Prefix
+	// Platform is PlatformDocker or PlatformSwarm.
+	Platform string
+	// Registry is where the app image is pushed for the cluster's nodes to
+	// pull, as host[:port][/path] (Swarm only).
+	Registry string
+	// RegistryAuth is the registry's credentials; nil for none.
+	RegistryAuth *RegistryAuth
+}
+
+// RegistryAuth is a registry user and password.
+type RegistryAuth struct {
+	Username string
+	// Password is secret: callers wrap it in a Pulumi secret before use.
+	Password string
 }
 
 // Tenant is one customer: its own database, migration, app and network.
@@ -74,6 +102,12 @@ type Tenant struct {
 	// Image pins this tenant's app and migration to an image reference
 	// instead of the image built from app/ ("" uses the build).
 	Image string
+	// Replicas is the app's replica count on Swarm (0: DefaultReplicas).
+	Replicas int
+	// Node is the Swarm node (hostname) the tenant's database is pinned to,
+	// as its volume is node-local ("": keep where it is, or the least
+	// loaded node for a new tenant; see package placement).
+	Node string
 }
 
 // TLS holds the router's certificate chain and private key, both PEM.
@@ -95,6 +129,23 @@ func (s Stack) AppMemory(t Tenant) int {
 		return t.MemoryMB
 	}
 	return s.AppMemoryMB
+}
+
+// AppReplicas returns the tenant's app replica count on Swarm.
+func (s Stack) AppReplicas(t Tenant) int {
+	if t.Replicas != 0 {
+		return t.Replicas
+	}
+	return DefaultReplicas
+}
+
+// AppImageName returns the repository the built app image is tagged with:
+// local on one engine, in the registry on Swarm.
+func (s Stack) AppImageName(prefix string) string {
+	if s.Platform == PlatformSwarm {
+		return s.Registry + "/" + prefix + "-app"
+	}
+	return prefix + "-app"
 }
 
 // Scheme returns "https" when the router terminates TLS, else "http".
