@@ -1,10 +1,8 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
-	"net/netip"
 	"os"
 	"strings"
 
@@ -13,9 +11,10 @@ import (
 
 	"github.com/polls-tenants/polls/dockerapi"
 	"github.com/polls-tenants/polls/nginx"
+	"github.com/polls-tenants/polls/onehost"
 	"github.com/polls-tenants/polls/router"
 	"github.com/polls-tenants/polls/spec"
-	"github.com/polls-tenants/polls/subnets"
+	"github.com/polls-tenants/polls/swarm"
 	"github.com/polls-tenants/polls/tenants"
 )
 
@@ -40,51 +39,30 @@ func program(connect func(host string) (Engine, error)) pulumi.RunFunc {
 // dockerEngine connects to the engine the docker provider deploys to.
 func dockerEngine(host string) (Engine, error) { return dockerapi.New(host) }
 
-// Engine is what declare asks the Docker engine itself: its networks, to
-// plan tenant subnets, and whether containers came up.
+// Engine is what declare asks the Docker engine itself, whatever the
+// platform (package dockerapi implements it).
 type Engine interface {
-	tenants.Engine
-	Networks(ctx context.Context) ([]dockerapi.Network, error)
+	onehost.Engine
+	swarm.Engine
 }
 
-// planSubnets gives every tenant its private subnet: the one its network
-// already has, or the lowest free /28 of polls:subnetPool (package subnets).
-// Nothing is created when the pool collides with a network on the engine
-// or is full.
-func planSubnets(ctx context.Context, engine Engine, s spec.Stack, prefix string) (map[string]netip.Prefix, map[string]netip.Addr, error) {
-	nets, err := engine.Networks(ctx)
-	if err != nil {
-		return nil, nil, fmt.Errorf("list the Docker engine's networks to plan tenant subnets: %w", err)
+// platform is a tenants.Platform with what the whole stack needs of it.
+type platform interface {
+	tenants.Platform
+	// Declare registers what the tenants share.
+	Declare(ctx *pulumi.Context, opts ...pulumi.ResourceOption) error
+	// EdgeNetwork is the network the router and every app share.
+	EdgeNetwork() pulumi.StringOutput
+}
+
+// plan reads what the platform needs from the engine and plans the stack
+// on it, before anything is registered: tenant subnets on one engine,
+// database nodes on Swarm.
+func plan(ctx *pulumi.Context, s spec.Stack, engine Engine, prefix string) (platform, error) {
+	if s.Platform == spec.PlatformSwarm {
+		return swarm.New(ctx, engine, s, prefix)
 	}
-	byName := map[string]dockerapi.Network{}
-	var all []subnets.Network
-	for _, n := range nets {
-		byName[n.Name] = n
-		_, shared := n.Labels["polls.tenant"]
-		all = append(all, subnets.Network{Name: n.Name, Subnets: n.Subnets, Shared: shared})
-	}
-	current := map[string]netip.Prefix{}
-	gateways := map[string]netip.Addr{}
-	names := make([]string, len(s.Tenants))
-	for i, t := range s.Tenants {
-		names[i] = t.Name
-		if n, ok := byName[tenants.NetworkName(prefix, t.Name)]; ok && len(n.Subnets) > 0 {
-			current[t.Name] = n.Subnets[0]
-			if gw, ok := n.Gateways[n.Subnets[0]]; ok {
-				gateways[t.Name] = gw
-			}
-		}
-	}
-	plan, err := subnets.Plan(s.SubnetPool, names, current, all)
-	if err != nil {
-		return nil, nil, fmt.Errorf("invalid stack config (nothing was changed):\n%w", err)
-	}
-	for t, p := range plan {
-		if _, ok := gateways[t]; !ok {
-			gateways[t] = subnets.Gateway(p)
-		}
-	}
-	return plan, gateways, nil
+	return onehost.New(ctx.Context(), engine, s, prefix)
 }
 
 // readConfig collects the raw values of the project's config namespace and
@@ -123,7 +101,7 @@ type deployed struct {
 // declare registers every resource of the stack and exports its outputs.
 func declare(ctx *pulumi.Context, s spec.Stack, engine Engine) (*deployed, error) {
 	prefix := ctx.Project() + "-" + ctx.Stack()
-	subnetOf, gatewayOf, err := planSubnets(ctx.Context(), engine, s, prefix)
+	on, err := plan(ctx, s, engine, prefix)
 	if err != nil {
 		return nil, err
 	}
@@ -133,23 +111,12 @@ func declare(ctx *pulumi.Context, s spec.Stack, engine Engine) (*deployed, error
 	}
 	onDocker := pulumi.Provider(provider)
 
-	image, err := docker.NewImage(ctx, "app", &docker.ImageArgs{
-		ImageName: pulumi.String(prefix + "-app:latest"),
-		SkipPush:  pulumi.Bool(true),
-		Build: docker.DockerBuildArgs{
-			Context:        pulumi.String("app"),
-			Args:           pulumi.ToStringMap(s.AppBuildArgs),
-			Network:        optional(s.AppBuildNetwork),
-			BuilderVersion: docker.BuilderVersionBuilderV1,
-		},
-	}, onDocker)
+	image, err := appImage(ctx, s, prefix, onDocker)
 	if err != nil {
-		return nil, fmt.Errorf("app image: %w", err)
+		return nil, err
 	}
-	// The router and every app meet on this network; databases never do.
-	edge, err := docker.NewNetwork(ctx, "edge", &docker.NetworkArgs{Name: pulumi.String(prefix + "-edge")}, onDocker, pulumi.DeleteBeforeReplace(true))
-	if err != nil {
-		return nil, fmt.Errorf("edge network: %w", err)
+	if err := on.Declare(ctx, onDocker); err != nil {
+		return nil, err
 	}
 
 	d := &deployed{Tenants: map[string]*tenants.Tenant{}}
@@ -157,12 +124,11 @@ func declare(ctx *pulumi.Context, s spec.Stack, engine Engine) (*deployed, error
 	for _, t := range s.Tenants {
 		tn, err := tenants.New(ctx, tenants.Args{
 			Tenant: t, Stack: s, Prefix: prefix,
-			// RepoDigest is the built image's ID: a code change rolls the
-			// containers, an unchanged tree changes nothing.
-			AppImage:    image.RepoDigest,
-			EdgeNetwork: edge.Name,
-			Subnet:      subnetOf[t.Name], Gateway: gatewayOf[t.Name],
-			Engine: engine,
+			// RepoDigest is the built image's ID, or on Swarm its digest in
+			// the registry: a code change rolls the app, an unchanged tree
+			// changes nothing.
+			AppImage: image.RepoDigest,
+			Platform: on,
 		}, pulumi.Providers(provider))
 		if err != nil {
 			return nil, err
@@ -172,7 +138,7 @@ func declare(ctx *pulumi.Context, s spec.Stack, engine Engine) (*deployed, error
 	}
 
 	r, err := router.New(ctx, "router", router.Args{
-		Stack: s, Prefix: prefix, Routes: routes, EdgeNetwork: edge.Name,
+		Stack: s, Prefix: prefix, Routes: routes, EdgeNetwork: on.EdgeNetwork(),
 	}, pulumi.Providers(provider))
 	if err != nil {
 		return nil, err
@@ -192,6 +158,35 @@ func declare(ctx *pulumi.Context, s spec.Stack, engine Engine) (*deployed, error
 	ctx.Export("tenants", tenantOutputs)
 	ctx.Export("adminPasswords", pulumi.ToSecret(adminPasswords))
 	return d, nil
+}
+
+// appImage declares the build of app/. On Swarm it is pushed to
+// polls:registry, from which every node pulls it.
+func appImage(ctx *pulumi.Context, s spec.Stack, prefix string, opts ...pulumi.ResourceOption) (*docker.Image, error) {
+	args := &docker.ImageArgs{
+		ImageName: pulumi.String(s.AppImageName(prefix) + ":latest"),
+		SkipPush:  pulumi.Bool(true),
+		Build: docker.DockerBuildArgs{
+			Context:        pulumi.String("app"),
+			Args:           pulumi.ToStringMap(s.AppBuildArgs),
+			Network:        optional(s.AppBuildNetwork),
+			BuilderVersion: docker.BuilderVersionBuilderV1,
+		},
+	}
+	if s.Platform == spec.PlatformSwarm {
+		args.SkipPush = pulumi.Bool(false)
+		registry := docker.RegistryArgs{Server: pulumi.String(s.RegistryHost())}
+		if a := s.RegistryAuth; a != nil {
+			registry.Username = pulumi.String(a.Username)
+			registry.Password = pulumi.ToSecret(pulumi.String(a.Password)).(pulumi.StringOutput)
+		}
+		args.Registry = registry
+	}
+	image, err := docker.NewImage(ctx, "app", args, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("app image: %w", err)
+	}
+	return image, nil
 }
 
 func optional(s string) pulumi.StringPtrInput {

@@ -29,6 +29,8 @@ type mocks struct {
 	failFor  string // tenant whose migration exits 1
 	sickApp  string // tenant whose new app never becomes healthy
 	networks []dockerapi.Network
+	nodes    []dockerapi.Node    // nil: not a Swarm manager
+	services []dockerapi.Service // existing Swarm services
 }
 
 // Engine answers the program's own questions to the Docker engine.
@@ -40,6 +42,53 @@ func (m *mocks) Wait(_ context.Context, id string, _ time.Duration) error {
 		return errors.New("container " + m.sickApp + "-app-1a2b3c4 is unhealthy; its last health check said:\nhealthcheck: database: connection refused")
 	}
 	return nil
+}
+
+// Nodes answers as a Swarm manager when the mock has nodes.
+func (m *mocks) Nodes(context.Context) ([]dockerapi.Node, error) {
+	if m.nodes == nil {
+		return nil, fmt.Errorf("%w (This node is not a swarm manager.)", dockerapi.ErrNotManager)
+	}
+	return m.nodes, nil
+}
+
+// Services returns the existing services carrying every label given.
+func (m *mocks) Services(_ context.Context, labels map[string]string) ([]dockerapi.Service, error) {
+	var out []dockerapi.Service
+	for _, s := range m.services {
+		match := true
+		for k, v := range labels {
+			match = match && s.Labels[k] == v
+		}
+		if match {
+			out = append(out, s)
+		}
+	}
+	return out, nil
+}
+
+// WaitService reports every service running but the sick tenant's app.
+func (m *mocks) WaitService(_ context.Context, id string, _ time.Duration) error {
+	if m.sickApp != "" && id == m.sickApp+"-app-id" {
+		return errors.New("service polls-dev-" + m.sickApp + "-app update rollback completed: update paused due to failure or early termination of task")
+	}
+	return nil
+}
+
+// LabelNode records node labels.
+func (m *mocks) LabelNode(_ context.Context, hostname, key, value string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for i := range m.nodes {
+		if m.nodes[i].Hostname == hostname {
+			if m.nodes[i].Labels == nil {
+				m.nodes[i].Labels = map[string]string{}
+			}
+			m.nodes[i].Labels[key] = value
+			return nil
+		}
+	}
+	return fmt.Errorf("no node %s", hostname)
 }
 
 func (m *mocks) connect(string) (Engine, error) { return m, nil }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"sort"
 	"strings"
 	"sync"
@@ -13,6 +14,8 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
+	"github.com/polls-tenants/polls/dockerapi"
+	"github.com/polls-tenants/polls/onehost"
 	"github.com/polls-tenants/polls/spec"
 	"github.com/polls-tenants/polls/subnets"
 	"github.com/polls-tenants/polls/tenants"
@@ -118,6 +121,8 @@ type healthyEngine struct{}
 
 func (healthyEngine) Wait(context.Context, string, time.Duration) error { return nil }
 
+func (healthyEngine) Networks(context.Context) ([]dockerapi.Network, error) { return nil, nil }
+
 // recorder is a Pulumi mock that keeps each container's and network's
 // inputs.
 type recorder struct {
@@ -164,11 +169,14 @@ func declaredContainers(t *testing.T, tenant string) map[string]resource.Propert
 	}
 	r := &recorder{inputs: map[string]resource.PropertyMap{}}
 	err = pulumi.RunErr(func(ctx *pulumi.Context) error {
+		on := &onehost.Platform{
+			Engine: healthyEngine{}, Edge: pulumi.String("edge").ToStringOutput(),
+			Subnets:  plan,
+			Gateways: map[string]netip.Addr{tenant: subnets.Gateway(plan[tenant])},
+		}
 		_, err := tenants.New(ctx, tenants.Args{
 			Tenant: s.Tenants[0], Stack: s, Prefix: "polls-bench",
-			AppImage: pulumi.String("app"), EdgeNetwork: pulumi.String("edge"),
-			Subnet: plan[tenant], Gateway: subnets.Gateway(plan[tenant]),
-			Engine: healthyEngine{},
+			AppImage: pulumi.String("app"), Platform: on,
 		})
 		return err
 	}, pulumi.WithMocks("polls", "bench", r))

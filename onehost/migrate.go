@@ -1,4 +1,4 @@
-package tenants
+package onehost
 
 import (
 	"fmt"
@@ -8,12 +8,13 @@ import (
 
 	"github.com/polls-tenants/polls/dockerlog"
 	"github.com/polls-tenants/polls/spec"
+	"github.com/polls-tenants/polls/tenants"
 )
 
-// newMigration declares the container that migrates the tenant's schema and
+// Migration declares the container that migrates the tenant's schema and
 // ensures its admin user, once per change of image or secrets. The provider
-// attaches to it and records its exit code and logs; appGate turns a failure
-// into an error before the app is touched.
+// attaches to it and records its exit code and logs; the result turns a
+// failure into an error before the app is touched.
 //
 // dbReady gates it on the database's health: it is a label, constant once
 // resolved, so it orders without ever replacing the migration by itself.
@@ -22,23 +23,26 @@ import (
 // fixed name would force delete-first replacement, and Pulumi then replaces
 // delete-first everything whose inputs depend on it: the app, whose old
 // version would go down before the new one is up.
-func newMigration(ctx *pulumi.Context, args Args, image pulumi.StringInput, network *docker.Network, databaseURL, adminPassword, dbReady pulumi.StringOutput, opts ...pulumi.ResourceOption) (*docker.Container, error) {
-	tenant := args.Tenant.Name
+func (p *Platform) Migration(ctx *pulumi.Context, t tenants.Parts, network, dbReady pulumi.StringOutput) (pulumi.StringOutput, error) {
+	return RunMigration(ctx, t, network, dbReady)
+}
+
+// RunMigration declares the migration container of Platform.Migration on
+// the provider's engine. Package swarm runs its migrations this way too, on
+// a manager, attached to the tenant's overlay network: a container, unlike
+// a service, gives its exit code and log.
+func RunMigration(ctx *pulumi.Context, t tenants.Parts, network, dbReady pulumi.StringOutput) (pulumi.StringOutput, error) {
+	tenant := t.Tenant.Name
 	m, err := docker.NewContainer(ctx, tenant+"-migrate", &docker.ContainerArgs{
-		Image:   image,
-		Command: pulumi.StringArray{pulumi.String("migrate"), pulumi.String("-createsuperuser")},
-		Envs: pulumi.StringArray{
-			pulumi.String("TENANT=" + tenant),
-			pulumi.String("DATABASE_URL_FILE=" + spec.DatabaseURLFile),
-			pulumi.String("ADMIN_USER=" + args.Stack.AdminUser),
-			pulumi.String("ADMIN_PASSWORD_FILE=" + spec.AdminPasswordFile),
-		},
+		Image:   t.Image,
+		Command: stringArray(tenants.MigrationCommand),
+		Envs:    stringArray(t.MigrationEnv()),
 		Uploads: docker.ContainerUploadArray{
-			docker.ContainerUploadArgs{File: pulumi.String(spec.DatabaseURLFile), Content: databaseURL},
-			docker.ContainerUploadArgs{File: pulumi.String(spec.AdminPasswordFile), Content: adminPassword},
+			docker.ContainerUploadArgs{File: pulumi.String(spec.DatabaseURLFile), Content: t.Secrets.DatabaseURL},
+			docker.ContainerUploadArgs{File: pulumi.String(spec.AdminPasswordFile), Content: t.Secrets.AdminPassword},
 		},
 		NetworksAdvanced: docker.ContainerNetworksAdvancedArray{
-			docker.ContainerNetworksAdvancedArgs{Name: network.Name},
+			docker.ContainerNetworksAdvancedArgs{Name: network},
 		},
 		// Run to completion: attach, keep the logs, and accept that the
 		// container is not running afterwards.
@@ -46,24 +50,24 @@ func newMigration(ctx *pulumi.Context, args Args, image pulumi.StringInput, netw
 		Logs:       pulumi.Bool(true),
 		MustRun:    pulumi.Bool(false),
 		Restart:    pulumi.String("no"),
-		Memory:     memory(args.Stack.AppMemory(args.Tenant)),
-		MemorySwap: memory(args.Stack.AppMemory(args.Tenant)),
-		Labels: append(labels(args.Prefix, tenant, "migrate"),
+		Memory:     memory(t.Stack.AppMemory(t.Tenant)),
+		MemorySwap: memory(t.Stack.AppMemory(t.Tenant)),
+		Labels: labels(t, "migrate",
 			docker.ContainerLabelArgs{Label: pulumi.String("polls.database"), Value: dbReady}),
-	}, append(opts, createFirst)...)
+	}, append(t.Opts, createFirst)...)
 	if err != nil {
-		return nil, fmt.Errorf("tenant %s: migration container: %w", tenant, err)
+		return pulumi.StringOutput{}, wrap("container", err)
 	}
-	return m, nil
+	return succeeded(tenant, m), nil
 }
 
-// appGate resolves to "succeeded" once the migration container exited 0,
+// succeeded resolves to "succeeded" once the migration container exited 0,
 // and fails with the tenant's name and the container's readable log
 // otherwise. The app takes it as an input, so it is created or updated only
 // after a successful migration, and a failed one fails `pulumi up` for this
 // tenant alone while its running app is left as it was. The value is
 // constant so that re-running a migration does not by itself replace the app.
-func appGate(tenant string, m *docker.Container) pulumi.StringOutput {
+func succeeded(tenant string, m *docker.Container) pulumi.StringOutput {
 	return pulumi.All(m.ExitCode, m.ContainerLogs).ApplyT(func(v []any) (string, error) {
 		code, _ := v[0].(int)
 		logs, _ := v[1].(string)

@@ -1,14 +1,15 @@
-package tenants
+package onehost
 
 import (
 	"fmt"
-	"net/netip"
 
 	"github.com/pulumi/pulumi-docker/sdk/v4/go/docker"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"github.com/polls-tenants/polls/tenants"
 )
 
-// newNetwork declares the tenant's private network. It is internal (no route
+// Network declares the tenant's private network. It is internal (no route
 // out of the host) and holds only this tenant's database, migration and app,
 // so no other tenant's container can even resolve this tenant's database.
 //
@@ -16,19 +17,24 @@ import (
 // engine's default pools, which hold only about 30 networks. The gateway is
 // given too: the provider compares the whole address config, and Docker
 // would otherwise fill in one that then shows as a change.
-func newNetwork(ctx *pulumi.Context, tenant, dockerName string, subnet netip.Prefix, gateway netip.Addr, opts ...pulumi.ResourceOption) (*docker.Network, error) {
+func (p *Platform) Network(ctx *pulumi.Context, t tenants.Parts) (pulumi.StringOutput, error) {
+	tenant := t.Tenant.Name
+	subnet, ok := p.Subnets[tenant]
+	if !ok {
+		return pulumi.StringOutput{}, fmt.Errorf("no subnet planned for tenant %s", tenant)
+	}
 	n, err := docker.NewNetwork(ctx, tenant+"-net", &docker.NetworkArgs{
-		Name:     pulumi.String(dockerName),
+		Name:     pulumi.String(t.Name("net")),
 		Internal: pulumi.Bool(true),
 		IpamConfigs: docker.NetworkIpamConfigArray{
-			docker.NetworkIpamConfigArgs{Subnet: pulumi.String(subnet.String()), Gateway: pulumi.String(gateway.String())},
+			docker.NetworkIpamConfigArgs{Subnet: pulumi.String(subnet.String()), Gateway: pulumi.String(p.Gateways[tenant].String())},
 		},
 		Labels: docker.NetworkLabelArray{
 			docker.NetworkLabelArgs{Label: pulumi.String("polls.tenant"), Value: pulumi.String(tenant)},
 		},
-	}, append(opts, named)...)
+	}, append(t.Opts, named)...)
 	if err != nil {
-		return nil, fmt.Errorf("tenant %s: network: %w", tenant, err)
+		return pulumi.StringOutput{}, err
 	}
-	return n, nil
+	return n.Name, nil
 }

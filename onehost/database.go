@@ -1,0 +1,66 @@
+package onehost
+
+import (
+	"github.com/pulumi/pulumi-docker/sdk/v4/go/docker"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"github.com/polls-tenants/polls/spec"
+	"github.com/polls-tenants/polls/tenants"
+)
+
+// Database declares the tenant's data volume and PostgreSQL container, and
+// resolves once the program has seen it healthy.
+func (p *Platform) Database(ctx *pulumi.Context, t tenants.Parts, network pulumi.StringOutput) (pulumi.StringOutput, error) {
+	tenant := t.Tenant.Name
+	// The volume outlives the tenant's removal from config and `pulumi
+	// destroy`: data is deleted only on purpose (`docker volume rm`). Adding
+	// the tenant back re-attaches it, as creating an existing volume is a no-op.
+	volume, err := docker.NewVolume(ctx, tenant+"-pgdata", &docker.VolumeArgs{
+		Name: pulumi.String(t.Name("pgdata")),
+		Labels: docker.VolumeLabelArray{
+			docker.VolumeLabelArgs{Label: pulumi.String("polls.tenant"), Value: pulumi.String(tenant)},
+			docker.VolumeLabelArgs{Label: pulumi.String("polls.retained"), Value: pulumi.String("true")},
+		},
+	}, append(t.Opts, pulumi.RetainOnDelete(true))...)
+	if err != nil {
+		return pulumi.StringOutput{}, wrap("data volume", err)
+	}
+	db, err := docker.NewContainer(ctx, tenant+"-db", &docker.ContainerArgs{
+		Name:  pulumi.String(t.Name("db")),
+		Image: pulumi.String(t.Stack.PostgresImage),
+		Envs:  stringArray(t.DatabaseEnv()),
+		Uploads: docker.ContainerUploadArray{
+			docker.ContainerUploadArgs{File: pulumi.String(spec.DBPasswordFile), Content: t.Secrets.DBPassword},
+		},
+		Mounts: docker.ContainerMountArray{
+			docker.ContainerMountArgs{Type: pulumi.String("volume"), Source: volume.Name, Target: pulumi.String(spec.PGMount)},
+		},
+		NetworksAdvanced: docker.ContainerNetworksAdvancedArray{
+			docker.ContainerNetworksAdvancedArgs{Name: network, Aliases: pulumi.StringArray{pulumi.String(spec.DBAlias)}},
+		},
+		// No StartInterval: it needs Docker API 1.44, and Debian 12 ships
+		// 1.41. The program probes the check itself while the database
+		// starts (see healthy), so the interval only paces later checks.
+		Healthcheck: docker.ContainerHealthcheckArgs{
+			Tests:       pulumi.StringArray{pulumi.String("CMD-SHELL"), pulumi.String(tenants.DatabaseHealthScript)},
+			Interval:    pulumi.String("30s"),
+			Timeout:     pulumi.String("10s"),
+			Retries:     pulumi.Int(5),
+			StartPeriod: pulumi.String("2m0s"),
+		},
+		// PostgreSQL must not be PID 1: a health check that times out
+		// leaves its children to PID 1, and the postmaster treats any
+		// child it reaps that died by a signal as a crashed backend and
+		// restarts every connection (seen here under load: "server process
+		// was terminated by signal 13"). Docker's init reaps them instead.
+		Init:       pulumi.Bool(true),
+		Restart:    pulumi.String("unless-stopped"),
+		Memory:     memory(t.Stack.DBMemoryMB),
+		MemorySwap: memory(t.Stack.DBMemoryMB),
+		Labels:     labels(t, "db"),
+	}, append(t.Opts, named, notUpdatedInPlace)...)
+	if err != nil {
+		return pulumi.StringOutput{}, wrap("container", err)
+	}
+	return p.healthy(ctx, "tenant "+tenant+": database", db, dbWait), nil
+}

@@ -1,0 +1,139 @@
+// Package onehost realises tenants (package tenants) as containers on one
+// Docker engine: per tenant an internal bridge network with a subnet from
+// the stack's pool, a PostgreSQL container with its volume, a migration
+// container that runs to completion and the app container.
+//
+// The app and migration containers have generated names and are replaced
+// create-first: a new version starts beside the old one, the tenant's route
+// switches once it is healthy, and the old one is stopped last.
+package onehost
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/pulumi/pulumi-docker/sdk/v4/go/docker"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"github.com/polls-tenants/polls/dockerapi"
+	"github.com/polls-tenants/polls/spec"
+	"github.com/polls-tenants/polls/tenants"
+)
+
+// Engine is what the platform asks the Docker engine itself (package
+// dockerapi implements it).
+type Engine interface {
+	// Networks lists the engine's networks, to plan tenant subnets.
+	Networks(ctx context.Context) ([]dockerapi.Network, error)
+	// Wait returns once container id is healthy, and fails at once when it
+	// exits or turns unhealthy, or after within.
+	Wait(ctx context.Context, id string, within time.Duration) error
+}
+
+// Platform realises tenants on one Docker engine.
+type Platform struct {
+	// Engine watches containers come up.
+	Engine Engine
+	// Edge is the name of the network the router and every app share; set
+	// by Declare.
+	Edge pulumi.StringOutput
+	// Subnets and Gateways are each tenant's private network addresses, as
+	// planned by package subnets.
+	Subnets  map[string]netip.Prefix
+	Gateways map[string]netip.Addr
+
+	prefix string
+}
+
+// New plans the stack on the engine: every tenant's subnet. It registers
+// nothing, so a plan that fails changes nothing.
+func New(ctx context.Context, engine Engine, s spec.Stack, prefix string) (*Platform, error) {
+	subnets, gateways, err := planSubnets(ctx, engine, s, prefix)
+	if err != nil {
+		return nil, err
+	}
+	return &Platform{Engine: engine, Subnets: subnets, Gateways: gateways, prefix: prefix}, nil
+}
+
+// Declare registers what the tenants share: the edge network the router
+// and every app meet on. Databases are never on it.
+func (p *Platform) Declare(ctx *pulumi.Context, opts ...pulumi.ResourceOption) error {
+	edge, err := docker.NewNetwork(ctx, "edge", &docker.NetworkArgs{Name: pulumi.String(p.prefix + "-edge")}, append(opts, named)...)
+	if err != nil {
+		return fmt.Errorf("edge network: %w", err)
+	}
+	p.Edge = edge.Name
+	return nil
+}
+
+// EdgeNetwork is the name of the network the router and every app share.
+func (p *Platform) EdgeNetwork() pulumi.StringOutput { return p.Edge }
+
+var _ tenants.Platform = (*Platform)(nil)
+
+// How long a container may take to become healthy before `pulumi up`
+// fails for its tenant. A database's first start initialises its data
+// directory; the app starts in a second or two.
+const (
+	dbWait  = 3 * time.Minute
+	appWait = 2 * time.Minute
+)
+
+// healthy resolves once container c is healthy (see tenants.Gate).
+func (p *Platform) healthy(ctx *pulumi.Context, what string, c *docker.Container, within time.Duration) pulumi.StringOutput {
+	return tenants.Gate(ctx, what, c.ID(), func(ctx context.Context, id string) error {
+		return p.Engine.Wait(ctx, id, within)
+	}, "healthy")
+}
+
+// named is for resources with a fixed Docker name: Docker refuses two
+// containers or networks of one name, so a replacement must delete the old
+// one first (the engine creates first otherwise, e.g. for `--replace`).
+var named = pulumi.DeleteBeforeReplace(true)
+
+// createFirst is for containers with generated names, replaced with the new
+// one created before the old one is deleted. It must be said: the docker
+// provider asks for delete-first replacement of every container, and Pulumi
+// then also replaces delete-first everything that depends on it.
+var createFirst = pulumi.DeleteBeforeReplace(false)
+
+// notUpdatedInPlace makes a change of these container arguments replace the
+// container: the provider accepts them as in-place updates but applies
+// nothing, so the change would exist only in Pulumi's state.
+var notUpdatedInPlace = pulumi.ReplaceOnChanges([]string{"init", "healthcheck"})
+
+// memory returns a container memory limit in MiB, or no limit for 0. Used
+// for MemorySwap too: memory+swap equal to memory means no swap, and left
+// unset Docker would pick twice the memory, which then shows as a diff on
+// every preview.
+func memory(mb int) pulumi.IntPtrInput {
+	if mb == 0 {
+		return nil
+	}
+	return pulumi.Int(mb)
+}
+
+// labels converts a part's labels for a container.
+func labels(t tenants.Parts, role string, extra ...docker.ContainerLabelArgs) docker.ContainerLabelArray {
+	l := t.Labels(role)
+	out := docker.ContainerLabelArray{}
+	for _, k := range []string{"polls.stack", "polls.tenant", "polls.role"} {
+		out = append(out, docker.ContainerLabelArgs{Label: pulumi.String(k), Value: pulumi.String(l[k])})
+	}
+	for _, e := range extra {
+		out = append(out, e)
+	}
+	return out
+}
+
+func stringArray(s []string) pulumi.StringArray { return pulumi.ToStringArray(s) }
+
+// wrap names the step of an error.
+func wrap(step string, err error) error {
+	if err != nil {
+		return fmt.Errorf("%s: %w", step, err)
+	}
+	return nil
+}

@@ -1,0 +1,75 @@
+package swarm
+
+import (
+	"fmt"
+
+	"github.com/pulumi/pulumi-docker/sdk/v4/go/docker"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"github.com/polls-tenants/polls/spec"
+	"github.com/polls-tenants/polls/tenants"
+)
+
+// App declares the tenant's app service: its replicas spread over the
+// nodes, on its private network and on the edge network, where the router
+// resolves the service's name to its healthy tasks.
+//
+// A new version rolls one task at a time, start-first: the new task must
+// pass its health check before an old one stops. The pause between tasks
+// outlasts the router's DNS cache (5 s), so the router always knows a task
+// that still runs. A new version whose task fails is rolled back by Swarm,
+// and `pulumi up` fails for this tenant with the task's error and log.
+func (p *Platform) App(ctx *pulumi.Context, t tenants.Parts, network, migrated pulumi.StringOutput) (pulumi.StringOutput, error) {
+	tenant := t.Tenant.Name
+	url, err := secret(ctx, t, "database-url-secret", spec.DatabaseURLFile, t.Secrets.DatabaseURL)
+	if err != nil {
+		return pulumi.StringOutput{}, err
+	}
+	name := t.Name("app")
+	app, err := docker.NewService(ctx, tenant+"-app", &docker.ServiceArgs{
+		Name:   pulumi.String(name),
+		Labels: labels(t, "app", map[string]pulumi.StringInput{"polls.migration": migrated}),
+		Auth:   p.auth(),
+		Mode:   docker.ServiceModeArgs{Replicated: docker.ServiceModeReplicatedArgs{Replicas: pulumi.Int(t.Stack.AppReplicas(t.Tenant))}},
+		TaskSpec: docker.ServiceTaskSpecArgs{
+			ContainerSpec: docker.ServiceTaskSpecContainerSpecArgs{
+				Image:   t.Image,
+				Args:    pulumi.ToStringArray(tenants.AppCommand),
+				Env:     env(t.AppEnv()),
+				Secrets: docker.ServiceTaskSpecContainerSpecSecretArray{url},
+				Healthcheck: docker.ServiceTaskSpecContainerSpecHealthcheckArgs{
+					Tests:       pulumi.ToStringArray(tenants.AppHealthCommand),
+					Interval:    pulumi.String("2s"),
+					Timeout:     pulumi.String("3s"),
+					Retries:     pulumi.Int(3),
+					StartPeriod: pulumi.String("30s"),
+				},
+				// SIGTERM, then the app drains requests in flight (8 s).
+				StopGracePeriod: pulumi.String("10s"),
+			},
+			NetworksAdvanceds: docker.ServiceTaskSpecNetworksAdvancedArray{
+				docker.ServiceTaskSpecNetworksAdvancedArgs{Name: network},
+				docker.ServiceTaskSpecNetworksAdvancedArgs{Name: p.Edge},
+			},
+			Placement: docker.ServiceTaskSpecPlacementArgs{Prefs: pulumi.StringArray{pulumi.String("spread=node.id")}},
+			Resources: docker.ServiceTaskSpecResourcesArgs{
+				Limits: docker.ServiceTaskSpecResourcesLimitsArgs{MemoryBytes: memoryBytes(t.Stack.AppMemory(t.Tenant))},
+			},
+		},
+		UpdateConfig: docker.ServiceUpdateConfigArgs{
+			Order: pulumi.String("start-first"), Parallelism: pulumi.Int(1), Delay: pulumi.String("6s"),
+			FailureAction: pulumi.String("rollback"), Monitor: pulumi.String("5s"),
+		},
+		RollbackConfig: docker.ServiceRollbackConfigArgs{
+			Order: pulumi.String("start-first"), Parallelism: pulumi.Int(0), FailureAction: pulumi.String("pause"),
+		},
+		EndpointSpec: docker.ServiceEndpointSpecArgs{Mode: pulumi.String("dnsrr")},
+	}, append(t.Opts, named)...)
+	if err != nil {
+		return pulumi.StringOutput{}, fmt.Errorf("service: %w", err)
+	}
+	ready := p.running(ctx, "tenant "+tenant+": app", app, appWait, nil)
+	return pulumi.All(app.Name, ready).ApplyT(func(v []any) string {
+		return tenants.Upstream(v[0].(string))
+	}).(pulumi.StringOutput), nil
+}

@@ -1,0 +1,87 @@
+package swarm
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/pulumi/pulumi-docker/sdk/v4/go/docker"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"github.com/polls-tenants/polls/spec"
+	"github.com/polls-tenants/polls/tenants"
+)
+
+// Database declares the tenant's PostgreSQL: one replica pinned to its node
+// (Platform.Nodes), its data on a volume Swarm creates on that node on first
+// start and never deletes (labelled polls.retained), its password a Docker
+// secret. It resolves once the task runs and is healthy.
+func (p *Platform) Database(ctx *pulumi.Context, t tenants.Parts, network pulumi.StringOutput) (pulumi.StringOutput, error) {
+	tenant := t.Tenant.Name
+	node, ok := p.Nodes[tenant]
+	if !ok {
+		return pulumi.StringOutput{}, fmt.Errorf("no node planned for tenant %s", tenant)
+	}
+	password, err := secret(ctx, t, "db-password-secret", spec.DBPasswordFile, t.Secrets.DBPassword)
+	if err != nil {
+		return pulumi.StringOutput{}, err
+	}
+	db, err := docker.NewService(ctx, tenant+"-db", &docker.ServiceArgs{
+		Name:   pulumi.String(t.Name("db")),
+		Labels: labels(t, "db", map[string]pulumi.StringInput{"polls.node": pulumi.String(node)}),
+		Mode:   docker.ServiceModeArgs{Replicated: docker.ServiceModeReplicatedArgs{Replicas: pulumi.Int(1)}},
+		TaskSpec: docker.ServiceTaskSpecArgs{
+			ContainerSpec: docker.ServiceTaskSpecContainerSpecArgs{
+				Image:   pulumi.String(t.Stack.PostgresImage),
+				Env:     env(t.DatabaseEnv()),
+				Secrets: docker.ServiceTaskSpecContainerSpecSecretArray{password},
+				Mounts: docker.ServiceTaskSpecContainerSpecMountArray{docker.ServiceTaskSpecContainerSpecMountArgs{
+					Type: pulumi.String("volume"), Source: pulumi.String(t.Name("pgdata")), Target: pulumi.String(spec.PGMount),
+					VolumeOptions: docker.ServiceTaskSpecContainerSpecMountVolumeOptionsArgs{
+						Labels: docker.ServiceTaskSpecContainerSpecMountVolumeOptionsLabelArray{
+							docker.ServiceTaskSpecContainerSpecMountVolumeOptionsLabelArgs{Label: pulumi.String("polls.tenant"), Value: pulumi.String(tenant)},
+							docker.ServiceTaskSpecContainerSpecMountVolumeOptionsLabelArgs{Label: pulumi.String("polls.retained"), Value: pulumi.String("true")},
+						},
+					},
+				}},
+				// A task is running only once its health check passed, and
+				// Swarm runs the first check one interval after start (API
+				// 1.41 has no start interval): the interval is what a
+				// database start or a rolling update waits at least.
+				Healthcheck: docker.ServiceTaskSpecContainerSpecHealthcheckArgs{
+					Tests:       pulumi.StringArray{pulumi.String("CMD-SHELL"), pulumi.String(tenants.DatabaseHealthScript)},
+					Interval:    pulumi.String("3s"),
+					Timeout:     pulumi.String("10s"),
+					Retries:     pulumi.Int(5),
+					StartPeriod: pulumi.String("2m0s"),
+				},
+				// PostgreSQL shuts down cleanly within this; Swarm kills
+				// after it.
+				StopGracePeriod: pulumi.String("30s"),
+			},
+			NetworksAdvanceds: docker.ServiceTaskSpecNetworksAdvancedArray{
+				docker.ServiceTaskSpecNetworksAdvancedArgs{Name: network, Aliases: pulumi.StringArray{pulumi.String(spec.DBAlias)}},
+			},
+			Placement: docker.ServiceTaskSpecPlacementArgs{
+				Constraints: pulumi.StringArray{pulumi.String("node.hostname==" + node)},
+			},
+			Resources: docker.ServiceTaskSpecResourcesArgs{
+				Limits: docker.ServiceTaskSpecResourcesLimitsArgs{MemoryBytes: memoryBytes(t.Stack.DBMemoryMB)},
+			},
+		},
+		// One data directory, one server: a new version stops the old
+		// task before it starts (Swarm's default order, said here).
+		UpdateConfig: docker.ServiceUpdateConfigArgs{Order: pulumi.String("stop-first")},
+		EndpointSpec: docker.ServiceEndpointSpecArgs{Mode: pulumi.String("dnsrr")},
+	}, append(t.Opts, named)...)
+	if err != nil {
+		return pulumi.StringOutput{}, fmt.Errorf("service: %w", err)
+	}
+	// Once it runs, its node holds its data: say so on the node.
+	remember := func(ctx context.Context) error {
+		if err := p.Engine.LabelNode(ctx, node, DataLabel(t.Prefix, tenant), "true"); err != nil {
+			return fmt.Errorf("label node %s as holding its data: %w", node, err)
+		}
+		return nil
+	}
+	return p.running(ctx, "tenant "+tenant+": database (pinned to node "+node+")", db, dbWait, remember), nil
+}

@@ -1,0 +1,276 @@
+// Package swarm realises tenants (package tenants) as services on a Docker
+// Swarm cluster, through a manager's engine:
+//
+//   - per tenant an internal, attachable overlay network;
+//   - its PostgreSQL as a one-replica service pinned to one node, as its
+//     volume is local to that node (package placement decides which);
+//   - its secrets as Docker secrets, mounted as files;
+//   - its migration as a container on the manager, attached to the
+//     tenant's overlay network, as on one host (onehost.RunMigration): a
+//     container gives its exit code and log, a service does not;
+//   - its app as a replicated service, spread over nodes, updated
+//     start-first and rolled back when the new version fails its health
+//     check.
+//
+// The router stays a container on the manager's engine (package router),
+// on an attachable overlay network every app joins; it finds an app's tasks
+// through Swarm's DNS (endpoint mode dnsrr: there is no routing mesh or
+// virtual IP on every cluster).
+package swarm
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"path"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/pulumi/pulumi-docker/sdk/v4/go/docker"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"github.com/polls-tenants/polls/dockerapi"
+	"github.com/polls-tenants/polls/onehost"
+	"github.com/polls-tenants/polls/placement"
+	"github.com/polls-tenants/polls/spec"
+	"github.com/polls-tenants/polls/tenants"
+)
+
+// Engine is what the platform asks the manager's engine itself (package
+// dockerapi implements it).
+type Engine interface {
+	// Nodes lists the cluster's nodes.
+	Nodes(ctx context.Context) ([]dockerapi.Node, error)
+	// Services lists the services carrying every label given.
+	Services(ctx context.Context, labels map[string]string) ([]dockerapi.Service, error)
+	// WaitService returns once every replica of service id runs its
+	// current spec and is healthy, and fails early when it will not.
+	WaitService(ctx context.Context, id string, within time.Duration) error
+	// LabelNode sets a label on the node with the given hostname.
+	LabelNode(ctx context.Context, hostname, key, value string) error
+}
+
+// DataLabel is the node label saying the node holds a tenant's database
+// volume. It outlives the database's service, as the volume does, so a
+// tenant removed and added back returns to its data (package placement).
+func DataLabel(prefix, tenant string) string { return "polls.data." + prefix + "." + tenant }
+
+// Platform realises tenants on a Swarm cluster.
+type Platform struct {
+	// Engine watches services come up.
+	Engine Engine
+	// Nodes maps each tenant to the node its database is pinned to.
+	Nodes map[string]string
+	// Edge is the name of the overlay network the router and every app
+	// share; set by Declare.
+	Edge pulumi.StringOutput
+
+	prefix       string
+	registryAuth *spec.RegistryAuth
+	registryHost string
+}
+
+var _ tenants.Platform = (*Platform)(nil)
+
+// How long a service may take to run every replica of its current spec.
+const (
+	dbWait  = 3 * time.Minute
+	appWait = 3 * time.Minute
+)
+
+// New plans the stack on the cluster: which node each tenant's database is
+// pinned to. It registers nothing, so a plan that fails changes nothing;
+// tenants whose node cannot run tasks now are logged as warnings.
+func New(ctx *pulumi.Context, engine Engine, s spec.Stack, prefix string) (*Platform, error) {
+	nodes, err := engine.Nodes(ctx.Context())
+	if errors.Is(err, dockerapi.ErrNotManager) {
+		return nil, fmt.Errorf("invalid stack config (nothing was changed):\npolls:platform: swarm, but %v: point polls:dockerHost at a manager of the cluster, or create one with `docker swarm init`", err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list the Swarm nodes to place databases: %w", err)
+	}
+	dbs, err := engine.Services(ctx.Context(), map[string]string{"polls.stack": prefix, "polls.role": "db"})
+	if err != nil {
+		return nil, fmt.Errorf("list the databases' services to keep them on their nodes: %w", err)
+	}
+	current := map[string]string{}
+	for _, d := range dbs {
+		if t, n := d.Labels["polls.tenant"], d.Labels["polls.node"]; t != "" && n != "" {
+			current[t] = n
+		}
+	}
+	data := map[string][]string{}
+	for _, n := range nodes {
+		for k := range n.Labels {
+			if t, ok := strings.CutPrefix(k, DataLabel(prefix, "")); ok {
+				data[t] = append(data[t], n.Hostname)
+			}
+		}
+	}
+	var pn []placement.Node
+	for _, n := range nodes {
+		state := ""
+		switch {
+		case !n.Ready:
+			state = "down"
+		case n.Availability != "active":
+			state = n.Availability
+		}
+		pn = append(pn, placement.Node{Hostname: n.Hostname, Available: state == "", State: state})
+	}
+	var pt []placement.Tenant
+	for _, t := range s.Tenants {
+		pt = append(pt, placement.Tenant{Name: t.Name, Node: t.Node})
+	}
+	plan, warnings, err := placement.Plan(pt, current, data, pn)
+	if err != nil {
+		return nil, err
+	}
+	for _, w := range warnings {
+		if err := ctx.Log.Warn(w, nil); err != nil {
+			return nil, err
+		}
+	}
+	return &Platform{Engine: engine, Nodes: plan, prefix: prefix, registryAuth: s.RegistryAuth, registryHost: s.RegistryHost()}, nil
+}
+
+// Declare registers what the tenants share: the attachable overlay network
+// the router (a container) and every app (a service) meet on.
+func (p *Platform) Declare(ctx *pulumi.Context, opts ...pulumi.ResourceOption) error {
+	edge, err := docker.NewNetwork(ctx, "edge", &docker.NetworkArgs{
+		Name:       pulumi.String(p.prefix + "-edge"),
+		Driver:     pulumi.String("overlay"),
+		Attachable: pulumi.Bool(true),
+	}, append(opts, named)...)
+	if err != nil {
+		return fmt.Errorf("edge network: %w", err)
+	}
+	p.Edge = edge.Name
+	return nil
+}
+
+// EdgeNetwork is the name of the network the router and every app share.
+func (p *Platform) EdgeNetwork() pulumi.StringOutput { return p.Edge }
+
+// Network declares the tenant's overlay network: internal (no way out of
+// the cluster), so only its own database, migration and app are on it, and
+// attachable, so the migration container can join it. Its subnet comes
+// from the cluster's address pool, which Swarm manages cluster-wide.
+func (p *Platform) Network(ctx *pulumi.Context, t tenants.Parts) (pulumi.StringOutput, error) {
+	n, err := docker.NewNetwork(ctx, t.Tenant.Name+"-net", &docker.NetworkArgs{
+		Name:       pulumi.String(t.Name("net")),
+		Driver:     pulumi.String("overlay"),
+		Internal:   pulumi.Bool(true),
+		Attachable: pulumi.Bool(true),
+		Labels: docker.NetworkLabelArray{
+			docker.NetworkLabelArgs{Label: pulumi.String("polls.tenant"), Value: pulumi.String(t.Tenant.Name)},
+		},
+	}, append(t.Opts, named)...)
+	if err != nil {
+		return pulumi.StringOutput{}, err
+	}
+	return n.Name, nil
+}
+
+// Migration runs the tenant's migration as a container on the manager.
+func (p *Platform) Migration(ctx *pulumi.Context, t tenants.Parts, network, dbReady pulumi.StringOutput) (pulumi.StringOutput, error) {
+	return onehost.RunMigration(ctx, t, network, dbReady)
+}
+
+// running resolves once service s runs every replica of its current spec
+// (see tenants.Gate), then runs after, if any.
+func (p *Platform) running(ctx *pulumi.Context, what string, s *docker.Service, within time.Duration, after func(context.Context) error) pulumi.StringOutput {
+	return tenants.Gate(ctx, what, s.ID(), func(ctx context.Context, id string) error {
+		if err := p.Engine.WaitService(ctx, id, within); err != nil {
+			return err
+		}
+		if after != nil {
+			return after(ctx)
+		}
+		return nil
+	}, "running")
+}
+
+// secret declares a Docker secret holding value and returns how a service
+// mounts it at file. Secrets are immutable: a new value is a new secret
+// (generated name, created first), the services that use it roll to it, and
+// the old one is deleted last.
+func secret(ctx *pulumi.Context, t tenants.Parts, logical, file string, value pulumi.StringOutput) (docker.ServiceTaskSpecContainerSpecSecretArgs, error) {
+	data := pulumi.ToSecret(value.ApplyT(func(v string) string {
+		return base64.StdEncoding.EncodeToString([]byte(v))
+	})).(pulumi.StringOutput)
+	s, err := docker.NewSecret(ctx, t.Tenant.Name+"-"+logical, &docker.SecretArgs{
+		Data:   data,
+		Labels: docker.SecretLabelArray{docker.SecretLabelArgs{Label: pulumi.String("polls.tenant"), Value: pulumi.String(t.Tenant.Name)}},
+	}, append(t.Opts, createFirst)...)
+	if err != nil {
+		return docker.ServiceTaskSpecContainerSpecSecretArgs{}, fmt.Errorf("secret %s: %w", logical, err)
+	}
+	// Every secret file lives in /run/secrets, where Swarm mounts them.
+	return docker.ServiceTaskSpecContainerSpecSecretArgs{
+		SecretId: s.ID(), SecretName: s.Name, FileName: pulumi.String(path.Base(file)),
+	}, nil
+}
+
+// auth is how the nodes log in to the registry, if it needs it.
+func (p *Platform) auth() docker.ServiceAuthPtrInput {
+	if p.registryAuth == nil {
+		return nil
+	}
+	return docker.ServiceAuthArgs{
+		ServerAddress: pulumi.String(p.registryHost),
+		Username:      pulumi.String(p.registryAuth.Username),
+		Password:      pulumi.ToSecret(pulumi.String(p.registryAuth.Password)).(pulumi.StringOutput),
+	}
+}
+
+// labels converts a part's labels for a service.
+func labels(t tenants.Parts, role string, extra map[string]pulumi.StringInput) docker.ServiceLabelArray {
+	out := docker.ServiceLabelArray{}
+	l := t.Labels(role)
+	for _, k := range []string{"polls.stack", "polls.tenant", "polls.role"} {
+		out = append(out, docker.ServiceLabelArgs{Label: pulumi.String(k), Value: pulumi.String(l[k])})
+	}
+	for _, k := range sortedKeys(extra) {
+		out = append(out, docker.ServiceLabelArgs{Label: pulumi.String(k), Value: extra[k]})
+	}
+	return out
+}
+
+// env turns KEY=value lines into the service's environment map.
+func env(lines []string) pulumi.StringMap {
+	m := pulumi.StringMap{}
+	for _, l := range lines {
+		for i := 0; i < len(l); i++ {
+			if l[i] == '=' {
+				m[l[:i]] = pulumi.String(l[i+1:])
+				break
+			}
+		}
+	}
+	return m
+}
+
+// named is for resources with a fixed Docker name, replaced delete-first.
+var named = pulumi.DeleteBeforeReplace(true)
+
+// createFirst is for resources with generated names, replaced create-first.
+var createFirst = pulumi.DeleteBeforeReplace(false)
+
+func memoryBytes(mb int) pulumi.IntPtrInput {
+	if mb == 0 {
+		return nil
+	}
+	return pulumi.Int(mb << 20)
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

@@ -1,0 +1,230 @@
+package main
+
+import (
+	"encoding/base64"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
+
+	"github.com/polls-tenants/polls/dockerapi"
+)
+
+// swarmConfig is a Swarm stack of three tenants: thor with three replicas,
+// potter pinned to n1, hermione with defaults.
+func swarmConfig() map[string]string {
+	return map[string]string{
+		"platform": "swarm", "registry": "10.231.0.1:5000/polls",
+		"registryUsername": "polls", "registryPassword": "Reg1stryPw",
+		"tenants": `{"thor":{"replicas":3},"potter":{"node":"n1"},"hermione":{}}`,
+	}
+}
+
+func swarmMocks() *mocks {
+	m := newMocks()
+	m.nodes = []dockerapi.Node{
+		{ID: "a", Hostname: "n1", Ready: true, Availability: "active"},
+		{ID: "b", Hostname: "n2", Ready: true, Availability: "active"},
+	}
+	return m
+}
+
+// TestSwarmResources ensures the Swarm platform declares per tenant an
+// overlay network, a pinned one-replica database service and a replicated
+// app service with its secrets, a migration container, and pushes the app
+// image to the registry.
+func TestSwarmResources(t *testing.T) {
+	m := swarmMocks()
+	if err := run(t, m, swarmConfig(), "polls:registryPassword"); err != nil {
+		t.Fatal(err)
+	}
+	counts := m.countByType()
+	want := map[string]int{
+		"docker:index/service:Service":     2 * 3,
+		"docker:index/secret:Secret":       2 * 3,
+		"docker:index/network:Network":     1 + 3,
+		"docker:index/container:Container": 1 + 1 + 3 + 3, // nginx, shared config, routes, migrations
+		"docker:index/volume:Volume":       1,             // the router's config; databases' volumes are Swarm's
+	}
+	for typ, n := range want {
+		if counts[typ] != n {
+			t.Errorf("%s: %d; want %d", typ, counts[typ], n)
+		}
+	}
+
+	img := m.inputs["docker:index/image:Image::app"]
+	if got := img["imageName"].StringValue(); got != "10.231.0.1:5000/polls/polls-dev-app:latest" {
+		t.Errorf("imageName = %q; want it in the registry", got)
+	}
+	if img["skipPush"].BoolValue() {
+		t.Error("skipPush = true; the nodes pull the image from the registry")
+	}
+	if reg := img["registry"].ObjectValue(); reg["server"].StringValue() != "10.231.0.1:5000" || !reg["password"].IsSecret() {
+		t.Errorf("registry = %v; want server 10.231.0.1:5000 and a secret password", reg)
+	}
+
+	// potter is pinned to n1, hermione goes to the empty n2, thor to the
+	// least loaded, n1 on the tie.
+	nodes := map[string]string{}
+	for _, tn := range []string{"hermione", "potter", "thor"} {
+		db := m.inputs["docker:index/service:Service::"+tn+"-db"].Mappable()
+		task := db["taskSpec"].(map[string]any)
+		nodes[tn] = strings.TrimPrefix(strs(task["placement"].(map[string]any)["constraints"])[0], "node.hostname==")
+		if r := db["mode"].(map[string]any)["replicated"].(map[string]any)["replicas"]; r != 1.0 {
+			t.Errorf("%s-db replicas = %v; want 1", tn, r)
+		}
+		if o := db["updateConfig"].(map[string]any)["order"]; o != "stop-first" {
+			t.Errorf("%s-db update order = %v; want stop-first (one server per data directory)", tn, o)
+		}
+		nets := task["networksAdvanceds"].([]any)
+		if len(nets) != 1 {
+			t.Errorf("%s-db is on %d networks; want only its tenant's", tn, len(nets))
+		}
+	}
+	if diff := cmp.Diff(map[string]string{"hermione": "n2", "potter": "n1", "thor": "n1"}, nodes); diff != "" {
+		t.Errorf("database nodes (-want +got):\n%s", diff)
+	}
+	// Once a database runs, its node is labelled as holding its data.
+	labelled := map[string]string{}
+	for _, n := range m.nodes {
+		for k := range n.Labels {
+			labelled[strings.TrimPrefix(k, "polls.data.polls-dev.")] = n.Hostname
+		}
+	}
+	if diff := cmp.Diff(nodes, labelled); diff != "" {
+		t.Errorf("nodes labelled as holding data (-placed +labelled):\n%s", diff)
+	}
+
+	for tn, replicas := range map[string]float64{"thor": 3, "potter": 2, "hermione": 2} {
+		app := m.inputs["docker:index/service:Service::"+tn+"-app"].Mappable()
+		if r := app["mode"].(map[string]any)["replicated"].(map[string]any)["replicas"]; r != replicas {
+			t.Errorf("%s-app replicas = %v; want %v", tn, r, replicas)
+		}
+		u := app["updateConfig"].(map[string]any)
+		if u["order"] != "start-first" || u["failureAction"] != "rollback" {
+			t.Errorf("%s-app updateConfig = %v; want start-first with rollback", tn, u)
+		}
+		if mode := app["endpointSpec"].(map[string]any)["mode"]; mode != "dnsrr" {
+			t.Errorf("%s-app endpoint mode = %v; want dnsrr", tn, mode)
+		}
+		if got := len(app["taskSpec"].(map[string]any)["networksAdvanceds"].([]any)); got != 2 {
+			t.Errorf("%s-app is on %d networks; want its own and the edge", tn, got)
+		}
+		if a := m.inputs["docker:index/service:Service::"+tn+"-app"]["auth"].ObjectValue(); !a["password"].IsSecret() {
+			t.Errorf("%s-app registry auth password is not secret", tn)
+		}
+	}
+	for _, name := range []string{"edge", "thor-net"} {
+		n := m.inputs["docker:index/network:Network::"+name]
+		if n["driver"].StringValue() != "overlay" || !n["attachable"].BoolValue() {
+			t.Errorf("network %s = %v; want an attachable overlay", name, n)
+		}
+	}
+	if !m.inputs["docker:index/network:Network::thor-net"]["internal"].BoolValue() {
+		t.Error("thor-net is not internal")
+	}
+}
+
+// TestSwarmSecretsStaySecret ensures no password, plain or base64, is in a
+// plain input, and every Docker secret's data is a Pulumi secret.
+func TestSwarmSecretsStaySecret(t *testing.T) {
+	m := swarmMocks()
+	if err := run(t, m, swarmConfig(), "polls:registryPassword"); err != nil {
+		t.Fatal(err)
+	}
+	var forbidden []string
+	for _, tn := range []string{"thor", "potter", "hermione"} {
+		for _, pw := range []string{mockPassword(tn + "-db-password"), mockPassword(tn + "-admin-password")} {
+			forbidden = append(forbidden, pw, base64.StdEncoding.EncodeToString([]byte(pw))[:20])
+		}
+	}
+	forbidden = append(forbidden, "Reg1stryPw")
+	secrets := 0
+	for key, in := range m.inputs {
+		walkPlain(resource.NewObjectProperty(in), func(s string) {
+			for _, pw := range forbidden {
+				if strings.Contains(s, pw) {
+					t.Errorf("%s has a secret in a plain input: %q", key, s)
+				}
+			}
+		})
+		if strings.HasPrefix(key, "docker:index/secret:Secret::") {
+			secrets++
+			if !in["data"].IsSecret() {
+				t.Errorf("%s: data is not a Pulumi secret", key)
+			}
+		}
+	}
+	if secrets != 6 {
+		t.Errorf("Docker secrets = %d; want 6", secrets)
+	}
+}
+
+// TestSwarmDatabasesStay ensures a database that runs keeps its node when
+// tenants are added, and that config or cluster problems register nothing.
+func TestSwarmDatabasesStay(t *testing.T) {
+	m := swarmMocks()
+	m.services = []dockerapi.Service{{Name: "polls-dev-thor-db", Labels: map[string]string{"polls.stack": "polls-dev", "polls.role": "db", "polls.tenant": "thor", "polls.node": "n2"}}}
+	if err := run(t, m, swarmConfig(), "polls:registryPassword"); err != nil {
+		t.Fatal(err)
+	}
+	db := m.inputs["docker:index/service:Service::thor-db"].Mappable()
+	if c := strs(db["taskSpec"].(map[string]any)["placement"].(map[string]any)["constraints"]); c[0] != "node.hostname==n2" {
+		t.Errorf("thor's database constraints = %v; want it kept on n2", c)
+	}
+
+	// hermione was removed and is added back: the node holding its data
+	// takes it, though the other is emptier.
+	m = swarmMocks()
+	m.nodes[0].Labels = map[string]string{"polls.data.polls-dev.hermione": "true"}
+	if err := run(t, m, swarmConfig(), "polls:registryPassword"); err != nil {
+		t.Fatal(err)
+	}
+	db = m.inputs["docker:index/service:Service::hermione-db"].Mappable()
+	if c := strs(db["taskSpec"].(map[string]any)["placement"].(map[string]any)["constraints"]); c[0] != "node.hostname==n1" {
+		t.Errorf("re-added hermione's database constraints = %v; want n1, which holds its data", c)
+	}
+
+	tests := []struct {
+		name  string
+		setup func(*mocks, map[string]string)
+		want  string
+	}{
+		{"not a manager", func(m *mocks, _ map[string]string) { m.nodes = nil }, "polls:platform: swarm, but the Docker engine is not a Swarm manager"},
+		{"a pin away from the data", func(m *mocks, c map[string]string) {
+			m.services = []dockerapi.Service{{Labels: map[string]string{"polls.stack": "polls-dev", "polls.role": "db", "polls.tenant": "potter", "polls.node": "n2"}}}
+		}, `polls:tenants.potter: node is "n1", but the tenant's database and its node-local volume are on "n2"`},
+		{"unknown node", func(_ *mocks, c map[string]string) { c["tenants"] = `{"thor":{"node":"n9"}}` }, `polls:tenants.thor: node "n9" is not a node of the cluster`},
+		{"plain-text registry password", func(_ *mocks, c map[string]string) {}, "polls:registryPassword is stored in plain text"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := swarmMocks()
+			c := swarmConfig()
+			tt.setup(m, c)
+			var secret []string
+			if tt.name != "plain-text registry password" {
+				secret = []string{"polls:registryPassword"}
+			}
+			err := run(t, m, c, secret...)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("error = %v; want one containing %q", err, tt.want)
+			}
+			counts := m.countByType()
+			delete(counts, "pulumi:pulumi:Stack")
+			if len(counts) != 0 {
+				t.Errorf("resources registered despite the error: %v", counts)
+			}
+		})
+	}
+}
+
+// strs converts a decoded JSON list of strings.
+func strs(v any) []string {
+	var out []string
+	for _, e := range v.([]any) {
+		out = append(out, e.(string))
+	}
+	return out
+}
