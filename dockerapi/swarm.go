@@ -42,7 +42,7 @@ func (c *Client) Nodes(ctx context.Context) ([]Node, error) {
 			Availability string
 			Labels       map[string]string
 		}
-		Status      struct{ State string }
+		Status struct{ State string }
 	}
 	if err := c.do(ctx, "GET", "/nodes", nil, nil, &raw); err != nil {
 		var e *Error
