@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 GO    ?= go
 
-.PHONY: test test-short vet up up-local destroy images bench bench-app bench-compose lint
+.PHONY: test test-short vet up up-local destroy images bench bench-app bench-compose bench-swarm lint
 
 ## test: every test of the program and of app/, including real nginx,
 ## PostgreSQL and (when a Docker engine and the Pulumi toolchain are present)
@@ -56,3 +56,9 @@ bench-app:
 ## add under a request loop, idle RAM (BENCH_N100=1: also pulumi at N=100).
 bench-compose:
 	scripts/bench-compose.sh
+
+## bench-swarm: pulumi (polls:platform swarm) vs docker stack deploy of the
+## equivalent stack file at N=10 on the two-node test cluster: cold, and a
+## release under a request loop (scripts/bench-swarm.sh).
+bench-swarm:
+	scripts/bench-swarm.sh

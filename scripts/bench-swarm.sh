@@ -1,0 +1,595 @@
+#!/usr/bin/env bash
+# Times the Pulumi stack on polls:platform swarm against `docker stack
+# deploy` of the equivalent stack file (tools/stackgen), in one run, on the
+# two-node Swarm of scripts/swarm-cluster.sh, and prints pulumi / stack
+# ratios and the requests that failed during each side's release.
+#
+#   scripts/bench-swarm.sh                          # or: make bench-swarm
+#   BENCH_LOG=/tmp/bench.log scripts/bench-swarm.sh # keep the full log
+#
+# Scenarios, N=10 tenants t01..t10 ("answers" means through the router on
+# 127.0.0.1 with curl -H 'Host: tNN.polls.local'):
+#
+#   cold     pulumi up of a new stack (its app image build, a layer-cache
+#            hit, and push included), against docker build (the same cache
+#            hit) + docker push + docker stack deploy of the file stackgen
+#            writes; until every tenant answers 200. Also when the stack's
+#            services have converged (every db and app replica running),
+#            which `pulumi up` waits for before it returns.
+#   release  a new app version, VERSION=2: pulumi config set
+#            polls:appBuildArgs with VERSION=2 and pulumi up, against docker
+#            build --build-arg VERSION=2 + push + regenerate the file with the
+#            new digest + docker stack deploy; until every tenant answers
+#            with X-Polls-Version: 2, and for the stack also until every app
+#            service's rolling update completed. A request loop (one thread
+#            per tenant, a GET every 50 ms to t01..t03, 5 s timeout) runs
+#            through the step and counts answers other than 200.
+#
+# Fairness: the same cluster, images (app built from app/ with the build
+# args scripts/bench-compose.sh uses, PostgreSQL pushed to the cluster's
+# registry and pre-pulled on both nodes, the local nginx image on the
+# manager), health checks, replicas, update config, placement and nginx
+# config; tools/stackgen's tests keep each service equal to what swarm/
+# declares. The stack side runs first; then its VERSION=2 image and build
+# stages are removed, and its app images on the worker, so the Pulumi side
+# builds and pulls from the same state. Fresh volumes for each side: each
+# side's volumes are removed on both nodes before the next starts. What a
+# stack cannot do: gate (its migration is a service restarted on failure,
+# the app starts at once); the program gates and waits.
+#
+# The cluster: if scripts/swarm-cluster.sh reports it up, it is used and left
+# up; otherwise this script brings it up and takes it down at the end.
+#
+# Needs: root, what scripts/swarm-cluster.sh needs, curl, go, python3, the
+# local images (scripts/images.sh), the Pulumi CLI, pulumi-language-go and
+# the docker 4.10.0 and random 4.19.0 plugins. Everything created is removed
+# on exit, also on failure or Ctrl-C: the request loop, the docker stack
+# (stack rm, its volumes on both nodes), the Pulumi stack (destroy, stack rm,
+# retained volumes on both nodes, the node labels it set), the images this
+# run tagged or pulled on both nodes and their build stages, their manifests
+# in the registry (blobs stay until the registry is collected or the cluster
+# goes down), the module proxy and the temp dir.
+set -euo pipefail
+export LC_ALL=C PULUMI_SKIP_UPDATE_CHECK=1
+export PULUMI_PARALLEL=${PULUMI_PARALLEL:-64}
+cd "$(dirname "$0")/.."
+root=$PWD
+n=10
+images=(polls-local/postgres:15 polls-local/nginx:1 polls-local/golang:1.23 polls-local/static:bookworm)
+
+die() {
+  echo "bench-swarm: $*" >&2
+  exit 1
+}
+
+# --- what is missing, all at once, before anything is created -------------
+missing=()
+[ "$(id -u)" = 0 ] || missing+=("root (the cluster needs a network namespace and a second engine)")
+for tool in curl go python3 pulumi pulumi-language-go; do
+  command -v "$tool" >/dev/null || missing+=("$tool on PATH")
+done
+if ! command -v docker >/dev/null; then
+  missing+=("the docker CLI")
+elif ! docker info >/dev/null 2>&1; then
+  missing+=("a running Docker engine (docker info fails)")
+else
+  for img in "${images[@]}"; do
+    docker image inspect "$img" >/dev/null 2>&1 || missing+=("image $img (run scripts/images.sh)")
+  done
+fi
+if command -v pulumi >/dev/null; then
+  plugins=$(pulumi plugin ls --json 2>/dev/null | python3 -c '
+import json, sys
+for p in json.load(sys.stdin) or []:
+    print(p["kind"], p["name"], p["version"].lstrip("v"))' 2>/dev/null || true)
+  for want in "resource docker 4.10.0" "resource random 4.19.0"; do
+    grep -qx "$want" <<<"$plugins" || missing+=("the Pulumi plugin $want (not in pulumi plugin ls)")
+  done
+fi
+if ((${#missing[@]})); then
+  printf -v list '\n  - %s' "${missing[@]}"
+  die "cannot run, missing:$list"
+fi
+
+# --- state and cleanup ----------------------------------------------------
+work=$(mktemp -d /tmp/bench-swarm.XXXXXX)
+log=$work/bench.log
+id=$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')
+src=$work/src
+export PULUMI_BACKEND_URL=file://$work/state
+PULUMI_CONFIG_PASSPHRASE=$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')
+export PULUMI_CONFIG_PASSPHRASE
+proxy="" goproxy="" hammer=""
+brought_up=""  # set when this run brought the cluster up
+cluster=""     # set once the cluster's env is loaded
+docker_stack="" # name of the docker stack that exists
+stack_up=""    # name of the Pulumi stack that exists
+pulumi_stack=sb-$id          # its resources are named polls-sb-<id>-...
+prefix=polls-$pulumi_stack
+st=polls-st-$id              # the docker stack
+ours_re="/(sb-$id-|polls-sb-$id-)" # repositories this run pushes
+
+d2() { docker -H "$POLLS_SWARM_N2_HOST" "$@"; }
+on_both() { docker "$@" || true; d2 "$@" || true; }
+
+# wait_until runs its command until it succeeds, up to $1 seconds.
+wait_until() {
+  local limit=$1 deadline
+  shift
+  deadline=$((SECONDS + limit))
+  until "$@" >/dev/null 2>&1; do
+    ((SECONDS < deadline)) || return 1
+    sleep 1
+  done
+}
+
+# none_left succeeds once neither node has a container with label $1.
+none_left() {
+  [ -z "$(docker ps -aq --filter "label=$1")" ] && [ -z "$(d2 ps -aq --filter "label=$1")" ]
+}
+
+# stack_down removes the docker stack and its volumes on both nodes.
+stack_down() {
+  local s=$1 v
+  docker stack rm "$s" >>"$log" 2>&1 || true
+  wait_until 180 none_left "com.docker.stack.namespace=$s" || echo "containers of $s still there" >>"$log"
+  wait_until 60 bash -c "[ -z \"\$(docker network ls -q --filter label=com.docker.stack.namespace=$s)\" ]" || true
+  for v in $(docker volume ls -q --filter "label=com.docker.stack.namespace=$s"); do docker volume rm "$v" >>"$log" 2>&1 || true; done
+  for v in $(d2 volume ls -q --filter "label=com.docker.stack.namespace=$s"); do d2 volume rm "$v" >>"$log" 2>&1 || true; done
+}
+
+# pulumi_down destroys the Pulumi stack and removes what destroy keeps on
+# purpose (the data volumes, the nodes' data labels) or leaves after a
+# failed update.
+pulumi_down() {
+  local s=$1 node l v
+  pulumi -C "$src" destroy --yes --skip-preview -s "$s" >>"$log" 2>&1 || true
+  pulumi -C "$src" stack rm --yes --force -s "$s" >>"$log" 2>&1 || true
+  docker service ls -q --filter "label=polls.stack=$prefix" | xargs -r docker service rm >>"$log" 2>&1 || true
+  docker ps -aq --filter "label=polls.stack=$prefix" | xargs -r docker rm -f >>"$log" 2>&1 || true
+  wait_until 180 none_left "polls.stack=$prefix" || echo "containers of $prefix still there" >>"$log"
+  docker secret ls -q --filter "label=polls.stack=$prefix" | xargs -r docker secret rm >>"$log" 2>&1 || true
+  docker network ls -q --filter "name=$prefix-" | xargs -r docker network rm >>"$log" 2>&1 || true
+  for v in $(docker volume ls -q | grep "^$prefix-"); do docker volume rm "$v" >>"$log" 2>&1 || true; done
+  for v in $(d2 volume ls -q | grep "^$prefix-"); do d2 volume rm "$v" >>"$log" 2>&1 || true; done
+  for node in $(docker node ls -q); do
+    for l in $(docker node inspect -f '{{range $k, $v := .Spec.Labels}}{{$k}} {{end}}' "$node"); do
+      [[ $l != polls.data.$prefix.* ]] || docker node update --label-rm "$l" "$node" >>"$log" 2>&1 || true
+    done
+  done
+}
+
+# our_images prints "id repository digest" of this run's images on a node
+# (docker or d2).
+our_images() {
+  "$@" images --digests --no-trunc --format '{{.ID}} {{.Repository}} {{.Digest}}' 2>/dev/null | grep -E " [^ ]*$ours_re" || true
+}
+
+# ours reports whether image $1 was built by this run: the last step of every app build this run made names its
+# module proxy among its build args.
+ours() {
+  [ -n "$goproxy" ] && docker history --no-trunc --format '{{.CreatedBy}}' "$1" 2>/dev/null | grep -qF -- "GOPROXY=$goproxy "
+}
+
+# remove_build_stages removes the untagged build stages of this run's app
+# builds (only those whose last step matches $1 when given) and the stopped
+# containers of their RUN steps the Pulumi provider's build leaves.
+remove_build_stages() {
+  local also=${1:-} img c step removed
+  [ -n "$goproxy" ] || return 0
+  for c in $(docker ps -aq --filter status=exited --filter status=created); do
+    img=$(docker inspect -f '{{.Image}}' "$c" 2>/dev/null) || continue
+    ours "$img" || continue
+    if [ -n "$also" ]; then
+      step=$(docker inspect -f '{{json .Config.Env}}' "$c" 2>/dev/null)
+      [[ $step == *"$also"* ]] || continue
+    fi
+    docker rm "$c" >>"$log" 2>&1 || true
+  done
+  for _ in 1 2 3; do
+    removed=""
+    for img in $(docker images -q --filter dangling=true); do
+      if [ -n "$also" ]; then
+        step=$(docker history --no-trunc --format '{{.CreatedBy}}' "$img" 2>/dev/null | head -n 1)
+        [[ $step == *"GOPROXY=$goproxy "* && $step == *"$also"* ]] || continue
+      else
+        ours "$img" || continue
+      fi
+      docker image rm "$img" >>"$log" 2>&1 && removed=1
+    done
+    if [ -z "$removed" ] || [ -n "$also" ]; then break; fi
+  done
+  return 0
+}
+
+# remove_images removes this run's images (matching $1, a regexp on the
+# repository, when given) on the node the command names.
+remove_images() {
+  local match=${1:-} img repo digest
+  shift
+  while read -r img repo digest; do
+    [ -z "$match" ] || [[ $repo =~ $match ]] || continue
+    "$@" image rm -f "$img" >>"$log" 2>&1 || true
+  done < <(our_images "$@")
+}
+
+# unregister deletes this run's manifests from the registry (best effort).
+unregister() {
+  local repo digest
+  sort -u "$work/manifests" 2>/dev/null | while read -r repo digest; do
+    curl -s -o /dev/null --cacert "$POLLS_REGISTRY_CA" -u "$POLLS_REGISTRY_USER:$POLLS_REGISTRY_PASSWORD" \
+      -X DELETE "https://$POLLS_REGISTRY/v2/${repo#"$POLLS_REGISTRY"/}/manifests/$digest" || true
+  done
+}
+
+# note_manifests records this run's image digests on both nodes, for unregister.
+note_manifests() {
+  { our_images docker; our_images d2; } | awk '$3 ~ /^sha256:/ { print $2, $3 }' >>"$work/manifests"
+}
+
+cleanup() {
+  local status=$?
+  set +e
+  trap - EXIT INT TERM
+  [ -n "$hammer" ] && kill "$hammer" 2>/dev/null && wait "$hammer" 2>/dev/null
+  if [ "$status" -ne 0 ] && [ -f "$log" ]; then
+    {
+      echo "bench-swarm: failed; last lines of the log:"
+      tail -n 40 "$log"
+      if [ -n "$cluster" ]; then
+        docker service ls --format '  {{.Name}} {{.Replicas}} {{.Image}}' 2>&1 | grep -E "$st|$prefix"
+        for s in $(docker service ls -q --filter "label=com.docker.stack.namespace=$st" 2>/dev/null) \
+          $(docker service ls -q --filter "label=polls.stack=$prefix" 2>/dev/null); do
+          docker service ps --no-trunc --format '  {{.Name}} {{.Node}} {{.CurrentState}} {{.Error}}' "$s" 2>&1 | head -n 4
+        done
+      fi
+    } 2>&1 | tee -a "$log" >&2
+  fi
+  if [ -n "$cluster" ]; then
+    [ -n "$docker_stack" ] && stack_down "$docker_stack"
+    [ -n "$stack_up" ] && pulumi_down "$stack_up"
+    note_manifests
+    remove_images "" docker
+    remove_images "" d2
+    remove_build_stages
+    unregister
+  fi
+  [ -n "$proxy" ] && kill "$proxy" 2>/dev/null && wait "$proxy" 2>/dev/null
+  if [ -n "$brought_up" ]; then
+    scripts/swarm-cluster.sh down >>"$log" 2>&1 || echo "bench-swarm: scripts/swarm-cluster.sh down failed; see the log" >&2
+  fi
+  [ -z "${BENCH_LOG:-}" ] || cp "$log" "$BENCH_LOG"
+  rm -rf "$work"
+  exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# --- helpers --------------------------------------------------------------
+start=0
+clock() { start=$EPOCHREALTIME; }
+seconds() { awk -v a="$start" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }'; }
+
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("0.0.0.0", 0)); print(s.getsockname()[1])'
+}
+
+tenant_list() { for ((i = 1; i <= $1; i++)); do printf 't%02d ' "$i"; done; }
+tenant_json() { tenant_list "$1" | python3 -c 'import json, sys; print(json.dumps(sys.stdin.read().split()))'; }
+
+# answer waits until each named tenant answers 200 through the router on
+# 127.0.0.1:port, with header X-Polls-Version: version unless version is "".
+answer() {
+  local port=$1 version=$2 t got
+  shift 2
+  local left=("$@") next limit=$((600 + 20 * $#))
+  local deadline=$((SECONDS + limit))
+  while :; do
+    next=()
+    for t in "${left[@]}"; do
+      got=$(curl -s -o /dev/null -D - -m 5 -H "Host: $t.polls.local" "http://127.0.0.1:$port/" 2>/dev/null | tr -d '\r' |
+        awk 'NR == 1 { code = $2 } tolower($1) == "x-polls-version:" { v = $2 } END { print code " " v }' || true)
+      if [ -n "$version" ]; then
+        [ "$got" = "200 $version" ] || next+=("$t")
+      else
+        [ "${got%% *}" = 200 ] || next+=("$t")
+      fi
+    done
+    ((${#next[@]})) || return 0
+    left=("${next[@]}")
+    ((SECONDS < deadline)) || die "tenants ${left[*]} did not answer 200${version:+ with X-Polls-Version: $version} on port $port within ${limit}s"
+    sleep 0.2
+  done
+}
+
+# converged succeeds once every db and app service of docker stack $1 runs
+# all its replicas.
+converged() {
+  docker service ls --filter "label=com.docker.stack.namespace=$1" --format '{{.Name}} {{.Replicas}}' |
+    awk '$1 ~ /-(db|app)$/ { n++; split($2, r, "/"); if (r[1] != r[2]) bad = 1 } END { exit bad || n == 0 }'
+}
+
+# updated succeeds once every app service of docker stack $1 finished its
+# rolling update; a rollback stops the run.
+updated() {
+  local states
+  # shellcheck disable=SC2046 # one argument per service
+  states=$(docker service inspect --format '{{if .UpdateStatus}}{{.UpdateStatus.State}}{{else}}none{{end}}' \
+    $(docker service ls -q --filter "label=com.docker.stack.namespace=$1" --filter label=polls.role=app))
+  if grep -q rollback <<<"$states"; then
+    echo "a rolling update was rolled back: $states" >>"$log"
+    return 2
+  fi
+  ! grep -qv '^completed$' <<<"$states"
+}
+
+cat >"$work/hammer.py" <<'PY'
+import http.client, signal, sys, threading, time
+
+port, out, tenants = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
+stop = threading.Event()
+signal.signal(signal.SIGTERM, lambda *_: stop.set())
+lock = threading.Lock()
+sent, failures = 0, []
+deadline = time.monotonic() + 3600
+
+
+def loop(tenant):
+    global sent
+    while not stop.is_set() and time.monotonic() < deadline:
+        err = None
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            c.request("GET", "/", headers={"Host": tenant + ".polls.local"})
+            r = c.getresponse()
+            r.read()
+            c.close()
+            if r.status != 200:
+                err = "status %d" % r.status
+        except Exception as e:
+            err = "%s: %s" % (type(e).__name__, e)
+        with lock:
+            sent += 1
+            if err:
+                failures.append("%s %s: %s" % (time.strftime("%H:%M:%S"), tenant, err))
+        stop.wait(0.05)
+
+
+threads = [threading.Thread(target=loop, args=(t,)) for t in tenants]
+for t in threads:
+    t.start()
+while not stop.is_set() and time.monotonic() < deadline:
+    stop.wait(1)
+stop.set()
+for t in threads:
+    t.join()
+with open(out, "w") as f:
+    f.write("%d %d\n" % (sent, len(failures)))
+    f.writelines(line + "\n" for line in failures)
+PY
+
+hammer_start() {
+  local port=$1
+  shift
+  rm -f "$work/hammer.out"
+  python3 "$work/hammer.py" "$port" "$work/hammer.out" "$@" &
+  hammer=$!
+  sleep 0.3
+}
+
+hammered=""
+hammer_stop() {
+  local h_sent h_failed
+  kill -TERM "$hammer"
+  wait "$hammer" || true
+  hammer=""
+  read -r h_sent h_failed <"$work/hammer.out"
+  {
+    echo "request loop: $h_sent sent, $h_failed failed"
+    tail -n +2 "$work/hammer.out" | head -n 200
+  } >>"$log"
+  hammered="$h_failed/$h_sent"
+}
+
+note() { printf '  %-50s %6ss%s\n' "$1" "$2" "${3:+  $3}"; }
+
+# --- the cluster ------------------------------------------------------------
+if scripts/swarm-cluster.sh env >/dev/null 2>&1; then
+  cluster_note="already up (left up)"
+else
+  brought_up=1
+  scripts/swarm-cluster.sh up >>"$log" 2>&1 || die "scripts/swarm-cluster.sh up failed; see above"
+  cluster_note="brought up by this run (taken down at the end)"
+fi
+eval "$(scripts/swarm-cluster.sh env)"
+cluster=1
+repo=$POLLS_REGISTRY/polls
+pg=$repo/sb-$id-postgres:15
+app=$repo/sb-$id-app
+
+engine=$(docker version --format '{{.Server.Version}} (API {{.Server.APIVersion}})')
+cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
+echo "bench-swarm: pulumi (polls:platform swarm) vs docker stack deploy, N=$n, same cluster, images and services"
+echo "  cluster:        $POLLS_SWARM_N1_NODE (manager, host engine) + $POLLS_SWARM_N2_NODE (worker), registry $POLLS_REGISTRY; $cluster_note"
+echo "  docker:         CLI $(docker version --format '{{.Client.Version}}'), engines $engine"
+echo "  pulumi:         $(pulumi version), plugins docker 4.10.0 and random 4.19.0, file backend, PULUMI_PARALLEL=$PULUMI_PARALLEL"
+echo "  host:           $(nproc) cores (${cpu:-unknown CPU}), $(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo) RAM, load average $(cut -d' ' -f1-3 /proc/loadavg) at start"
+echo "setup (untimed):"
+
+mkdir -p "$src" "$work/bin"
+tar -C "$root" --exclude=./.git --exclude=./.pulumi-state --exclude=./.e2e --exclude='./Pulumi.*.yaml' -cf - . | tar -C "$src" -xf -
+dirty=$(git -C "$root" status --porcelain --untracked-files=no 2>/dev/null | awk '{ print $2 }' | tr '\n' ' ')
+echo "  source:         working tree at $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?')${dirty:+, uncommitted changes in: $dirty}"
+(cd "$src/app" && go mod download) >>"$log" 2>&1
+(cd "$src" && go build -o "$work/bin/modproxy" ./tools/modproxy && go build -o "$work/bin/stackgen" ./tools/stackgen) >>"$log" 2>&1
+
+"$work/bin/modproxy" -addr 127.0.0.1:0 >"$work/proxy.out" 2>>"$log" &
+proxy=$!
+for _ in $(seq 50); do
+  goproxy=$(sed -n 's/^listening on //p' "$work/proxy.out")
+  [ -n "$goproxy" ] && break
+  sleep 0.1
+done
+[ -n "$goproxy" ] || die "the module proxy did not start"
+
+build_args=(GO_IMAGE=polls-local/golang:1.23 RUNTIME_IMAGE=polls-local/static:bookworm GOPROXY="$goproxy" GOSUMDB=off)
+build_app() {
+  local tag=$1
+  shift
+  DOCKER_BUILDKIT=0 docker build --network host -t "$tag" \
+    "${build_args[@]/#/--build-arg=}" "${@/#/--build-arg=}" "$src/app" >>"$log" 2>&1 || die "docker build of app/ as $tag failed"
+}
+# push_app pushes tag $1 and sets digest_ref to its repository@digest.
+digest_ref=""
+push_app() {
+  docker push "$1" >>"$log" 2>&1 || die "docker push $1 failed"
+  digest_ref=$(docker inspect -f '{{range .RepoDigests}}{{println .}}{{end}}' "$1" | grep -m1 "^${1%:*}@") ||
+    die "no registry digest for $1"
+}
+
+clock
+build_app "$app:v1"
+note "app image warm build" "$(seconds)"
+clock
+docker tag polls-local/postgres:15 "$pg"
+docker push "$pg" >>"$log" 2>&1
+d2 pull "$pg" >>"$log" 2>&1
+note "postgres pushed to the registry, pulled on $POLLS_SWARM_N2_NODE" "$(seconds)"
+nginx_id=$(docker image inspect -f '{{.Id}}' polls-local/nginx:1)
+clock
+(cd "$src" && go build -buildvcs=false -trimpath -ldflags "-w -s" -o /dev/null .) >>"$log" 2>&1
+note "Go build cache warm (go build -trimpath .)" "$(seconds)"
+
+declare -A pulumi_s stack_s pulumi_failed stack_failed
+
+# --- docker stack deploy ------------------------------------------------------
+bench_stack() {
+  local port dir=$work/stack
+  port=$(free_port)
+  gen() { "$work/bin/stackgen" -n "$n" -out "$dir" -port "$port" -project "$st" -nodes "$POLLS_SWARM_N1_NODE,$POLLS_SWARM_N2_NODE" \
+    -app-image "$1" -postgres-image "$pg" -nginx-image "$nginx_id" >>"$log"; }
+  deploy() { (cd "$dir" && docker stack deploy --detach=true --with-registry-auth --resolve-image never -c docker-stack.yml "$st") >>"$log" 2>&1; }
+
+  docker_stack=$st
+  clock
+  build_app "$app:v1"
+  push_app "$app:v1"
+  gen "$digest_ref"
+  deploy
+  # shellcheck disable=SC2046 # one argument per tenant
+  answer "$port" "" $(tenant_list "$n")
+  stack_s[cold]=$(seconds)
+  wait_until 600 converged "$st" || die "stack $st did not converge"
+  stack_s[cold converged]=$(seconds)
+  note "stack cold N=$n (build, push, deploy: every tenant 200)" "${stack_s[cold]}" "converged at ${stack_s[cold converged]}s"
+
+  hammer_start "$port" t01 t02 t03
+  clock
+  build_app "$app:v2" VERSION=2
+  local built
+  built=$(seconds)
+  push_app "$app:v2"
+  gen "$digest_ref"
+  deploy
+  # shellcheck disable=SC2046 # one argument per tenant
+  answer "$port" 2 $(tenant_list "$n")
+  stack_s[release]=$(seconds)
+  wait_until 900 updated "$st" || die "the app services of $st did not finish their update"
+  stack_s[release completed]=$(seconds)
+  hammer_stop
+  stack_failed[release]=$hammered
+  note "stack release (build, push, deploy: every tenant v2)" "${stack_s[release]}" "updates completed at ${stack_s[release completed]}s; failed/sent $hammered; the build took ${built}s"
+
+  stack_down "$st"
+  docker_stack=""
+  # The Pulumi side builds VERSION=2 from the cache the stack side's did,
+  # and pulls its app images on the worker afresh.
+  note_manifests
+  remove_images "/sb-$id-app$" d2
+  # By ID: the tag and the digest reference go, and the stages only v2
+  # has; v1's (the build cache) stay.
+  docker image rm -f "$(docker image inspect -f '{{.Id}}' "$app:v2")" >>"$log" 2>&1 || true
+  remove_build_stages VERSION=2
+}
+
+# --- pulumi -----------------------------------------------------------------
+pulumi_args() {
+  printf '%s\n' "${build_args[@]}" "$@" | python3 -c '
+import json, sys
+print(json.dumps(dict(l.rstrip("\n").split("=", 1) for l in sys.stdin)))'
+}
+
+bench_pulumi() {
+  local port
+  port=$(free_port)
+  mkdir -p "$work/state"
+  pulumi -C "$src" stack init "$pulumi_stack" --non-interactive >>"$log" 2>&1
+  stack_up=$pulumi_stack
+  up() { pulumi -C "$src" up --yes --skip-preview -s "$stack_up" 2>&1 | tee -a "$log" >"$work/up.out"; }
+  changes() {
+    awk '/^Resources:/ { on = 1; next } /^Duration/ { on = 0 }
+      on && NF { $1 = $1; printf "%s%s", sep, $0; sep = ", " } END { print "" }' "$work/up.out" |
+      sed 's/^/    pulumi resources: /'
+  }
+  set_config() { pulumi -C "$src" config set -s "$stack_up" "$@" >>"$log" 2>&1; }
+  set_config polls:platform swarm
+  set_config polls:registry "$repo"
+  set_config polls:registryUsername "$POLLS_REGISTRY_USER"
+  set_config --secret polls:registryPassword -- "$POLLS_REGISTRY_PASSWORD"
+  set_config polls:httpPort "$port"
+  set_config polls:postgresImage "$pg"
+  set_config polls:nginxImage polls-local/nginx:1
+  set_config polls:appBuildNetwork host
+  set_config polls:appBuildArgs "$(pulumi_args)"
+  set_config polls:tenants "$(tenant_json "$n")"
+
+  clock
+  up || die "pulumi up (cold) failed"
+  # shellcheck disable=SC2046 # one argument per tenant
+  answer "$port" "" $(tenant_list "$n")
+  pulumi_s[cold]=$(seconds)
+  pulumi_s[cold converged]=${pulumi_s[cold]}
+  note "pulumi cold N=$n (up: every tenant 200)" "${pulumi_s[cold]}"
+  changes
+
+  set_config polls:appBuildArgs "$(pulumi_args VERSION=2)"
+  hammer_start "$port" t01 t02 t03
+  clock
+  up || die "pulumi up (release) failed"
+  # shellcheck disable=SC2046 # one argument per tenant
+  answer "$port" 2 $(tenant_list "$n")
+  pulumi_s[release]=$(seconds)
+  pulumi_s[release completed]=${pulumi_s[release]}
+  hammer_stop
+  pulumi_failed[release]=$hammered
+  local built
+  built=$(sed -n 's/.*docker:index:Image app updated (\([0-9.]*s\)).*/\1/p' "$work/up.out" | head -n 1)
+  note "pulumi release (up, builds VERSION=2: every tenant v2)" "${pulumi_s[release]}" "failed/sent $hammered; the image build and push took ${built:-?}"
+  changes
+
+  note_manifests
+  pulumi_down "$stack_up"
+  stack_up=""
+}
+
+echo "runs (N=$n; until every tenant answers through the router; failed/sent: request loop on t01..t03):"
+bench_stack
+bench_pulumi
+
+echo "results (seconds; ratio = pulumi / stack; failed = failed/sent requests to t01..t03 during the step):"
+printf '  %-34s %9s %9s %7s %15s %15s\n' scenario pulumi stack ratio "pulumi failed" "stack failed"
+for s in "cold" "cold converged" "release" "release completed"; do
+  case $s in
+    cold) label="cold N=$n, every tenant 200" ;;
+    "cold converged") label="cold N=$n, all replicas running" ;;
+    release) label="release N=$n, every tenant v2" ;;
+    *) label="release N=$n, rolling update done" ;;
+  esac
+  awk -v s="$label" -v p="${pulumi_s[$s]:-}" -v c="${stack_s[$s]:-}" -v pf="${pulumi_failed[${s%% *}]:--}" -v cf="${stack_failed[${s%% *}]:--}" 'BEGIN {
+    ps = p == "" ? "-" : sprintf("%.1fs", p); cs = c == "" ? "-" : sprintf("%.1fs", c)
+    r = (p == "" || c == "" || c == 0) ? "-" : sprintf("%.2f", p / c)
+    printf "  %-34s %9s %9s %7s %15s %15s\n", s, ps, cs, r, pf, cf
+  }'
+done
+echo "  (pulumi up returns once every replica runs its new spec, so its two rows per scenario are one figure)"
+echo "  load average $(cut -d' ' -f1-3 /proc/loadavg) at the end ($(nproc) cores)"
