@@ -115,6 +115,19 @@ func TestSwarmResources(t *testing.T) {
 			t.Errorf("%s-app registry auth password is not secret", tn)
 		}
 	}
+	// The nodes log in to polls:registry only for images that are there.
+	if _, ok := m.inputs["docker:index/service:Service::thor-db"]["auth"]; ok && !m.inputs["docker:index/service:Service::thor-db"]["auth"].IsNull() {
+		t.Errorf("thor-db sends registry credentials for postgres:17, which is not in polls:registry")
+	}
+	m2 := swarmMocks()
+	c := swarmConfig()
+	c["postgresImage"] = "10.231.0.1:5000/polls/postgres:15"
+	if err := run(t, m2, c, "polls:registryPassword"); err != nil {
+		t.Fatal(err)
+	}
+	if a := m2.inputs["docker:index/service:Service::thor-db"]["auth"]; !a.IsObject() || a.ObjectValue()["serverAddress"].StringValue() != "10.231.0.1:5000" {
+		t.Errorf("thor-db auth = %v; want the registry's credentials for an image in it", a)
+	}
 	for _, name := range []string{"edge", "thor-net"} {
 		n := m.inputs["docker:index/network:Network::"+name]
 		if n["driver"].StringValue() != "overlay" || !n["attachable"].BoolValue() {

@@ -201,7 +201,7 @@ func (c *Client) WaitService(ctx context.Context, id string, within time.Duratio
 		}
 		running, failed := 0, 0
 		for _, t := range tasks {
-			if !sameJSON(t.Spec, svc.Spec.TaskTemplate) {
+			if !sameSpec(t.Spec, svc.Spec.TaskTemplate) {
 				continue
 			}
 			switch {
@@ -264,12 +264,15 @@ func (c *Client) ServiceLogs(ctx context.Context, id string, lines int) (string,
 	return strings.TrimSpace(dockerlog.Demux(string(raw))), nil
 }
 
-// sameJSON reports whether two JSON documents hold the same value: a task's
-// spec is a copy of its service's task template when it was made.
-func sameJSON(a, b json.RawMessage) bool {
-	var x, y any
-	if json.Unmarshal(a, &x) != nil || json.Unmarshal(b, &y) != nil {
+// sameSpec reports whether a task's spec is its service's task template: a
+// task's spec is a copy of the template when it was made, but for Runtime,
+// which the engine fills in on the service's side only.
+func sameSpec(task, template json.RawMessage) bool {
+	var x, y map[string]any
+	if json.Unmarshal(task, &x) != nil || json.Unmarshal(template, &y) != nil {
 		return false
 	}
+	delete(x, "Runtime")
+	delete(y, "Runtime")
 	return reflect.DeepEqual(x, y)
 }

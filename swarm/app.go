@@ -29,7 +29,7 @@ func (p *Platform) App(ctx *pulumi.Context, t tenants.Parts, network, migrated p
 	app, err := docker.NewService(ctx, tenant+"-app", &docker.ServiceArgs{
 		Name:   pulumi.String(name),
 		Labels: labels(t, "app", map[string]pulumi.StringInput{"polls.migration": migrated}),
-		Auth:   p.auth(),
+		Auth:   p.auth(t.Image),
 		Mode:   docker.ServiceModeArgs{Replicated: docker.ServiceModeReplicatedArgs{Replicas: pulumi.Int(t.Stack.AppReplicas(t.Tenant))}},
 		TaskSpec: docker.ServiceTaskSpecArgs{
 			ContainerSpec: docker.ServiceTaskSpecContainerSpecArgs{

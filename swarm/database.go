@@ -28,6 +28,7 @@ func (p *Platform) Database(ctx *pulumi.Context, t tenants.Parts, network pulumi
 	db, err := docker.NewService(ctx, tenant+"-db", &docker.ServiceArgs{
 		Name:   pulumi.String(t.Name("db")),
 		Labels: labels(t, "db", map[string]pulumi.StringInput{"polls.node": pulumi.String(node)}),
+		Auth:   p.auth(pulumi.String(t.Stack.PostgresImage)),
 		Mode:   docker.ServiceModeArgs{Replicated: docker.ServiceModeReplicatedArgs{Replicas: pulumi.Int(1)}},
 		TaskSpec: docker.ServiceTaskSpecArgs{
 			ContainerSpec: docker.ServiceTaskSpecContainerSpecArgs{
@@ -38,8 +39,10 @@ func (p *Platform) Database(ctx *pulumi.Context, t tenants.Parts, network pulumi
 					Type: pulumi.String("volume"), Source: pulumi.String(t.Name("pgdata")), Target: pulumi.String(spec.PGMount),
 					VolumeOptions: docker.ServiceTaskSpecContainerSpecMountVolumeOptionsArgs{
 						Labels: docker.ServiceTaskSpecContainerSpecMountVolumeOptionsLabelArray{
-							docker.ServiceTaskSpecContainerSpecMountVolumeOptionsLabelArgs{Label: pulumi.String("polls.tenant"), Value: pulumi.String(tenant)},
+							// Sorted by label, as the provider reads them back:
+							// another order is a change on every preview.
 							docker.ServiceTaskSpecContainerSpecMountVolumeOptionsLabelArgs{Label: pulumi.String("polls.retained"), Value: pulumi.String("true")},
+							docker.ServiceTaskSpecContainerSpecMountVolumeOptionsLabelArgs{Label: pulumi.String("polls.tenant"), Value: pulumi.String(tenant)},
 						},
 					},
 				}},
@@ -52,10 +55,15 @@ func (p *Platform) Database(ctx *pulumi.Context, t tenants.Parts, network pulumi
 					Interval:    pulumi.String("3s"),
 					Timeout:     pulumi.String("10s"),
 					Retries:     pulumi.Int(5),
-					StartPeriod: pulumi.String("2m0s"),
+					// "2m", not "2m0s": the provider reads durations back
+					// in this form, and another is a change every time.
+					StartPeriod: pulumi.String("2m"),
 				},
-				// PostgreSQL shuts down cleanly within this; Swarm kills
-				// after it.
+				// SIGINT is PostgreSQL's fast shutdown: it disconnects the
+				// clients and stops cleanly in a second, where SIGTERM waits
+				// for every app connection to close. Swarm kills after the
+				// grace period.
+				StopSignal:      pulumi.String("SIGINT"),
 				StopGracePeriod: pulumi.String("30s"),
 			},
 			NetworksAdvanceds: docker.ServiceTaskSpecNetworksAdvancedArray{

@@ -203,7 +203,10 @@ func secret(ctx *pulumi.Context, t tenants.Parts, logical, file string, value pu
 	})).(pulumi.StringOutput)
 	s, err := docker.NewSecret(ctx, t.Tenant.Name+"-"+logical, &docker.SecretArgs{
 		Data:   data,
-		Labels: docker.SecretLabelArray{docker.SecretLabelArgs{Label: pulumi.String("polls.tenant"), Value: pulumi.String(t.Tenant.Name)}},
+		Labels: docker.SecretLabelArray{
+			docker.SecretLabelArgs{Label: pulumi.String("polls.stack"), Value: pulumi.String(t.Prefix)},
+			docker.SecretLabelArgs{Label: pulumi.String("polls.tenant"), Value: pulumi.String(t.Tenant.Name)},
+		},
 	}, append(t.Opts, createFirst)...)
 	if err != nil {
 		return docker.ServiceTaskSpecContainerSpecSecretArgs{}, fmt.Errorf("secret %s: %w", logical, err)
@@ -214,9 +217,13 @@ func secret(ctx *pulumi.Context, t tenants.Parts, logical, file string, value pu
 	}, nil
 }
 
-// auth is how the nodes log in to the registry, if it needs it.
-func (p *Platform) auth() docker.ServiceAuthPtrInput {
+// auth is how the nodes log in to polls:registry to pull image, if the
+// image is there and the registry needs it.
+func (p *Platform) auth(image pulumi.StringInput) docker.ServiceAuthPtrInput {
 	if p.registryAuth == nil {
+		return nil
+	}
+	if s, known := image.(pulumi.String); known && !strings.HasPrefix(string(s), p.registryHost+"/") {
 		return nil
 	}
 	return docker.ServiceAuthArgs{
