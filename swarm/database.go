@@ -51,10 +51,10 @@ func (p *Platform) Database(ctx *pulumi.Context, t tenants.Parts, network pulumi
 				// 1.41 has no start interval): the interval is what a
 				// database start or a rolling update waits at least.
 				Healthcheck: docker.ServiceTaskSpecContainerSpecHealthcheckArgs{
-					Tests:       pulumi.StringArray{pulumi.String("CMD-SHELL"), pulumi.String(tenants.DatabaseHealthScript)},
-					Interval:    pulumi.String("3s"),
-					Timeout:     pulumi.String("10s"),
-					Retries:     pulumi.Int(5),
+					Tests:    pulumi.StringArray{pulumi.String("CMD-SHELL"), pulumi.String(tenants.DatabaseHealthScript)},
+					Interval: pulumi.String("3s"),
+					Timeout:  pulumi.String("10s"),
+					Retries:  pulumi.Int(5),
 					// "2m", not "2m0s": the provider reads durations back
 					// in this form, and another is a change every time.
 					StartPeriod: pulumi.String("2m"),

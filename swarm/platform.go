@@ -202,7 +202,7 @@ func secret(ctx *pulumi.Context, t tenants.Parts, logical, file string, value pu
 		return base64.StdEncoding.EncodeToString([]byte(v))
 	})).(pulumi.StringOutput)
 	s, err := docker.NewSecret(ctx, t.Tenant.Name+"-"+logical, &docker.SecretArgs{
-		Data:   data,
+		Data: data,
 		Labels: docker.SecretLabelArray{
 			docker.SecretLabelArgs{Label: pulumi.String("polls.stack"), Value: pulumi.String(t.Prefix)},
 			docker.SecretLabelArgs{Label: pulumi.String("polls.tenant"), Value: pulumi.String(t.Tenant.Name)},
