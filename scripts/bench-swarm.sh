@@ -159,10 +159,14 @@ pulumi_down() {
   done
 }
 
-# our_images prints "id repository digest" of this run's images on a node
-# (docker or d2).
-our_images() {
-  "$@" images --digests --no-trunc --format '{{.ID}} {{.Repository}} {{.Digest}}' 2>/dev/null | grep -E " [^ ]*$ours_re" || true
+# our_refs prints the references (repository:tag, repository@digest) of
+# this run's images on a node (the command given: docker or d2).
+our_refs() {
+  "$@" images --digests --format '{{.Repository}} {{.Tag}} {{.Digest}}' 2>/dev/null |
+    awk -v re="$ours_re" '$1 ~ re {
+      if ($2 != "<none>") print $1 ":" $2
+      if ($3 != "<none>") print $1 "@" $3
+    }'
 }
 
 # ours reports whether image $1 was built by this run: the last step of every app build this run made names its
@@ -202,20 +206,22 @@ remove_build_stages() {
   return 0
 }
 
-# remove_images removes this run's images (matching $1, a regexp on the
-# repository, when given) on the node the command names.
+# remove_images removes this run's references (matching $1, a regexp,
+# when given) on the node the command names. By reference, never by ID: the
+# pushed PostgreSQL tag shares its ID with the local image it came from.
 remove_images() {
-  local match=${1:-} img repo digest
+  local match=${1:-} ref
   shift
-  while read -r img repo digest; do
-    [ -z "$match" ] || [[ $repo =~ $match ]] || continue
-    "$@" image rm -f "$img" >>"$log" 2>&1 || true
-  done < <(our_images "$@")
+  for ref in $(our_refs "$@"); do
+    [ -z "$match" ] || [[ $ref =~ $match ]] || continue
+    "$@" image rm "$ref" >>"$log" 2>&1 || true
+  done
 }
 
 # unregister deletes this run's manifests from the registry (best effort).
 unregister() {
   local repo digest
+  [ -f "$work/manifests" ] || return 0
   sort -u "$work/manifests" 2>/dev/null | while read -r repo digest; do
     curl -s -o /dev/null --cacert "$POLLS_REGISTRY_CA" -u "$POLLS_REGISTRY_USER:$POLLS_REGISTRY_PASSWORD" \
       -X DELETE "https://$POLLS_REGISTRY/v2/${repo#"$POLLS_REGISTRY"/}/manifests/$digest" || true
@@ -224,7 +230,7 @@ unregister() {
 
 # note_manifests records this run's image digests on both nodes, for unregister.
 note_manifests() {
-  { our_images docker; our_images d2; } | awk '$3 ~ /^sha256:/ { print $2, $3 }' >>"$work/manifests"
+  { our_refs docker; our_refs d2; } | awk -F@ 'NF == 2 { print $1, $2 }' >>"$work/manifests"
 }
 
 cleanup() {
@@ -505,7 +511,7 @@ bench_stack() {
   # The Pulumi side builds VERSION=2 from the cache the stack side's did,
   # and pulls its app images on the worker afresh.
   note_manifests
-  remove_images "/sb-$id-app$" d2
+  remove_images "/sb-$id-app[@:]" d2
   # By ID: the tag and the digest reference go, and the stages only v2
   # has; v1's (the build cache) stay.
   docker image rm -f "$(docker image inspect -f '{{.Id}}' "$app:v2")" >>"$log" 2>&1 || true
