@@ -459,6 +459,10 @@ note "app image warm build" "$(seconds)"
 clock
 docker tag polls-local/postgres:15 "$pg"
 docker push "$pg" >>"$log" 2>&1
+# The program pins polls:postgresImage to its digest in the registry; the
+# stack file names the same pinned reference.
+pg_ref=$(docker inspect -f '{{range .RepoDigests}}{{println .}}{{end}}' "$pg" | grep -m1 "^${pg%:*}@") || die "no registry digest for $pg"
+pg_ref=$pg@${pg_ref#*@}
 d2 pull "$pg" >>"$log" 2>&1
 note "postgres pushed to the registry, pulled on $POLLS_SWARM_N2_NODE" "$(seconds)"
 nginx_id=$(docker image inspect -f '{{.Id}}' polls-local/nginx:1)
@@ -473,7 +477,7 @@ bench_stack() {
   local port dir=$work/stack
   port=$(free_port)
   gen() { "$work/bin/stackgen" -n "$n" -out "$dir" -port "$port" -project "$st" -nodes "$POLLS_SWARM_N1_NODE,$POLLS_SWARM_N2_NODE" \
-    -app-image "$1" -postgres-image "$pg" -nginx-image "$nginx_id" >>"$log"; }
+    -app-image "$1" -postgres-image "$pg_ref" -nginx-image "$nginx_id" >>"$log"; }
   deploy() { (cd "$dir" && docker stack deploy --detach=true --with-registry-auth --resolve-image never -c docker-stack.yml "$st") >>"$log" 2>&1; }
 
   docker_stack=$st

@@ -39,6 +39,7 @@ type svc struct {
 	Files       []string // secret files, by path in the container
 	Health      []string // test, interval, timeout, retries, start period
 	StopGrace   string
+	StopSignal  string
 	Replicas    int
 	MemoryMB    int
 	Update      string
@@ -58,7 +59,9 @@ type svc struct {
 func TestMatchesProgram(t *testing.T) {
 	r := declare(t, "t01", "t02", "t03")
 	o := defaultOptions()
-	o.Tenants, o.Project, o.AppImage, o.PostgresImage, o.Nodes = 3, prefix, appImage, pgImage, clusterNodes
+	// The program pins the database image to its digest in the registry;
+	// bench-swarm.sh gives stackgen the pinned reference.
+	o.Tenants, o.Project, o.AppImage, o.PostgresImage, o.Nodes = 3, prefix, appImage, pgImage+"@"+mockDigest, clusterNodes
 	c, err := build(o)
 	if err != nil {
 		t.Fatal(err)
@@ -171,9 +174,16 @@ func (cluster) Services(context.Context, map[string]string) ([]dockerapi.Service
 	return nil, nil
 }
 
-func (cluster) WaitService(context.Context, string, time.Duration) error { return nil }
+func (cluster) WaitService(context.Context, string, string, time.Duration) error { return nil }
 
 func (cluster) LabelNode(context.Context, string, string, string) error { return nil }
+
+// mockDigest is every image's digest in the mock registry.
+const mockDigest = "sha256:" + "0123"
+
+func (cluster) Digest(context.Context, string, *dockerapi.RegistryAuth) (string, error) {
+	return mockDigest, nil
+}
 
 // recorder is a Pulumi mock that keeps every resource's inputs.
 type recorder struct {
@@ -269,12 +279,13 @@ func fromProgramService(t *testing.T, in resource.PropertyMap) svc {
 	task := m["taskSpec"].(map[string]any)
 	cs := task["containerSpec"].(map[string]any)
 	s := svc{
-		Image:     fmt.Sprint(cs["image"]),
-		Args:      strs(cs["args"]),
-		StopGrace: dur(t, cs["stopGracePeriod"]),
-		Replicas:  num(m["mode"].(map[string]any)["replicated"].(map[string]any)["replicas"]),
-		Endpoint:  fmt.Sprint(m["endpointSpec"].(map[string]any)["mode"]),
-		Labels:    map[string]string{},
+		Image:      fmt.Sprint(cs["image"]),
+		Args:       strs(cs["args"]),
+		StopGrace:  dur(t, cs["stopGracePeriod"]),
+		StopSignal: str(cs["stopSignal"]),
+		Replicas:   num(m["mode"].(map[string]any)["replicated"].(map[string]any)["replicas"]),
+		Endpoint:   fmt.Sprint(m["endpointSpec"].(map[string]any)["mode"]),
+		Labels:     map[string]string{},
 	}
 	for k, v := range cs["env"].(map[string]any) {
 		s.Env = append(s.Env, k+"="+fmt.Sprint(v))
@@ -370,7 +381,7 @@ func fromStack(t *testing.T, s service) svc {
 		return out
 	}
 	c := svc{
-		Image: s.Image, Args: un(s.Command), Env: sorted(un(s.Environment)),
+		Image: s.Image, Args: un(s.Command), Env: sorted(un(s.Environment)), StopSignal: s.StopSignal,
 		Replicas: s.Deploy.Replicas, Endpoint: s.Deploy.EndpointMode,
 		Update: fromStackUpdate(t, s.Deploy.UpdateConfig), Rollback: fromStackUpdate(t, s.Deploy.RollbackConfig),
 		Constraints: s.Deploy.Placement.Constraints, Labels: s.Deploy.Labels,
@@ -418,6 +429,13 @@ func strs(v any) []string {
 		out = append(out, fmt.Sprint(x))
 	}
 	return out
+}
+
+func str(v any) string {
+	if v == nil {
+		return ""
+	}
+	return fmt.Sprint(v)
 }
 
 func num(v any) int {

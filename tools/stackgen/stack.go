@@ -135,6 +135,7 @@ type service struct {
 	Ports           []port                `yaml:"ports,omitempty"`
 	Networks        map[string]attachment `yaml:"networks"`
 	Healthcheck     *healthcheck          `yaml:"healthcheck,omitempty"`
+	StopSignal      string                `yaml:"stop_signal,omitempty"`
 	StopGracePeriod string                `yaml:"stop_grace_period,omitempty"`
 	Deploy          deploy                `yaml:"deploy"`
 }
@@ -296,8 +297,10 @@ func build(o options) (stackFile, error) {
 			Networks:    map[string]attachment{net: {Aliases: []string{spec.DBAlias}}},
 			Healthcheck: &healthcheck{
 				Test:     []string{"CMD-SHELL", esc(tenants.DatabaseHealthScript)},
-				Interval: "3s", Timeout: "10s", Retries: 5, StartPeriod: "2m0s",
+				Interval: "3s", Timeout: "10s", Retries: 5, StartPeriod: "2m",
 			},
+			// PostgreSQL's fast shutdown, as the program's.
+			StopSignal:      "SIGINT",
 			StopGracePeriod: "30s",
 			Deploy: deploy{
 				Mode: "replicated", Replicas: 1, EndpointMode: "dnsrr",
