@@ -67,8 +67,16 @@ func (m *mocks) Services(_ context.Context, labels map[string]string) ([]dockera
 	return out, nil
 }
 
+// Digest gives every reference a digest made of its name.
+func (m *mocks) Digest(_ context.Context, ref string, _ *dockerapi.RegistryAuth) (string, error) {
+	if strings.Contains(ref, "missing") {
+		return "", errors.New("manifest unknown")
+	}
+	return "sha256:" + strings.NewReplacer("/", "", ":", "", ".", "").Replace(ref), nil
+}
+
 // WaitService reports every service running but the sick tenant's app.
-func (m *mocks) WaitService(_ context.Context, id string, _ time.Duration) error {
+func (m *mocks) WaitService(_ context.Context, id, _ string, _ time.Duration) error {
 	if m.sickApp != "" && id == m.sickApp+"-app-id" {
 		return errors.New("service polls-dev-" + m.sickApp + "-app update rollback completed: update paused due to failure or early termination of task")
 	}

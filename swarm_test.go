@@ -115,6 +115,10 @@ func TestSwarmResources(t *testing.T) {
 			t.Errorf("%s-app registry auth password is not secret", tn)
 		}
 	}
+	// Images run by tag are pinned to their digest in the registry.
+	if img := strs([]any{m.inputs["docker:index/service:Service::thor-db"]["taskSpec"].ObjectValue()["containerSpec"].ObjectValue()["image"].StringValue()})[0]; img != "postgres:17@sha256:postgres17" {
+		t.Errorf("thor-db image = %q; want postgres:17 pinned to its digest", img)
+	}
 	// The nodes log in to polls:registry only for images that are there.
 	if _, ok := m.inputs["docker:index/service:Service::thor-db"]["auth"]; ok && !m.inputs["docker:index/service:Service::thor-db"]["auth"].IsNull() {
 		t.Errorf("thor-db sends registry credentials for postgres:17, which is not in polls:registry")
@@ -210,6 +214,8 @@ func TestSwarmDatabasesStay(t *testing.T) {
 		}, `polls:tenants.potter: node is "n1", but the tenant's database and its node-local volume are on "n2"`},
 		{"unknown node", func(_ *mocks, c map[string]string) { c["tenants"] = `{"thor":{"node":"n9"}}` }, `polls:tenants.thor: node "n9" is not a node of the cluster`},
 		{"plain-text registry password", func(_ *mocks, c map[string]string) {}, "polls:registryPassword is stored in plain text"},
+		{"an image the registry does not have", func(_ *mocks, c map[string]string) { c["postgresImage"] = "10.0.0.5:5000/missing:15" },
+			"polls:postgresImage: 10.0.0.5:5000/missing:15 cannot be found in its registry (manifest unknown)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

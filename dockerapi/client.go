@@ -162,6 +162,11 @@ func (c *Client) url(path string, q url.Values) string {
 
 // do sends a request and decodes a JSON answer into out (nil: discard).
 func (c *Client) do(ctx context.Context, method, path string, q url.Values, body any, out any) error {
+	return c.doWith(ctx, method, path, q, nil, body, out)
+}
+
+// doWith is do with extra request headers.
+func (c *Client) doWith(ctx context.Context, method, path string, q url.Values, header http.Header, body any, out any) error {
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
@@ -176,6 +181,9 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, body
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	for k, v := range header {
+		req.Header[k] = v
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {

@@ -2,6 +2,7 @@ package dockerapi
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -101,6 +102,30 @@ func (c *Client) LabelNode(ctx context.Context, hostname, key, value string) err
 	}
 }
 
+// RegistryAuth is a registry login the engine uses on the program's behalf.
+type RegistryAuth struct {
+	Username, Password, ServerAddress string
+}
+
+// Digest asks the engine for the digest an image reference has in its
+// registry now, as `docker service create` does to pin one: the engine
+// uses its own registry trust (certs.d) and the login given, if any.
+func (c *Client) Digest(ctx context.Context, ref string, auth *RegistryAuth) (string, error) {
+	header := http.Header{}
+	if auth != nil {
+		b, _ := json.Marshal(map[string]string{"username": auth.Username, "password": auth.Password, "serveraddress": auth.ServerAddress})
+		header.Set("X-Registry-Auth", base64.URLEncoding.EncodeToString(b))
+	}
+	var out struct{ Descriptor struct{ Digest string } }
+	if err := c.doWith(ctx, "GET", "/distribution/"+ref+"/json", nil, header, nil, &out); err != nil {
+		return "", err
+	}
+	if out.Descriptor.Digest == "" {
+		return "", fmt.Errorf("the registry gave no digest for %s", ref)
+	}
+	return out.Descriptor.Digest, nil
+}
+
 // Service is a Swarm service, as far as the program needs it.
 type Service struct {
 	ID     string
@@ -147,10 +172,31 @@ type service struct {
 			Replicated *struct{ Replicas int }
 		}
 	}
-	UpdateStatus *struct {
-		State   string
-		Message string
+	UpdatedAt    time.Time
+	UpdateStatus *updateStatus
+}
+
+// updateStatus is a service's last rolling update, as the engine reports it.
+type updateStatus struct {
+	State                  string
+	Message                string
+	StartedAt, CompletedAt time.Time
+}
+
+// failed reports whether the update was paused, or is rolling back, and
+// that is still the service's last word: Swarm keeps an update's status
+// after the spec is updated again, so a status older than the service's
+// last update is stale. (A completed rollback is judged by the image the
+// spec went back to, as a rollback itself updates the spec.)
+func (u *updateStatus) failed(updatedAt time.Time) bool {
+	if u == nil || (u.State != "paused" && u.State != "rollback_started" && u.State != "rollback_paused") {
+		return false
 	}
+	last := u.StartedAt
+	if u.CompletedAt.After(last) {
+		last = u.CompletedAt
+	}
+	return !updatedAt.After(last)
 }
 
 type task struct {
@@ -167,12 +213,13 @@ type task struct {
 }
 
 // WaitService returns once every replica of service id runs its current
-// spec and is healthy (a Swarm task is running only once its health check
-// passed), and fails as soon as it clearly will not: the update was rolled
-// back or paused, a task cannot be placed on any node, or tasks keep
-// failing. The error carries the tasks' errors and the service's last log
-// lines. After within it fails with the same.
-func (c *Client) WaitService(ctx context.Context, id string, within time.Duration) error {
+// spec, with image, and is healthy (a Swarm task is running only once its
+// health check passed). It fails as soon as it clearly will not: Swarm
+// rolled the service back from image or paused its update, a task cannot
+// be placed on any node, or tasks keep failing. The error carries the
+// tasks' errors and the service's last log lines. After within it fails
+// with the same.
+func (c *Client) WaitService(ctx context.Context, id, image string, within time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, within)
 	defer cancel()
 	pause := FirstPoll
@@ -187,7 +234,10 @@ func (c *Client) WaitService(ctx context.Context, id string, within time.Duratio
 			return err
 		}
 		name = svc.Spec.Name
-		if u := svc.UpdateStatus; u != nil && u.State != "updating" && u.State != "completed" {
+		var template struct{ ContainerSpec struct{ Image string } }
+		_ = json.Unmarshal(svc.Spec.TaskTemplate, &template)
+		rolledBack := !sameImage(template.ContainerSpec.Image, image)
+		if u := svc.UpdateStatus; u != nil && (rolledBack && strings.HasPrefix(u.State, "rollback") || u.failed(svc.UpdatedAt)) {
 			return c.serviceFailed(ctx, id, fmt.Sprintf("service %s update %s: %s", name, strings.ReplaceAll(u.State, "_", " "), u.Message), lastErr)
 		}
 		var tasks []task
@@ -215,7 +265,7 @@ func (c *Client) WaitService(ctx context.Context, id string, within time.Duratio
 			}
 		}
 		updating := svc.UpdateStatus != nil && svc.UpdateStatus.State == "updating"
-		if running >= want && !updating {
+		if running >= want && !updating && !rolledBack {
 			return nil
 		}
 		if failed >= 3 {
@@ -228,6 +278,18 @@ func (c *Client) WaitService(ctx context.Context, id string, within time.Duratio
 		}
 		pause = min(pause*3/2, MaxPoll)
 	}
+}
+
+// sameImage reports whether two image references name the same image: by
+// digest where both have one (the engine may add one to a tag), else by
+// the whole reference.
+func sameImage(a, b string) bool {
+	_, da, okA := strings.Cut(a, "@")
+	_, db, okB := strings.Cut(b, "@")
+	if okA && okB {
+		return da == db
+	}
+	return a == b || strings.HasPrefix(a, b+"@") || strings.HasPrefix(b, a+"@")
 }
 
 // serviceFailed builds WaitService's error: what, the last task error and

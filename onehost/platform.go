@@ -83,9 +83,9 @@ const (
 
 // healthy resolves once container c is healthy (see tenants.Gate).
 func (p *Platform) healthy(ctx *pulumi.Context, what string, c *docker.Container, within time.Duration) pulumi.StringOutput {
-	return tenants.Gate(ctx, what, c.ID(), func(ctx context.Context, id string) error {
-		return p.Engine.Wait(ctx, id, within)
-	}, "healthy")
+	return tenants.Gate(ctx, what, func(ctx context.Context, id []any) error {
+		return p.Engine.Wait(ctx, fmt.Sprint(id[0]), within)
+	}, "healthy", c.ID())
 }
 
 // named is for resources with a fixed Docker name: Docker refuses two

@@ -26,14 +26,15 @@ func (p *Platform) App(ctx *pulumi.Context, t tenants.Parts, network, migrated p
 		return pulumi.StringOutput{}, err
 	}
 	name := t.Name("app")
+	image := p.image(t.Image)
 	app, err := docker.NewService(ctx, tenant+"-app", &docker.ServiceArgs{
 		Name:   pulumi.String(name),
 		Labels: labels(t, "app", map[string]pulumi.StringInput{"polls.migration": migrated}),
-		Auth:   p.auth(t.Image),
+		Auth:   p.auth(image),
 		Mode:   docker.ServiceModeArgs{Replicated: docker.ServiceModeReplicatedArgs{Replicas: pulumi.Int(t.Stack.AppReplicas(t.Tenant))}},
 		TaskSpec: docker.ServiceTaskSpecArgs{
 			ContainerSpec: docker.ServiceTaskSpecContainerSpecArgs{
-				Image:   t.Image,
+				Image:   image,
 				Args:    pulumi.ToStringArray(tenants.AppCommand),
 				Env:     env(t.AppEnv()),
 				Secrets: docker.ServiceTaskSpecContainerSpecSecretArray{url},
@@ -68,7 +69,7 @@ func (p *Platform) App(ctx *pulumi.Context, t tenants.Parts, network, migrated p
 	if err != nil {
 		return pulumi.StringOutput{}, fmt.Errorf("service: %w", err)
 	}
-	ready := p.running(ctx, "tenant "+tenant+": app", app, appWait, nil)
+	ready := p.running(ctx, "tenant "+tenant+": app", app, image, appWait, nil)
 	return pulumi.All(app.Name, ready).ApplyT(func(v []any) string {
 		return tenants.Upstream(v[0].(string))
 	}).(pulumi.StringOutput), nil

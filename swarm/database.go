@@ -25,6 +25,7 @@ func (p *Platform) Database(ctx *pulumi.Context, t tenants.Parts, network pulumi
 	if err != nil {
 		return pulumi.StringOutput{}, err
 	}
+	image := p.image(pulumi.String(t.Stack.PostgresImage))
 	db, err := docker.NewService(ctx, tenant+"-db", &docker.ServiceArgs{
 		Name:   pulumi.String(t.Name("db")),
 		Labels: labels(t, "db", map[string]pulumi.StringInput{"polls.node": pulumi.String(node)}),
@@ -32,7 +33,7 @@ func (p *Platform) Database(ctx *pulumi.Context, t tenants.Parts, network pulumi
 		Mode:   docker.ServiceModeArgs{Replicated: docker.ServiceModeReplicatedArgs{Replicas: pulumi.Int(1)}},
 		TaskSpec: docker.ServiceTaskSpecArgs{
 			ContainerSpec: docker.ServiceTaskSpecContainerSpecArgs{
-				Image:   pulumi.String(t.Stack.PostgresImage),
+				Image:   image,
 				Env:     env(t.DatabaseEnv()),
 				Secrets: docker.ServiceTaskSpecContainerSpecSecretArray{password},
 				Mounts: docker.ServiceTaskSpecContainerSpecMountArray{docker.ServiceTaskSpecContainerSpecMountArgs{
@@ -91,5 +92,5 @@ func (p *Platform) Database(ctx *pulumi.Context, t tenants.Parts, network pulumi
 		}
 		return nil
 	}
-	return p.running(ctx, "tenant "+tenant+": database (pinned to node "+node+")", db, dbWait, remember), nil
+	return p.running(ctx, "tenant "+tenant+": database (pinned to node "+node+")", db, image, dbWait, remember), nil
 }

@@ -46,8 +46,11 @@ type Engine interface {
 	// Services lists the services carrying every label given.
 	Services(ctx context.Context, labels map[string]string) ([]dockerapi.Service, error)
 	// WaitService returns once every replica of service id runs its
-	// current spec and is healthy, and fails early when it will not.
-	WaitService(ctx context.Context, id string, within time.Duration) error
+	// current spec with image and is healthy, and fails early when it will
+	// not.
+	WaitService(ctx context.Context, id, image string, within time.Duration) error
+	// Digest returns the digest ref has in its registry now.
+	Digest(ctx context.Context, ref string, auth *dockerapi.RegistryAuth) (string, error)
 	// LabelNode sets a label on the node with the given hostname.
 	LabelNode(ctx context.Context, hostname, key, value string) error
 }
@@ -70,6 +73,8 @@ type Platform struct {
 	prefix       string
 	registryAuth *spec.RegistryAuth
 	registryHost string
+	// pinned maps image references to the same with their digest.
+	pinned map[string]string
 }
 
 var _ tenants.Platform = (*Platform)(nil)
@@ -133,7 +138,58 @@ func New(ctx *pulumi.Context, engine Engine, s spec.Stack, prefix string) (*Plat
 			return nil, err
 		}
 	}
-	return &Platform{Engine: engine, Nodes: plan, prefix: prefix, registryAuth: s.RegistryAuth, registryHost: s.RegistryHost()}, nil
+	p := &Platform{Engine: engine, Nodes: plan, prefix: prefix, registryAuth: s.RegistryAuth, registryHost: s.RegistryHost(), pinned: map[string]string{}}
+	if err := p.pin(ctx.Context(), s); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// pin resolves every image reference the services run that has no digest
+// to its digest in its registry now, as `docker service create` does: the
+// nodes run one and the same image, and the provider, which reads services
+// back with the digest, sees no change where there is none. A tag moved in
+// the registry shows as a change in the next preview.
+func (p *Platform) pin(ctx context.Context, s spec.Stack) error {
+	refs := map[string]string{s.PostgresImage: "polls:postgresImage"}
+	for _, t := range s.Tenants {
+		if t.Image != "" {
+			refs[t.Image] = "polls:tenants." + t.Name + ".image"
+		}
+	}
+	var problems []string
+	for _, ref := range sortedKeys(refs) {
+		if strings.Contains(ref, "@") {
+			p.pinned[ref] = ref
+			continue
+		}
+		var auth *dockerapi.RegistryAuth
+		if a := p.registryAuth; a != nil && strings.HasPrefix(ref, p.registryHost+"/") {
+			auth = &dockerapi.RegistryAuth{Username: a.Username, Password: a.Password, ServerAddress: p.registryHost}
+		}
+		digest, err := p.Engine.Digest(ctx, ref, auth)
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("%s: %s cannot be found in its registry (%v): on Swarm every node pulls it, so push it to a registry the nodes reach, e.g. polls:registry", refs[ref], ref, err))
+			continue
+		}
+		name, _, _ := strings.Cut(ref, "@")
+		p.pinned[ref] = name + "@" + digest
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("invalid stack config (nothing was changed):\n%s", strings.Join(problems, "\n"))
+	}
+	return nil
+}
+
+// image returns the reference a service runs for ref: pinned to its digest
+// where New resolved one.
+func (p *Platform) image(ref pulumi.StringInput) pulumi.StringInput {
+	if s, known := ref.(pulumi.String); known {
+		if pinned, ok := p.pinned[string(s)]; ok {
+			return pulumi.String(pinned)
+		}
+	}
+	return ref
 }
 
 // Declare registers what the tenants share: the attachable overlay network
@@ -180,17 +236,17 @@ func (p *Platform) Migration(ctx *pulumi.Context, t tenants.Parts, network, dbRe
 }
 
 // running resolves once service s runs every replica of its current spec
-// (see tenants.Gate), then runs after, if any.
-func (p *Platform) running(ctx *pulumi.Context, what string, s *docker.Service, within time.Duration, after func(context.Context) error) pulumi.StringOutput {
-	return tenants.Gate(ctx, what, s.ID(), func(ctx context.Context, id string) error {
-		if err := p.Engine.WaitService(ctx, id, within); err != nil {
+// with image (see tenants.Gate), then runs after, if any.
+func (p *Platform) running(ctx *pulumi.Context, what string, s *docker.Service, image pulumi.StringInput, within time.Duration, after func(context.Context) error) pulumi.StringOutput {
+	return tenants.Gate(ctx, what, func(ctx context.Context, v []any) error {
+		if err := p.Engine.WaitService(ctx, fmt.Sprint(v[0]), fmt.Sprint(v[1]), within); err != nil {
 			return err
 		}
 		if after != nil {
 			return after(ctx)
 		}
 		return nil
-	}, "running")
+	}, "running", s.ID(), image)
 }
 
 // secret declares a Docker secret holding value and returns how a service
@@ -233,15 +289,19 @@ func (p *Platform) auth(image pulumi.StringInput) docker.ServiceAuthPtrInput {
 	}
 }
 
-// labels converts a part's labels for a service.
+// labels converts a part's labels for a service, sorted by label as the
+// provider reads them back: another order is a change on every preview.
 func labels(t tenants.Parts, role string, extra map[string]pulumi.StringInput) docker.ServiceLabelArray {
-	out := docker.ServiceLabelArray{}
-	l := t.Labels(role)
-	for _, k := range []string{"polls.stack", "polls.tenant", "polls.role"} {
-		out = append(out, docker.ServiceLabelArgs{Label: pulumi.String(k), Value: pulumi.String(l[k])})
+	all := map[string]pulumi.StringInput{}
+	for k, v := range t.Labels(role) {
+		all[k] = pulumi.String(v)
 	}
-	for _, k := range sortedKeys(extra) {
-		out = append(out, docker.ServiceLabelArgs{Label: pulumi.String(k), Value: extra[k]})
+	for k, v := range extra {
+		all[k] = v
+	}
+	out := docker.ServiceLabelArray{}
+	for _, k := range sortedKeys(all) {
+		out = append(out, docker.ServiceLabelArgs{Label: pulumi.String(k), Value: all[k]})
 	}
 	return out
 }

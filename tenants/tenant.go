@@ -252,16 +252,17 @@ printf '%s' "$sum" > /tmp/polls-password-synced`
 // AppHealthCommand is the app's health check, run inside its container.
 var AppHealthCommand = []string{"CMD", spec.AppBinary, "healthcheck"}
 
-// Gate resolves to value once wait says the object with the given ID is up,
-// and fails with what (the tenant and part) and wait's reason otherwise.
-// In a preview nothing is waited for. The value is constant, so gating on
-// it never changes a dependent's inputs by itself.
-func Gate(ctx *pulumi.Context, what string, id pulumi.IDOutput, wait func(ctx context.Context, id string) error, value string) pulumi.StringOutput {
-	return id.ToStringOutput().ApplyTWithContext(ctx.Context(), func(wctx context.Context, id string) (string, error) {
+// Gate resolves to value once wait says the part is up, and fails with what
+// (the tenant and part) and wait's reason otherwise. wait gets the values
+// of on (the part's ID, say) once they are known. In a preview nothing is
+// waited for. The value is constant, so gating on it never changes a
+// dependent's inputs by itself.
+func Gate(ctx *pulumi.Context, what string, wait func(ctx context.Context, on []any) error, value string, on ...any) pulumi.StringOutput {
+	return pulumi.All(on...).ApplyTWithContext(ctx.Context(), func(wctx context.Context, v []any) (string, error) {
 		if ctx.DryRun() {
 			return value, nil
 		}
-		if err := wait(wctx, id); err != nil {
+		if err := wait(wctx, v); err != nil {
 			return "", fmt.Errorf("%s %w", what, err)
 		}
 		return value, nil
