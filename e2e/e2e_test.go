@@ -25,8 +25,11 @@ import (
 	"time"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/auto"
+	"github.com/pulumi/pulumi/sdk/v3/go/auto/events"
 	"github.com/pulumi/pulumi/sdk/v3/go/auto/optdestroy"
+	"github.com/pulumi/pulumi/sdk/v3/go/auto/optpreview"
 	"github.com/pulumi/pulumi/sdk/v3/go/auto/optup"
+	"github.com/pulumi/pulumi/sdk/v3/go/common/apitype"
 
 	"github.com/polls-tenants/polls/nginx/nginxtest"
 )
@@ -40,6 +43,8 @@ type env struct {
 	port   int    // the router's host port
 	log    *os.File
 	config map[string]string
+	// secret lists the config keys set as secrets.
+	secret map[string]bool
 }
 
 // TestEndToEnd ensures the stack really comes up on Docker and behaves:
@@ -59,6 +64,7 @@ func TestEndToEnd(t *testing.T) {
 	// the admin password from the stack output logs in.
 	e.setTenants(`["alpha","beta"]`)
 	out := e.up()
+	e.noChanges()
 	passwords := adminPasswords(t, out)
 	for _, tenant := range []string{"alpha", "beta"} {
 		code, body := e.get(tenant+".polls.local", "/")
@@ -156,7 +162,7 @@ func TestEndToEnd(t *testing.T) {
 	// at once, naming the tenant and the container's output; that tenant's
 	// old version keeps serving, without a failed request, and so do the
 	// others.
-	sick := e.sickImage()
+	sick := e.sickImage(e.prefix + "-app:latest")
 	stop = e.hammer(all)
 	e.setTenants(`["alpha","beta",{"name":"gamma","image":"` + sick + `"}]`)
 	start = time.Now()
@@ -265,7 +271,7 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatalf("create stack: %v", err)
 	}
-	e := &env{t: t, ctx: ctx, stack: stack, prefix: "polls-" + name, port: port, log: logFile}
+	e := &env{t: t, ctx: ctx, stack: stack, prefix: "polls-" + name, port: port, log: logFile, secret: map[string]bool{}}
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("pulumi log (%s), last part:\n%s", logPath, tail(readFile(logPath), 6000))
@@ -298,7 +304,7 @@ func (e *env) setTenants(list string) {
 	e.t.Helper()
 	cfg := auto.ConfigMap{"polls:tenants": {Value: list}}
 	for k, v := range e.config {
-		cfg[k] = auto.ConfigValue{Value: v}
+		cfg[k] = auto.ConfigValue{Value: v, Secret: e.secret[k]}
 	}
 	if err := e.stack.SetAllConfig(e.ctx, cfg); err != nil {
 		e.t.Fatalf("set config: %v", err)
@@ -310,10 +316,36 @@ func (e *env) up() auto.OutputMap {
 	start := time.Now()
 	res, err := e.stack.Up(e.ctx, optup.ProgressStreams(e.log), optup.ErrorProgressStreams(e.log))
 	if err != nil {
-		e.t.Fatalf("pulumi up: %v", tailErr(err))
+		e.t.Fatalf("pulumi up: %s\n…\n%v", errorLines(err.Error()), tailErr(err))
 	}
 	e.t.Logf("pulumi up: %s in %s", summary(res), time.Since(start).Round(time.Second))
 	return res.Outputs
+}
+
+// noChanges fails the test unless `pulumi preview` of the unchanged config
+// plans no change: a resource the provider reads back differently from how
+// the program declares it would otherwise be updated on every `pulumi up`.
+func (e *env) noChanges() {
+	e.t.Helper()
+	evs := make(chan events.EngineEvent)
+	var changed []string
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for ev := range evs {
+			if pre := ev.ResourcePreEvent; pre != nil && pre.Metadata.Op != apitype.OpSame {
+				changed = append(changed, fmt.Sprintf("%s %s %v", pre.Metadata.Op, pre.Metadata.URN, pre.Metadata.Diffs))
+			}
+		}
+	}()
+	_, err := e.stack.Preview(e.ctx, optpreview.ProgressStreams(e.log), optpreview.EventStreams(evs))
+	<-done
+	if err != nil {
+		e.t.Fatalf("pulumi preview: %v", tailErr(err))
+	}
+	if len(changed) > 0 {
+		e.t.Errorf("pulumi preview of an unchanged stack plans changes:\n%s", strings.Join(changed, "\n"))
+	}
 }
 
 func (e *env) upErr() error {
@@ -412,12 +444,13 @@ func (e *env) version(tenant string) string {
 	return resp.Header.Get("X-Polls-Version")
 }
 
-// sickImage builds an app image whose migration works and whose server
-// exits at once: a release that never becomes healthy.
-func (e *env) sickImage() string {
+// sickImage builds an app image from the app image base whose migration
+// works and whose server exits at once: a release that never becomes
+// healthy.
+func (e *env) sickImage(base string) string {
 	e.t.Helper()
 	tag := e.prefix + "-sick"
-	dockerfile := "FROM " + e.prefix + "-app:latest AS app\n" +
+	dockerfile := "FROM " + base + " AS app\n" +
 		"FROM polls-local/debian:bookworm\n" +
 		"COPY --from=app /usr/local/bin/polls /usr/local/bin/polls\n" +
 		"COPY --from=app /run /run\n" +
@@ -651,3 +684,15 @@ func tail(s string, n int) string {
 }
 
 func tailErr(err error) string { return tail(err.Error(), 4000) }
+
+// errorLines returns the lines of a `pulumi up` error that say what failed,
+// without the resources' logs and outputs around them.
+func errorLines(msg string) string {
+	var out []string
+	for _, l := range strings.Split(msg, "\n") {
+		if strings.Contains(l, "error") || strings.Contains(l, "tenant ") || strings.Contains(l, "warning") {
+			out = append(out, strings.TrimSpace(l))
+		}
+	}
+	return tail(strings.Join(out, "\n"), 4000)
+}

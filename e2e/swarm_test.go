@@ -1,0 +1,416 @@
+package e2e
+
+import (
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pulumi/pulumi/sdk/v3/go/auto/optdestroy"
+	"github.com/pulumi/pulumi/sdk/v3/go/auto/optup"
+)
+
+// cluster is the two-node Swarm scripts/swarm-cluster.sh makes: the host's
+// engine as manager, a second engine in a network namespace as worker, and
+// a TLS registry both pull from.
+type cluster struct {
+	n1, n2   string // node hostnames
+	n2Host   string // DOCKER_HOST of the second engine
+	registry string // host:port
+	user     string
+	password string
+}
+
+// startCluster brings the cluster up for the test and tears it down after
+// it, when every other cleanup has run. Where it cannot be had, the test
+// skips with the script's message naming what is missing.
+func startCluster(t *testing.T) *cluster {
+	t.Helper()
+	script, err := filepath.Abs("../scripts/swarm-cluster.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("swarm end-to-end test skipped: it needs root, to create a network namespace and a second Docker engine")
+	}
+	up := exec.Command("bash", script, "up")
+	out, err := up.CombinedOutput()
+	if x, ok := err.(*exec.ExitError); ok && x.ExitCode() == 2 {
+		t.Skipf("swarm end-to-end test skipped: %s", strings.TrimSpace(string(out)))
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("bash", script, "down").CombinedOutput(); err != nil {
+			t.Errorf("swarm-cluster.sh down: %v\n%s", err, out)
+		}
+	})
+	if err != nil {
+		t.Fatalf("swarm-cluster.sh up: %v\n%s", err, out)
+	}
+	envOut, err := exec.Command("bash", script, "env").Output()
+	if err != nil {
+		t.Fatalf("swarm-cluster.sh env: %v", err)
+	}
+	vars := map[string]string{}
+	for _, line := range strings.Split(string(envOut), "\n") {
+		k, v, ok := strings.Cut(strings.TrimPrefix(line, "export "), "=")
+		if ok {
+			vars[k] = strings.Trim(v, `'"`)
+		}
+	}
+	c := &cluster{n1: vars["POLLS_SWARM_N1_NODE"], n2: vars["POLLS_SWARM_N2_NODE"], n2Host: vars["POLLS_SWARM_N2_HOST"],
+		registry: vars["POLLS_REGISTRY"], user: vars["POLLS_REGISTRY_USER"], password: vars["POLLS_REGISTRY_PASSWORD"]}
+	if c.n1 == "" || c.n2 == "" || c.registry == "" || c.password == "" {
+		t.Fatalf("swarm-cluster.sh env gave %q", envOut)
+	}
+	return c
+}
+
+// TestSwarm ensures the same stack runs on a two-node Swarm: tenants on both
+// nodes answer through the router, unknown hosts get 404, tenants are
+// isolated, adding a tenant and releasing under load fail no request, a
+// removed tenant comes back to its data on its node, a drained node moves
+// the apps and is reported for the database pinned there, and destroy
+// leaves only the retained volumes.
+func TestSwarm(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end test skipped with -short")
+	}
+	requireToolchain(t)
+	c := startCluster(t)
+	// Registered before the stack's own cleanup, so it runs after destroy.
+	var prefix string
+	t.Cleanup(func() { c.removeVolumes(prefix) })
+	e := newEnv(t)
+	prefix = e.prefix
+	t.Cleanup(func() {
+		_ = exec.Command("docker", "image", "rm", "-f", c.registry+"/polls/"+e.prefix+"-app:latest").Run()
+	})
+
+	// The workers pull every image from the registry: the app's is pushed
+	// by the program, PostgreSQL's here, as an operator's mirror would.
+	pg := c.registry + "/polls/postgres:15"
+	e.docker("tag", "polls-local/postgres:15", pg)
+	e.docker("push", pg)
+	e.config["polls:platform"] = "swarm"
+	e.config["polls:registry"] = c.registry + "/polls"
+	e.config["polls:registryUsername"] = c.user
+	e.config["polls:registryPassword"] = c.password
+	e.secret["polls:registryPassword"] = true
+	e.config["polls:postgresImage"] = pg
+
+	// 1. alpha's database is pinned to the second node, beta's goes to the
+	// emptier first; both answer through the router, with their own
+	// content and admin password.
+	e.setTenants(`{"alpha":{"node":"` + c.n2 + `"},"beta":{}}`)
+	out := e.up()
+	e.noChanges()
+	passwords := adminPasswords(t, out)
+	for _, tenant := range []string{"alpha", "beta"} {
+		code, body := e.get(tenant+".polls.local", "/")
+		if code != http.StatusOK || !strings.Contains(body, tenant) {
+			t.Fatalf("GET / for %s through nginx = %d; want 200 naming the tenant. Body:\n%s", tenant, code, body)
+		}
+		if code := e.login(tenant, passwords[tenant]).status(http.MethodGet, "/admin/", nil); code != http.StatusOK {
+			t.Errorf("%s: /admin/ after login = %d; want 200", tenant, code)
+		}
+	}
+	if got := e.taskNodes("alpha-db"); fmt.Sprint(got) != fmt.Sprint([]string{c.n2}) {
+		t.Errorf("alpha's database runs on %v; want [%s], its pin", got, c.n2)
+	}
+	if got := e.taskNodes("beta-db"); fmt.Sprint(got) != fmt.Sprint([]string{c.n1}) {
+		t.Errorf("beta's database runs on %v; want [%s], the emptier node", got, c.n1)
+	}
+	for _, tenant := range []string{"alpha", "beta"} {
+		if got := e.taskNodes(tenant + "-app"); len(got) != 2 {
+			t.Errorf("%s's two app replicas run on %v; want them spread over both nodes", tenant, got)
+		}
+	}
+
+	// 2. Unknown hosts get 404.
+	if code, _ := e.get("nobody.polls.local", "/"); code != http.StatusNotFound {
+		t.Errorf("GET / Host nobody.polls.local = %d; want 404", code)
+	}
+
+	// 3. From beta's app task on the manager, beta's database answers and
+	// alpha's, on the other node, cannot be reached by name or address.
+	betaApp := e.docker("ps", "-q", "--filter", "label=com.docker.swarm.service.name="+e.prefix+"-beta-app")
+	betaApp = strings.Split(betaApp, "\n")[0]
+	if code := e.probe(betaApp, "db"); code != 0 {
+		t.Errorf("beta's app cannot reach its own database (pg_isready exit %d)", code)
+	}
+	if code := e.probe(betaApp, e.prefix+"-alpha-db"); code == 0 {
+		t.Errorf("beta's app reaches alpha's database by name")
+	}
+	alphaDB := c.docker(t, "ps", "-q", "--filter", "label=com.docker.swarm.service.name="+e.prefix+"-alpha-db")
+	if ip := c.docker(t, "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", alphaDB); ip == "" {
+		t.Errorf("alpha's database has no address")
+	} else if code := e.probe(betaApp, ip); code == 0 {
+		t.Errorf("beta's app reaches alpha's database at %s", ip)
+	}
+	if spec := e.docker("service", "inspect", "-f", "{{json .Spec.TaskTemplate.ContainerSpec.Env}}", e.prefix+"-alpha-db", e.prefix+"-alpha-app"); strings.Contains(strings.ToUpper(spec), "PASSWORD=") {
+		t.Errorf("a password shows in a service's environment: %s", spec)
+	}
+
+	// 4. Adding gamma while requests hit alpha and beta: none fails, and
+	// their services are not touched.
+	watched := []string{"alpha-db", "alpha-app", "beta-db", "beta-app"}
+	before := e.serviceVersions(watched)
+	stop := e.hammer([]string{"alpha", "beta"})
+	e.setTenants(`{"alpha":{"node":"` + c.n2 + `"},"beta":{},"gamma":{}}`)
+	e.up()
+	sent, failures := stop()
+	t.Logf("while adding gamma: %d requests to alpha and beta, %d failed", sent, len(failures))
+	if sent == 0 || len(failures) > 0 {
+		t.Errorf("while adding gamma: %d requests, %d failed: %v", sent, len(failures), failures)
+	}
+	if after := e.serviceVersions(watched); fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Errorf("services changed by adding a tenant:\nbefore %v\nafter  %v", before, after)
+	}
+	if code, body := e.get("gamma.polls.local", "/"); code != http.StatusOK || !strings.Contains(body, "gamma") {
+		t.Errorf("gamma through nginx = %d; want 200", code)
+	}
+
+	// 5. A release under load: every tenant moves to the new version, which
+	// the workers pull from the registry, with zero failed requests.
+	all := []string{"alpha", "beta", "gamma"}
+	dbs := e.serviceVersions([]string{"alpha-db", "beta-db", "gamma-db"})
+	stop = e.hammer(all)
+	e.release("2")
+	e.setTenants(`{"alpha":{"node":"` + c.n2 + `"},"beta":{},"gamma":{}}`)
+	start := time.Now()
+	e.up()
+	sent, failures = stop()
+	t.Logf("release to version 2 took %s: %d requests, %d failed", time.Since(start).Round(time.Second), sent, len(failures))
+	if sent == 0 || len(failures) > 0 {
+		t.Errorf("while releasing: %d requests, %d failed: %v", sent, len(failures), failures)
+	}
+	for _, tenant := range all {
+		for i := 0; i < 4; i++ { // each request may reach either replica
+			if v := e.version(tenant); v != "2" {
+				t.Errorf("%s serves version %q after the release; want 2", tenant, v)
+				break
+			}
+		}
+	}
+	if after := e.serviceVersions([]string{"alpha-db", "beta-db", "gamma-db"}); fmt.Sprint(after) != fmt.Sprint(dbs) {
+		t.Errorf("a release updated databases:\nbefore %v\nafter  %v", dbs, after)
+	}
+
+	// 5b. A release whose new app never becomes healthy, for gamma: `pulumi
+	// up` fails naming gamma and its task's output, Swarm rolls gamma back,
+	// and gamma keeps serving the old version without a failed request.
+	sick := c.registry + "/polls/" + e.prefix + "-sick"
+	e.docker("tag", e.sickImage(c.registry+"/polls/"+e.prefix+"-app:latest"), sick)
+	e.docker("push", sick)
+	stop = e.hammer(all)
+	e.setTenants(`{"alpha":{"node":"` + c.n2 + `"},"beta":{},"gamma":{"image":"` + sick + `"}}`)
+	start = time.Now()
+	err := e.upErr()
+	sent, failures = stop()
+	t.Logf("sick release of gamma failed after %s: %d requests, %d failed", time.Since(start).Round(time.Second), sent, len(failures))
+	if err == nil {
+		t.Errorf("pulumi up with gamma's new app failing succeeded; want it to fail")
+	} else if msg := err.Error(); !strings.Contains(msg, "tenant gamma: app") || !strings.Contains(msg, "cannot serve: simulated crash") {
+		t.Errorf("pulumi up error does not name gamma's failing app and its output:\n%s", errorLines(msg))
+	}
+	if len(failures) > 0 {
+		t.Errorf("while gamma's release failed: %d requests, %d failed: %v", sent, len(failures), failures)
+	}
+	for i := 0; i < 4; i++ {
+		if v := e.version("gamma"); v != "2" {
+			t.Errorf("gamma serves version %q after its failed release; want the old version 2", v)
+			break
+		}
+	}
+	e.setTenants(`{"alpha":{"node":"` + c.n2 + `"},"beta":{},"gamma":{}}`)
+	e.up()
+
+	// 6. alpha, removed and added back without its pin, returns to its data
+	// on the second node.
+	question := "Survives removal " + randomHex(3) + "?"
+	if code := e.login("alpha", passwords["alpha"]).status(http.MethodPost, "/admin/polls", url.Values{"question": {question}}); code != http.StatusOK {
+		t.Fatalf("create poll in alpha = %d; want 200 after redirect", code)
+	}
+	e.setTenants(`{"beta":{},"gamma":{}}`)
+	e.up()
+	if code, _ := e.get("alpha.polls.local", "/"); code != http.StatusNotFound {
+		t.Errorf("removed tenant alpha answers %d; want 404", code)
+	}
+	e.setTenants(`{"alpha":{},"beta":{},"gamma":{}}`)
+	e.up()
+	if code, body := e.get("alpha.polls.local", "/"); code != http.StatusOK || !strings.Contains(body, question) {
+		t.Errorf("alpha re-added: GET / = %d, has its poll: %v; want its data back", code, strings.Contains(body, question))
+	}
+	if got := e.taskNodes("alpha-db"); fmt.Sprint(got) != fmt.Sprint([]string{c.n2}) {
+		t.Errorf("re-added alpha's database runs on %v; want [%s], where its data is", got, c.n2)
+	}
+
+	// 6b. Rotating alpha's database password makes new Docker secrets,
+	// rolls alpha's services to them and deletes the old ones; alpha keeps
+	// its data and serves.
+	secrets := func() string {
+		return e.docker("secret", "ls", "--filter", "label=polls.stack="+e.prefix, "--filter", "label=polls.tenant=alpha", "--format", "{{.Name}}")
+	}
+	oldSecrets := secrets()
+	urn := "urn:pulumi:" + strings.TrimPrefix(e.prefix, "polls-") + "::polls::polls:index:Tenant$random:index/randomPassword:RandomPassword::alpha-db-password"
+	if _, err := e.stack.Up(e.ctx, optup.Replace([]string{urn}), optup.ProgressStreams(e.log), optup.ErrorProgressStreams(e.log)); err != nil {
+		t.Fatalf("pulumi up --replace alpha's database password: %v", tailErr(err))
+	}
+	newSecrets := secrets()
+	old, renewed := strings.Fields(oldSecrets), strings.Fields(newSecrets)
+	if len(old) != 2 || len(renewed) != 2 || slices.ContainsFunc(renewed, func(n string) bool { return slices.Contains(old, n) }) {
+		t.Errorf("alpha's secrets after rotation: %q; want two new ones replacing %q", newSecrets, oldSecrets)
+	}
+	if code, body := e.get("alpha.polls.local", "/"); code != http.StatusOK || !strings.Contains(body, question) {
+		t.Errorf("alpha after its password rotation: GET / = %d, has its poll: %v", code, strings.Contains(body, question))
+	}
+
+	// 7. The second node drained: the apps' replicas move to the first
+	// node, and tenants whose database is on the first node keep serving.
+	// The databases pinned to the drained node stay down, and `pulumi up`
+	// says so, naming each such tenant and the node. Back to active, they
+	// serve their data again.
+	var onN1, onN2 []string
+	for _, tenant := range all {
+		if fmt.Sprint(e.taskNodes(tenant+"-db")) == fmt.Sprint([]string{c.n2}) {
+			onN2 = append(onN2, tenant)
+		} else {
+			onN1 = append(onN1, tenant)
+		}
+	}
+	if len(onN1) == 0 || !slices.Contains(onN2, "alpha") {
+		t.Fatalf("databases on %s: %v, on %s: %v; want alpha on %s and another tenant on %s", c.n1, onN1, c.n2, onN2, c.n2, c.n1)
+	}
+	e.docker("node", "update", "--availability", "drain", c.n2)
+	deadline := time.Now().Add(90 * time.Second)
+	for _, tenant := range onN1 {
+		for {
+			nodes := e.taskNodes(tenant + "-app")
+			if fmt.Sprint(nodes) == fmt.Sprint([]string{c.n1}) && len(e.runningTasks(tenant+"-app")) == 2 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s's app replicas run on %v 90 s after draining %s; want both on %s", tenant, nodes, c.n2, c.n1)
+			}
+			time.Sleep(time.Second)
+		}
+		if code, _ := e.get(tenant+".polls.local", "/"); code != http.StatusOK {
+			t.Errorf("%s answers %d with %s drained; want 200", tenant, code, c.n2)
+		}
+	}
+	// Pulumi reports the first tenant whose step failed as the error, and
+	// every tenant on the drained node as a warning.
+	err = e.upErr()
+	if err == nil {
+		t.Errorf("pulumi up with %s drained succeeded; want it to fail for %v", c.n2, onN2)
+	} else {
+		msg := err.Error()
+		if !strings.Contains(msg, ": database (pinned to node "+c.n2+") service") || !strings.Contains(msg, "cannot be placed") {
+			t.Errorf("pulumi up error does not name a database on %s and why:\n%s", c.n2, errorLines(msg))
+		}
+		for _, tenant := range onN2 {
+			if !strings.Contains(msg, "tenant "+tenant+": its database is pinned to node "+c.n2+", which is drain") {
+				t.Errorf("pulumi up does not warn that %s's database is pinned to the drained %s:\n%s", tenant, c.n2, errorLines(msg))
+			}
+		}
+	}
+	e.docker("node", "update", "--availability", "active", c.n2)
+	e.up()
+	if code, body := e.get("alpha.polls.local", "/"); code != http.StatusOK || !strings.Contains(body, question) {
+		t.Errorf("alpha after its node is back: GET / = %d, has its poll: %v", code, strings.Contains(body, question))
+	}
+
+	// 8. Destroy leaves no service, secret, container or network of the
+	// stack on either node, and only the retained data volumes.
+	if _, err := e.stack.Destroy(e.ctx, optdestroy.ProgressStreams(e.log)); err != nil {
+		t.Fatalf("pulumi destroy: %v", err)
+	}
+	if left := e.docker("service", "ls", "--filter", "label=polls.stack="+e.prefix, "--format", "{{.Name}}"); left != "" {
+		t.Errorf("services left after destroy: %s", left)
+	}
+	if left := e.docker("secret", "ls", "--filter", "label=polls.stack="+e.prefix, "--format", "{{.Name}}"); left != "" {
+		t.Errorf("secrets left after destroy: %s", left)
+	}
+	if left := e.docker("network", "ls", "--filter", "name="+e.prefix, "--format", "{{.Name}}"); left != "" {
+		t.Errorf("networks left after destroy: %s", left)
+	}
+	var volumes []string
+	for _, docker := range []func(*testing.T, ...string) string{func(t *testing.T, a ...string) string { return e.docker(a...) }, c.docker} {
+		if left := docker(t, "ps", "-a", "--filter", "label=com.docker.swarm.service.name", "--format", "{{.Names}}"); strings.Contains(left, e.prefix) {
+			t.Errorf("task containers left after destroy: %s", left)
+		}
+		if v := docker(t, "volume", "ls", "--filter", "name="+e.prefix, "--format", "{{.Name}}"); v != "" {
+			volumes = append(volumes, strings.Split(v, "\n")...)
+		}
+	}
+	slices.Sort(volumes)
+	want := []string{e.prefix + "-alpha-pgdata", e.prefix + "-beta-pgdata", e.prefix + "-gamma-pgdata"}
+	if fmt.Sprint(volumes) != fmt.Sprint(want) {
+		t.Errorf("volumes on both nodes after destroy: %v; want only the retained data volumes %v", volumes, want)
+	}
+}
+
+// docker runs the docker CLI against the second node's engine.
+func (c *cluster) docker(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := exec.Command("docker", append([]string{"-H", c.n2Host}, args...)...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("docker -H %s %s: %v\n%s", c.n2Host, strings.Join(args, " "), err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// removeVolumes deletes the stack's data volumes on both nodes.
+func (c *cluster) removeVolumes(prefix string) {
+	if prefix == "" {
+		return
+	}
+	for _, host := range []string{"", c.n2Host} {
+		args := []string{}
+		if host != "" {
+			args = append(args, "-H", host)
+		}
+		out, _ := exec.Command("docker", append(args, "volume", "ls", "-q", "--filter", "name="+prefix)...).Output()
+		for _, v := range strings.Fields(string(out)) {
+			_ = exec.Command("docker", append(args, "volume", "rm", "-f", v)...).Run()
+		}
+	}
+}
+
+// runningTasks returns the nodes of the running tasks of service
+// <prefix>-<name>, one per task.
+func (e *env) runningTasks(name string) []string {
+	e.t.Helper()
+	out := e.docker("service", "ps", "--filter", "desired-state=running", "--format", "{{.Node}} {{.CurrentState}}", e.prefix+"-"+name)
+	var nodes []string
+	for _, line := range strings.Split(out, "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[1] == "Running" {
+			nodes = append(nodes, f[0])
+		}
+	}
+	return nodes
+}
+
+// taskNodes returns the distinct nodes running tasks of the service, sorted.
+func (e *env) taskNodes(name string) []string {
+	nodes := e.runningTasks(name)
+	slices.Sort(nodes)
+	return slices.Compact(nodes)
+}
+
+// serviceVersions returns each service's version index: it changes with
+// every update of the service.
+func (e *env) serviceVersions(names []string) map[string]string {
+	e.t.Helper()
+	v := map[string]string{}
+	for _, n := range names {
+		v[n] = e.docker("service", "inspect", "-f", "{{.Version.Index}}", e.prefix+"-"+n)
+	}
+	return v
+}
