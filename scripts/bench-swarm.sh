@@ -169,10 +169,53 @@ our_refs() {
     }'
 }
 
-# ours reports whether image $1 was built by this run: the last step of every app build this run made names its
-# module proxy among its build args.
+# ours reports whether image $1 was built by this run: either a build
+# stage's step names this run's module proxy among its build args, or it is
+# a runtime-stage image of the app (its history copies in
+# /usr/local/bin/polls) that did not exist when this run started. The
+# runtime stage's history names no build arg, and its steps are often
+# layer-cache hits of an earlier run, so the proxy alone misses them.
 ours() {
-  [ -n "$goproxy" ] && docker history --no-trunc --format '{{.CreatedBy}}' "$1" 2>/dev/null | grep -qF -- "GOPROXY=$goproxy "
+  local h
+  [ -n "$goproxy" ] || return 1
+  h=$(docker history --no-trunc --format '{{.CreatedBy}}' "$1" 2>/dev/null) || return 1
+  grep -qF -- "GOPROXY=$goproxy " <<<"$h" && return 0
+  new_since_start images "$1" && grep -qF -- /usr/local/bin/polls <<<"$h"
+}
+
+# snapshot records the IDs of all containers and images before anything is
+# built, so that cleanup can tell this run's build leftovers from older ones.
+snapshot() {
+  docker ps -aq --no-trunc 2>/dev/null | sort -u >"$work/containers.before"
+  docker images -aq --no-trunc 2>/dev/null | sort -u >"$work/images.before"
+}
+
+# new_since_start succeeds if container or image ($1: containers|images)
+# $2 was not there when this run started (never without a snapshot).
+new_since_start() {
+  local id
+  [ -f "$work/$1.before" ] || return 1
+  if [ "$1" = containers ]; then
+    id=$(docker inspect -f '{{.Id}}' "$2" 2>/dev/null) || return 1
+  else
+    id=$(docker image inspect -f '{{.Id}}' "$2" 2>/dev/null) || return 1
+  fi
+  ! grep -qxF -- "$id" "$work/$1.before"
+}
+
+# build_container reports whether stopped container $1 is a step of one of
+# this run's app builds: created by this run from an image of the app's
+# build, and a builder step (its command /bin/sh -c ...), not a task.
+# The Pulumi provider's builds leave these behind, among them the last
+# step's, whose image is a runtime-stage layer-cache hit.
+build_container() {
+  local img cmd
+  new_since_start containers "$1" || return 1
+  img=$(docker inspect -f '{{.Image}}' "$1" 2>/dev/null) || return 1
+  cmd=$(docker inspect -f '{{json .Config.Cmd}}' "$1" 2>/dev/null) || return 1
+  [[ $cmd == '["/bin/sh","-c"'* ]] || return 1
+  ours "$img" && return 0
+  docker history --no-trunc --format '{{.CreatedBy}}' "$img" 2>/dev/null | grep -qE -- 'GOPROXY=|/usr/local/bin/polls'
 }
 
 # remove_build_stages removes the untagged build stages of this run's app
@@ -182,8 +225,7 @@ remove_build_stages() {
   local also=${1:-} img c step removed
   [ -n "$goproxy" ] || return 0
   for c in $(docker ps -aq --filter status=exited --filter status=created); do
-    img=$(docker inspect -f '{{.Image}}' "$c" 2>/dev/null) || continue
-    ours "$img" || continue
+    build_container "$c" || continue
     if [ -n "$also" ]; then
       step=$(docker inspect -f '{{json .Config.Env}}' "$c" 2>/dev/null)
       [[ $step == *"$also"* ]] || continue
@@ -400,6 +442,7 @@ hammer_stop() {
 note() { printf '  %-50s %6ss%s\n' "$1" "$2" "${3:+  $3}"; }
 
 # --- the cluster ------------------------------------------------------------
+snapshot
 if scripts/swarm-cluster.sh env >/dev/null 2>&1; then
   cluster_note="already up (left up)"
 else
