@@ -106,7 +106,12 @@ func (c *Client) Exec(ctx context.Context, id string, cmd []string) (int, string
 
 // Logs returns the last lines of a container's output.
 func (c *Client) Logs(ctx context.Context, id string, lines int) (string, error) {
-	req, err := http.NewRequestWithContext(ctx, "GET", c.url("/containers/"+url.PathEscape(id)+"/logs",
+	return c.logs(ctx, "/containers/"+url.PathEscape(id)+"/logs", lines)
+}
+
+// logs reads the last lines of a logs endpoint's multiplexed stream.
+func (c *Client) logs(ctx context.Context, path string, lines int) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, "GET", c.url(path,
 		url.Values{"stdout": {"1"}, "stderr": {"1"}, "tail": {strconv.Itoa(lines)}}), nil)
 	if err != nil {
 		return "", err
@@ -117,7 +122,7 @@ func (c *Client) Logs(ctx context.Context, id string, lines int) (string, error)
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
+	if err != nil && len(raw) == 0 {
 		return "", err
 	}
 	if resp.StatusCode >= 300 {

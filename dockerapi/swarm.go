@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"reflect"
@@ -14,8 +13,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/polls-tenants/polls/dockerlog"
 )
 
 // Node is a Swarm node, as far as placing databases needs it.
@@ -306,24 +303,7 @@ func (c *Client) serviceFailed(ctx context.Context, id, what, lastErr string) er
 func (c *Client) ServiceLogs(ctx context.Context, id string, lines int) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, "GET", c.url("/services/"+url.PathEscape(id)+"/logs",
-		url.Values{"stdout": {"1"}, "stderr": {"1"}, "tail": {strconv.Itoa(lines)}}), nil)
-	if err != nil {
-		return "", err
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return "", fmt.Errorf("docker engine at %s: %w", c.host, err)
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil && len(raw) == 0 {
-		return "", err
-	}
-	if resp.StatusCode >= 300 {
-		return "", &Error{Status: resp.StatusCode, Message: strings.TrimSpace(string(raw))}
-	}
-	return strings.TrimSpace(dockerlog.Demux(string(raw))), nil
+	return c.logs(ctx, "/services/"+url.PathEscape(id)+"/logs", lines)
 }
 
 // sameSpec reports whether a task's spec is its service's task template: a

@@ -23,8 +23,9 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"maps"
 	"path"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 
@@ -158,7 +159,7 @@ func (p *Platform) pin(ctx context.Context, s spec.Stack) error {
 		}
 	}
 	var problems []string
-	for _, ref := range sortedKeys(refs) {
+	for _, ref := range slices.Sorted(maps.Keys(refs)) {
 		if strings.Contains(ref, "@") {
 			p.pinned[ref] = ref
 			continue
@@ -300,7 +301,7 @@ func labels(t tenants.Parts, role string, extra map[string]pulumi.StringInput) d
 		all[k] = v
 	}
 	out := docker.ServiceLabelArray{}
-	for _, k := range sortedKeys(all) {
+	for _, k := range slices.Sorted(maps.Keys(all)) {
 		out = append(out, docker.ServiceLabelArgs{Label: pulumi.String(k), Value: all[k]})
 	}
 	return out
@@ -331,13 +332,4 @@ func memoryBytes(mb int) pulumi.IntPtrInput {
 		return nil
 	}
 	return pulumi.Int(mb << 20)
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
