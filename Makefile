@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 GO    ?= go
 
-.PHONY: test test-short vet up up-local destroy images bench bench-app bench-compose bench-swarm lint
+.PHONY: test test-short vet up up-local destroy images bench bench-app bench-compose bench-swarm bench-add lint
 
 ## test: every test of the program and of app/, including real nginx,
 ## PostgreSQL and (when a Docker engine and the Pulumi toolchain are present)
@@ -56,6 +56,11 @@ bench-app:
 ## add under a request loop, idle RAM (BENCH_N100=1: also pulumi at N=100).
 bench-compose:
 	scripts/bench-compose.sh
+
+## bench-add: adding one tenant to N=10, the working tree against BASE (a
+## revision, default HEAD), alternating, ROUNDS times (scripts/bench-add.sh).
+bench-add:
+	scripts/bench-add.sh $(or $(BASE),HEAD) $(or $(ROUNDS),2)
 
 ## bench-swarm: pulumi (polls:platform swarm) vs docker stack deploy of the
 ## equivalent stack file at N=10 on the two-node test cluster: cold, and a

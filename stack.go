@@ -53,6 +53,8 @@ type platform interface {
 	Declare(ctx *pulumi.Context, opts ...pulumi.ResourceOption) error
 	// EdgeNetwork is the network the router and every app share.
 	EdgeNetwork() pulumi.StringOutput
+	// Existing reports whether the tenant was deployed before this update.
+	Existing(tenant string) bool
 }
 
 // plan reads what the platform needs from the engine and plans the stack
@@ -134,7 +136,7 @@ func declare(ctx *pulumi.Context, s spec.Stack, engine Engine) (*deployed, error
 			return nil, err
 		}
 		d.Tenants[t.Name] = tn
-		routes = append(routes, router.Route{Server: nginx.Server{Name: t.Name, Hosts: t.ServerNames(s.Domain)}, Upstream: tn.Upstream})
+		routes = append(routes, router.Route{Server: nginx.Server{Name: t.Name, Hosts: t.ServerNames(s.Domain)}, Upstream: tn.Upstream, Installed: on.Existing(t.Name)})
 	}
 
 	r, err := router.New(ctx, "router", router.Args{

@@ -604,3 +604,30 @@ func TestReplacementOptions(t *testing.T) {
 		}
 	}
 }
+
+// TestSharedConfigWaitsForExistingRoutesOnly ensures the router's shared
+// config waits for the routes of tenants deployed before (an upgrade from a
+// single config must not go dark) and not for a new tenant's, so adding a
+// tenant does not wait for it.
+func TestSharedConfigWaitsForExistingRoutesOnly(t *testing.T) {
+	first := newMocks()
+	if err := run(t, first, map[string]string{"tenants": tenantList("thor")}); err != nil {
+		t.Fatal(err)
+	}
+	m := newMocks()
+	m.networks = first.declaredNetworks()
+	if err := run(t, m, map[string]string{"tenants": tenantList("thor", "potter")}); err != nil {
+		t.Fatal(err)
+	}
+	req := m.requests["docker:index/container:Container::router-config"]
+	if req == nil {
+		t.Fatal("no router-config container registered")
+	}
+	deps := strings.Join(req.GetDependencies(), " ")
+	if !strings.Contains(deps+" ", "::thor-route ") {
+		t.Errorf("shared config depends on %q; want thor's route, installed before", deps)
+	}
+	if strings.Contains(deps, "potter-route") {
+		t.Errorf("shared config depends on %q; want not the new tenant potter's route", deps)
+	}
+}

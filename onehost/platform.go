@@ -44,18 +44,23 @@ type Platform struct {
 	Subnets  map[string]netip.Prefix
 	Gateways map[string]netip.Addr
 
-	prefix string
+	prefix   string
+	existing map[string]bool
 }
 
 // New plans the stack on the engine: every tenant's subnet. It registers
 // nothing, so a plan that fails changes nothing.
 func New(ctx context.Context, engine Engine, s spec.Stack, prefix string) (*Platform, error) {
-	subnets, gateways, err := planSubnets(ctx, engine, s, prefix)
+	subnets, gateways, existing, err := planSubnets(ctx, engine, s, prefix)
 	if err != nil {
 		return nil, err
 	}
-	return &Platform{Engine: engine, Subnets: subnets, Gateways: gateways, prefix: prefix}, nil
+	return &Platform{Engine: engine, Subnets: subnets, Gateways: gateways, prefix: prefix, existing: existing}, nil
 }
+
+// Existing reports whether the tenant's network was on the engine before
+// this update: the tenant was deployed.
+func (p *Platform) Existing(tenant string) bool { return p.existing[tenant] }
 
 // Declare registers what the tenants share: the edge network the router
 // and every app meet on. Databases are never on it.

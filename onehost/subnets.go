@@ -15,10 +15,10 @@ import (
 // already has, or the lowest free /28 of polls:subnetPool (package subnets).
 // Nothing is created when the pool collides with a network on the engine
 // or is full.
-func planSubnets(ctx context.Context, engine Engine, s spec.Stack, prefix string) (map[string]netip.Prefix, map[string]netip.Addr, error) {
+func planSubnets(ctx context.Context, engine Engine, s spec.Stack, prefix string) (map[string]netip.Prefix, map[string]netip.Addr, map[string]bool, error) {
 	nets, err := engine.Networks(ctx)
 	if err != nil {
-		return nil, nil, fmt.Errorf("list the Docker engine's networks to plan tenant subnets: %w", err)
+		return nil, nil, nil, fmt.Errorf("list the Docker engine's networks to plan tenant subnets: %w", err)
 	}
 	byName := map[string]dockerapi.Network{}
 	var all []subnets.Network
@@ -28,12 +28,14 @@ func planSubnets(ctx context.Context, engine Engine, s spec.Stack, prefix string
 		all = append(all, subnets.Network{Name: n.Name, Subnets: n.Subnets, Shared: shared})
 	}
 	current := map[string]netip.Prefix{}
+	existing := map[string]bool{}
 	gateways := map[string]netip.Addr{}
 	names := make([]string, len(s.Tenants))
 	for i, t := range s.Tenants {
 		names[i] = t.Name
 		if n, ok := byName[tenants.NetworkName(prefix, t.Name)]; ok && len(n.Subnets) > 0 {
 			current[t.Name] = n.Subnets[0]
+			existing[t.Name] = true
 			if gw, ok := n.Gateways[n.Subnets[0]]; ok {
 				gateways[t.Name] = gw
 			}
@@ -41,12 +43,12 @@ func planSubnets(ctx context.Context, engine Engine, s spec.Stack, prefix string
 	}
 	plan, err := subnets.Plan(s.SubnetPool, names, current, all)
 	if err != nil {
-		return nil, nil, fmt.Errorf("invalid stack config (nothing was changed):\n%w", err)
+		return nil, nil, nil, fmt.Errorf("invalid stack config (nothing was changed):\n%w", err)
 	}
 	for t, p := range plan {
 		if _, ok := gateways[t]; !ok {
 			gateways[t] = subnets.Gateway(p)
 		}
 	}
-	return plan, gateways, nil
+	return plan, gateways, existing, nil
 }

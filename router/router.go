@@ -72,6 +72,10 @@ type Route struct {
 	// Upstream is host:port of the tenant's app container, known once that
 	// container is healthy: the route goes live only then.
 	Upstream pulumi.StringOutput
+	// Installed says the tenant existed before this update, so its route
+	// file is (or, on an upgrade from a single inline config, is about to
+	// be) in place: the shared config waits for such routes only.
+	Installed bool
 }
 
 // Router is the component resource for the router.
@@ -175,10 +179,14 @@ func New(ctx *pulumi.Context, name string, args Args, opts ...pulumi.ResourceOpt
 		}
 		uploads = append(uploads, docker.ContainerUploadArgs{File: pulumi.String(stageDir + "/" + f.Name), Content: content})
 	}
-	// Routes first, the shared config last: until the shared config
-	// includes them, new route files are not live, so a stack made before
-	// per-tenant routes keeps serving from its old config until every
-	// tenant's route is in place. Routes do not wait for the shared config.
+	// The routes of tenants that existed before this update first, the
+	// shared config after them: until the shared config includes them,
+	// route files are not live, so a stack made before per-tenant routes
+	// keeps serving from its old config until every tenant's route is in
+	// place. A new tenant's route is not waited for: the shared config's
+	// include already covers it, and the config (its list of tenants)
+	// installs meanwhile, off the new tenant's path. Routes never wait for
+	// the shared config.
 	var routes []pulumi.Resource
 	for _, rt := range args.Routes {
 		tenant, server := rt.Server.Name, rt.Server
@@ -193,7 +201,9 @@ func New(ctx *pulumi.Context, name string, args Args, opts ...pulumi.ResourceOpt
 		if err != nil {
 			return nil, fmt.Errorf("router: route of tenant %s: %w", tenant, err)
 		}
-		routes = append(routes, route)
+		if rt.Installed {
+			routes = append(routes, route)
+		}
 		r.Routed[tenant] = installed(route, "tenant "+tenant+": its route was not installed", "routed")
 	}
 

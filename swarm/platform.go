@@ -76,6 +76,8 @@ type Platform struct {
 	registryHost string
 	// pinned maps image references to the same with their digest.
 	pinned map[string]string
+	// existing are the tenants whose database service ran before.
+	existing map[string]bool
 }
 
 var _ tenants.Platform = (*Platform)(nil)
@@ -139,7 +141,10 @@ func New(ctx *pulumi.Context, engine Engine, s spec.Stack, prefix string) (*Plat
 			return nil, err
 		}
 	}
-	p := &Platform{Engine: engine, Nodes: plan, prefix: prefix, registryAuth: s.RegistryAuth, registryHost: s.RegistryHost(), pinned: map[string]string{}}
+	p := &Platform{Engine: engine, Nodes: plan, prefix: prefix, registryAuth: s.RegistryAuth, registryHost: s.RegistryHost(), pinned: map[string]string{}, existing: map[string]bool{}}
+	for t := range current {
+		p.existing[t] = true
+	}
 	if err := p.pin(ctx.Context(), s); err != nil {
 		return nil, err
 	}
@@ -210,6 +215,10 @@ func (p *Platform) Declare(ctx *pulumi.Context, opts ...pulumi.ResourceOption) e
 
 // EdgeNetwork is the name of the network the router and every app share.
 func (p *Platform) EdgeNetwork() pulumi.StringOutput { return p.Edge }
+
+// Existing reports whether the tenant's database service was on the
+// cluster before this update: the tenant was deployed.
+func (p *Platform) Existing(tenant string) bool { return p.existing[tenant] }
 
 // Network declares the tenant's overlay network: internal (no way out of
 // the cluster), so only its own database, migration and app are on it, and

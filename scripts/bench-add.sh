@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Adding one tenant to N=10, timed: the working tree against a baseline
+# revision, in one invocation, alternating, ROUNDS times each.
+#
+#   scripts/bench-add.sh [BASE_REV] [ROUNDS]     # defaults: HEAD, 2
+#
+# Each round makes a throwaway stack (local file backend) of the tree with
+# N tenants on the local images, then times `pulumi up --skip-preview` after
+# adding t11, as `make bench-compose` does (without its compose side), and
+# keeps the engine's event log so the new tenant's path can be read off it
+# (BENCH_DIR/<side>-<round>.events.json). Prints each time, the means and
+# the ratio tree/base. Needs what the end-to-end test needs: a Docker
+# engine, the local images (scripts/images.sh) and the Pulumi toolchain.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+base=${1:-HEAD}
+rounds=${2:-2}
+n=${BENCH_N:-10}
+dir=${BENCH_DIR:-$(mktemp -d /tmp/bench-add.XXXXXX)}
+base_rev=$(git -C "$root" rev-parse --verify "$base^{commit}")
+mkdir -p "$dir"
+export PULUMI_CONFIG_PASSPHRASE=bench PULUMI_SKIP_UPDATE_CHECK=1 PULUMI_PARALLEL=64
+
+# A module proxy on loopback for the app build (containers here cannot do
+# HTTPS): the module cache's download tree.
+(cd "$root" && go build -o "$dir/modproxy" ./tools/modproxy)
+"$dir/modproxy" -addr 127.0.0.1:0 >"$dir/proxy.out" 2>&1 &
+proxy=$!
+trap 'kill $proxy 2>/dev/null || true' EXIT
+for _ in $(seq 50); do
+  goproxy=$(sed -n 's/^listening on //p' "$dir/proxy.out")
+  [ -n "$goproxy" ] && break
+  sleep 0.1
+done
+[ -n "${goproxy:-}" ] || { echo "bench-add: the module proxy did not start" >&2; exit 1; }
+
+tenants() { python3 -c "import json; print(json.dumps({'t%02d' % i: {} for i in range(1, $1 + 1)}))"; }
+
+# run SIDE ROUND: one stack of the side's source, N tenants, then add one.
+run() {
+  local side=$1 round=$2 src=$dir/$1-$2 stack=ba$1$2 start end
+  mkdir -p "$src" "$dir/state"
+  if [ "$side" = base ]; then
+    git -C "$root" archive "$base_rev" | tar -C "$src" -xf -
+  else
+    tar -C "$root" --exclude=./.git --exclude=./.pulumi-bin -cf - . | tar -C "$src" -xf -
+  fi
+  rm -f "$src"/Pulumi.*.yaml
+  export PULUMI_BACKEND_URL=file://$dir/state
+  (
+    cd "$src"
+    pulumi stack init "$stack" >/dev/null
+    pulumi config set polls:httpPort "$((18100 + round))" >/dev/null
+    pulumi config set polls:postgresImage polls-local/postgres:15 >/dev/null
+    pulumi config set polls:nginxImage polls-local/nginx:1 >/dev/null
+    pulumi config set polls:appBuildNetwork host >/dev/null
+    pulumi config set polls:appBuildArgs "{\"GO_IMAGE\":\"polls-local/golang:1.23\",\"RUNTIME_IMAGE\":\"polls-local/static:bookworm\",\"GOPROXY\":\"$goproxy\",\"GOSUMDB\":\"off\"}" >/dev/null
+    pulumi config set polls:tenants "$(tenants "$n")" >/dev/null
+    pulumi up --yes --skip-preview >"$dir/$side-$round.cold.out" 2>&1
+    pulumi config set polls:tenants "$(tenants $((n + 1)))" >/dev/null
+    start=$(date +%s.%N)
+    PULUMI_DEBUG_COMMANDS=true pulumi up --yes --skip-preview --event-log "$dir/$side-$round.events.json" >"$dir/$side-$round.add.out" 2>&1
+    end=$(date +%s.%N)
+    echo "$end - $start" | bc >"$dir/$side-$round.seconds"
+    pulumi destroy --yes >/dev/null 2>&1 || true
+    pulumi stack rm --yes --force "$stack" >/dev/null 2>&1 || true
+  )
+  docker volume ls -q --filter "name=polls-$stack-" | xargs -r docker volume rm >/dev/null
+  printf '  %-5s round %d: add t%02d to N=%d  %6.2fs\n' "$side" "$round" $((n + 1)) "$n" "$(cat "$dir/$side-$round.seconds")"
+}
+
+echo "bench-add: tree ($(git -C "$root" rev-parse --short HEAD)$(git -C "$root" diff --quiet || echo '+changes')) vs base ${base_rev:0:7}, N=$n, $rounds rounds, PULUMI_PARALLEL=64"
+for r in $(seq "$rounds"); do
+  run base "$r"
+  run tree "$r"
+done
+mean() { cat "$dir"/"$1"-*.seconds | awk '{ s += $1 } END { printf "%.2f", s / NR }'; }
+b=$(mean base) t=$(mean tree)
+echo "  mean: base ${b}s, tree ${t}s, ratio tree/base $(echo "scale=2; $t / $b" | bc)"
+echo "  event logs and outputs: $dir"
