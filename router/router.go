@@ -46,11 +46,11 @@ var installScript string
 const Type = "polls:index:Router"
 
 const (
-	confDir = "/etc/nginx/conf.d"
+	ConfDir = "/etc/nginx/conf.d"
 	// stageDir is where the config container receives the new files.
 	stageDir = "/polls/next"
-	// dockerDNS is Docker's embedded DNS server on user-defined networks.
-	dockerDNS = "127.0.0.11"
+	// DockerDNS is Docker's embedded DNS server on user-defined networks.
+	DockerDNS = "127.0.0.11"
 )
 
 // Args configures the router.
@@ -106,7 +106,7 @@ func New(ctx *pulumi.Context, name string, args Args, opts ...pulumi.ResourceOpt
 	for i, rt := range args.Routes {
 		names[i] = rt.Server.Name
 	}
-	cfg, files, err := Files(args.Stack, names, confDir)
+	cfg, files, err := Files(args.Stack, names, ConfDir)
 	if err != nil {
 		return nil, fmt.Errorf("router: %w", err)
 	}
@@ -118,7 +118,7 @@ func New(ctx *pulumi.Context, name string, args Args, opts ...pulumi.ResourceOpt
 		return nil, fmt.Errorf("router: config volume: %w", err)
 	}
 	mounts := docker.ContainerMountArray{
-		docker.ContainerMountArgs{Type: pulumi.String("volume"), Source: conf.Name, Target: pulumi.String(confDir)},
+		docker.ContainerMountArgs{Type: pulumi.String("volume"), Source: conf.Name, Target: pulumi.String(ConfDir)},
 	}
 	ports := docker.ContainerPortArray{
 		docker.ContainerPortArgs{Internal: pulumi.Int(80), External: pulumi.Int(args.Stack.HTTPPort)},
@@ -262,7 +262,7 @@ type File struct {
 // overwrites the one the running config uses before the new config passed
 // `nginx -t`. It also returns the config the tenants' routes render with.
 func Files(s spec.Stack, tenants []string, dir string) (nginx.Config, []File, error) {
-	cfg := nginx.Config{Resolver: dockerDNS, Listen: "80", ListenTLS: "443", Include: dir + "/tenants/*.conf"}
+	cfg := nginx.Config{Resolver: DockerDNS, Listen: "80", ListenTLS: "443", Include: dir + "/tenants/*.conf"}
 	var files []File
 	if s.TLS != nil {
 		sum := sha256.Sum256([]byte(s.TLS.CertificatePEM + s.TLS.KeyPEM))

@@ -2,12 +2,10 @@ package main
 
 import (
 	"bytes"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io/fs"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -17,15 +15,15 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/polls-tenants/polls/nginx"
+	"github.com/polls-tenants/polls/router"
 	"github.com/polls-tenants/polls/spec"
 	"github.com/polls-tenants/polls/subnets"
+	"github.com/polls-tenants/polls/tools/internal/gen"
 )
 
 // These mirror the router package's unexported names; the test checks
 // nginx.conf against the router's own rendering.
 const (
-	confDir     = "/etc/nginx/conf.d"
-	dockerDNS   = "127.0.0.11"
 	edgeNetwork = "edge"
 )
 
@@ -70,16 +68,6 @@ func (o options) check() error {
 		errs = append(errs, fmt.Errorf("-project %q: use lower-case letters, digits, '_', '.' and '-'", o.Project))
 	}
 	return errors.Join(errs...)
-}
-
-// tenantNames returns t01, t02, ... tN (t100 and on past 99): valid DNS
-// labels.
-func tenantNames(n int) []string {
-	names := make([]string, n)
-	for i := range names {
-		names[i] = fmt.Sprintf("t%02d", i+1)
-	}
-	return names
 }
 
 // tenantSubnets returns the subnet the program gives each new tenant's
@@ -158,7 +146,7 @@ type ipamConfig struct {
 // Secret files are referenced relative to the compose file's directory.
 func build(o options, nginxConf []byte) (composeFile, error) {
 	sum := sha256.Sum256(nginxConf)
-	plan, err := tenantSubnets(tenantNames(o.Tenants), o.Taken)
+	plan, err := tenantSubnets(gen.TenantNames(o.Tenants), o.Taken)
 	if err != nil {
 		return composeFile{}, err
 	}
@@ -168,7 +156,7 @@ func build(o options, nginxConf []byte) (composeFile, error) {
 		Networks: map[string]network{edgeNetwork: {}},
 		Volumes:  map[string]struct{}{},
 	}
-	for _, t := range tenantNames(o.Tenants) {
+	for _, t := range gen.TenantNames(o.Tenants) {
 		name := func(part string) string { return o.Project + "-" + t + "-" + part }
 		secret := func(file, target string) string { return "./secrets/" + t + "-" + file + ":" + target + ":ro" }
 		labels := func(role string) map[string]string {
@@ -254,8 +242,8 @@ func build(o options, nginxConf []byte) (composeFile, error) {
 		Image:         o.NginxImage,
 		// The tmpfs hides the image's default.conf, as the router's config
 		// volume does: unknown hosts get polls.conf's 404, not a welcome page.
-		Tmpfs:    []string{confDir},
-		Volumes:  []string{"./nginx.conf:" + confDir + "/polls.conf:ro"},
+		Tmpfs:    []string{router.ConfDir},
+		Volumes:  []string{"./nginx.conf:" + router.ConfDir + "/polls.conf:ro"},
 		Ports:    []string{strconv.Itoa(o.Port) + ":80"},
 		Networks: map[string]attachment{edgeNetwork: {}},
 		Restart:  "unless-stopped",
@@ -273,12 +261,12 @@ func build(o options, nginxConf []byte) (composeFile, error) {
 // does for the default domain and no TLS.
 func renderNginx(o options) ([]byte, error) {
 	var servers []nginx.Server
-	for _, t := range tenantNames(o.Tenants) {
+	for _, t := range gen.TenantNames(o.Tenants) {
 		servers = append(servers, nginx.Server{
 			Name: t, Hosts: []string{t + "." + spec.DefaultDomain}, Upstream: t + ":" + strconv.Itoa(spec.AppPort),
 		})
 	}
-	return nginx.Render(nginx.Config{Servers: servers, Resolver: dockerDNS, Listen: "80", ListenTLS: "443"})
+	return gen.RenderRouter(servers)
 }
 
 // write writes the compose file, nginx config and any missing secrets into
@@ -295,12 +283,15 @@ func write(dir string, o options) ([]string, error) {
 		return nil, fmt.Errorf("create %s: %w", secrets, err)
 	}
 	var written []string
-	for _, t := range tenantNames(o.Tenants) {
-		dbPassword, err := ensureSecret(filepath.Join(secrets, t+"-db-password"), 32)
+	// The files are bind-mounted into containers that do not run as their
+	// owner: readable by all (0644), as in the directory only the benchmark
+	// uses.
+	for _, t := range gen.TenantNames(o.Tenants) {
+		dbPassword, err := gen.EnsureSecret(filepath.Join(secrets, t+"-db-password"), 32, 0o644)
 		if err != nil {
 			return nil, fmt.Errorf("tenant %s: database password: %w", t, err)
 		}
-		if _, err := ensureSecret(filepath.Join(secrets, t+"-admin-password"), 24); err != nil {
+		if _, err := gen.EnsureSecret(filepath.Join(secrets, t+"-admin-password"), 24, 0o644); err != nil {
 			return nil, fmt.Errorf("tenant %s: admin password: %w", t, err)
 		}
 		url := fmt.Sprintf("postgres://%s:%s@%s:5432/%s?sslmode=disable", spec.DBUser, dbPassword, spec.DBAlias, spec.DBName)
@@ -334,26 +325,4 @@ func write(dir string, o options) ([]string, error) {
 		return nil, fmt.Errorf("write compose file: %w", err)
 	}
 	return append(written, confPath, composePath), nil
-}
-
-// ensureSecret returns the password in path, first writing a random one of
-// n characters (crypto/rand.Text's upper-case letters and digits, safe in a
-// URL unescaped) when the file does not exist.
-func ensureSecret(path string, n int) (string, error) {
-	b, err := os.ReadFile(path)
-	if err == nil {
-		return string(b), nil
-	}
-	if !errors.Is(err, fs.ErrNotExist) {
-		return "", err
-	}
-	p := rand.Text()
-	for len(p) < n {
-		p += rand.Text()
-	}
-	p = p[:n]
-	if err := os.WriteFile(path, []byte(p), 0o644); err != nil {
-		return "", err
-	}
-	return p, nil
 }

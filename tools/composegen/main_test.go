@@ -16,6 +16,7 @@ import (
 	"github.com/polls-tenants/polls/router"
 	"github.com/polls-tenants/polls/spec"
 	"github.com/polls-tenants/polls/subnets"
+	"github.com/polls-tenants/polls/tools/internal/gen"
 )
 
 // TestTwoTenants ensures the compose file for two tenants has each tenant's
@@ -61,7 +62,7 @@ func TestTwoTenants(t *testing.T) {
 	}
 	// The router installs the same servers as one file per tenant; compose
 	// gets them inline, from the same template and settings.
-	cfg, _, err := router.Files(spec.Stack{Domain: spec.DefaultDomain}, []string{"t01", "t02"}, confDir)
+	cfg, _, err := router.Files(spec.Stack{Domain: spec.DefaultDomain}, []string{"t01", "t02"}, router.ConfDir)
 	if err != nil {
 		t.Fatalf("router.Files: %v", err)
 	}
@@ -92,7 +93,7 @@ func TestSubnets(t *testing.T) {
 	if err := yaml.Unmarshal(readFile(t, filepath.Join(dir, "docker-compose.yml")), &c); err != nil {
 		t.Fatalf("parse docker-compose.yml: %v", err)
 	}
-	names := tenantNames(200)
+	names := gen.TenantNames(200)
 	plan, err := subnets.Plan(netip.MustParsePrefix(spec.DefaultSubnetPool), names, nil, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -18,6 +18,7 @@ import (
 	"github.com/polls-tenants/polls/spec"
 	"github.com/polls-tenants/polls/swarm"
 	"github.com/polls-tenants/polls/tenants"
+	"github.com/polls-tenants/polls/tools/internal/gen"
 )
 
 // The program's side of the comparison: a stack of this prefix, with these
@@ -143,7 +144,7 @@ func TestMatchesProgram(t *testing.T) {
 // to the nodes the program places them on: alternating, the first
 // hostname in sorted order first.
 func TestPlacementMatchesProgram(t *testing.T) {
-	names := tenantNames(10)
+	names := gen.TenantNames(10)
 	r := declare(t, names...)
 	o := defaultOptions()
 	o.Tenants, o.Nodes = 10, clusterNodes

@@ -67,7 +67,7 @@ func TestTwoTenants(t *testing.T) {
 	// The router installs one file per tenant, its server rendered with
 	// upstream tenants.Upstream(<app service>); the stack gets them inline,
 	// from the same template and settings.
-	cfg, _, err := router.Files(spec.Stack{Domain: spec.DefaultDomain}, []string{"t01", "t02"}, confDir)
+	cfg, _, err := router.Files(spec.Stack{Domain: spec.DefaultDomain}, []string{"t01", "t02"}, router.ConfDir)
 	if err != nil {
 		t.Fatalf("router.Files: %v", err)
 	}

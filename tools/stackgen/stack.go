@@ -2,10 +2,8 @@ package main
 
 import (
 	"bytes"
-	"crypto/rand"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
@@ -17,15 +15,15 @@ import (
 
 	"github.com/polls-tenants/polls/nginx"
 	"github.com/polls-tenants/polls/placement"
+	"github.com/polls-tenants/polls/router"
 	"github.com/polls-tenants/polls/spec"
 	"github.com/polls-tenants/polls/tenants"
+	"github.com/polls-tenants/polls/tools/internal/gen"
 )
 
 // These mirror unexported names of the router package (its config dir and
 // Docker's embedded DNS) and the edge network the swarm platform declares.
 const (
-	confDir     = "/etc/nginx/conf.d"
-	dockerDNS   = "127.0.0.11"
 	edgeNetwork = "edge"
 )
 
@@ -76,15 +74,6 @@ func (o options) check() error {
 	return errors.Join(errs...)
 }
 
-// tenantNames returns t01, t02, ... as composegen does.
-func tenantNames(n int) []string {
-	names := make([]string, n)
-	for i := range names {
-		names[i] = fmt.Sprintf("t%02d", i+1)
-	}
-	return names
-}
-
 // stackTenant is tenant name as the program sees it under the default
 // stack config.
 func stackTenant(o options, name string) tenants.Parts {
@@ -103,7 +92,7 @@ func stackTenant(o options, name string) tenants.Parts {
 // the first hostname on a tie, so t01, t02, ... alternate over two nodes.
 func databaseNodes(o options) (map[string]string, error) {
 	var ts []placement.Tenant
-	for _, t := range tenantNames(o.Tenants) {
+	for _, t := range gen.TenantNames(o.Tenants) {
 		ts = append(ts, placement.Tenant{Name: t})
 	}
 	var nodes []placement.Node
@@ -266,7 +255,7 @@ func build(o options) (stackFile, error) {
 		Secrets:  map[string]fileObject{},
 		Configs:  map[string]fileObject{},
 	}
-	for _, t := range tenantNames(o.Tenants) {
+	for _, t := range gen.TenantNames(o.Tenants) {
 		p := stackTenant(o, t)
 		net := t + "-net"
 		labels := func(role string, extra ...string) map[string]string {
@@ -359,7 +348,7 @@ func build(o options) (stackFile, error) {
 		Command: []string{"nginx", "-g", "daemon off;"},
 		// In place of the image's default.conf (a welcome page), as the
 		// router's config volume hides it: unknown hosts get 404.
-		Configs:  []fileRef{{Source: "nginx-conf", Target: confDir + "/default.conf"}},
+		Configs:  []fileRef{{Source: "nginx-conf", Target: router.ConfDir + "/default.conf"}},
 		Ports:    []port{{Target: 80, Published: o.Port, Protocol: "tcp", Mode: "host"}},
 		Networks: map[string]attachment{edgeNetwork: {}},
 		Deploy: deploy{
@@ -377,13 +366,13 @@ func build(o options) (stackFile, error) {
 // service's name; in a stack, the service's short name resolves there).
 func renderNginx(o options) ([]byte, error) {
 	var servers []nginx.Server
-	for _, t := range tenantNames(o.Tenants) {
+	for _, t := range gen.TenantNames(o.Tenants) {
 		p := stackTenant(o, t)
 		servers = append(servers, nginx.Server{
 			Name: t, Hosts: p.Tenant.ServerNames(p.Stack.Domain), Upstream: tenants.Upstream(t + "-app"),
 		})
 	}
-	return nginx.Render(nginx.Config{Servers: servers, Resolver: dockerDNS, Listen: "80", ListenTLS: "443"})
+	return gen.RenderRouter(servers)
 }
 
 // write writes the stack file, nginx config and any missing secrets into
@@ -396,12 +385,13 @@ func write(dir string, o options) ([]string, error) {
 	if err := os.MkdirAll(secrets, 0o700); err != nil {
 		return nil, fmt.Errorf("create %s: %w", secrets, err)
 	}
-	for _, t := range tenantNames(o.Tenants) {
-		dbPassword, err := ensureSecret(filepath.Join(secrets, secretName(t, spec.DBPasswordFile)), 32)
+	// docker stack deploy reads the files into Docker secrets: owner only.
+	for _, t := range gen.TenantNames(o.Tenants) {
+		dbPassword, err := gen.EnsureSecret(filepath.Join(secrets, secretName(t, spec.DBPasswordFile)), 32, 0o600)
 		if err != nil {
 			return nil, fmt.Errorf("tenant %s: database password: %w", t, err)
 		}
-		if _, err := ensureSecret(filepath.Join(secrets, secretName(t, spec.AdminPasswordFile)), 24); err != nil {
+		if _, err := gen.EnsureSecret(filepath.Join(secrets, secretName(t, spec.AdminPasswordFile)), 24, 0o600); err != nil {
 			return nil, fmt.Errorf("tenant %s: admin password: %w", t, err)
 		}
 		url := fmt.Sprintf("postgres://%s:%s@%s:5432/%s?sslmode=disable", spec.DBUser, dbPassword, spec.DBAlias, spec.DBName)
@@ -433,26 +423,4 @@ func write(dir string, o options) ([]string, error) {
 		return nil, fmt.Errorf("write stack file: %w", err)
 	}
 	return []string{secrets + "/", confPath, stackPath}, nil
-}
-
-// ensureSecret returns the password in path, first writing a random one of
-// n characters (upper-case letters and digits, safe in a URL) when the
-// file does not exist.
-func ensureSecret(path string, n int) (string, error) {
-	b, err := os.ReadFile(path)
-	if err == nil {
-		return string(b), nil
-	}
-	if !errors.Is(err, fs.ErrNotExist) {
-		return "", err
-	}
-	p := rand.Text()
-	for len(p) < n {
-		p += rand.Text()
-	}
-	p = p[:n]
-	if err := os.WriteFile(path, []byte(p), 0o600); err != nil {
-		return "", err
-	}
-	return p, nil
 }
