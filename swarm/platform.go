@@ -320,11 +320,8 @@ func labels(t tenants.Parts, role string, extra map[string]pulumi.StringInput) d
 func env(lines []string) pulumi.StringMap {
 	m := pulumi.StringMap{}
 	for _, l := range lines {
-		for i := 0; i < len(l); i++ {
-			if l[i] == '=' {
-				m[l[:i]] = pulumi.String(l[i+1:])
-				break
-			}
+		if k, v, ok := strings.Cut(l, "="); ok {
+			m[k] = pulumi.String(v)
 		}
 	}
 	return m
