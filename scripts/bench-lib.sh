@@ -1,0 +1,136 @@
+# Helpers shared by the benchmark scripts (bench-compose.sh, bench-swarm.sh),
+# sourced once $work (a scratch directory), $log and die are set.
+# shellcheck shell=bash disable=SC2154,SC2034 # $work, $log, $src set and $hammered, $proxy, $goproxy read by the caller
+
+start=0
+clock() { start=$EPOCHREALTIME; }
+seconds() { awk -v a="$start" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }'; }
+
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("0.0.0.0", 0)); print(s.getsockname()[1])'
+}
+
+tenant_list() { for ((i = 1; i <= $1; i++)); do printf 't%02d ' "$i"; done; }
+tenant_json() { tenant_list "$1" | python3 -c 'import json, sys; print(json.dumps(sys.stdin.read().split()))'; }
+
+# answer waits until each named tenant answers 200 through the router on
+# 127.0.0.1:port, with header X-Polls-Version: version unless version is "".
+answer() {
+  local port=$1 version=$2 t got
+  shift 2
+  local left=("$@") next limit=$((600 + 20 * $#))
+  local deadline=$((SECONDS + limit))
+  while :; do
+    next=()
+    for t in "${left[@]}"; do
+      got=$(curl -s -o /dev/null -D - -m 5 -H "Host: $t.polls.local" "http://127.0.0.1:$port/" 2>/dev/null | tr -d '\r' |
+        awk 'NR == 1 { code = $2 } tolower($1) == "x-polls-version:" { v = $2 } END { print code " " v }' || true)
+      if [ -n "$version" ]; then
+        [ "$got" = "200 $version" ] || next+=("$t")
+      else
+        [ "${got%% *}" = 200 ] || next+=("$t")
+      fi
+    done
+    ((${#next[@]})) || return 0
+    left=("${next[@]}")
+    ((SECONDS < deadline)) || die "tenants ${left[*]} did not answer 200${version:+ with X-Polls-Version: $version} on port $port within ${limit}s"
+    sleep 0.2
+  done
+}
+
+# The request loop: one thread per tenant, a GET every 50 ms, until SIGTERM
+# (or an hour); it writes "sent failed" and then the failures to $2.
+cat >"$work/hammer.py" <<'PY'
+import http.client, signal, sys, threading, time
+
+port, out, tenants = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
+stop = threading.Event()
+signal.signal(signal.SIGTERM, lambda *_: stop.set())
+lock = threading.Lock()
+sent, failures = 0, []
+deadline = time.monotonic() + 3600
+
+
+def loop(tenant):
+    global sent
+    while not stop.is_set() and time.monotonic() < deadline:
+        err = None
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            c.request("GET", "/", headers={"Host": tenant + ".polls.local"})
+            r = c.getresponse()
+            r.read()
+            c.close()
+            if r.status != 200:
+                err = "status %d" % r.status
+        except Exception as e:
+            err = "%s: %s" % (type(e).__name__, e)
+        with lock:
+            sent += 1
+            if err:
+                failures.append("%s %s: %s" % (time.strftime("%H:%M:%S"), tenant, err))
+        stop.wait(0.05)
+
+
+threads = [threading.Thread(target=loop, args=(t,)) for t in tenants]
+for t in threads:
+    t.start()
+while not stop.is_set() and time.monotonic() < deadline:
+    stop.wait(1)
+stop.set()
+for t in threads:
+    t.join()
+with open(out, "w") as f:
+    f.write("%d %d\n" % (sent, len(failures)))
+    f.writelines(line + "\n" for line in failures)
+PY
+
+# hammer_start starts the request loop against the named tenants.
+hammer_start() {
+  local port=$1
+  shift
+  rm -f "$work/hammer.out"
+  python3 "$work/hammer.py" "$port" "$work/hammer.out" "$@" &
+  hammer=$!
+  sleep 0.3
+}
+
+# hammer_stop stops it and sets hammered to "failed/sent"; the failures go
+# to the log. (Not in a command substitution: the loop is this shell's child.)
+hammered=""
+hammer_stop() {
+  local h_sent h_failed
+  kill -TERM "$hammer"
+  wait "$hammer" || true
+  hammer=""
+  read -r h_sent h_failed <"$work/hammer.out"
+  {
+    echo "request loop: $h_sent sent, $h_failed failed"
+    tail -n +2 "$work/hammer.out" | head -n 200
+  } >>"$log"
+  hammered="$h_failed/$h_sent"
+}
+
+# start_module_proxy serves the Go module cache on loopback for the app
+# build (containers here cannot do HTTPS), with $work/bin/modproxy; it sets
+# proxy (its pid, for cleanup), goproxy and build_args.
+start_module_proxy() {
+  "$work/bin/modproxy" -addr 127.0.0.1:0 >"$work/proxy.out" 2>>"$log" &
+  proxy=$!
+  for _ in $(seq 50); do
+    goproxy=$(sed -n 's/^listening on //p' "$work/proxy.out")
+    [ -n "$goproxy" ] && break
+    sleep 0.1
+  done
+  [ -n "$goproxy" ] || die "the module proxy did not start"
+  build_args=(GO_IMAGE=polls-local/golang:1.23 RUNTIME_IMAGE=polls-local/static:bookworm GOPROXY="$goproxy" GOSUMDB=off)
+}
+
+# build_app builds app/ ($src/app) as tag $1 with the build args and any
+# more given.
+build_app() {
+  local tag=$1
+  shift
+  DOCKER_BUILDKIT=0 docker build --network host -t "$tag" \
+    "${build_args[@]/#/--build-arg=}" "${@/#/--build-arg=}" "$src/app" >>"$log" 2>&1 || die "docker build of app/ as $tag failed"
+}
