@@ -631,3 +631,23 @@ func TestSharedConfigWaitsForExistingRoutesOnly(t *testing.T) {
 		t.Errorf("shared config depends on %q; want not the new tenant potter's route", deps)
 	}
 }
+
+// The installers run in the router's PID namespace, to signal nginx, and
+// in its network namespace, so none of them costs a namespace of its own.
+func TestInstallersJoinTheRouter(t *testing.T) {
+	m := newMocks()
+	if err := run(t, m, map[string]string{"tenants": tenantList("thor", "potter")}); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"router-config", "thor-route", "potter-route"} {
+		in := m.inputs["docker:index/container:Container::"+name]
+		if in == nil {
+			t.Fatalf("no %s container registered", name)
+		}
+		for _, key := range []resource.PropertyKey{"pidMode", "networkMode"} {
+			if got := in[key].StringValue(); got != "container:router-id" {
+				t.Errorf("%s: %s = %q, want container:router-id (the router container's ID)", name, key, got)
+			}
+		}
+	}
+}
