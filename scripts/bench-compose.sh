@@ -14,7 +14,11 @@
 #
 #   cold N=10, N=30  pulumi up of a new stack, against docker-compose up -d
 #                    of the file tools/composegen writes for the same tenants;
-#                    until every tenant answers 200
+#                    until every tenant answers 200; each side's run also
+#                    prints the host's busy CPU-seconds split into the
+#                    orchestrator (pulumi and its plugins and program, or
+#                    docker-compose), dockerd+containerd, the containers and
+#                    the rest (cpu_report in bench-lib.sh)
 #   no-op N=10       pulumi preview with nothing changed, against
 #                    docker-compose up -d with nothing changed (which re-runs
 #                    the migrations); command duration only
@@ -354,11 +358,13 @@ bench_compose() {
   local compose=(docker-compose -p "$project" -f "$dir/docker-compose.yml")
 
   clock
-  "${compose[@]}" up -d >>"$log" 2>&1
+  cpu_mark
+  cpu_of "${compose[@]}" up -d >>"$log" 2>&1
   # shellcheck disable=SC2046 # one argument per tenant
   answer "$port" "" $(tenant_list "$n")
   compose_s["cold N=$n"]=$(seconds)
   note "compose cold N=$n" "${compose_s["cold N=$n"]}"
+  cpu_report "${compose_s["cold N=$n"]}"
 
   if [ "$n" = 10 ]; then
     clock
@@ -437,11 +443,13 @@ bench_pulumi() {
   set_config polls:tenants "$(tenant_json "$n")"
 
   clock
-  up
+  cpu_mark
+  cpu_of up
   # shellcheck disable=SC2046 # one argument per tenant
   answer "$port" "" $(tenant_list "$n")
   res_s["cold N=$n"]=$(seconds)
   note "pulumi cold N=$n" "${res_s["cold N=$n"]}"
+  cpu_report "${res_s["cold N=$n"]}"
   changes
 
   if [ "$n" = 10 ] || [ "$n" = 100 ]; then

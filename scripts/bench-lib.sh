@@ -6,6 +6,50 @@ start=0
 clock() { start=$EPOCHREALTIME; }
 seconds() { awk -v a="$start" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }'; }
 
+# Where the CPU goes during a step, for hosts whose cores stay busy through
+# it (2 cores, cold up): cpu_mark before, cpu_of around the orchestrator's
+# command (its whole process tree, as the subshell's reaped children), and
+# cpu_report after prints the busy CPU-seconds of the host split into the
+# orchestrator, dockerd and containerd, the containers (Docker's cgroup, v1
+# cpuacct or v2 cgroupfs layout; "n/a" elsewhere) and the rest (the kernel's
+# own threads, runc, the containerd shims, the benchmark itself).
+hz=$(getconf CLK_TCK)
+cpu_now() {
+  local busy engine=0 pid containers=""
+  busy=$(awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat)
+  for pid in $(pidof dockerd containerd); do
+    engine=$((engine + $(awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$pid/stat")))
+  done
+  if [ -r /sys/fs/cgroup/cpuacct/docker/cpuacct.usage ]; then
+    containers=$(($(cat /sys/fs/cgroup/cpuacct/docker/cpuacct.usage) / (1000000000 / hz)))
+  elif [ -r /sys/fs/cgroup/docker/cpu.stat ]; then
+    containers=$(awk -v hz="$hz" '$1 == "usage_usec" { printf "%d", $2 * hz / 1000000 }' /sys/fs/cgroup/docker/cpu.stat)
+  fi
+  echo "$busy $engine ${containers:-x}"
+}
+cpu_mark() { cpu0=$(cpu_now); cpu_orch=0; }
+cpu_of() {
+  (
+    "$@"
+    rc=$?
+    # Not in a pipe: `times` must run in this subshell, whose children
+    # the command's processes are.
+    times >"$work/cpu_of"
+    exit $rc
+  )
+  local rc=$?
+  cpu_orch=$(awk 'NR == 2 { for (i = 1; i <= 2; i++) { split($i, t, "m"); s += t[1] * 60 + t[2] } printf "%.2f", s }' "$work/cpu_of")
+  return $rc
+}
+cpu_report() {
+  awk -v hz="$hz" -v orch="$cpu_orch" -v wall="$1" -v cores="$(nproc)" -v a="$cpu0" -v b="$(cpu_now)" 'BEGIN {
+    split(a, x, " "); split(b, y, " ")
+    busy = (y[1] - x[1]) / hz; engine = (y[2] - x[2]) / hz
+    if (x[3] == "x" || y[3] == "x") { ctr = "n/a"; rest = busy - orch - engine } else { c = (y[3] - x[3]) / hz; ctr = sprintf("%.1f", c); rest = busy - orch - engine - c }
+    printf "    CPU-s: %.1f busy (%d%% of %d cores for %ss): orchestrator %.1f, dockerd+containerd %.1f, containers %s, kernel and the rest %.1f\n", busy, 100 * busy / (cores * wall), cores, wall, orch, engine, ctr, rest
+  }'
+}
+
 free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("0.0.0.0", 0)); print(s.getsockname()[1])'
 }
