@@ -85,11 +85,10 @@ func readConfig(ctx *pulumi.Context) (spec.Stack, error) {
 			}
 		}
 	}
-	if values["tlsKey"] != "" && !ctx.IsConfigSecret(spec.Namespace+":tlsKey") {
-		return spec.Stack{}, fmt.Errorf("invalid stack config (nothing was changed):\npolls:tlsKey is stored in plain text: set it with `pulumi config set --secret polls:tlsKey -- \"$(cat key.pem)\"`")
-	}
-	if values["registryPassword"] != "" && !ctx.IsConfigSecret(spec.Namespace+":registryPassword") {
-		return spec.Stack{}, fmt.Errorf("invalid stack config (nothing was changed):\npolls:registryPassword is stored in plain text: set it with `pulumi config set --secret polls:registryPassword -- \"$PASSWORD\"`")
+	for _, k := range spec.SecretKeys {
+		if values[k.Key] != "" && !ctx.IsConfigSecret(spec.Namespace+":"+k.Key) {
+			return spec.Stack{}, fmt.Errorf("invalid stack config (nothing was changed):\n%s:%s is stored in plain text: set it with `%s`", spec.Namespace, k.Key, k.Set)
+		}
 	}
 	return spec.Parse(values)
 }

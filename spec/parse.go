@@ -25,6 +25,13 @@ var Keys = []string{
 	"platform", "registry", "registryUsername", "registryPassword",
 }
 
+// SecretKeys are the keys whose values must be stored as Pulumi secrets,
+// each with the command that sets one so.
+var SecretKeys = []struct{ Key, Set string }{
+	{"tlsKey", `pulumi config set --secret polls:tlsKey -- "$(cat key.pem)"`},
+	{"registryPassword", `pulumi config set --secret polls:registryPassword -- "$PASSWORD"`},
+}
+
 // tenantFields lists the fields a tenant object may have.
 var tenantFields = []string{"name", "hosts", "memoryMb", "image", "replicas", "node"}
 

@@ -21,11 +21,9 @@ import (
 	"github.com/polls-tenants/polls/tools/internal/gen"
 )
 
-// These mirror the router package's unexported names; the test checks
-// nginx.conf against the router's own rendering.
-const (
-	edgeNetwork = "edge"
-)
+// edgeNetwork names the network the router and every app share, as the
+// program's edge network is named after it.
+const edgeNetwork = "edge"
 
 var projectName = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,62}$`)
 

@@ -46,7 +46,7 @@ func main() {
 func run(args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("composegen", flag.ContinueOnError)
 	o := defaultOptions()
-	fs.IntVar(&o.Tenants, "n", 2, "number of tenants, named t01, t02, ...")
+	fs.IntVar(&o.Tenants, "n", o.Tenants, "number of tenants, named t01, t02, ...")
 	out := fs.String("out", "", "directory to write docker-compose.yml, nginx.conf and secrets/ into (required)")
 	fs.IntVar(&o.Port, "port", o.Port, "host port nginx publishes")
 	fs.StringVar(&o.Project, "project", o.Project, "name prefix of containers, as the stack prefix polls-<stack> is on the Pulumi side")

@@ -21,11 +21,9 @@ import (
 	"github.com/polls-tenants/polls/tools/internal/gen"
 )
 
-// These mirror unexported names of the router package (its config dir and
-// Docker's embedded DNS) and the edge network the swarm platform declares.
-const (
-	edgeNetwork = "edge"
-)
+// edgeNetwork names the network the router and every app share, as the
+// program's edge network is named after it.
+const edgeNetwork = "edge"
 
 var stackName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,40}$`)
 
