@@ -169,40 +169,11 @@ ours() {
   [ -n "$goproxy" ] && docker history --no-trunc --format '{{.CreatedBy}}' "$1" 2>/dev/null | grep -qF -- "GOPROXY=$goproxy "
 }
 
-# remove_build_stages removes the untagged images of app builds this run
-# made (the classic builder keeps each build stage), only those whose last
-# step matches $1 when given, and first the stopped containers of their RUN
-# steps that the Pulumi provider's build leaves behind (they pin the
-# images). The tagged images are removed by name.
-remove_build_stages() {
-  local also=${1:-} img c step pass removed
-  [ -n "$goproxy" ] || return 0
-  for c in $(docker ps -aq --filter status=exited --filter status=created); do
-    img=$(docker inspect -f '{{.Image}}' "$c" 2>/dev/null) || continue
-    ours "$img" || continue
-    if [ -n "$also" ]; then
-      step=$(docker inspect -f '{{json .Config.Env}}' "$c" 2>/dev/null)
-      [[ $step == *"$also"* ]] || continue
-    fi
-    docker rm "$c" >>"$log" 2>&1 || true
-  done
-  # Removing an image also removes its untagged parents that have no other
-  # child; a parent with two (say VERSION=dev and VERSION=2) goes on the
-  # next pass.
-  for pass in 1 2 3; do
-    removed=""
-    for img in $(docker images -q --filter dangling=true); do
-      if [ -n "$also" ]; then
-        step=$(docker history --no-trunc --format '{{.CreatedBy}}' "$img" 2>/dev/null | head -n 1)
-        [[ $step == *"GOPROXY=$goproxy "* && $step == *"$also"* ]] || continue
-      else
-        ours "$img" || continue
-      fi
-      docker image rm "$img" >>"$log" 2>&1 && removed=1
-    done
-    [ -n "$removed" ] && [ -z "$also" ] || break
-  done
-  return 0
+# build_container reports whether stopped container $1 is a step of one of
+# this run's app builds (see remove_build_stages in bench-lib.sh).
+build_container() {
+  local img
+  img=$(docker inspect -f '{{.Image}}' "$1" 2>/dev/null) && ours "$img"
 }
 
 # diagnose prints the state of a deployment's containers, the log of each
@@ -410,13 +381,6 @@ bench_compose() {
 }
 
 # --- pulumi ---------------------------------------------------------------
-# pulumi_args prints polls:appBuildArgs: the build args and any more given.
-pulumi_args() {
-  printf '%s\n' "${build_args[@]}" "$@" | python3 -c '
-import json, sys
-print(json.dumps(dict(l.rstrip("\n").split("=", 1) for l in sys.stdin)))'
-}
-
 # bench_pulumi runs the scenarios for n tenants; results go into the arrays
 # named by $2 (seconds) and $3 (failed requests).
 bench_pulumi() {

@@ -178,3 +178,47 @@ build_app() {
   DOCKER_BUILDKIT=0 docker build --network host -t "$tag" \
     "${build_args[@]/#/--build-arg=}" "${@/#/--build-arg=}" "$src/app" >>"$log" 2>&1 || die "docker build of app/ as $tag failed"
 }
+
+# pulumi_args prints polls:appBuildArgs: the build args and any more given.
+pulumi_args() {
+  printf '%s\n' "${build_args[@]}" "$@" | python3 -c '
+import json, sys
+print(json.dumps(dict(l.rstrip("\n").split("=", 1) for l in sys.stdin)))'
+}
+
+# remove_build_stages removes the untagged images of app builds this run
+# made (the classic builder keeps each build stage), only those whose last
+# step matches $1 when given, and first the stopped containers of their RUN
+# steps that the Pulumi provider's build leaves behind (they pin the
+# images). The tagged images are removed by name. The caller defines
+# ours IMAGE (built by this run) and build_container CONTAINER (a step of
+# one of this run's builds).
+remove_build_stages() {
+  local also=${1:-} img c step removed
+  [ -n "$goproxy" ] || return 0
+  for c in $(docker ps -aq --filter status=exited --filter status=created); do
+    build_container "$c" || continue
+    if [ -n "$also" ]; then
+      step=$(docker inspect -f '{{json .Config.Env}}' "$c" 2>/dev/null)
+      [[ $step == *"$also"* ]] || continue
+    fi
+    docker rm "$c" >>"$log" 2>&1 || true
+  done
+  # Removing an image also removes its untagged parents that have no other
+  # child; a parent with two (say VERSION=dev and VERSION=2) goes on the
+  # next pass.
+  for _ in 1 2 3; do
+    removed=""
+    for img in $(docker images -q --filter dangling=true); do
+      if [ -n "$also" ]; then
+        step=$(docker history --no-trunc --format '{{.CreatedBy}}' "$img" 2>/dev/null | head -n 1)
+        [[ $step == *"GOPROXY=$goproxy "* && $step == *"$also"* ]] || continue
+      else
+        ours "$img" || continue
+      fi
+      docker image rm "$img" >>"$log" 2>&1 && removed=1
+    done
+    if [ -z "$removed" ] || [ -n "$also" ]; then break; fi
+  done
+  return 0
+}

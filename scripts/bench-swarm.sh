@@ -218,36 +218,6 @@ build_container() {
   docker history --no-trunc --format '{{.CreatedBy}}' "$img" 2>/dev/null | grep -qE -- 'GOPROXY=|/usr/local/bin/polls'
 }
 
-# remove_build_stages removes the untagged build stages of this run's app
-# builds (only those whose last step matches $1 when given) and the stopped
-# containers of their RUN steps the Pulumi provider's build leaves.
-remove_build_stages() {
-  local also=${1:-} img c step removed
-  [ -n "$goproxy" ] || return 0
-  for c in $(docker ps -aq --filter status=exited --filter status=created); do
-    build_container "$c" || continue
-    if [ -n "$also" ]; then
-      step=$(docker inspect -f '{{json .Config.Env}}' "$c" 2>/dev/null)
-      [[ $step == *"$also"* ]] || continue
-    fi
-    docker rm "$c" >>"$log" 2>&1 || true
-  done
-  for _ in 1 2 3; do
-    removed=""
-    for img in $(docker images -q --filter dangling=true); do
-      if [ -n "$also" ]; then
-        step=$(docker history --no-trunc --format '{{.CreatedBy}}' "$img" 2>/dev/null | head -n 1)
-        [[ $step == *"GOPROXY=$goproxy "* && $step == *"$also"* ]] || continue
-      else
-        ours "$img" || continue
-      fi
-      docker image rm "$img" >>"$log" 2>&1 && removed=1
-    done
-    if [ -z "$removed" ] || [ -n "$also" ]; then break; fi
-  done
-  return 0
-}
-
 # remove_images removes this run's references (matching $1, a regexp,
 # when given) on the node the command names. By reference, never by ID: the
 # pushed PostgreSQL tag shares its ID with the local image it came from.
@@ -450,12 +420,6 @@ bench_stack() {
 }
 
 # --- pulumi -----------------------------------------------------------------
-pulumi_args() {
-  printf '%s\n' "${build_args[@]}" "$@" | python3 -c '
-import json, sys
-print(json.dumps(dict(l.rstrip("\n").split("=", 1) for l in sys.stdin)))'
-}
-
 bench_pulumi() {
   local port
   port=$(free_port)
