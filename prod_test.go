@@ -112,29 +112,29 @@ func TestProdStackMocks(t *testing.T) {
 		t.Fatalf("program: %v", err)
 	}
 	var ports []string
-	for _, p := range m.inputs["docker:index/container:Container::router"]["ports"].ArrayValue() {
+	for _, p := range m.All()["docker:index/container:Container::router"]["ports"].ArrayValue() {
 		o := p.ObjectValue()
 		ports = append(ports, fmt.Sprintf("%v->%v", o["internal"].NumberValue(), o["external"].NumberValue()))
 	}
 	if got := strings.Join(ports, ","); got != "80->80,443->443" {
 		t.Errorf("router ports = %s; want 80->80 and 443->443", got)
 	}
-	if host := m.inputs["pulumi:providers:docker::docker"]["host"]; !host.IsString() || host.StringValue() != values["dockerHost"] {
+	if host := m.All()["pulumi:providers:docker::docker"]["host"]; !host.IsString() || host.StringValue() != values["dockerHost"] {
 		t.Errorf("docker provider host = %v; want %s", host, values["dockerHost"])
 	}
-	if mem := m.inputs["docker:index/container:Container::thor-app"]["memory"]; !mem.IsNumber() || mem.NumberValue() != 512 {
+	if mem := m.All()["docker:index/container:Container::thor-app"]["memory"]; !mem.IsNumber() || mem.NumberValue() != 512 {
 		t.Errorf("thor's app memory = %v; want 512", mem)
 	}
 	keyBody := strings.Split(strings.TrimSpace(key), "\n")[1]
 	var keyUploads int
-	for name, in := range m.inputs {
+	for name, in := range m.All() {
 		walkPlain(resource.NewObjectProperty(in), func(s string) {
 			if strings.Contains(s, keyBody) {
 				t.Errorf("%s carries the TLS key in a plain input", name)
 			}
 		})
 	}
-	for _, u := range m.inputs["docker:index/container:Container::router-config"]["uploads"].ArrayValue() {
+	for _, u := range m.All()["docker:index/container:Container::router-config"]["uploads"].ArrayValue() {
 		o := u.ObjectValue()
 		if strings.HasSuffix(o["file"].StringValue(), ".key") {
 			keyUploads++

@@ -1,153 +1,30 @@
 package main
 
 import (
-	"context"
-	"encoding/binary"
-	"errors"
 	"fmt"
 	"net/netip"
 	"sort"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
-	pulumirpc "github.com/pulumi/pulumi/sdk/v3/proto/go"
 
 	"github.com/polls-tenants/polls/dockerapi"
+	"github.com/polls-tenants/polls/internal/fakes"
 )
 
-// mocks records every registered resource's inputs and answers with the
-// outputs the real providers would compute.
+// mocks are the shared fakes of the providers and the Docker engine.
 type mocks struct {
-	mu       sync.Mutex
-	inputs   map[string]resource.PropertyMap // "type::name" -> inputs
-	requests map[string]*pulumirpc.RegisterResourceRequest
-	failFor  string // tenant whose migration exits 1
-	sickApp  string // tenant whose new app never becomes healthy
-	networks []dockerapi.Network
-	nodes    []dockerapi.Node    // nil: not a Swarm manager
-	services []dockerapi.Service // existing Swarm services
+	*fakes.Provider
+	*fakes.Engine
 }
 
-// Engine answers the program's own questions to the Docker engine.
-func (m *mocks) Networks(context.Context) ([]dockerapi.Network, error) { return m.networks, nil }
+func newMocks() *mocks { return &mocks{Provider: fakes.NewProvider(), Engine: &fakes.Engine{}} }
 
-// Wait reports every container healthy but the sick tenant's app.
-func (m *mocks) Wait(_ context.Context, id string, _ time.Duration) error {
-	if m.sickApp != "" && id == m.sickApp+"-app-id" {
-		return errors.New("container " + m.sickApp + "-app-1a2b3c4 is unhealthy; its last health check said:\nhealthcheck: database: connection refused")
-	}
-	return nil
-}
-
-// Nodes answers as a Swarm manager when the mock has nodes.
-func (m *mocks) Nodes(context.Context) ([]dockerapi.Node, error) {
-	if m.nodes == nil {
-		return nil, fmt.Errorf("%w (This node is not a swarm manager.)", dockerapi.ErrNotManager)
-	}
-	return m.nodes, nil
-}
-
-// Services returns the existing services carrying every label given.
-func (m *mocks) Services(_ context.Context, labels map[string]string) ([]dockerapi.Service, error) {
-	var out []dockerapi.Service
-	for _, s := range m.services {
-		match := true
-		for k, v := range labels {
-			match = match && s.Labels[k] == v
-		}
-		if match {
-			out = append(out, s)
-		}
-	}
-	return out, nil
-}
-
-// Digest gives every reference a digest made of its name.
-func (m *mocks) Digest(_ context.Context, ref string, _ *dockerapi.RegistryAuth) (string, error) {
-	if strings.Contains(ref, "missing") {
-		return "", errors.New("manifest unknown")
-	}
-	return "sha256:" + strings.NewReplacer("/", "", ":", "", ".", "").Replace(ref), nil
-}
-
-// WaitService reports every service running but the sick tenant's app.
-func (m *mocks) WaitService(_ context.Context, id, _ string, _ time.Duration) error {
-	if m.sickApp != "" && id == m.sickApp+"-app-id" {
-		return errors.New("service polls-dev-" + m.sickApp + "-app update rollback completed: update paused due to failure or early termination of task")
-	}
-	return nil
-}
-
-// LabelNode records node labels.
-func (m *mocks) LabelNode(_ context.Context, hostname, key, value string) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	for i := range m.nodes {
-		if m.nodes[i].Hostname == hostname {
-			if m.nodes[i].Labels == nil {
-				m.nodes[i].Labels = map[string]string{}
-			}
-			m.nodes[i].Labels[key] = value
-			return nil
-		}
-	}
-	return fmt.Errorf("no node %s", hostname)
-}
-
-func (m *mocks) connect(string) (Engine, error) { return m, nil }
-
-func newMocks() *mocks {
-	return &mocks{inputs: map[string]resource.PropertyMap{}, requests: map[string]*pulumirpc.RegisterResourceRequest{}}
-}
-
-func (m *mocks) NewResource(args pulumi.MockResourceArgs) (string, resource.PropertyMap, error) {
-	out := args.Inputs.Copy()
-	switch args.TypeToken {
-	case "random:index/randomPassword:RandomPassword":
-		out["result"] = resource.NewStringProperty(mockPassword(args.Name))
-	case "docker:index/image:Image":
-		out["repoDigest"] = resource.NewStringProperty("sha256:" + strings.Repeat("ab", 32))
-	case "docker:index/container:Container":
-		code := 0
-		logs := ""
-		if m.failFor != "" && args.Name == m.failFor+"-migrate" {
-			code = 1
-			logs = frame(1, "applying 0001_init.sql\n") + frame(2, "error: relation \"polls\" already exists\n")
-		}
-		if _, named := out["name"]; !named {
-			// The provider generates a name where none is given.
-			out["name"] = resource.NewStringProperty(args.Name + "-1a2b3c4")
-		}
-		out["exitCode"] = resource.NewNumberProperty(float64(code))
-		out["containerLogs"] = resource.NewStringProperty(logs)
-	}
-	m.mu.Lock()
-	m.inputs[args.TypeToken+"::"+args.Name] = args.Inputs
-	m.requests[args.TypeToken+"::"+args.Name] = args.RegisterRPC
-	m.mu.Unlock()
-	return args.Name + "-id", out, nil
-}
-
-func (m *mocks) Call(args pulumi.MockCallArgs) (resource.PropertyMap, error) {
-	return args.Args, nil
-}
-
-// mockPassword is what the mock random provider generates for name: a value
-// the secrets test can search for in every input.
-func mockPassword(name string) string { return "Pw0" + strings.ReplaceAll(name, "-", "") + "X" }
-
-// frame encodes one frame of Docker's multiplexed log stream.
-func frame(stream byte, s string) string {
-	h := make([]byte, 8)
-	h[0] = stream
-	binary.BigEndian.PutUint32(h[4:], uint32(len(s)))
-	return string(h) + s
-}
+func (m *mocks) connect(string) (Engine, error) { return m.Engine, nil }
 
 // run evaluates the program under mocks with the given stack config.
 func run(t testing.TB, m *mocks, config map[string]string, secretKeys ...string) error {
@@ -160,16 +37,6 @@ func run(t testing.TB, m *mocks, config map[string]string, secretKeys ...string)
 		info.Config = cfg
 		info.ConfigSecretKeys = secretKeys
 	})
-}
-
-func (m *mocks) countByType() map[string]int {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	counts := map[string]int{}
-	for key := range m.inputs {
-		counts[strings.SplitN(key, "::", 2)[0]]++
-	}
-	return counts
 }
 
 func tenantList(names ...string) string {
@@ -203,7 +70,7 @@ func TestResourceCounts(t *testing.T) {
 				"polls:index:Tenant":                         n,
 				"polls:index:Router":                         1,
 			}
-			got := m.countByType()
+			got := m.CountByType()
 			delete(got, "pulumi:pulumi:Stack")
 			for k, v := range got {
 				if v == 0 {
@@ -231,7 +98,7 @@ func TestLogicalNamesStable(t *testing.T) {
 			t.Fatalf("program: %v", err)
 		}
 		var out []string
-		for key := range m.inputs {
+		for key := range m.All() {
 			if strings.Contains(key, "::thor") {
 				out = append(out, key)
 			}
@@ -267,13 +134,13 @@ func TestAddingTenantTouchesNoOtherInputs(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The engine now has the networks the first run declared.
-	after.networks = before.declaredNetworks()
+	after.NetworkList = before.declaredNetworks()
 	if err := run(t, after, map[string]string{"tenants": tenantList("thor", "potter", "hermione")}); err != nil {
 		t.Fatal(err)
 	}
 	changed := []string{}
-	for key, in := range before.inputs {
-		if !in.DeepEquals(after.inputs[key]) {
+	for key, in := range before.All() {
+		if !in.DeepEquals(after.All()[key]) {
 			changed = append(changed, key)
 		}
 	}
@@ -282,13 +149,13 @@ func TestAddingTenantTouchesNoOtherInputs(t *testing.T) {
 	if diff := cmp.Diff(want, changed); diff != "" {
 		t.Errorf("resources whose inputs changed (-want +got):\n%s", diff)
 	}
-	for key := range after.inputs {
-		if _, existed := before.inputs[key]; !existed && !strings.Contains(key, "::hermione") {
+	for key := range after.All() {
+		if _, existed := before.All()[key]; !existed && !strings.Contains(key, "::hermione") {
 			t.Errorf("new resource %s is not named after the new tenant", key)
 		}
 	}
 	router := "docker:index/container:Container::router"
-	if _, ok := before.inputs[router]; !ok {
+	if _, ok := before.All()[router]; !ok {
 		t.Fatalf("no %s registered", router)
 	}
 }
@@ -303,10 +170,10 @@ func TestSecretsStaySecret(t *testing.T) {
 	}
 	passwords := []string{}
 	for _, tn := range []string{"thor", "potter"} {
-		passwords = append(passwords, mockPassword(tn+"-db-password"), mockPassword(tn+"-admin-password"))
+		passwords = append(passwords, fakes.Password(tn+"-db-password"), fakes.Password(tn+"-admin-password"))
 	}
 	var secretUploads int
-	for key, in := range m.inputs {
+	for key, in := range m.All() {
 		walkPlain(resource.NewObjectProperty(in), func(s string) {
 			for _, pw := range passwords {
 				if strings.Contains(s, pw) {
@@ -328,7 +195,7 @@ func TestSecretsStaySecret(t *testing.T) {
 	}
 	for _, tn := range []string{"thor", "potter"} {
 		for _, role := range []string{"db", "migrate", "app"} {
-			in := m.inputs["docker:index/container:Container::"+tn+"-"+role]
+			in := m.All()["docker:index/container:Container::"+tn+"-"+role]
 			for _, env := range in["envs"].ArrayValue() {
 				if strings.Contains(strings.ToUpper(env.StringValue()), "PASSWORD=") {
 					t.Errorf("%s-%s passes a password through its environment: %s", tn, role, env.StringValue())
@@ -403,7 +270,7 @@ func TestOutputs(t *testing.T) {
 // failing tenant's app is never created while the others are.
 func TestMigrationFailureFailsThatTenant(t *testing.T) {
 	m := newMocks()
-	m.failFor = "potter"
+	m.FailMigration = "potter"
 	err := run(t, m, map[string]string{"tenants": tenantList("thor", "potter")})
 	if err == nil {
 		t.Fatal("program succeeded; want the failed migration to fail it")
@@ -416,10 +283,10 @@ func TestMigrationFailureFailsThatTenant(t *testing.T) {
 	if strings.ContainsRune(err.Error(), 0) {
 		t.Errorf("error still carries Docker's stream headers: %q", err)
 	}
-	if _, ok := m.inputs["docker:index/container:Container::thor-app"]; !ok {
+	if _, ok := m.All()["docker:index/container:Container::thor-app"]; !ok {
 		t.Error("thor's app was not declared; another tenant's failure must not block it")
 	}
-	if _, ok := m.inputs["docker:index/container:Container::potter-app"]; ok {
+	if _, ok := m.All()["docker:index/container:Container::potter-app"]; ok {
 		t.Error("potter's app was created although its migration failed")
 	}
 }
@@ -427,10 +294,8 @@ func TestMigrationFailureFailsThatTenant(t *testing.T) {
 // declaredNetworks returns the networks the run declared, as the engine
 // would list them afterwards.
 func (m *mocks) declaredNetworks() []dockerapi.Network {
-	m.mu.Lock()
-	defer m.mu.Unlock()
 	var nets []dockerapi.Network
-	for key, in := range m.inputs {
+	for key, in := range m.All() {
 		if !strings.HasPrefix(key, "docker:index/network:Network::") {
 			continue
 		}
@@ -457,7 +322,7 @@ func (m *mocks) declaredNetworks() []dockerapi.Network {
 // network on the engine fails before anything is registered.
 func TestSubnets(t *testing.T) {
 	subnetOf := func(m *mocks, tenant string) string {
-		return m.inputs["docker:index/network:Network::"+tenant+"-net"]["ipamConfigs"].ArrayValue()[0].ObjectValue()["subnet"].StringValue()
+		return m.All()["docker:index/network:Network::"+tenant+"-net"]["ipamConfigs"].ArrayValue()[0].ObjectValue()["subnet"].StringValue()
 	}
 	first := newMocks()
 	if err := run(t, first, map[string]string{"tenants": tenantList("thor", "potter")}); err != nil {
@@ -467,7 +332,7 @@ func TestSubnets(t *testing.T) {
 		t.Errorf("subnets of potter, thor = %v; want the first two /28s of 10.230.0.0/16", got)
 	}
 	second := newMocks()
-	second.networks = first.declaredNetworks()
+	second.NetworkList = first.declaredNetworks()
 	if err := run(t, second, map[string]string{"tenants": tenantList("thor", "potter", "albus")}); err != nil {
 		t.Fatal(err)
 	}
@@ -477,12 +342,12 @@ func TestSubnets(t *testing.T) {
 	}
 
 	clash := newMocks()
-	clash.networks = []dockerapi.Network{{Name: "corp-vpn", Subnets: []netip.Prefix{netip.MustParsePrefix("10.230.4.0/24")}}}
+	clash.NetworkList = []dockerapi.Network{{Name: "corp-vpn", Subnets: []netip.Prefix{netip.MustParsePrefix("10.230.4.0/24")}}}
 	err := run(t, clash, map[string]string{"tenants": tenantList("thor")})
 	if err == nil || !strings.Contains(err.Error(), "polls:subnetPool: 10.230.0.0/16 overlaps network corp-vpn (10.230.4.0/24)") {
 		t.Fatalf("error = %v; want the pool's overlap with corp-vpn named", err)
 	}
-	counts := clash.countByType()
+	counts := clash.CountByType()
 	delete(counts, "pulumi:pulumi:Stack")
 	if len(counts) != 0 {
 		t.Errorf("resources registered despite the overlapping pool: %v", counts)
@@ -495,7 +360,7 @@ func TestSubnets(t *testing.T) {
 // while the other tenants' routes are declared.
 func TestUnhealthyAppKeepsTheOldRoute(t *testing.T) {
 	m := newMocks()
-	m.sickApp = "potter"
+	m.SickApp = "potter"
 	err := run(t, m, map[string]string{"tenants": tenantList("thor", "potter")})
 	if err == nil {
 		t.Fatal("program succeeded; want potter's unhealthy app to fail it")
@@ -505,10 +370,10 @@ func TestUnhealthyAppKeepsTheOldRoute(t *testing.T) {
 			t.Errorf("error = %q; want it to contain %q", err, want)
 		}
 	}
-	if _, ok := m.inputs["docker:index/container:Container::potter-route"]; ok {
+	if _, ok := m.All()["docker:index/container:Container::potter-route"]; ok {
 		t.Error("potter's route was replaced although its new app is not healthy")
 	}
-	if _, ok := m.inputs["docker:index/container:Container::thor-route"]; !ok {
+	if _, ok := m.All()["docker:index/container:Container::thor-route"]; !ok {
 		t.Error("thor's route was not declared; another tenant's failure must not block it")
 	}
 }
@@ -532,7 +397,7 @@ func TestInvalidConfigRegistersNothing(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("error = %v; want one containing %q", err, tt.want)
 			}
-			counts := m.countByType()
+			counts := m.CountByType()
 			delete(counts, "pulumi:pulumi:Stack")
 			if len(counts) != 0 {
 				t.Errorf("resources registered despite invalid config: %v", counts)
@@ -571,7 +436,7 @@ func TestReplacementOptions(t *testing.T) {
 	if err := run(t, m, map[string]string{"tenants": tenantList("thor")}); err != nil {
 		t.Fatal(err)
 	}
-	for key, req := range m.requests {
+	for key, req := range m.Requests() {
 		typ, name, _ := strings.Cut(key, "::")
 		if req == nil {
 			t.Fatalf("%s: no register request recorded", key)
@@ -586,7 +451,7 @@ func TestReplacementOptions(t *testing.T) {
 			if req.GetDeleteBeforeReplace() || !req.GetDeleteBeforeReplaceDefined() {
 				t.Errorf("%s is not explicitly replaced create-first; want that for releases without a failed request", key)
 			}
-			if _, named := m.inputs[key]["name"]; named {
+			if _, named := m.All()[key]["name"]; named {
 				t.Errorf("%s has a fixed Docker name; want a generated one, so old and new can run side by side", key)
 			}
 		case typ == "docker:index/container:Container", typ == "docker:index/network:Network":
@@ -615,11 +480,11 @@ func TestSharedConfigWaitsForExistingRoutesOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := newMocks()
-	m.networks = first.declaredNetworks()
+	m.NetworkList = first.declaredNetworks()
 	if err := run(t, m, map[string]string{"tenants": tenantList("thor", "potter")}); err != nil {
 		t.Fatal(err)
 	}
-	req := m.requests["docker:index/container:Container::router-config"]
+	req := m.Requests()["docker:index/container:Container::router-config"]
 	if req == nil {
 		t.Fatal("no router-config container registered")
 	}
@@ -640,7 +505,7 @@ func TestInstallersJoinTheRouter(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, name := range []string{"router-config", "thor-route", "potter-route"} {
-		in := m.inputs["docker:index/container:Container::"+name]
+		in := m.All()["docker:index/container:Container::"+name]
 		if in == nil {
 			t.Fatalf("no %s container registered", name)
 		}

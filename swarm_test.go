@@ -9,6 +9,7 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
 
 	"github.com/polls-tenants/polls/dockerapi"
+	"github.com/polls-tenants/polls/internal/fakes"
 )
 
 // swarmConfig is a Swarm stack of three tenants: thor with three replicas,
@@ -23,7 +24,7 @@ func swarmConfig() map[string]string {
 
 func swarmMocks() *mocks {
 	m := newMocks()
-	m.nodes = []dockerapi.Node{
+	m.NodeList = []dockerapi.Node{
 		{ID: "a", Hostname: "n1", Ready: true, Availability: "active"},
 		{ID: "b", Hostname: "n2", Ready: true, Availability: "active"},
 	}
@@ -39,7 +40,7 @@ func TestSwarmResources(t *testing.T) {
 	if err := run(t, m, swarmConfig(), "polls:registryPassword"); err != nil {
 		t.Fatal(err)
 	}
-	counts := m.countByType()
+	counts := m.CountByType()
 	want := map[string]int{
 		"docker:index/service:Service":     2 * 3,
 		"docker:index/secret:Secret":       2 * 3,
@@ -53,7 +54,7 @@ func TestSwarmResources(t *testing.T) {
 		}
 	}
 
-	img := m.inputs["docker:index/image:Image::app"]
+	img := m.All()["docker:index/image:Image::app"]
 	if got := img["imageName"].StringValue(); got != "10.231.0.1:5000/polls/polls-dev-app:latest" {
 		t.Errorf("imageName = %q; want it in the registry", got)
 	}
@@ -68,7 +69,7 @@ func TestSwarmResources(t *testing.T) {
 	// least loaded, n1 on the tie.
 	nodes := map[string]string{}
 	for _, tn := range []string{"hermione", "potter", "thor"} {
-		db := m.inputs["docker:index/service:Service::"+tn+"-db"].Mappable()
+		db := m.All()["docker:index/service:Service::"+tn+"-db"].Mappable()
 		task := db["taskSpec"].(map[string]any)
 		nodes[tn] = strings.TrimPrefix(strs(task["placement"].(map[string]any)["constraints"])[0], "node.hostname==")
 		if r := db["mode"].(map[string]any)["replicated"].(map[string]any)["replicas"]; r != 1.0 {
@@ -87,7 +88,7 @@ func TestSwarmResources(t *testing.T) {
 	}
 	// Once a database runs, its node is labelled as holding its data.
 	labelled := map[string]string{}
-	for _, n := range m.nodes {
+	for _, n := range m.NodeList {
 		for k := range n.Labels {
 			labelled[strings.TrimPrefix(k, "polls.data.polls-dev.")] = n.Hostname
 		}
@@ -97,7 +98,7 @@ func TestSwarmResources(t *testing.T) {
 	}
 
 	for tn, replicas := range map[string]float64{"thor": 3, "potter": 2, "hermione": 2} {
-		app := m.inputs["docker:index/service:Service::"+tn+"-app"].Mappable()
+		app := m.All()["docker:index/service:Service::"+tn+"-app"].Mappable()
 		if r := app["mode"].(map[string]any)["replicated"].(map[string]any)["replicas"]; r != replicas {
 			t.Errorf("%s-app replicas = %v; want %v", tn, r, replicas)
 		}
@@ -111,16 +112,16 @@ func TestSwarmResources(t *testing.T) {
 		if got := len(app["taskSpec"].(map[string]any)["networksAdvanceds"].([]any)); got != 2 {
 			t.Errorf("%s-app is on %d networks; want its own and the edge", tn, got)
 		}
-		if a := m.inputs["docker:index/service:Service::"+tn+"-app"]["auth"].ObjectValue(); !a["password"].IsSecret() {
+		if a := m.All()["docker:index/service:Service::"+tn+"-app"]["auth"].ObjectValue(); !a["password"].IsSecret() {
 			t.Errorf("%s-app registry auth password is not secret", tn)
 		}
 	}
 	// Images run by tag are pinned to their digest in the registry.
-	if img := strs([]any{m.inputs["docker:index/service:Service::thor-db"]["taskSpec"].ObjectValue()["containerSpec"].ObjectValue()["image"].StringValue()})[0]; img != "postgres:17@sha256:postgres17" {
+	if img := strs([]any{m.All()["docker:index/service:Service::thor-db"]["taskSpec"].ObjectValue()["containerSpec"].ObjectValue()["image"].StringValue()})[0]; img != "postgres:17@sha256:postgres17" {
 		t.Errorf("thor-db image = %q; want postgres:17 pinned to its digest", img)
 	}
 	// The nodes log in to polls:registry only for images that are there.
-	if _, ok := m.inputs["docker:index/service:Service::thor-db"]["auth"]; ok && !m.inputs["docker:index/service:Service::thor-db"]["auth"].IsNull() {
+	if _, ok := m.All()["docker:index/service:Service::thor-db"]["auth"]; ok && !m.All()["docker:index/service:Service::thor-db"]["auth"].IsNull() {
 		t.Errorf("thor-db sends registry credentials for postgres:17, which is not in polls:registry")
 	}
 	m2 := swarmMocks()
@@ -129,16 +130,16 @@ func TestSwarmResources(t *testing.T) {
 	if err := run(t, m2, c, "polls:registryPassword"); err != nil {
 		t.Fatal(err)
 	}
-	if a := m2.inputs["docker:index/service:Service::thor-db"]["auth"]; !a.IsObject() || a.ObjectValue()["serverAddress"].StringValue() != "10.231.0.1:5000" {
+	if a := m2.All()["docker:index/service:Service::thor-db"]["auth"]; !a.IsObject() || a.ObjectValue()["serverAddress"].StringValue() != "10.231.0.1:5000" {
 		t.Errorf("thor-db auth = %v; want the registry's credentials for an image in it", a)
 	}
 	for _, name := range []string{"edge", "thor-net"} {
-		n := m.inputs["docker:index/network:Network::"+name]
+		n := m.All()["docker:index/network:Network::"+name]
 		if n["driver"].StringValue() != "overlay" || !n["attachable"].BoolValue() {
 			t.Errorf("network %s = %v; want an attachable overlay", name, n)
 		}
 	}
-	if !m.inputs["docker:index/network:Network::thor-net"]["internal"].BoolValue() {
+	if !m.All()["docker:index/network:Network::thor-net"]["internal"].BoolValue() {
 		t.Error("thor-net is not internal")
 	}
 }
@@ -152,13 +153,13 @@ func TestSwarmSecretsStaySecret(t *testing.T) {
 	}
 	var forbidden []string
 	for _, tn := range []string{"thor", "potter", "hermione"} {
-		for _, pw := range []string{mockPassword(tn + "-db-password"), mockPassword(tn + "-admin-password")} {
+		for _, pw := range []string{fakes.Password(tn + "-db-password"), fakes.Password(tn + "-admin-password")} {
 			forbidden = append(forbidden, pw, base64.StdEncoding.EncodeToString([]byte(pw))[:20])
 		}
 	}
 	forbidden = append(forbidden, "Reg1stryPw")
 	secrets := 0
-	for key, in := range m.inputs {
+	for key, in := range m.All() {
 		walkPlain(resource.NewObjectProperty(in), func(s string) {
 			for _, pw := range forbidden {
 				if strings.Contains(s, pw) {
@@ -182,11 +183,11 @@ func TestSwarmSecretsStaySecret(t *testing.T) {
 // tenants are added, and that config or cluster problems register nothing.
 func TestSwarmDatabasesStay(t *testing.T) {
 	m := swarmMocks()
-	m.services = []dockerapi.Service{{Name: "polls-dev-thor-db", Labels: map[string]string{"polls.stack": "polls-dev", "polls.role": "db", "polls.tenant": "thor", "polls.node": "n2"}}}
+	m.ServiceList = []dockerapi.Service{{Name: "polls-dev-thor-db", Labels: map[string]string{"polls.stack": "polls-dev", "polls.role": "db", "polls.tenant": "thor", "polls.node": "n2"}}}
 	if err := run(t, m, swarmConfig(), "polls:registryPassword"); err != nil {
 		t.Fatal(err)
 	}
-	db := m.inputs["docker:index/service:Service::thor-db"].Mappable()
+	db := m.All()["docker:index/service:Service::thor-db"].Mappable()
 	if c := strs(db["taskSpec"].(map[string]any)["placement"].(map[string]any)["constraints"]); c[0] != "node.hostname==n2" {
 		t.Errorf("thor's database constraints = %v; want it kept on n2", c)
 	}
@@ -194,11 +195,11 @@ func TestSwarmDatabasesStay(t *testing.T) {
 	// hermione was removed and is added back: the node holding its data
 	// takes it, though the other is emptier.
 	m = swarmMocks()
-	m.nodes[0].Labels = map[string]string{"polls.data.polls-dev.hermione": "true"}
+	m.NodeList[0].Labels = map[string]string{"polls.data.polls-dev.hermione": "true"}
 	if err := run(t, m, swarmConfig(), "polls:registryPassword"); err != nil {
 		t.Fatal(err)
 	}
-	db = m.inputs["docker:index/service:Service::hermione-db"].Mappable()
+	db = m.All()["docker:index/service:Service::hermione-db"].Mappable()
 	if c := strs(db["taskSpec"].(map[string]any)["placement"].(map[string]any)["constraints"]); c[0] != "node.hostname==n1" {
 		t.Errorf("re-added hermione's database constraints = %v; want n1, which holds its data", c)
 	}
@@ -208,9 +209,9 @@ func TestSwarmDatabasesStay(t *testing.T) {
 		setup func(*mocks, map[string]string)
 		want  string
 	}{
-		{"not a manager", func(m *mocks, _ map[string]string) { m.nodes = nil }, "polls:platform: swarm, but the Docker engine is not a Swarm manager"},
+		{"not a manager", func(m *mocks, _ map[string]string) { m.NodeList = nil }, "polls:platform: swarm, but the Docker engine is not a Swarm manager"},
 		{"a pin away from the data", func(m *mocks, c map[string]string) {
-			m.services = []dockerapi.Service{{Labels: map[string]string{"polls.stack": "polls-dev", "polls.role": "db", "polls.tenant": "potter", "polls.node": "n2"}}}
+			m.ServiceList = []dockerapi.Service{{Labels: map[string]string{"polls.stack": "polls-dev", "polls.role": "db", "polls.tenant": "potter", "polls.node": "n2"}}}
 		}, `polls:tenants.potter: node is "n1", but the tenant's database and its node-local volume are on "n2"`},
 		{"unknown node", func(_ *mocks, c map[string]string) { c["tenants"] = `{"thor":{"node":"n9"}}` }, `polls:tenants.thor: node "n9" is not a node of the cluster`},
 		{"plain-text registry password", func(_ *mocks, c map[string]string) {}, "polls:registryPassword is stored in plain text"},
@@ -230,7 +231,7 @@ func TestSwarmDatabasesStay(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("error = %v; want one containing %q", err, tt.want)
 			}
-			counts := m.countByType()
+			counts := m.CountByType()
 			delete(counts, "pulumi:pulumi:Stack")
 			if len(counts) != 0 {
 				t.Errorf("resources registered despite the error: %v", counts)

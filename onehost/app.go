@@ -4,7 +4,8 @@ import (
 	"github.com/pulumi/pulumi-docker/sdk/v4/go/docker"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
-	"github.com/polls-tenants/polls/spec"
+	"github.com/polls-tenants/polls/contract"
+	"github.com/polls-tenants/polls/platform"
 	"github.com/polls-tenants/polls/tenants"
 )
 
@@ -20,10 +21,10 @@ func (p *Platform) App(ctx *pulumi.Context, t tenants.Parts, network, migrated p
 	tenant := t.Tenant.Name
 	app, err := docker.NewContainer(ctx, tenant+"-app", &docker.ContainerArgs{
 		Image:   t.Image,
-		Command: stringArray(tenants.AppCommand),
-		Envs:    stringArray(t.AppEnv()),
+		Command: pulumi.ToStringArray(contract.AppCommand),
+		Envs:    pulumi.ToStringArray(t.AppEnv()),
 		Uploads: docker.ContainerUploadArray{
-			docker.ContainerUploadArgs{File: pulumi.String(spec.DatabaseURLFile), Content: t.Secrets.DatabaseURL},
+			docker.ContainerUploadArgs{File: pulumi.String(contract.DatabaseURLFile), Content: t.Secrets.DatabaseURL},
 		},
 		NetworksAdvanced: docker.ContainerNetworksAdvancedArray{
 			docker.ContainerNetworksAdvancedArgs{Name: network},
@@ -33,7 +34,7 @@ func (p *Platform) App(ctx *pulumi.Context, t tenants.Parts, network, migrated p
 		// healthy), so the engine's interval only paces checks afterwards:
 		// long enough that hundreds of idle tenants cost little.
 		Healthcheck: docker.ContainerHealthcheckArgs{
-			Tests:       stringArray(tenants.AppHealthCommand),
+			Tests:       pulumi.ToStringArray(contract.AppHealthCommand),
 			Interval:    pulumi.String("30s"),
 			Timeout:     pulumi.String("3s"),
 			Retries:     pulumi.Int(3),
@@ -45,16 +46,16 @@ func (p *Platform) App(ctx *pulumi.Context, t tenants.Parts, network, migrated p
 		// Stop with SIGTERM and wait: the app drains requests in flight
 		// (8s), where the provider would otherwise kill it at once.
 		DestroyGraceSeconds: pulumi.Int(10),
-		Memory:              memory(t.Stack.AppMemory(t.Tenant)),
-		MemorySwap:          memory(t.Stack.AppMemory(t.Tenant)),
-		Labels: labels(t, "app",
+		Memory:              platform.Memory(t.Stack.AppMemory(t.Tenant)),
+		MemorySwap:          platform.Memory(t.Stack.AppMemory(t.Tenant)),
+		Labels: platform.ContainerLabels(t, "app",
 			docker.ContainerLabelArgs{Label: pulumi.String("polls.migration"), Value: migrated}),
-	}, append(t.Opts, createFirst, notUpdatedInPlace)...)
+	}, append(t.Opts, platform.CreateFirst, notUpdatedInPlace)...)
 	if err != nil {
 		return pulumi.StringOutput{}, wrap("container", err)
 	}
 	ready := p.healthy(ctx, "tenant "+tenant+": app", app, appWait)
 	return pulumi.All(app.Name, ready).ApplyT(func(v []any) string {
-		return tenants.Upstream(v[0].(string))
+		return contract.Upstream(v[0].(string))
 	}).(pulumi.StringOutput), nil
 }

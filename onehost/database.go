@@ -4,7 +4,8 @@ import (
 	"github.com/pulumi/pulumi-docker/sdk/v4/go/docker"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
-	"github.com/polls-tenants/polls/spec"
+	"github.com/polls-tenants/polls/contract"
+	"github.com/polls-tenants/polls/platform"
 	"github.com/polls-tenants/polls/tenants"
 )
 
@@ -28,21 +29,21 @@ func (p *Platform) Database(ctx *pulumi.Context, t tenants.Parts, network pulumi
 	db, err := docker.NewContainer(ctx, tenant+"-db", &docker.ContainerArgs{
 		Name:  pulumi.String(t.Name("db")),
 		Image: pulumi.String(t.Stack.PostgresImage),
-		Envs:  stringArray(t.DatabaseEnv()),
+		Envs:  pulumi.ToStringArray(contract.DatabaseEnv()),
 		Uploads: docker.ContainerUploadArray{
-			docker.ContainerUploadArgs{File: pulumi.String(spec.DBPasswordFile), Content: t.Secrets.DBPassword},
+			docker.ContainerUploadArgs{File: pulumi.String(contract.DBPasswordFile), Content: t.Secrets.DBPassword},
 		},
 		Mounts: docker.ContainerMountArray{
-			docker.ContainerMountArgs{Type: pulumi.String("volume"), Source: volume.Name, Target: pulumi.String(spec.PGMount)},
+			docker.ContainerMountArgs{Type: pulumi.String("volume"), Source: volume.Name, Target: pulumi.String(contract.PGMount)},
 		},
 		NetworksAdvanced: docker.ContainerNetworksAdvancedArray{
-			docker.ContainerNetworksAdvancedArgs{Name: network, Aliases: pulumi.StringArray{pulumi.String(spec.DBAlias)}},
+			docker.ContainerNetworksAdvancedArgs{Name: network, Aliases: pulumi.StringArray{pulumi.String(contract.DBAlias)}},
 		},
 		// No StartInterval: it needs Docker API 1.44, and Debian 12 ships
 		// 1.41. The program probes the check itself while the database
 		// starts (see healthy), so the interval only paces later checks.
 		Healthcheck: docker.ContainerHealthcheckArgs{
-			Tests:       pulumi.StringArray{pulumi.String("CMD-SHELL"), pulumi.String(tenants.DatabaseHealthScript)},
+			Tests:       pulumi.StringArray{pulumi.String("CMD-SHELL"), pulumi.String(contract.DatabaseHealthScript)},
 			Interval:    pulumi.String("30s"),
 			Timeout:     pulumi.String("10s"),
 			Retries:     pulumi.Int(5),
@@ -55,10 +56,10 @@ func (p *Platform) Database(ctx *pulumi.Context, t tenants.Parts, network pulumi
 		// was terminated by signal 13"). Docker's init reaps them instead.
 		Init:       pulumi.Bool(true),
 		Restart:    pulumi.String("unless-stopped"),
-		Memory:     memory(t.Stack.DBMemoryMB),
-		MemorySwap: memory(t.Stack.DBMemoryMB),
-		Labels:     labels(t, "db"),
-	}, append(t.Opts, named, notUpdatedInPlace)...)
+		Memory:     platform.Memory(t.Stack.DBMemoryMB),
+		MemorySwap: platform.Memory(t.Stack.DBMemoryMB),
+		Labels:     platform.ContainerLabels(t, "db"),
+	}, append(t.Opts, platform.Named, notUpdatedInPlace)...)
 	if err != nil {
 		return pulumi.StringOutput{}, wrap("container", err)
 	}

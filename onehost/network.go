@@ -6,6 +6,7 @@ import (
 	"github.com/pulumi/pulumi-docker/sdk/v4/go/docker"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
+	"github.com/polls-tenants/polls/platform"
 	"github.com/polls-tenants/polls/tenants"
 )
 
@@ -32,7 +33,7 @@ func (p *Platform) Network(ctx *pulumi.Context, t tenants.Parts) (pulumi.StringO
 		Labels: docker.NetworkLabelArray{
 			docker.NetworkLabelArgs{Label: pulumi.String("polls.tenant"), Value: pulumi.String(tenant)},
 		},
-	}, append(t.Opts, named)...)
+	}, append(t.Opts, platform.Named)...)
 	if err != nil {
 		return pulumi.StringOutput{}, err
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
 	"github.com/polls-tenants/polls/dockerapi"
+	"github.com/polls-tenants/polls/platform"
 	"github.com/polls-tenants/polls/spec"
 	"github.com/polls-tenants/polls/tenants"
 )
@@ -65,7 +66,7 @@ func (p *Platform) Existing(tenant string) bool { return p.existing[tenant] }
 // Declare registers what the tenants share: the edge network the router
 // and every app meet on. Databases are never on it.
 func (p *Platform) Declare(ctx *pulumi.Context, opts ...pulumi.ResourceOption) error {
-	edge, err := docker.NewNetwork(ctx, "edge", &docker.NetworkArgs{Name: pulumi.String(p.prefix + "-edge")}, append(opts, named)...)
+	edge, err := docker.NewNetwork(ctx, "edge", &docker.NetworkArgs{Name: pulumi.String(p.prefix + "-edge")}, append(opts, platform.Named)...)
 	if err != nil {
 		return fmt.Errorf("edge network: %w", err)
 	}
@@ -86,54 +87,17 @@ const (
 	appWait = 2 * time.Minute
 )
 
-// healthy resolves once container c is healthy (see tenants.Gate).
+// healthy resolves once container c is healthy (see platform.Gate).
 func (p *Platform) healthy(ctx *pulumi.Context, what string, c *docker.Container, within time.Duration) pulumi.StringOutput {
-	return tenants.Gate(ctx, what, func(ctx context.Context, id []any) error {
+	return platform.Gate(ctx, what, func(ctx context.Context, id []any) error {
 		return p.Engine.Wait(ctx, fmt.Sprint(id[0]), within)
 	}, "healthy", c.ID())
 }
-
-// named is for resources with a fixed Docker name: Docker refuses two
-// containers or networks of one name, so a replacement must delete the old
-// one first (the engine creates first otherwise, e.g. for `--replace`).
-var named = pulumi.DeleteBeforeReplace(true)
-
-// createFirst is for containers with generated names, replaced with the new
-// one created before the old one is deleted. It must be said: the docker
-// provider asks for delete-first replacement of every container, and Pulumi
-// then also replaces delete-first everything that depends on it.
-var createFirst = pulumi.DeleteBeforeReplace(false)
 
 // notUpdatedInPlace makes a change of these container arguments replace the
 // container: the provider accepts them as in-place updates but applies
 // nothing, so the change would exist only in Pulumi's state.
 var notUpdatedInPlace = pulumi.ReplaceOnChanges([]string{"init", "healthcheck"})
-
-// memory returns a container memory limit in MiB, or no limit for 0. Used
-// for MemorySwap too: memory+swap equal to memory means no swap, and left
-// unset Docker would pick twice the memory, which then shows as a diff on
-// every preview.
-func memory(mb int) pulumi.IntPtrInput {
-	if mb == 0 {
-		return nil
-	}
-	return pulumi.Int(mb)
-}
-
-// labels converts a part's labels for a container.
-func labels(t tenants.Parts, role string, extra ...docker.ContainerLabelArgs) docker.ContainerLabelArray {
-	l := t.Labels(role)
-	out := docker.ContainerLabelArray{}
-	for _, k := range []string{"polls.stack", "polls.tenant", "polls.role"} {
-		out = append(out, docker.ContainerLabelArgs{Label: pulumi.String(k), Value: pulumi.String(l[k])})
-	}
-	for _, e := range extra {
-		out = append(out, e)
-	}
-	return out
-}
-
-func stringArray(s []string) pulumi.StringArray { return pulumi.ToStringArray(s) }
 
 // wrap names the step of an error.
 func wrap(step string, err error) error {
@@ -141,4 +105,10 @@ func wrap(step string, err error) error {
 		return fmt.Errorf("%s: %w", step, err)
 	}
 	return nil
+}
+
+// Migration runs the tenant's migration as a container that runs to
+// completion (platform.Migration).
+func (p *Platform) Migration(ctx *pulumi.Context, t tenants.Parts, network, dbReady pulumi.StringOutput) (pulumi.StringOutput, error) {
+	return platform.Migration(ctx, t, network, dbReady)
 }

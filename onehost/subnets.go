@@ -5,10 +5,10 @@ import (
 	"fmt"
 	"net/netip"
 
+	"github.com/polls-tenants/polls/contract"
 	"github.com/polls-tenants/polls/dockerapi"
 	"github.com/polls-tenants/polls/spec"
 	"github.com/polls-tenants/polls/subnets"
-	"github.com/polls-tenants/polls/tenants"
 )
 
 // planSubnets gives every tenant its private subnet: the one its network
@@ -33,7 +33,7 @@ func planSubnets(ctx context.Context, engine Engine, s spec.Stack, prefix string
 	names := make([]string, len(s.Tenants))
 	for i, t := range s.Tenants {
 		names[i] = t.Name
-		if n, ok := byName[tenants.NetworkName(prefix, t.Name)]; ok && len(n.Subnets) > 0 {
+		if n, ok := byName[contract.NetworkName(prefix, t.Name)]; ok && len(n.Subnets) > 0 {
 			current[t.Name] = n.Subnets[0]
 			existing[t.Name] = true
 			if gw, ok := n.Gateways[n.Subnets[0]]; ok {

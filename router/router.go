@@ -32,8 +32,10 @@ import (
 	"github.com/pulumi/pulumi-docker/sdk/v4/go/docker"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
+	"github.com/polls-tenants/polls/contract"
 	"github.com/polls-tenants/polls/dockerlog"
 	"github.com/polls-tenants/polls/nginx"
+	"github.com/polls-tenants/polls/platform"
 	"github.com/polls-tenants/polls/spec"
 )
 
@@ -45,13 +47,8 @@ var installScript string
 // Type is the component's type token.
 const Type = "polls:index:Router"
 
-const (
-	ConfDir = "/etc/nginx/conf.d"
-	// stageDir is where the config container receives the new files.
-	stageDir = "/polls/next"
-	// DockerDNS is Docker's embedded DNS server on user-defined networks.
-	DockerDNS = "127.0.0.11"
-)
+// stageDir is where the config container receives the new files.
+const stageDir = "/polls/next"
 
 // Args configures the router.
 type Args struct {
@@ -106,7 +103,7 @@ func New(ctx *pulumi.Context, name string, args Args, opts ...pulumi.ResourceOpt
 	for i, rt := range args.Routes {
 		names[i] = rt.Server.Name
 	}
-	cfg, files, err := Files(args.Stack, names, ConfDir)
+	cfg, files, err := Files(args.Stack, names, contract.RouterConfDir)
 	if err != nil {
 		return nil, fmt.Errorf("router: %w", err)
 	}
@@ -118,7 +115,7 @@ func New(ctx *pulumi.Context, name string, args Args, opts ...pulumi.ResourceOpt
 		return nil, fmt.Errorf("router: config volume: %w", err)
 	}
 	mounts := docker.ContainerMountArray{
-		docker.ContainerMountArgs{Type: pulumi.String("volume"), Source: conf.Name, Target: pulumi.String(ConfDir)},
+		docker.ContainerMountArgs{Type: pulumi.String("volume"), Source: conf.Name, Target: pulumi.String(contract.RouterConfDir)},
 	}
 	ports := docker.ContainerPortArray{
 		docker.ContainerPortArgs{Internal: pulumi.Int(80), External: pulumi.Int(args.Stack.HTTPPort)},
@@ -143,7 +140,7 @@ func New(ctx *pulumi.Context, name string, args Args, opts ...pulumi.ResourceOpt
 		},
 		Restart: pulumi.String("unless-stopped"),
 		Labels:  routerLabels(args.Prefix, "router"),
-	}, parent, named)
+	}, parent, platform.Named)
 	if err != nil {
 		return nil, fmt.Errorf("router: nginx container: %w", err)
 	}
@@ -173,7 +170,7 @@ func New(ctx *pulumi.Context, name string, args Args, opts ...pulumi.ResourceOpt
 			MustRun:     pulumi.Bool(false),
 			Restart:     pulumi.String("no"),
 			Labels:      routerLabels(args.Prefix, "router-config"),
-		}, append([]pulumi.ResourceOption{parent, named}, extra...)...)
+		}, append([]pulumi.ResourceOption{parent, platform.Named}, extra...)...)
 	}
 
 	uploads := docker.ContainerUploadArray{}
@@ -242,14 +239,10 @@ func installed(c *docker.Container, what, value string) pulumi.StringOutput {
 	}).(pulumi.StringOutput)
 }
 
-// named is for resources with a fixed Docker name: a replacement must delete
-// the old one first, as Docker refuses two containers of one name.
-var named = pulumi.DeleteBeforeReplace(true)
-
 func routerLabels(prefix, role string) docker.ContainerLabelArray {
 	return docker.ContainerLabelArray{
-		docker.ContainerLabelArgs{Label: pulumi.String("polls.stack"), Value: pulumi.String(prefix)},
-		docker.ContainerLabelArgs{Label: pulumi.String("polls.role"), Value: pulumi.String(role)},
+		docker.ContainerLabelArgs{Label: pulumi.String(contract.LabelStack), Value: pulumi.String(prefix)},
+		docker.ContainerLabelArgs{Label: pulumi.String(contract.LabelRole), Value: pulumi.String(role)},
 	}
 }
 
@@ -267,7 +260,7 @@ type File struct {
 // overwrites the one the running config uses before the new config passed
 // `nginx -t`. It also returns the config the tenants' routes render with.
 func Files(s spec.Stack, tenants []string, dir string) (nginx.Config, []File, error) {
-	cfg := nginx.Config{Resolver: DockerDNS, Listen: "80", ListenTLS: "443", Include: dir + "/tenants/*.conf"}
+	cfg := nginx.Config{Resolver: contract.DockerDNS, Listen: "80", ListenTLS: "443", Include: dir + "/tenants/*.conf"}
 	var files []File
 	if s.TLS != nil {
 		sum := sha256.Sum256([]byte(s.TLS.CertificatePEM + s.TLS.KeyPEM))

@@ -6,7 +6,8 @@ import (
 	"github.com/pulumi/pulumi-docker/sdk/v4/go/docker"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
-	"github.com/polls-tenants/polls/spec"
+	"github.com/polls-tenants/polls/contract"
+	"github.com/polls-tenants/polls/platform"
 	"github.com/polls-tenants/polls/tenants"
 )
 
@@ -21,7 +22,7 @@ import (
 // and `pulumi up` fails for this tenant with the task's error and log.
 func (p *Platform) App(ctx *pulumi.Context, t tenants.Parts, network, migrated pulumi.StringOutput) (pulumi.StringOutput, error) {
 	tenant := t.Tenant.Name
-	url, err := secret(ctx, t, "database-url-secret", spec.DatabaseURLFile, t.Secrets.DatabaseURL)
+	url, err := secret(ctx, t, "database-url-secret", contract.DatabaseURLFile, t.Secrets.DatabaseURL)
 	if err != nil {
 		return pulumi.StringOutput{}, err
 	}
@@ -35,11 +36,11 @@ func (p *Platform) App(ctx *pulumi.Context, t tenants.Parts, network, migrated p
 		TaskSpec: docker.ServiceTaskSpecArgs{
 			ContainerSpec: docker.ServiceTaskSpecContainerSpecArgs{
 				Image:   image,
-				Args:    pulumi.ToStringArray(tenants.AppCommand),
+				Args:    pulumi.ToStringArray(contract.AppCommand),
 				Env:     env(t.AppEnv()),
 				Secrets: docker.ServiceTaskSpecContainerSpecSecretArray{url},
 				Healthcheck: docker.ServiceTaskSpecContainerSpecHealthcheckArgs{
-					Tests:       pulumi.ToStringArray(tenants.AppHealthCommand),
+					Tests:       pulumi.ToStringArray(contract.AppHealthCommand),
 					Interval:    pulumi.String("2s"),
 					Timeout:     pulumi.String("3s"),
 					Retries:     pulumi.Int(3),
@@ -65,12 +66,12 @@ func (p *Platform) App(ctx *pulumi.Context, t tenants.Parts, network, migrated p
 			Order: pulumi.String("start-first"), Parallelism: pulumi.Int(0), FailureAction: pulumi.String("pause"),
 		},
 		EndpointSpec: docker.ServiceEndpointSpecArgs{Mode: pulumi.String("dnsrr")},
-	}, append(t.Opts, named)...)
+	}, append(t.Opts, platform.Named)...)
 	if err != nil {
 		return pulumi.StringOutput{}, fmt.Errorf("service: %w", err)
 	}
 	ready := p.running(ctx, "tenant "+tenant+": app", app, image, appWait, nil)
 	return pulumi.All(app.Name, ready).ApplyT(func(v []any) string {
-		return tenants.Upstream(v[0].(string))
+		return contract.Upstream(v[0].(string))
 	}).(pulumi.StringOutput), nil
 }

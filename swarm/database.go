@@ -7,7 +7,8 @@ import (
 	"github.com/pulumi/pulumi-docker/sdk/v4/go/docker"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
-	"github.com/polls-tenants/polls/spec"
+	"github.com/polls-tenants/polls/contract"
+	"github.com/polls-tenants/polls/platform"
 	"github.com/polls-tenants/polls/tenants"
 )
 
@@ -21,7 +22,7 @@ func (p *Platform) Database(ctx *pulumi.Context, t tenants.Parts, network pulumi
 	if !ok {
 		return pulumi.StringOutput{}, fmt.Errorf("no node planned for tenant %s", tenant)
 	}
-	password, err := secret(ctx, t, "db-password-secret", spec.DBPasswordFile, t.Secrets.DBPassword)
+	password, err := secret(ctx, t, "db-password-secret", contract.DBPasswordFile, t.Secrets.DBPassword)
 	if err != nil {
 		return pulumi.StringOutput{}, err
 	}
@@ -34,10 +35,10 @@ func (p *Platform) Database(ctx *pulumi.Context, t tenants.Parts, network pulumi
 		TaskSpec: docker.ServiceTaskSpecArgs{
 			ContainerSpec: docker.ServiceTaskSpecContainerSpecArgs{
 				Image:   image,
-				Env:     env(t.DatabaseEnv()),
+				Env:     env(contract.DatabaseEnv()),
 				Secrets: docker.ServiceTaskSpecContainerSpecSecretArray{password},
 				Mounts: docker.ServiceTaskSpecContainerSpecMountArray{docker.ServiceTaskSpecContainerSpecMountArgs{
-					Type: pulumi.String("volume"), Source: pulumi.String(t.Name("pgdata")), Target: pulumi.String(spec.PGMount),
+					Type: pulumi.String("volume"), Source: pulumi.String(t.Name("pgdata")), Target: pulumi.String(contract.PGMount),
 					VolumeOptions: docker.ServiceTaskSpecContainerSpecMountVolumeOptionsArgs{
 						Labels: docker.ServiceTaskSpecContainerSpecMountVolumeOptionsLabelArray{
 							// Sorted by label, as the provider reads them back:
@@ -52,7 +53,7 @@ func (p *Platform) Database(ctx *pulumi.Context, t tenants.Parts, network pulumi
 				// 1.41 has no start interval): the interval is what a
 				// database start or a rolling update waits at least.
 				Healthcheck: docker.ServiceTaskSpecContainerSpecHealthcheckArgs{
-					Tests:    pulumi.StringArray{pulumi.String("CMD-SHELL"), pulumi.String(tenants.DatabaseHealthScript)},
+					Tests:    pulumi.StringArray{pulumi.String("CMD-SHELL"), pulumi.String(contract.DatabaseHealthScript)},
 					Interval: pulumi.String("3s"),
 					Timeout:  pulumi.String("10s"),
 					Retries:  pulumi.Int(5),
@@ -68,7 +69,7 @@ func (p *Platform) Database(ctx *pulumi.Context, t tenants.Parts, network pulumi
 				StopGracePeriod: pulumi.String("30s"),
 			},
 			NetworksAdvanceds: docker.ServiceTaskSpecNetworksAdvancedArray{
-				docker.ServiceTaskSpecNetworksAdvancedArgs{Name: network, Aliases: pulumi.StringArray{pulumi.String(spec.DBAlias)}},
+				docker.ServiceTaskSpecNetworksAdvancedArgs{Name: network, Aliases: pulumi.StringArray{pulumi.String(contract.DBAlias)}},
 			},
 			Placement: docker.ServiceTaskSpecPlacementArgs{
 				Constraints: pulumi.StringArray{pulumi.String("node.hostname==" + node)},
@@ -81,7 +82,7 @@ func (p *Platform) Database(ctx *pulumi.Context, t tenants.Parts, network pulumi
 		// task before it starts (Swarm's default order, said here).
 		UpdateConfig: docker.ServiceUpdateConfigArgs{Order: pulumi.String("stop-first")},
 		EndpointSpec: docker.ServiceEndpointSpecArgs{Mode: pulumi.String("dnsrr")},
-	}, append(t.Opts, named)...)
+	}, append(t.Opts, platform.Named)...)
 	if err != nil {
 		return pulumi.StringOutput{}, fmt.Errorf("service: %w", err)
 	}

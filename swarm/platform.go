@@ -6,7 +6,7 @@
 //     volume is local to that node (package placement decides which);
 //   - its secrets as Docker secrets, mounted as files;
 //   - its migration as a container on the manager, attached to the
-//     tenant's overlay network, as on one host (onehost.RunMigration): a
+//     tenant's overlay network, as on one host (platform.Migration): a
 //     container gives its exit code and log, a service does not;
 //   - its app as a replicated service, spread over nodes, updated
 //     start-first and rolled back when the new version fails its health
@@ -33,8 +33,8 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
 	"github.com/polls-tenants/polls/dockerapi"
-	"github.com/polls-tenants/polls/onehost"
 	"github.com/polls-tenants/polls/placement"
+	"github.com/polls-tenants/polls/platform"
 	"github.com/polls-tenants/polls/spec"
 	"github.com/polls-tenants/polls/tenants"
 )
@@ -205,7 +205,7 @@ func (p *Platform) Declare(ctx *pulumi.Context, opts ...pulumi.ResourceOption) e
 		Name:       pulumi.String(p.prefix + "-edge"),
 		Driver:     pulumi.String("overlay"),
 		Attachable: pulumi.Bool(true),
-	}, append(opts, named)...)
+	}, append(opts, platform.Named)...)
 	if err != nil {
 		return fmt.Errorf("edge network: %w", err)
 	}
@@ -233,7 +233,7 @@ func (p *Platform) Network(ctx *pulumi.Context, t tenants.Parts) (pulumi.StringO
 		Labels: docker.NetworkLabelArray{
 			docker.NetworkLabelArgs{Label: pulumi.String("polls.tenant"), Value: pulumi.String(t.Tenant.Name)},
 		},
-	}, append(t.Opts, named)...)
+	}, append(t.Opts, platform.Named)...)
 	if err != nil {
 		return pulumi.StringOutput{}, err
 	}
@@ -242,13 +242,13 @@ func (p *Platform) Network(ctx *pulumi.Context, t tenants.Parts) (pulumi.StringO
 
 // Migration runs the tenant's migration as a container on the manager.
 func (p *Platform) Migration(ctx *pulumi.Context, t tenants.Parts, network, dbReady pulumi.StringOutput) (pulumi.StringOutput, error) {
-	return onehost.RunMigration(ctx, t, network, dbReady)
+	return platform.Migration(ctx, t, network, dbReady)
 }
 
 // running resolves once service s runs every replica of its current spec
-// with image (see tenants.Gate), then runs after, if any.
+// with image (see platform.Gate), then runs after, if any.
 func (p *Platform) running(ctx *pulumi.Context, what string, s *docker.Service, image pulumi.StringInput, within time.Duration, after func(context.Context) error) pulumi.StringOutput {
-	return tenants.Gate(ctx, what, func(ctx context.Context, v []any) error {
+	return platform.Gate(ctx, what, func(ctx context.Context, v []any) error {
 		if err := p.Engine.WaitService(ctx, fmt.Sprint(v[0]), fmt.Sprint(v[1]), within); err != nil {
 			return err
 		}
@@ -273,7 +273,7 @@ func secret(ctx *pulumi.Context, t tenants.Parts, logical, file string, value pu
 			docker.SecretLabelArgs{Label: pulumi.String("polls.stack"), Value: pulumi.String(t.Prefix)},
 			docker.SecretLabelArgs{Label: pulumi.String("polls.tenant"), Value: pulumi.String(t.Tenant.Name)},
 		},
-	}, append(t.Opts, createFirst)...)
+	}, append(t.Opts, platform.CreateFirst)...)
 	if err != nil {
 		return docker.ServiceTaskSpecContainerSpecSecretArgs{}, fmt.Errorf("secret %s: %w", logical, err)
 	}
@@ -326,12 +326,6 @@ func env(lines []string) pulumi.StringMap {
 	}
 	return m
 }
-
-// named is for resources with a fixed Docker name, replaced delete-first.
-var named = pulumi.DeleteBeforeReplace(true)
-
-// createFirst is for resources with generated names, replaced create-first.
-var createFirst = pulumi.DeleteBeforeReplace(false)
 
 func memoryBytes(mb int) pulumi.IntPtrInput {
 	if mb == 0 {

@@ -12,14 +12,12 @@
 package tenants
 
 import (
-	"context"
 	"fmt"
-	"strconv"
-	"strings"
 
 	"github.com/pulumi/pulumi-random/sdk/v4/go/random"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
+	"github.com/polls-tenants/polls/contract"
 	"github.com/polls-tenants/polls/spec"
 )
 
@@ -78,7 +76,7 @@ type Parts struct {
 }
 
 // Secrets are a tenant's generated secrets, always Pulumi secrets. Each is
-// delivered as a file at its spec path (spec.DBPasswordFile and so on),
+// delivered as a file at its contract path (contract.DBPasswordFile and so on),
 // never in an environment variable or argument.
 type Secrets struct {
 	// DBPassword is the database role's password.
@@ -135,7 +133,7 @@ func New(ctx *pulumi.Context, args Args, opts ...pulumi.ResourceOption) (*Tenant
 		Tenant: args.Tenant, Stack: args.Stack, Prefix: args.Prefix, Image: args.AppImage,
 		Secrets: Secrets{
 			DBPassword:    dbSecret,
-			DatabaseURL:   pulumi.Sprintf("postgres://%s:%s@%s:5432/%s?sslmode=disable", spec.DBUser, dbSecret, spec.DBAlias, spec.DBName),
+			DatabaseURL:   dbSecret.ApplyT(contract.DatabaseURL).(pulumi.StringOutput),
 			AdminPassword: adminSecret,
 		},
 		Opts: []pulumi.ResourceOption{parent},
@@ -174,97 +172,20 @@ func New(ctx *pulumi.Context, args Args, opts ...pulumi.ResourceOption) (*Tenant
 	return t, nil
 }
 
-// Name returns the Docker name of the tenant's part: "<prefix>-<tenant>-<part>".
-func (t Parts) Name(part string) string { return ObjectName(t.Prefix, t.Tenant.Name, part) }
+// Name returns the Docker name of the tenant's part (contract.ObjectName).
+func (t Parts) Name(part string) string { return contract.ObjectName(t.Prefix, t.Tenant.Name, part) }
 
-// ObjectName is the Docker name of a tenant's part, as Parts.Name.
-func ObjectName(prefix, tenant, part string) string { return prefix + "-" + tenant + "-" + part }
-
-// NetworkName is the Docker name of a tenant's private network.
-func NetworkName(prefix, tenant string) string { return ObjectName(prefix, tenant, "net") }
-
-// Labels marks a part with its stack, tenant and role, for `docker ps
-// --filter` and `docker service ls --filter`.
+// Labels marks a part with its stack, tenant and role (contract.Labels).
 func (t Parts) Labels(role string) map[string]string {
-	return map[string]string{"polls.stack": t.Prefix, "polls.tenant": t.Tenant.Name, "polls.role": role}
+	return contract.Labels(t.Prefix, t.Tenant.Name, role)
 }
 
-// Upstream is the app's host:port on the edge network, given its name there.
-func Upstream(host string) string { return host + ":" + strconv.Itoa(spec.AppPort) }
-
-// AppCommand and MigrationCommand are what the app image runs: serve, or
-// migrate the schema and ensure the admin account, then exit.
-var (
-	AppCommand       = []string{"serve"}
-	MigrationCommand = []string{"migrate", "-createsuperuser"}
-)
-
-// AppEnv is the app's environment: no secrets, only where to find them.
+// AppEnv is the app's environment (contract.AppEnv).
 func (t Parts) AppEnv() []string {
-	return []string{
-		"TENANT=" + t.Tenant.Name,
-		"LISTEN_ADDR=:" + strconv.Itoa(spec.AppPort),
-		"ALLOWED_HOSTS=" + strings.Join(t.Tenant.ServerNames(t.Stack.Domain), ","),
-		"DATABASE_URL_FILE=" + spec.DatabaseURLFile,
-	}
+	return contract.AppEnv(t.Tenant.Name, t.Tenant.ServerNames(t.Stack.Domain))
 }
 
-// MigrationEnv is the migration's environment.
+// MigrationEnv is the migration's environment (contract.MigrationEnv).
 func (t Parts) MigrationEnv() []string {
-	return []string{
-		"TENANT=" + t.Tenant.Name,
-		"DATABASE_URL_FILE=" + spec.DatabaseURLFile,
-		"ADMIN_USER=" + t.Stack.AdminUser,
-		"ADMIN_PASSWORD_FILE=" + spec.AdminPasswordFile,
-	}
-}
-
-// DatabaseEnv is PostgreSQL's environment (the official image's contract).
-func (t Parts) DatabaseEnv() []string {
-	return []string{
-		"POSTGRES_USER=" + spec.DBUser,
-		"POSTGRES_DB=" + spec.DBName,
-		"POSTGRES_PASSWORD_FILE=" + spec.DBPasswordFile,
-		"PGDATA=" + spec.PGMount + "/pgdata",
-	}
-}
-
-// DatabaseHealthScript is the database's health check. Healthy means: the server
-// accepts TCP connections (so the image's first-run initialisation is over)
-// and the role's password equals the password file the stack delivered. The
-// official image sets the password only when it initialises an empty data
-// directory; syncing it here means a regenerated or rotated secret, or a
-// tenant re-added over its retained volume, never locks the app out of its
-// data. Loopback connections are trusted by the image's pg_hba.conf, and the
-// password travels through psql's backtick expansion of the file, never
-// through argv or the container's environment. The sync runs once per file
-// content. No pipeline: a health check that times out leaves its children
-// to PID 1, so PostgreSQL must not be PID 1 (platforms run an init).
-const DatabaseHealthScript = `pg_isready -q -h 127.0.0.1 -U "$POSTGRES_USER" -d "$POSTGRES_DB" || exit 1
-sum=$(sha256sum < "$POSTGRES_PASSWORD_FILE")
-[ "$sum" = "$(cat /tmp/polls-password-synced 2>/dev/null)" ] && exit 0
-psql -qAtX -v ON_ERROR_STOP=1 -h 127.0.0.1 -U "$POSTGRES_USER" -d "$POSTGRES_DB" >/dev/null <<'SQL' || exit 1
-\set pw ` + "`" + `cat "$POSTGRES_PASSWORD_FILE"` + "`" + `
-ALTER ROLE CURRENT_USER PASSWORD :'pw';
-SQL
-printf '%s' "$sum" > /tmp/polls-password-synced`
-
-// AppHealthCommand is the app's health check, run inside its container.
-var AppHealthCommand = []string{"CMD", spec.AppBinary, "healthcheck"}
-
-// Gate resolves to value once wait says the part is up, and fails with what
-// (the tenant and part) and wait's reason otherwise. wait gets the values
-// of on (the part's ID, say) once they are known. In a preview nothing is
-// waited for. The value is constant, so gating on it never changes a
-// dependent's inputs by itself.
-func Gate(ctx *pulumi.Context, what string, wait func(ctx context.Context, on []any) error, value string, on ...any) pulumi.StringOutput {
-	return pulumi.All(on...).ApplyTWithContext(ctx.Context(), func(wctx context.Context, v []any) (string, error) {
-		if ctx.DryRun() {
-			return value, nil
-		}
-		if err := wait(wctx, v); err != nil {
-			return "", fmt.Errorf("%s %w", what, err)
-		}
-		return value, nil
-	}).(pulumi.StringOutput)
+	return contract.MigrationEnv(t.Tenant.Name, t.Stack.AdminUser)
 }

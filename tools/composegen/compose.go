@@ -11,11 +11,12 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/polls-tenants/polls/contract"
 	"github.com/polls-tenants/polls/nginx"
-	"github.com/polls-tenants/polls/router"
 	"github.com/polls-tenants/polls/spec"
 	"github.com/polls-tenants/polls/subnets"
 	"github.com/polls-tenants/polls/tools/internal/gen"
@@ -140,6 +141,10 @@ type ipamConfig struct {
 	Gateway string `yaml:"gateway"`
 }
 
+// esc escapes '$' for docker-compose, which interpolates $VAR in the
+// file; "$$" is a literal '$'.
+func esc(s string) string { return strings.ReplaceAll(s, "$", "$$") }
+
 // build returns the compose file for o, given the rendered nginx config.
 // Secret files are referenced relative to the compose file's directory.
 func build(o options, nginxConf []byte) (composeFile, error) {
@@ -157,9 +162,7 @@ func build(o options, nginxConf []byte) (composeFile, error) {
 	for _, t := range gen.TenantNames(o.Tenants) {
 		name := func(part string) string { return o.Project + "-" + t + "-" + part }
 		secret := func(file, target string) string { return "./secrets/" + t + "-" + file + ":" + target + ":ro" }
-		labels := func(role string) map[string]string {
-			return map[string]string{"polls.stack": o.Project, "polls.tenant": t, "polls.role": role}
-		}
+		labels := func(role string) map[string]string { return contract.Labels(o.Project, t, role) }
 		// Memory plus swap equal to memory: no swap, as the program sets.
 		appMemory := strconv.Itoa(spec.DefaultAppMemoryMB) + "m"
 		dbMemory := strconv.Itoa(spec.DefaultDBMemoryMB) + "m"
@@ -170,23 +173,19 @@ func build(o options, nginxConf []byte) (composeFile, error) {
 			IPAM: &ipam{Config: []ipamConfig{{
 				Subnet: plan[t].String(), Gateway: subnets.Gateway(plan[t]).String(),
 			}}},
-			Labels: map[string]string{"polls.tenant": t},
+			Labels: map[string]string{contract.LabelTenant: t},
 		}
 		c.Volumes[t+"-pgdata"] = struct{}{}
 		c.Services[t+"-db"] = service{
 			ContainerName: name("db"),
 			Image:         o.PostgresImage,
-			Environment: []string{
-				"POSTGRES_USER=" + spec.DBUser, "POSTGRES_DB=" + spec.DBName,
-				"POSTGRES_PASSWORD_FILE=" + spec.DBPasswordFile, "PGDATA=" + spec.PGMount + "/pgdata",
-			},
-			Volumes:  []string{t + "-pgdata:" + spec.PGMount, secret("db-password", spec.DBPasswordFile)},
-			Networks: map[string]attachment{t: {Aliases: []string{spec.DBAlias}}},
+			Environment:   contract.DatabaseEnv(),
+			Volumes:       []string{t + "-pgdata:" + contract.PGMount, secret("db-password", contract.DBPasswordFile)},
+			Networks:      map[string]attachment{t: {Aliases: []string{contract.DBAlias}}},
 			// The program's check, less its password sync: the readiness
-			// test over TCP (during first-run initialisation the image's
-			// temporary server listens on the socket only).
+			// test over TCP. "$$" is compose's literal '$'.
 			Healthcheck: &healthcheck{
-				Test:     []string{"CMD-SHELL", "pg_isready -q -h 127.0.0.1 -U " + spec.DBUser + " -d " + spec.DBName},
+				Test:     []string{"CMD-SHELL", esc(contract.DatabaseReadyCheck)},
 				Interval: "2s", Timeout: "10s", Retries: 5, StartPeriod: "2m",
 			},
 			// Not PID 1: see the init comment in tenants/database.go.
@@ -199,33 +198,27 @@ func build(o options, nginxConf []byte) (composeFile, error) {
 		c.Services[t+"-migrate"] = service{
 			ContainerName: name("migrate"),
 			Image:         o.AppImage,
-			Command:       []string{"migrate", "-createsuperuser"},
-			Environment: []string{
-				"TENANT=" + t, "DATABASE_URL_FILE=" + spec.DatabaseURLFile,
-				"ADMIN_USER=" + spec.DefaultAdminUser, "ADMIN_PASSWORD_FILE=" + spec.AdminPasswordFile,
-			},
-			Volumes:      []string{secret("database-url", spec.DatabaseURLFile), secret("admin-password", spec.AdminPasswordFile)},
-			Networks:     map[string]attachment{t: {}},
-			DependsOn:    map[string]dependency{t + "-db": {Condition: "service_healthy"}},
-			MemLimit:     appMemory,
-			MemswapLimit: appMemory,
-			Labels:       labels("migrate"),
+			Command:       contract.MigrationCommand,
+			Environment:   contract.MigrationEnv(t, spec.DefaultAdminUser),
+			Volumes:       []string{secret("database-url", contract.DatabaseURLFile), secret("admin-password", contract.AdminPasswordFile)},
+			Networks:      map[string]attachment{t: {}},
+			DependsOn:     map[string]dependency{t + "-db": {Condition: "service_healthy"}},
+			MemLimit:      appMemory,
+			MemswapLimit:  appMemory,
+			Labels:        labels("migrate"),
 		}
 		c.Services[t+"-app"] = service{
 			ContainerName: name("app"),
 			Image:         o.AppImage,
-			Command:       []string{"serve"},
-			Environment: []string{
-				"TENANT=" + t, "LISTEN_ADDR=:" + strconv.Itoa(spec.AppPort),
-				"ALLOWED_HOSTS=" + t + "." + spec.DefaultDomain, "DATABASE_URL_FILE=" + spec.DatabaseURLFile,
-			},
-			Volumes:  []string{secret("database-url", spec.DatabaseURLFile)},
-			Networks: map[string]attachment{t: {}, edgeNetwork: {Aliases: []string{t}}},
+			Command:       contract.AppCommand,
+			Environment:   contract.AppEnv(t, spec.Tenant{Name: t}.ServerNames(spec.DefaultDomain)),
+			Volumes:       []string{secret("database-url", contract.DatabaseURLFile)},
+			Networks:      map[string]attachment{t: {}, edgeNetwork: {Aliases: []string{t}}},
 			DependsOn: map[string]dependency{
 				t + "-migrate": {Condition: "service_completed_successfully"},
 			},
 			Healthcheck: &healthcheck{
-				Test:     []string{"CMD", spec.AppBinary, "healthcheck"},
+				Test:     contract.AppHealthCommand,
 				Interval: "3s", Timeout: "3s", Retries: 3, StartPeriod: "30s",
 			},
 			Init:         true,
@@ -240,8 +233,8 @@ func build(o options, nginxConf []byte) (composeFile, error) {
 		Image:         o.NginxImage,
 		// The tmpfs hides the image's default.conf, as the router's config
 		// volume does: unknown hosts get polls.conf's 404, not a welcome page.
-		Tmpfs:    []string{router.ConfDir},
-		Volumes:  []string{"./nginx.conf:" + router.ConfDir + "/polls.conf:ro"},
+		Tmpfs:    []string{contract.RouterConfDir},
+		Volumes:  []string{"./nginx.conf:" + contract.RouterConfDir + "/polls.conf:ro"},
 		Ports:    []string{strconv.Itoa(o.Port) + ":80"},
 		Networks: map[string]attachment{edgeNetwork: {}},
 		Restart:  "unless-stopped",
@@ -261,7 +254,7 @@ func renderNginx(o options) ([]byte, error) {
 	var servers []nginx.Server
 	for _, t := range gen.TenantNames(o.Tenants) {
 		servers = append(servers, nginx.Server{
-			Name: t, Hosts: []string{t + "." + spec.DefaultDomain}, Upstream: t + ":" + strconv.Itoa(spec.AppPort),
+			Name: t, Hosts: spec.Tenant{Name: t}.ServerNames(spec.DefaultDomain), Upstream: contract.Upstream(t),
 		})
 	}
 	return gen.RenderRouter(servers)
@@ -292,8 +285,7 @@ func write(dir string, o options) ([]string, error) {
 		if _, err := gen.EnsureSecret(filepath.Join(secrets, t+"-admin-password"), 24, 0o644); err != nil {
 			return nil, fmt.Errorf("tenant %s: admin password: %w", t, err)
 		}
-		url := fmt.Sprintf("postgres://%s:%s@%s:5432/%s?sslmode=disable", spec.DBUser, dbPassword, spec.DBAlias, spec.DBName)
-		if err := os.WriteFile(filepath.Join(secrets, t+"-database-url"), []byte(url), 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(secrets, t+"-database-url"), []byte(contract.DatabaseURL(dbPassword)), 0o644); err != nil {
 			return nil, fmt.Errorf("tenant %s: database url: %w", t, err)
 		}
 	}

@@ -1,12 +1,10 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"net/netip"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,7 +12,7 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
-	"github.com/polls-tenants/polls/dockerapi"
+	"github.com/polls-tenants/polls/internal/fakes"
 	"github.com/polls-tenants/polls/onehost"
 	"github.com/polls-tenants/polls/spec"
 	"github.com/polls-tenants/polls/subnets"
@@ -69,9 +67,10 @@ func TestMatchesProgram(t *testing.T) {
 				want.Aliases = []string{"t01"}
 			}
 			if role == "db" {
-				// Compose runs the readiness line of the program's script.
-				want.Health[0] = strings.NewReplacer(`"$POSTGRES_USER"`, spec.DBUser, `"$POSTGRES_DB"`, spec.DBName, " || exit 1", "").
-					Replace(strings.SplitN(want.Health[0], "\n", 2)[0])
+				// Compose runs the readiness line of the program's
+				// script, '$' escaped for compose as "$$".
+				want.Health[0] = strings.TrimSuffix(strings.SplitN(want.Health[0], "\n", 2)[0], " || exit 1")
+				got.Health[0] = strings.ReplaceAll(got.Health[0], "$$", "$")
 			}
 			if diff := cmp.Diff(want, got); diff != "" {
 				t.Errorf("service %s differs from the program's container (-program +composegen):\n%s", name, diff)
@@ -116,43 +115,6 @@ func TestNetworkMatchesProgram(t *testing.T) {
 	}
 }
 
-// healthyEngine reports every container healthy at once.
-type healthyEngine struct{}
-
-func (healthyEngine) Wait(context.Context, string, time.Duration) error { return nil }
-
-func (healthyEngine) Networks(context.Context) ([]dockerapi.Network, error) { return nil, nil }
-
-// recorder is a Pulumi mock that keeps each container's and network's
-// inputs.
-type recorder struct {
-	mu     sync.Mutex
-	inputs map[string]resource.PropertyMap
-}
-
-func (r *recorder) NewResource(args pulumi.MockResourceArgs) (string, resource.PropertyMap, error) {
-	out := args.Inputs.Copy()
-	switch args.TypeToken {
-	case "random:index/randomPassword:RandomPassword":
-		out["result"] = resource.NewStringProperty("mock-password")
-	case "docker:index/container:Container":
-		out["exitCode"] = resource.NewNumberProperty(0)
-		out["containerLogs"] = resource.NewStringProperty("")
-		r.mu.Lock()
-		r.inputs[args.Name] = args.Inputs
-		r.mu.Unlock()
-	case "docker:index/network:Network":
-		r.mu.Lock()
-		r.inputs[args.Name] = args.Inputs
-		r.mu.Unlock()
-	}
-	return args.Name + "-id", out, nil
-}
-
-func (r *recorder) Call(args pulumi.MockCallArgs) (resource.PropertyMap, error) {
-	return args.Args, nil
-}
-
 // declaredContainers runs tenants.New for one tenant with the default stack
 // config under mocks, with the subnet and gateway stack.go gives a new
 // tenant on an empty engine, and returns its containers' and network's
@@ -167,10 +129,10 @@ func declaredContainers(t *testing.T, tenant string) map[string]resource.Propert
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &recorder{inputs: map[string]resource.PropertyMap{}}
+	p := fakes.NewProvider()
 	err = pulumi.RunErr(func(ctx *pulumi.Context) error {
 		on := &onehost.Platform{
-			Engine: healthyEngine{}, Edge: pulumi.String("edge").ToStringOutput(),
+			Engine: &fakes.Engine{}, Edge: pulumi.String("edge").ToStringOutput(),
 			Subnets:  plan,
 			Gateways: map[string]netip.Addr{tenant: subnets.Gateway(plan[tenant])},
 		}
@@ -179,11 +141,18 @@ func declaredContainers(t *testing.T, tenant string) map[string]resource.Propert
 			AppImage: pulumi.String("app"), Platform: on,
 		})
 		return err
-	}, pulumi.WithMocks("polls", "bench", r))
+	}, pulumi.WithMocks("polls", "bench", p))
 	if err != nil {
 		t.Fatalf("tenants.New under mocks: %v", err)
 	}
-	return r.inputs
+	declared := map[string]resource.PropertyMap{}
+	for key, in := range p.All() {
+		typ, name, _ := strings.Cut(key, "::")
+		if typ == "docker:index/container:Container" || typ == "docker:index/network:Network" {
+			declared[name] = in
+		}
+	}
+	return declared
 }
 
 func fromInputs(t *testing.T, in resource.PropertyMap) container {

@@ -12,6 +12,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"gopkg.in/yaml.v3"
 
+	"github.com/polls-tenants/polls/contract"
 	"github.com/polls-tenants/polls/nginx"
 	"github.com/polls-tenants/polls/router"
 	"github.com/polls-tenants/polls/spec"
@@ -62,7 +63,7 @@ func TestTwoTenants(t *testing.T) {
 	}
 	// The router installs the same servers as one file per tenant; compose
 	// gets them inline, from the same template and settings.
-	cfg, _, err := router.Files(spec.Stack{Domain: spec.DefaultDomain}, []string{"t01", "t02"}, router.ConfDir)
+	cfg, _, err := router.Files(spec.Stack{Domain: spec.DefaultDomain}, []string{"t01", "t02"}, contract.RouterConfDir)
 	if err != nil {
 		t.Fatalf("router.Files: %v", err)
 	}

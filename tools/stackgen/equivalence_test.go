@@ -1,12 +1,10 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"path"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,6 +13,7 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
 	"github.com/polls-tenants/polls/dockerapi"
+	"github.com/polls-tenants/polls/internal/fakes"
 	"github.com/polls-tenants/polls/spec"
 	"github.com/polls-tenants/polls/swarm"
 	"github.com/polls-tenants/polls/tenants"
@@ -62,7 +61,7 @@ func TestMatchesProgram(t *testing.T) {
 	o := defaultOptions()
 	// The program pins the database image to its digest in the registry;
 	// bench-swarm.sh gives stackgen the pinned reference.
-	o.Tenants, o.Project, o.AppImage, o.PostgresImage, o.Nodes = 3, prefix, appImage, pgImage+"@"+mockDigest, clusterNodes
+	o.Tenants, o.Project, o.AppImage, o.PostgresImage, o.Nodes = 3, prefix, appImage, pgImage+"@"+fakes.Digest(pgImage), clusterNodes
 	c, err := build(o)
 	if err != nil {
 		t.Fatal(err)
@@ -161,65 +160,21 @@ func TestPlacementMatchesProgram(t *testing.T) {
 }
 
 // cluster is a Swarm manager's engine with two empty, active nodes.
-type cluster struct{}
-
-func (cluster) Nodes(context.Context) ([]dockerapi.Node, error) {
-	var out []dockerapi.Node
+func cluster() *fakes.Engine {
+	e := &fakes.Engine{NodeList: []dockerapi.Node{}}
 	for i, n := range clusterNodes {
-		out = append(out, dockerapi.Node{ID: fmt.Sprint(i), Hostname: n, Ready: true, Availability: "active"})
+		e.NodeList = append(e.NodeList, dockerapi.Node{ID: fmt.Sprint(i), Hostname: n, Ready: true, Availability: "active"})
 	}
-	return out, nil
+	return e
 }
 
-func (cluster) Services(context.Context, map[string]string) ([]dockerapi.Service, error) {
-	return nil, nil
-}
-
-func (cluster) WaitService(context.Context, string, string, time.Duration) error { return nil }
-
-func (cluster) LabelNode(context.Context, string, string, string) error { return nil }
-
-// mockDigest is every image's digest in the mock registry.
-const mockDigest = "sha256:" + "0123"
-
-func (cluster) Digest(context.Context, string, *dockerapi.RegistryAuth) (string, error) {
-	return mockDigest, nil
-}
-
-// recorder is a Pulumi mock that keeps every resource's inputs.
+// recorder is what the program declared, and where it placed databases.
 type recorder struct {
-	mu     sync.Mutex
-	inputs map[string]resource.PropertyMap // "type::name"
-	nodes  map[string]string
+	*fakes.Provider
+	nodes map[string]string
 }
 
-func (r *recorder) NewResource(args pulumi.MockResourceArgs) (string, resource.PropertyMap, error) {
-	out := args.Inputs.Copy()
-	switch args.TypeToken {
-	case "random:index/randomPassword:RandomPassword":
-		out["result"] = resource.NewStringProperty("mock-password")
-	case "docker:index/container:Container":
-		out["exitCode"] = resource.NewNumberProperty(0)
-		out["containerLogs"] = resource.NewStringProperty("")
-	case "docker:index/secret:Secret":
-		out["name"] = resource.NewStringProperty(args.Name + "-1a2b3c4")
-	}
-	r.mu.Lock()
-	r.inputs[args.TypeToken+"::"+args.Name] = args.Inputs
-	r.mu.Unlock()
-	return args.Name + "-id", out, nil
-}
-
-func (r *recorder) Call(args pulumi.MockCallArgs) (resource.PropertyMap, error) {
-	return args.Args, nil
-}
-
-func (r *recorder) get(typ, name string) (resource.PropertyMap, bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	in, ok := r.inputs[typ+"::"+name]
-	return in, ok
-}
+func (r *recorder) get(typ, name string) (resource.PropertyMap, bool) { return r.Inputs(typ, name) }
 
 // declare runs the swarm platform for the given tenants (the default stack
 // config, no pins) under mocks, and records what it declares.
@@ -232,9 +187,9 @@ func declare(t *testing.T, names ...string) *recorder {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &recorder{inputs: map[string]resource.PropertyMap{}}
+	r := &recorder{Provider: fakes.NewProvider()}
 	err = pulumi.RunErr(func(ctx *pulumi.Context) error {
-		p, err := swarm.New(ctx, cluster{}, s, prefix)
+		p, err := swarm.New(ctx, cluster(), s, prefix)
 		if err != nil {
 			return err
 		}

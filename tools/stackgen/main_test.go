@@ -11,10 +11,10 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"gopkg.in/yaml.v3"
 
+	"github.com/polls-tenants/polls/contract"
 	"github.com/polls-tenants/polls/nginx"
 	"github.com/polls-tenants/polls/router"
 	"github.com/polls-tenants/polls/spec"
-	"github.com/polls-tenants/polls/tenants"
 )
 
 // TestTwoTenants ensures the stack file for two tenants has each tenant's
@@ -65,15 +65,15 @@ func TestTwoTenants(t *testing.T) {
 	}
 
 	// The router installs one file per tenant, its server rendered with
-	// upstream tenants.Upstream(<app service>); the stack gets them inline,
+	// upstream contract.Upstream(<app service>); the stack gets them inline,
 	// from the same template and settings.
-	cfg, _, err := router.Files(spec.Stack{Domain: spec.DefaultDomain}, []string{"t01", "t02"}, router.ConfDir)
+	cfg, _, err := router.Files(spec.Stack{Domain: spec.DefaultDomain}, []string{"t01", "t02"}, contract.RouterConfDir)
 	if err != nil {
 		t.Fatalf("router.Files: %v", err)
 	}
 	cfg.Include = ""
 	for _, tn := range []string{"t01", "t02"} {
-		cfg.Servers = append(cfg.Servers, nginx.Server{Name: tn, Hosts: []string{tn + ".polls.local"}, Upstream: tenants.Upstream(tn + "-app")})
+		cfg.Servers = append(cfg.Servers, nginx.Server{Name: tn, Hosts: []string{tn + ".polls.local"}, Upstream: contract.Upstream(tn + "-app")})
 	}
 	rendered, err := nginx.Render(cfg)
 	if err != nil {

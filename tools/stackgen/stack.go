@@ -13,11 +13,10 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/polls-tenants/polls/contract"
 	"github.com/polls-tenants/polls/nginx"
 	"github.com/polls-tenants/polls/placement"
-	"github.com/polls-tenants/polls/router"
 	"github.com/polls-tenants/polls/spec"
-	"github.com/polls-tenants/polls/tenants"
 	"github.com/polls-tenants/polls/tools/internal/gen"
 )
 
@@ -72,17 +71,10 @@ func (o options) check() error {
 	return errors.Join(errs...)
 }
 
-// stackTenant is tenant name as the program sees it under the default
-// stack config.
-func stackTenant(o options, name string) tenants.Parts {
-	return tenants.Parts{
-		Tenant: spec.Tenant{Name: name},
-		Stack: spec.Stack{
-			Domain: spec.DefaultDomain, AdminUser: spec.DefaultAdminUser,
-			AppMemoryMB: spec.DefaultAppMemoryMB, DBMemoryMB: spec.DefaultDBMemoryMB,
-		},
-		Prefix: o.Project,
-	}
+// defaultStack is the stack config the program has when none is set.
+var defaultStack = spec.Stack{
+	Domain: spec.DefaultDomain, AdminUser: spec.DefaultAdminUser,
+	AppMemoryMB: spec.DefaultAppMemoryMB, DBMemoryMB: spec.DefaultDBMemoryMB,
 }
 
 // databaseNodes places each tenant's database as the program places new
@@ -254,10 +246,10 @@ func build(o options) (stackFile, error) {
 		Configs:  map[string]fileObject{},
 	}
 	for _, t := range gen.TenantNames(o.Tenants) {
-		p := stackTenant(o, t)
+		tenant := spec.Tenant{Name: t}
 		net := t + "-net"
 		labels := func(role string, extra ...string) map[string]string {
-			l := p.Labels(role)
+			l := contract.Labels(o.Project, t, role)
 			for i := 0; i+1 < len(extra); i += 2 {
 				l[extra[i]] = extra[i+1]
 			}
@@ -278,12 +270,12 @@ func build(o options) (stackFile, error) {
 
 		c.Services[t+"-db"] = service{
 			Image:       o.PostgresImage,
-			Environment: escAll(p.DatabaseEnv()),
-			Secrets:     []fileRef{secret(spec.DBPasswordFile)},
-			Volumes:     []mount{{Type: "volume", Source: t + "-pgdata", Target: spec.PGMount}},
-			Networks:    map[string]attachment{net: {Aliases: []string{spec.DBAlias}}},
+			Environment: escAll(contract.DatabaseEnv()),
+			Secrets:     []fileRef{secret(contract.DBPasswordFile)},
+			Volumes:     []mount{{Type: "volume", Source: t + "-pgdata", Target: contract.PGMount}},
+			Networks:    map[string]attachment{net: {Aliases: []string{contract.DBAlias}}},
 			Healthcheck: &healthcheck{
-				Test:     []string{"CMD-SHELL", esc(tenants.DatabaseHealthScript)},
+				Test:     []string{"CMD-SHELL", esc(contract.DatabaseHealthScript)},
 				Interval: "3s", Timeout: "10s", Retries: 5, StartPeriod: "2m",
 			},
 			// PostgreSQL's fast shutdown, as the program's.
@@ -293,7 +285,7 @@ func build(o options) (stackFile, error) {
 				Mode: "replicated", Replicas: 1, EndpointMode: "dnsrr",
 				Labels:       labels("db", "polls.node", nodes[t]),
 				Placement:    placementSpec{Constraints: []string{"node.hostname==" + nodes[t]}},
-				Resources:    megabytes(p.Stack.DBMemoryMB),
+				Resources:    megabytes(defaultStack.DBMemoryMB),
 				UpdateConfig: &updateConfig{Order: "stop-first"},
 			},
 		}
@@ -304,34 +296,34 @@ func build(o options) (stackFile, error) {
 		// the database), on the manager.
 		c.Services[t+"-migrate"] = service{
 			Image:       o.AppImage,
-			Command:     escAll(tenants.MigrationCommand),
-			Environment: escAll(p.MigrationEnv()),
-			Secrets:     []fileRef{secret(spec.DatabaseURLFile), secret(spec.AdminPasswordFile)},
+			Command:     escAll(contract.MigrationCommand),
+			Environment: escAll(contract.MigrationEnv(t, defaultStack.AdminUser)),
+			Secrets:     []fileRef{secret(contract.DatabaseURLFile), secret(contract.AdminPasswordFile)},
 			Networks:    map[string]attachment{net: {}},
 			Deploy: deploy{
 				Mode: "replicated", Replicas: 1, EndpointMode: "dnsrr",
 				Labels:        labels("migrate"),
 				Placement:     placementSpec{Constraints: []string{"node.role==manager"}},
-				Resources:     megabytes(p.Stack.AppMemory(p.Tenant)),
+				Resources:     megabytes(defaultStack.AppMemory(tenant)),
 				RestartPolicy: &restartPolicy{Condition: "on-failure"},
 			},
 		}
 		c.Services[t+"-app"] = service{
 			Image:       o.AppImage,
-			Command:     escAll(tenants.AppCommand),
-			Environment: escAll(p.AppEnv()),
-			Secrets:     []fileRef{{Source: secretName(t, spec.DatabaseURLFile), Target: path.Base(spec.DatabaseURLFile)}},
+			Command:     escAll(contract.AppCommand),
+			Environment: escAll(contract.AppEnv(t, tenant.ServerNames(defaultStack.Domain))),
+			Secrets:     []fileRef{{Source: secretName(t, contract.DatabaseURLFile), Target: path.Base(contract.DatabaseURLFile)}},
 			Networks:    map[string]attachment{net: {}, edgeNetwork: {}},
 			Healthcheck: &healthcheck{
-				Test:     escAll(tenants.AppHealthCommand),
+				Test:     escAll(contract.AppHealthCommand),
 				Interval: "2s", Timeout: "3s", Retries: 3, StartPeriod: "30s",
 			},
 			StopGracePeriod: "10s",
 			Deploy: deploy{
-				Mode: "replicated", Replicas: p.Stack.AppReplicas(p.Tenant), EndpointMode: "dnsrr",
+				Mode: "replicated", Replicas: defaultStack.AppReplicas(tenant), EndpointMode: "dnsrr",
 				Labels:    labels("app"),
 				Placement: placementSpec{Preferences: []preference{{Spread: "node.id"}}},
-				Resources: megabytes(p.Stack.AppMemory(p.Tenant)),
+				Resources: megabytes(defaultStack.AppMemory(tenant)),
 				UpdateConfig: &updateConfig{
 					Order: "start-first", Parallelism: intp(1), Delay: "6s",
 					FailureAction: "rollback", Monitor: "5s",
@@ -346,7 +338,7 @@ func build(o options) (stackFile, error) {
 		Command: []string{"nginx", "-g", "daemon off;"},
 		// In place of the image's default.conf (a welcome page), as the
 		// router's config volume hides it: unknown hosts get 404.
-		Configs:  []fileRef{{Source: "nginx-conf", Target: router.ConfDir + "/default.conf"}},
+		Configs:  []fileRef{{Source: "nginx-conf", Target: contract.RouterConfDir + "/default.conf"}},
 		Ports:    []port{{Target: 80, Published: o.Port, Protocol: "tcp", Mode: "host"}},
 		Networks: map[string]attachment{edgeNetwork: {}},
 		Deploy: deploy{
@@ -360,14 +352,13 @@ func build(o options) (stackFile, error) {
 
 // renderNginx renders the router config with the nginx package, one server
 // per tenant sending its host to the app service's name on the edge
-// network, as the router's route does on Swarm (tenants.Upstream of the
+// network, as the router's route does on Swarm (contract.Upstream of the
 // service's name; in a stack, the service's short name resolves there).
 func renderNginx(o options) ([]byte, error) {
 	var servers []nginx.Server
 	for _, t := range gen.TenantNames(o.Tenants) {
-		p := stackTenant(o, t)
 		servers = append(servers, nginx.Server{
-			Name: t, Hosts: p.Tenant.ServerNames(p.Stack.Domain), Upstream: tenants.Upstream(t + "-app"),
+			Name: t, Hosts: spec.Tenant{Name: t}.ServerNames(defaultStack.Domain), Upstream: contract.Upstream(t + "-app"),
 		})
 	}
 	return gen.RenderRouter(servers)
@@ -385,15 +376,14 @@ func write(dir string, o options) ([]string, error) {
 	}
 	// docker stack deploy reads the files into Docker secrets: owner only.
 	for _, t := range gen.TenantNames(o.Tenants) {
-		dbPassword, err := gen.EnsureSecret(filepath.Join(secrets, secretName(t, spec.DBPasswordFile)), 32, 0o600)
+		dbPassword, err := gen.EnsureSecret(filepath.Join(secrets, secretName(t, contract.DBPasswordFile)), 32, 0o600)
 		if err != nil {
 			return nil, fmt.Errorf("tenant %s: database password: %w", t, err)
 		}
-		if _, err := gen.EnsureSecret(filepath.Join(secrets, secretName(t, spec.AdminPasswordFile)), 24, 0o600); err != nil {
+		if _, err := gen.EnsureSecret(filepath.Join(secrets, secretName(t, contract.AdminPasswordFile)), 24, 0o600); err != nil {
 			return nil, fmt.Errorf("tenant %s: admin password: %w", t, err)
 		}
-		url := fmt.Sprintf("postgres://%s:%s@%s:5432/%s?sslmode=disable", spec.DBUser, dbPassword, spec.DBAlias, spec.DBName)
-		if err := os.WriteFile(filepath.Join(secrets, secretName(t, spec.DatabaseURLFile)), []byte(url), 0o600); err != nil {
+		if err := os.WriteFile(filepath.Join(secrets, secretName(t, contract.DatabaseURLFile)), []byte(contract.DatabaseURL(dbPassword)), 0o600); err != nil {
 			return nil, fmt.Errorf("tenant %s: database url: %w", t, err)
 		}
 	}

@@ -10,8 +10,8 @@ import (
 	"io/fs"
 	"os"
 
+	"github.com/polls-tenants/polls/contract"
 	"github.com/polls-tenants/polls/nginx"
-	"github.com/polls-tenants/polls/router"
 )
 
 // TenantNames returns t01, t02, ... tN (t100 and on past 99): valid DNS
@@ -50,5 +50,5 @@ func EnsureSecret(path string, n int, perm fs.FileMode) (string, error) {
 // RenderRouter renders the router's config with every server inline, with
 // the resolver and listen ports package router uses.
 func RenderRouter(servers []nginx.Server) ([]byte, error) {
-	return nginx.Render(nginx.Config{Servers: servers, Resolver: router.DockerDNS, Listen: "80", ListenTLS: "443"})
+	return nginx.Render(nginx.Config{Servers: servers, Resolver: contract.DockerDNS, Listen: "80", ListenTLS: "443"})
 }

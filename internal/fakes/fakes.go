@@ -1,0 +1,241 @@
+// Package fakes is the one set of fakes every mock test of the program
+// shares (the root package's tests and the generators' equivalence tests):
+// a Docker engine that answers the program's own questions, and Pulumi mocks
+// that record what each resource is declared with and answer with the
+// outputs the docker and random providers compute. A change in a provider's
+// outputs is made here once.
+//
+// Mocks check wiring only; the end-to-end tests run the real engine.
+package fakes
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+	pulumirpc "github.com/pulumi/pulumi/sdk/v3/proto/go"
+
+	"github.com/polls-tenants/polls/dockerapi"
+)
+
+// Engine is a Docker engine as the program sees it through package
+// dockerapi. The zero value is an engine with no networks that is not a
+// Swarm manager, on which every container and service comes up.
+type Engine struct {
+	mu sync.Mutex
+	// NetworkList is the engine's networks.
+	NetworkList []dockerapi.Network
+	// NodeList is the Swarm cluster's nodes; nil makes the engine answer as
+	// one that is not a manager.
+	NodeList []dockerapi.Node
+	// ServiceList is the cluster's services.
+	ServiceList []dockerapi.Service
+	// SickApp names a tenant whose app never becomes healthy.
+	SickApp string
+}
+
+// Networks lists NetworkList.
+func (e *Engine) Networks(context.Context) ([]dockerapi.Network, error) { return e.NetworkList, nil }
+
+// Wait reports every container healthy but SickApp's app.
+func (e *Engine) Wait(_ context.Context, id string, _ time.Duration) error {
+	if e.SickApp != "" && id == ID(e.SickApp+"-app") {
+		return errors.New("container " + e.SickApp + "-app-1a2b3c4 is unhealthy; its last health check said:\nhealthcheck: database: connection refused")
+	}
+	return nil
+}
+
+// Nodes answers as a Swarm manager when NodeList is set.
+func (e *Engine) Nodes(context.Context) ([]dockerapi.Node, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.NodeList == nil {
+		return nil, fmt.Errorf("%w (This node is not a swarm manager.)", dockerapi.ErrNotManager)
+	}
+	out := make([]dockerapi.Node, len(e.NodeList))
+	for i, n := range e.NodeList {
+		n.Labels = maps.Clone(n.Labels)
+		out[i] = n
+	}
+	return out, nil
+}
+
+// Services returns the services of ServiceList carrying every label given.
+func (e *Engine) Services(_ context.Context, labels map[string]string) ([]dockerapi.Service, error) {
+	var out []dockerapi.Service
+	for _, s := range e.ServiceList {
+		match := true
+		for k, v := range labels {
+			match = match && s.Labels[k] == v
+		}
+		if match {
+			out = append(out, s)
+		}
+	}
+	return out, nil
+}
+
+// Digest gives every image reference the digest Digest(ref) names, and
+// refuses one whose name says "missing".
+func (e *Engine) Digest(_ context.Context, ref string, _ *dockerapi.RegistryAuth) (string, error) {
+	if strings.Contains(ref, "missing") {
+		return "", errors.New("manifest unknown")
+	}
+	return Digest(ref), nil
+}
+
+// WaitService reports every service running but SickApp's app.
+func (e *Engine) WaitService(_ context.Context, id, _ string, _ time.Duration) error {
+	if e.SickApp != "" && id == ID(e.SickApp+"-app") {
+		return errors.New("service polls-dev-" + e.SickApp + "-app update rollback completed: update paused due to failure or early termination of task")
+	}
+	return nil
+}
+
+// LabelNode records a node label.
+func (e *Engine) LabelNode(_ context.Context, hostname, key, value string) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for i := range e.NodeList {
+		if e.NodeList[i].Hostname == hostname {
+			if e.NodeList[i].Labels == nil {
+				e.NodeList[i].Labels = map[string]string{}
+			}
+			e.NodeList[i].Labels[key] = value
+			return nil
+		}
+	}
+	return fmt.Errorf("no node %s", hostname)
+}
+
+// Digest is the digest the fake engine's registry has for ref.
+func Digest(ref string) string {
+	return "sha256:" + strings.NewReplacer("/", "", ":", "", ".", "").Replace(ref)
+}
+
+// ID is the ID the fake providers give the resource of logical name name.
+func ID(name string) string { return name + "-id" }
+
+// Password is what the fake random provider generates for the password of
+// logical name name: a value tests can search for in every input.
+func Password(name string) string { return "Pw0" + strings.ReplaceAll(name, "-", "") + "X" }
+
+// ImageDigest is the repoDigest the fake docker provider gives every built
+// image.
+var ImageDigest = "sha256:" + strings.Repeat("ab", 32)
+
+// Frame encodes one frame of Docker's multiplexed log stream (stream 1 is
+// stdout, 2 stderr), as the docker provider returns container logs.
+func Frame(stream byte, s string) string {
+	h := make([]byte, 8)
+	h[0] = stream
+	binary.BigEndian.PutUint32(h[4:], uint32(len(s)))
+	return string(h) + s
+}
+
+// Provider is the Pulumi mocks of the docker and random providers. It
+// records every resource's inputs and registration, by "type::name".
+type Provider struct {
+	mu       sync.Mutex
+	inputs   map[string]resource.PropertyMap
+	requests map[string]*pulumirpc.RegisterResourceRequest
+	// FailMigration names a tenant whose migration container exits 1.
+	FailMigration string
+}
+
+// NewProvider returns mocks that have recorded nothing.
+func NewProvider() *Provider {
+	return &Provider{inputs: map[string]resource.PropertyMap{}, requests: map[string]*pulumirpc.RegisterResourceRequest{}}
+}
+
+// NewResource answers with the outputs the real provider computes from the
+// inputs: generated passwords and container names, an image digest, a
+// run-to-completion container's exit code and log.
+func (p *Provider) NewResource(args pulumi.MockResourceArgs) (string, resource.PropertyMap, error) {
+	out := args.Inputs.Copy()
+	switch args.TypeToken {
+	case "random:index/randomPassword:RandomPassword":
+		out["result"] = resource.NewStringProperty(Password(args.Name))
+	case "docker:index/image:Image":
+		out["repoDigest"] = resource.NewStringProperty(ImageDigest)
+	case "docker:index/secret:Secret":
+		out["name"] = resource.NewStringProperty(args.Name + "-1a2b3c4")
+	case "docker:index/container:Container":
+		code, logs := 0, ""
+		if p.FailMigration != "" && args.Name == p.FailMigration+"-migrate" {
+			code = 1
+			logs = Frame(1, "applying 0001_init.sql\n") + Frame(2, "error: relation \"polls\" already exists\n")
+		}
+		if _, named := out["name"]; !named {
+			// The provider generates a name where none is given.
+			out["name"] = resource.NewStringProperty(args.Name + "-1a2b3c4")
+		}
+		out["exitCode"] = resource.NewNumberProperty(float64(code))
+		out["containerLogs"] = resource.NewStringProperty(logs)
+	}
+	key := args.TypeToken + "::" + args.Name
+	p.mu.Lock()
+	p.inputs[key] = args.Inputs
+	p.requests[key] = args.RegisterRPC
+	p.mu.Unlock()
+	return ID(args.Name), out, nil
+}
+
+// Call answers provider functions with their arguments.
+func (p *Provider) Call(args pulumi.MockCallArgs) (resource.PropertyMap, error) {
+	return args.Args, nil
+}
+
+// Inputs returns the inputs resource typ name was declared with.
+func (p *Provider) Inputs(typ, name string) (resource.PropertyMap, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	in, ok := p.inputs[typ+"::"+name]
+	return in, ok
+}
+
+// Request returns how resource typ name was registered (its options).
+func (p *Provider) Request(typ, name string) (*pulumirpc.RegisterResourceRequest, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	r, ok := p.requests[typ+"::"+name]
+	return r, ok
+}
+
+// Requests returns how every resource was registered, by "type::name".
+func (p *Provider) Requests() map[string]*pulumirpc.RegisterResourceRequest {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return maps.Clone(p.requests)
+}
+
+// Keys returns "type::name" of every resource declared, sorted.
+func (p *Provider) Keys() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Sorted(maps.Keys(p.inputs))
+}
+
+// All returns every declared resource's inputs by "type::name".
+func (p *Provider) All() map[string]resource.PropertyMap {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return maps.Clone(p.inputs)
+}
+
+// CountByType returns how many resources of each type were declared.
+func (p *Provider) CountByType() map[string]int {
+	counts := map[string]int{}
+	for _, key := range p.Keys() {
+		counts[strings.SplitN(key, "::", 2)[0]]++
+	}
+	return counts
+}
