@@ -1,0 +1,3 @@
+module github.com/polls-tenants/polls/agent
+
+go 1.26

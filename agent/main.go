@@ -1,0 +1,44 @@
+// Command polls-agent runs the stack's own helpers next to the tenants'
+// containers. One binary, one image, several roles, each a subcommand:
+//
+//	polls-agent postgres [ARGS...]   the databases' entrypoint: restores the
+//	                                 data directory when a restore is asked
+//	                                 for, then runs the image's own entrypoint
+//	polls-agent backup ...           a tenant's backup agent and its commands
+//	                                 (status, check, drill, ...)
+//	polls-agent gateway              the stack's backup repository gateway
+//
+// See README.md for what each reads and writes.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+const usage = `usage: polls-agent postgres [ARGS...] | backup SUBCOMMAND ... | gateway`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:])
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "polls-agent:", err)
+		os.Exit(1)
+	}
+}
+
+// run dispatches on the subcommand in args[0].
+func run(ctx context.Context, args []string) error {
+	if len(args) == 0 {
+		return fmt.Errorf("no subcommand given; %s", usage)
+	}
+	switch name, rest := args[0], args[1:]; name {
+	default:
+		_, _ = ctx, rest
+		return fmt.Errorf("unknown subcommand %q; %s", name, usage)
+	}
+}
