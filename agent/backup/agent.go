@@ -374,10 +374,13 @@ func (a *Agent) takeBase(ctx context.Context, gen, reason string, s State) (Base
 
 // retention forgets what the policy does not keep, and the log no kept base
 // needs, then prunes at most once in 20 hours (pruning rewrites packs). The
-// caller holds a.work: pruning locks the repository.
+// policy keeps every base of the last KeepDays days, so that every moment
+// of them stays restorable, and the newest base of each of the KeepWeeks
+// weeks before (restorable to any moment of the day after it). The caller
+// holds a.work: pruning locks the repository.
 func (a *Agent) retention(ctx context.Context) {
 	now := time.Now().UTC()
-	err := a.repo.ForgetPolicy(ctx, tagKind+"="+kindBase, "--keep-daily", strconv.Itoa(a.cfg.KeepDaily), "--keep-weekly", strconv.Itoa(a.cfg.KeepWeekly))
+	err := a.repo.ForgetPolicy(ctx, tagKind+"="+kindBase, "--keep-within", strconv.Itoa(a.cfg.KeepDays)+"d", "--keep-weekly", strconv.Itoa(a.cfg.KeepWeeks))
 	if err == nil {
 		var snaps []Snapshot
 		if snaps, err = a.repo.Snapshots(ctx); err == nil {

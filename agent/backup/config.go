@@ -45,8 +45,8 @@ type Config struct {
 	RestoreTokenFile   string `json:"restoreTokenFile"`
 	CopyTokensFile     string `json:"copyTokensFile,omitempty"`
 	Schedule           string `json:"schedule"`
-	KeepDaily          int    `json:"keepDaily"`
-	KeepWeekly         int    `json:"keepWeekly"`
+	KeepDays           int    `json:"keepDays"`
+	KeepWeeks          int    `json:"keepWeeks"`
 	WALIntervalSeconds int    `json:"walIntervalSeconds"`
 	// Listen is the agent's HTTP address (restore, export, metrics).
 	Listen string `json:"listen"`
@@ -74,8 +74,8 @@ func LoadConfig(path string) (Config, error) {
 	if _, err := ParseSchedule(c.Schedule); err != nil {
 		problems = append(problems, err)
 	}
-	if c.KeepDaily < 0 || c.KeepWeekly < 0 || c.KeepDaily+c.KeepWeekly == 0 {
-		problems = append(problems, fmt.Errorf("retention keeps no backup (daily %d, weekly %d)", c.KeepDaily, c.KeepWeekly))
+	if c.KeepDays < 1 || c.KeepWeeks < 0 {
+		problems = append(problems, fmt.Errorf("retention keeps no backup (days %d, weeks %d): keep at least 1 day", c.KeepDays, c.KeepWeeks))
 	}
 	if c.WALIntervalSeconds <= 0 {
 		c.WALIntervalSeconds = 10

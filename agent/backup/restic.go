@@ -76,18 +76,22 @@ func (r Repo) run(ctx context.Context, stdin io.Reader, stdout io.Writer, args .
 	return nil
 }
 
-// Init creates the repository unless it exists. restic asks the gateway
-// for the repository's config: only a missing one means "create".
+// Init creates the repository unless it exists. restic cannot ask whether
+// one exists: when reading its config fails, init is tried, and init refuses
+// to overwrite an existing repository, so a wrong key stays an error.
 func (r Repo) Init(ctx context.Context) error {
-	err := r.run(ctx, nil, io.Discard, "cat", "config")
-	if err == nil {
+	readErr := r.run(ctx, nil, io.Discard, "cat", "config")
+	if readErr == nil {
 		return nil
 	}
-	msg := err.Error()
-	if !strings.Contains(msg, "does not exist") && !strings.Contains(msg, "unable to open config file") && !strings.Contains(msg, "Is there a repository at the following location") {
-		return err
+	initErr := r.run(ctx, nil, io.Discard, "init", "--repository-version", "2")
+	if initErr == nil {
+		return nil
 	}
-	return r.run(ctx, nil, io.Discard, "init", "--repository-version", "2")
+	if strings.Contains(initErr.Error(), "already") {
+		return readErr
+	}
+	return fmt.Errorf("%w (and %v)", readErr, initErr)
 }
 
 // Unlock removes locks a killed restic left behind.

@@ -35,11 +35,12 @@ func Commits(ctx context.Context, dir string) ([]Commit, error) {
 	if len(segs) == 0 {
 		return nil, nil
 	}
-	first := strings.TrimSuffix(segs[0], ".partial")
-	if first != segs[0] {
-		return nil, fmt.Errorf("the first segment %s is partial", segs[0])
+	first, last := segs[0], segs[len(segs)-1]
+	if strings.HasSuffix(first, ".partial") || strings.HasSuffix(last, ".partial") {
+		return nil, fmt.Errorf("segment %s or %s is partial: complete it first", first, last)
 	}
-	cmd := exec.CommandContext(ctx, "pg_waldump", "--path", dir, "--rmgr", "Transaction", first)
+	// Given a start segment only, pg_waldump reads that one segment.
+	cmd := exec.CommandContext(ctx, "pg_waldump", "--path", dir, "--rmgr", "Transaction", first, last)
 	cmd.Env = append(os.Environ(), "TZ=UTC")
 	var out, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &stderr
