@@ -1,6 +1,6 @@
 module github.com/polls-tenants/polls/app
 
-go 1.23
+go 1.26
 
 require (
 	github.com/jackc/pgx/v5 v5.7.2
