@@ -9,8 +9,8 @@ import (
 // browsers say where a request comes from (Sec-Fetch-Site, or on older
 // browsers only Origin), and a state-changing request sent by another
 // site's page gets 403 before any handler runs. Requests that carry neither
-// header come from no web page (curl, scripts) and go through, as a forged
-// request cannot be made without a browser. Origin is compared with the
+// header come from no browser (curl, scripts) and go through: a forgery
+// needs the victim's browser, which sends them. Origin is compared with the
 // Host header, port included: behind a proxy on a non-default port, the
 // proxy must forward the Host the browser sent (nginx's $http_host).
 
