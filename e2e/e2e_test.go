@@ -285,7 +285,7 @@ func newEnv(t *testing.T) *env {
 		_ = exec.Command("docker", "image", "rm", "-f", e.prefix+"-app:latest", e.prefix+"-broken", e.prefix+"-sick").Run()
 	})
 	args, _ := json.Marshal(map[string]string{
-		"GO_IMAGE": "polls-local/golang:1.23", "RUNTIME_IMAGE": "polls-local/static:bookworm",
+		"GO_IMAGE": "polls-local/golang:1.26", "RUNTIME_IMAGE": "polls-local/static:bookworm",
 		"GOPROXY": proxy, "GOSUMDB": "off",
 	})
 	e.config = map[string]string{
@@ -535,7 +535,9 @@ func (e *env) get(host, path string) (int, string) {
 	return e.client(strings.TrimSuffix(host, ".polls.local")).get(path)
 }
 
-// tenantClient talks to one tenant through the router, keeping cookies.
+// tenantClient talks to one tenant through the router as a browser does:
+// it keeps cookies, sends the Host with the router's port, and sends its
+// forms with the Origin of the page they are on.
 type tenantClient struct {
 	e    *env
 	host string
@@ -548,6 +550,7 @@ func (e *env) client(tenant string) *tenantClient {
 	if !strings.Contains(host, ".") {
 		host += ".polls.local"
 	}
+	host += ":" + strconv.Itoa(e.port)
 	return &tenantClient{e: e, host: host, http: &http.Client{Jar: jar, Timeout: 30 * time.Second,
 		Transport: hostHeader{host: host, next: http.DefaultTransport}}}
 }
@@ -568,7 +571,6 @@ func (c *tenantClient) do(method, path string, form url.Values) (int, string) {
 	c.e.t.Helper()
 	var body io.Reader
 	if form != nil {
-		form.Set("csrf_token", c.csrf())
 		body = strings.NewReader(form.Encode())
 	}
 	req, err := http.NewRequest(method, c.e.base()+path, body)
@@ -577,6 +579,7 @@ func (c *tenantClient) do(method, path string, form url.Values) (int, string) {
 	}
 	if form != nil {
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Origin", "http://"+c.host)
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
@@ -592,24 +595,6 @@ func (c *tenantClient) get(path string) (int, string) { return c.do(http.MethodG
 func (c *tenantClient) status(method, path string, form url.Values) int {
 	code, _ := c.do(method, path, form)
 	return code
-}
-
-// csrf returns the CSRF cookie's value, fetching the login page to get one.
-func (c *tenantClient) csrf() string {
-	u, _ := url.Parse(c.e.base())
-	for _, ck := range c.http.Jar.Cookies(u) {
-		if ck.Name == "csrftoken" {
-			return ck.Value
-		}
-	}
-	c.get("/admin/login")
-	for _, ck := range c.http.Jar.Cookies(u) {
-		if ck.Name == "csrftoken" {
-			return ck.Value
-		}
-	}
-	c.e.t.Fatalf("%s: no csrftoken cookie from /admin/login", c.host)
-	return ""
 }
 
 func (c *tenantClient) loginStatus(user, password string) int {

@@ -45,14 +45,14 @@ func TestParseValid(t *testing.T) {
 			"tenants": `["thor",{"name":"potter","hosts":["polls.potter.example"],"memoryMb":128,"image":"polls-app:v1"}]`,
 			"domain":  "example.com", "httpPort": "80", "appMemoryMb": "0",
 			"postgresImage": "polls-local/postgres:15", "nginxImage": "registry.example.com:5000/nginx:1.27@sha256:" + strings.Repeat("a", 64),
-			"appBuildArgs": `{"GOPROXY":"http://127.0.0.1:3001","GO_IMAGE":"polls-local/golang:1.23"}`, "appBuildNetwork": "host",
+			"appBuildArgs": `{"GOPROXY":"http://127.0.0.1:3001","GO_IMAGE":"polls-local/golang:1.26"}`, "appBuildNetwork": "host",
 			"dockerHost": "ssh://deploy@prod-1", "subnetPool": "192.168.240.0/20",
 		}, with(func(s *Stack) {
 			s.SubnetPool = netip.MustParsePrefix("192.168.240.0/20")
 			s.Tenants = []Tenant{{Name: "potter", Hosts: []string{"polls.potter.example"}, MemoryMB: 128, Image: "polls-app:v1"}, {Name: "thor"}}
 			s.Domain, s.HTTPPort, s.AppMemoryMB = "example.com", 80, 0
 			s.PostgresImage, s.NginxImage = "polls-local/postgres:15", "registry.example.com:5000/nginx:1.27@sha256:"+strings.Repeat("a", 64)
-			s.AppBuildArgs = map[string]string{"GOPROXY": "http://127.0.0.1:3001", "GO_IMAGE": "polls-local/golang:1.23"}
+			s.AppBuildArgs = map[string]string{"GOPROXY": "http://127.0.0.1:3001", "GO_IMAGE": "polls-local/golang:1.26"}
 			s.AppBuildNetwork, s.DockerHost = "host", "ssh://deploy@prod-1"
 		})},
 		{"map form, sorted, settings or none", map[string]string{"tenants": `{"thor":null,"potter":{"hosts":["polls.potter.example"],"memoryMb":128},"hermione":{}}`},
