@@ -44,10 +44,11 @@ func dockerEngine(host string) (Engine, error) { return dockerapi.New(host) }
 type Engine interface {
 	onehost.Engine
 	swarm.Engine
+	BackupEngine
 }
 
-// platform is a tenants.Platform with what the whole stack needs of it.
-type platform interface {
+// stackPlatform is a tenants.Platform with what the whole stack needs of it.
+type stackPlatform interface {
 	tenants.Platform
 	// Declare registers what the tenants share.
 	Declare(ctx *pulumi.Context, opts ...pulumi.ResourceOption) error
@@ -55,12 +56,15 @@ type platform interface {
 	EdgeNetwork() pulumi.StringOutput
 	// Existing reports whether the tenant was deployed before this update.
 	Existing(tenant string) bool
+	// AppliedRestore is the restore (contract.RestoreID) the tenant's
+	// running database was restored with, or "".
+	AppliedRestore(tenant string) string
 }
 
 // plan reads what the platform needs from the engine and plans the stack
 // on it, before anything is registered: tenant subnets on one engine,
 // database nodes on Swarm.
-func plan(ctx *pulumi.Context, s spec.Stack, engine Engine, prefix string) (platform, error) {
+func plan(ctx *pulumi.Context, s spec.Stack, engine Engine, prefix string) (stackPlatform, error) {
 	if s.Platform == spec.PlatformSwarm {
 		return swarm.New(ctx, engine, s, prefix)
 	}
@@ -112,11 +116,21 @@ func declare(ctx *pulumi.Context, s spec.Stack, engine Engine) (*deployed, error
 	}
 	onDocker := pulumi.Provider(provider)
 
+	var bp *backupPlan
+	if s.Backup != nil {
+		if bp, err = planBackups(ctx, s, engine, prefix, on.AppliedRestore); err != nil {
+			return nil, err
+		}
+	}
 	image, err := appImage(ctx, s, prefix, onDocker)
 	if err != nil {
 		return nil, err
 	}
 	if err := on.Declare(ctx, onDocker); err != nil {
+		return nil, err
+	}
+	perTenant, _, err := declareBackups(ctx, s, engine, prefix, bp, onDocker)
+	if err != nil {
 		return nil, err
 	}
 
@@ -130,6 +144,7 @@ func declare(ctx *pulumi.Context, s spec.Stack, engine Engine) (*deployed, error
 			// changes nothing.
 			AppImage: image.RepoDigest,
 			Platform: on,
+			Backup:   perTenant[t.Name],
 		}, pulumi.Providers(provider))
 		if err != nil {
 			return nil, err

@@ -130,3 +130,52 @@ func (c *Client) logs(ctx context.Context, path string, lines int) (string, erro
 	}
 	return strings.TrimSpace(dockerlog.Demux(string(raw))), nil
 }
+
+// ContainerSummary is a container as a listing shows it.
+type ContainerSummary struct {
+	ID     string
+	Name   string
+	Labels map[string]string
+	// State is created, running, exited, ...; Health is "", "starting",
+	// "healthy" or "unhealthy".
+	State  string
+	Health string
+}
+
+// Containers lists the containers, running or not, that carry every label
+// given.
+func (c *Client) Containers(ctx context.Context, labels map[string]string) ([]ContainerSummary, error) {
+	var raw []struct {
+		ID     string `json:"Id"`
+		Names  []string
+		Labels map[string]string
+		State  string
+		Status string
+	}
+	if err := c.do(ctx, "GET", "/containers/json", url.Values{"all": {"1"}, "filters": {labelFilter(labels)}}, nil, &raw); err != nil {
+		return nil, err
+	}
+	out := make([]ContainerSummary, 0, len(raw))
+	for _, r := range raw {
+		s := ContainerSummary{ID: r.ID, Labels: r.Labels, State: r.State, Health: healthOf(r.Status)}
+		if len(r.Names) > 0 {
+			s.Name = strings.TrimPrefix(r.Names[0], "/")
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+// healthOf reads the health from a listing's status, e.g. "Up 3 minutes
+// (unhealthy)".
+func healthOf(status string) string {
+	switch {
+	case strings.Contains(status, "(healthy)"):
+		return "healthy"
+	case strings.Contains(status, "(unhealthy)"):
+		return "unhealthy"
+	case strings.Contains(status, "(health: starting)"):
+		return "starting"
+	}
+	return ""
+}
