@@ -110,18 +110,18 @@ func declare(ctx *pulumi.Context, s spec.Stack, engine Engine) (*deployed, error
 	if err != nil {
 		return nil, err
 	}
-	provider, err := docker.NewProvider(ctx, "docker", &docker.ProviderArgs{Host: optional(s.DockerHost)})
-	if err != nil {
-		return nil, fmt.Errorf("docker provider: %w", err)
-	}
-	onDocker := pulumi.Provider(provider)
-
 	var bp *backupPlan
 	if s.Backup != nil {
 		if bp, err = planBackups(ctx, s, engine, prefix, on.AppliedRestore); err != nil {
 			return nil, err
 		}
 	}
+	provider, err := docker.NewProvider(ctx, "docker", &docker.ProviderArgs{Host: optional(s.DockerHost)})
+	if err != nil {
+		return nil, fmt.Errorf("docker provider: %w", err)
+	}
+	onDocker := pulumi.Provider(provider)
+
 	image, err := appImage(ctx, s, prefix, onDocker)
 	if err != nil {
 		return nil, err
