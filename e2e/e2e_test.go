@@ -630,10 +630,12 @@ func adminPasswords(t *testing.T, out auto.OutputMap) map[string]string {
 // making sure the app's modules are in it.
 func startModuleProxy(t *testing.T, root string) string {
 	t.Helper()
-	dl := exec.Command("go", "mod", "download")
-	dl.Dir = filepath.Join(root, "app")
-	if out, err := dl.CombinedOutput(); err != nil {
-		t.Fatalf("go mod download in app/: %v\n%s", err, out)
+	for _, module := range []string{"app", "agent"} {
+		dl := exec.Command("go", "mod", "download")
+		dl.Dir = filepath.Join(root, module)
+		if out, err := dl.CombinedOutput(); err != nil {
+			t.Fatalf("go mod download in %s/: %v\n%s", module, err, out)
+		}
 	}
 	out, err := exec.Command("go", "env", "GOMODCACHE").Output()
 	if err != nil {

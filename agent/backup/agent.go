@@ -174,7 +174,19 @@ func (a *Agent) Run(ctx context.Context) error {
 
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			// Stopped (docker stop, a replacement): let pg_receivewal
+			// write what it has, and send it, within the grace period.
+			recvCancel()
+			if receiving {
+				select {
+				case <-recvDone:
+				case <-time.After(5 * time.Second):
+				}
+			}
+			fctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			a.sendWAL(fctx, false)
+			cancel()
+			return nil
 		case err := <-recvDone:
 			receiving = false
 			recvCancel()
