@@ -314,7 +314,9 @@ func TestWaitService(t *testing.T) {
 			"database \"thor\" does not exist"}},
 		{name: "timed out, log unreadable", image: want, within: time.Second,
 			tasks: []map[string]any{task("t-1", want, "running", "starting", "", ago(time.Second))},
-			logs:  func(w http.ResponseWriter) { engineError(w, http.StatusInternalServerError, "logs unavailable: the task's node is down") },
+			logs: func(w http.ResponseWriter) {
+				engineError(w, http.StatusInternalServerError, "logs unavailable: the task's node is down")
+			},
 			want: []string{"service polls-thor-app not running within 1s (0 of 1 replicas)", "last task error: (nothing)",
 				"(its log could not be read: ", "logs unavailable: the task's node is down"}},
 	}
