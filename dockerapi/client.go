@@ -71,13 +71,17 @@ func New(host string, sshOpts ...string) (*Client, error) {
 		}
 	case "ssh":
 		// The transport is our own so that no HTTP proxy from the
-		// environment applies: every connection is a new ssh session.
+		// environment applies: every connection is a new ssh session. It
+		// has its dialer before the client clones it: cloning a transport
+		// without one makes Go set it up for HTTP/2 over TLS, and the
+		// client would then take the engine for a TLS one.
+		dial := sshDialer(u, sshOpts)
 		opts = append(opts, client.WithHost("http://"+client.DummyHost),
 			client.WithHTTPClient(&http.Client{
-				Transport:     &http.Transport{MaxIdleConns: 6, IdleConnTimeout: 30 * time.Second},
+				Transport:     &http.Transport{DialContext: dial, MaxIdleConns: 6, IdleConnTimeout: 30 * time.Second},
 				CheckRedirect: client.CheckRedirect,
 			}),
-			client.WithDialContext(sshDialer(u, sshOpts)))
+			client.WithDialContext(dial))
 	default:
 		return nil, fmt.Errorf("docker host %q: scheme %q is not one of unix, tcp, ssh", host, u.Scheme)
 	}
