@@ -45,6 +45,11 @@ type env struct {
 	config map[string]string
 	// secret lists the config keys set as secrets.
 	secret map[string]bool
+	// dbContainer, on Swarm, finds the engine (DOCKER_HOST, "" for the
+	// local one) and container of a tenant's database task.
+	dbContainer func(tenant string) (host, id string)
+	// otherHosts are the other nodes' engines (DOCKER_HOST values).
+	otherHosts []string
 }
 
 // TestEndToEnd ensures the stack really comes up on Docker and behaves:
@@ -59,6 +64,7 @@ func TestEndToEnd(t *testing.T) {
 	}
 	requireToolchain(t)
 	e := newEnv(t)
+	repo := e.useBackupRepository()
 
 	// 1. Two tenants answer through nginx, each with its own content, and
 	// the admin password from the stack output logs in.
@@ -229,7 +235,15 @@ func TestEndToEnd(t *testing.T) {
 		t.Errorf("beta re-added: login with the new stack output password failed (%d)", code)
 	}
 
-	// 9. Destroy leaves no container or network, and only the retained data
+	// 9. Backups: point-in-time restore, a broken repository, a lost
+	// volume, a drill (e2e/backup_test.go). The repository is a directory
+	// on the Docker host.
+	e.checkBackups(repo,
+		func() { e.docker("stop", e.prefix+"-backup-gateway") },
+		func() { e.docker("start", e.prefix+"-backup-gateway") },
+		tenantsWith)
+
+	// 10. Destroy leaves no container or network, and only the retained data
 	// volumes.
 	if _, err := e.stack.Destroy(e.ctx, optdestroy.ProgressStreams(e.log)); err != nil {
 		t.Fatalf("pulumi destroy: %v", err)
