@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 GO    ?= go
 
-.PHONY: test test-short vet up up-local destroy images bench bench-app bench-compose bench-swarm bench-add lint
+.PHONY: test test-short vet up up-local destroy images bench bench-app bench-compose bench-swarm bench-add lint backup-status backup-drill
 
 ## test: every test of the program and of app/, including real nginx,
 ## PostgreSQL and (when a Docker engine and the Pulumi toolchain are present)
@@ -67,3 +67,14 @@ bench-add:
 ## release under a request loop (scripts/bench-swarm.sh).
 bench-swarm:
 	scripts/bench-swarm.sh
+
+## backup-status: every tenant's last base backup, last archived log and
+## problems (STACK=dev by default).
+backup-status:
+	@for c in $$(docker ps --filter label=polls.stack=polls-$${STACK:-dev} --filter label=polls.role=backup --format '{{.Names}}'); do \
+		docker exec $$c polls-agent backup status; echo; done
+
+## backup-drill: restore TENANT's latest backup into a scratch database,
+## compare it with the live one, print the evidence and the RPO.
+backup-drill:
+	docker exec polls-$${STACK:-dev}-$(TENANT)-backup polls-agent backup drill
