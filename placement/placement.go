@@ -9,6 +9,7 @@ package placement
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -119,10 +120,5 @@ func Plan(tenants []Tenant, current map[string]string, data map[string][]string,
 }
 
 func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
+	return slices.Contains(list, s)
 }

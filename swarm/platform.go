@@ -340,9 +340,7 @@ func labels(t tenants.Parts, role string, extra map[string]pulumi.StringInput) d
 	for k, v := range t.Labels(role) {
 		all[k] = pulumi.String(v)
 	}
-	for k, v := range extra {
-		all[k] = v
-	}
+	maps.Copy(all, extra)
 	out := docker.ServiceLabelArray{}
 	for _, k := range slices.Sorted(maps.Keys(all)) {
 		out = append(out, docker.ServiceLabelArgs{Label: pulumi.String(k), Value: all[k]})
