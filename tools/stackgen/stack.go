@@ -224,7 +224,6 @@ func megabytes(mb int) *resources {
 }
 
 //go:fix inline
-func intp(n int) *int { return new(n) }
 
 // secretName is the stack's secret for a tenant's file, e.g.
 // t01-database-url; its file is secrets/<secretName>.
