@@ -387,7 +387,10 @@ func (a *Agent) takeBase(ctx context.Context, gen, reason string, s State) (Base
 	}
 	end := time.Now().UTC()
 	// Mark it complete: only a base with an end tag is restored from.
-	if err := a.repo.run(ctx, nil, io.Discard, "tag", "--add", tagEnd+"="+end.Format(time.RFC3339Nano), id); err != nil {
+	a.work.Lock()
+	err = a.repo.exclusive(ctx, "tag", "--add", tagEnd+"="+end.Format(time.RFC3339Nano), id)
+	a.work.Unlock()
+	if err != nil {
 		return BaseInfo{}, "", err
 	}
 	tl, _ := strconv.Atoi(timeline)
