@@ -9,6 +9,7 @@ import (
 	"github.com/pulumi/pulumi-docker/sdk/v4/go/docker"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
+	"github.com/polls-tenants/polls/appbuild"
 	"github.com/polls-tenants/polls/dockerapi"
 	"github.com/polls-tenants/polls/nginx"
 	"github.com/polls-tenants/polls/onehost"
@@ -44,6 +45,7 @@ func dockerEngine(host string) (Engine, error) { return dockerapi.New(host) }
 type Engine interface {
 	onehost.Engine
 	swarm.Engine
+	buildEngine
 }
 
 // platform is a tenants.Platform with what the whole stack needs of it.
@@ -106,13 +108,17 @@ func declare(ctx *pulumi.Context, s spec.Stack, engine Engine) (*deployed, error
 	if err != nil {
 		return nil, err
 	}
+	builder, err := chooseBuilder(ctx.Context(), s, engine)
+	if err != nil {
+		return nil, err
+	}
 	provider, err := docker.NewProvider(ctx, "docker", &docker.ProviderArgs{Host: optional(s.DockerHost)})
 	if err != nil {
 		return nil, fmt.Errorf("docker provider: %w", err)
 	}
 	onDocker := pulumi.Provider(provider)
 
-	image, err := appImage(ctx, s, prefix, onDocker)
+	image, err := appImage(ctx, s, prefix, builder, engine, onDocker)
 	if err != nil {
 		return nil, err
 	}
@@ -161,17 +167,30 @@ func declare(ctx *pulumi.Context, s spec.Stack, engine Engine) (*deployed, error
 	return d, nil
 }
 
-// appImage declares the build of app/. On Swarm it is pushed to
-// polls:registry, from which every node pulls it.
-func appImage(ctx *pulumi.Context, s spec.Stack, prefix string, opts ...pulumi.ResourceOption) (*docker.Image, error) {
+// appImage declares the build of app/ with builder. On Swarm it is pushed
+// to polls:registry, from which every node pulls it.
+//
+// Every step of the build is labelled with the stack's prefix (through
+// app/Dockerfile's POLLS_BUILD build arg), so that what builds leave can
+// be found: an update first removes what earlier builds left, and after a
+// legacy build it removes the build's step containers (see package
+// appbuild for why there are any).
+func appImage(ctx *pulumi.Context, s spec.Stack, prefix string, builder appbuild.Builder, engine buildEngine, opts ...pulumi.ResourceOption) (*docker.Image, error) {
+	name := s.AppImageName(prefix) + ":latest"
+	repo := imageRepo(name)
+	buildArgs := map[string]string{}
+	for k, v := range s.AppBuildArgs {
+		buildArgs[k] = v
+	}
+	buildArgs[appbuild.BuildArg] = prefix
 	args := &docker.ImageArgs{
-		ImageName: pulumi.String(s.AppImageName(prefix) + ":latest"),
+		ImageName: pulumi.String(name),
 		SkipPush:  pulumi.Bool(true),
 		Build: docker.DockerBuildArgs{
 			Context:        pulumi.String("app"),
-			Args:           pulumi.ToStringMap(s.AppBuildArgs),
+			Args:           pulumi.ToStringMap(buildArgs),
 			Network:        optional(s.AppBuildNetwork),
-			BuilderVersion: docker.BuilderVersionBuilderV1,
+			BuilderVersion: builderVersion(builder),
 		},
 	}
 	if s.Platform == spec.PlatformSwarm {
@@ -183,9 +202,32 @@ func appImage(ctx *pulumi.Context, s spec.Stack, prefix string, opts ...pulumi.R
 		}
 		args.Registry = registry
 	}
+	var w *watcher
+	if !ctx.DryRun() {
+		// A preview changes nothing on the host, leftovers included.
+		if err := cleanBuilds(ctx.Context(), engine, prefix, repo, false); err != nil {
+			_ = ctx.Log.Warn(fmt.Sprintf("app image: earlier builds' leftovers stay: %v", err), nil)
+		}
+		if builder == appbuild.Legacy {
+			var err error
+			if w, err = watchBuilds(s.DockerHost, prefix, repo); err != nil {
+				_ = ctx.Log.Warn(fmt.Sprintf("app image: a failed legacy build will leave its step containers until the next update: %v", err), nil)
+			}
+		}
+	}
 	image, err := docker.NewImage(ctx, "app", args, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("app image: %w", err)
+	}
+	if w != nil {
+		// Runs once the build succeeded; a failed one is the watcher's.
+		image.ImageName.ApplyT(func(string) (string, error) {
+			if err := cleanBuilds(ctx.Context(), engine, prefix, repo, true); err != nil {
+				_ = ctx.Log.Warn(fmt.Sprintf("app image: the legacy build's leftovers stay until the next update: %v", err), nil)
+			}
+			w.done()
+			return "", nil
+		})
 	}
 	return image, nil
 }

@@ -31,6 +31,19 @@ type mocks struct {
 	networks []dockerapi.Network
 	nodes    []dockerapi.Node    // nil: not a Swarm manager
 	services []dockerapi.Service // existing Swarm services
+	ping     dockerapi.Ping      // the engine's /_ping answer
+	// builds records the build cleanup calls: "list", "rm <id>", "rmi <id>", "tag <id> <repo>:<tag>".
+	builds   []string
+	watchers []string // prefixes a build watcher was started for
+	// leftovers are what BuildLeftovers lists, by label value.
+	leftovers map[string]buildLeftovers
+	// buildLeaves is what the app build leaves under its label value.
+	buildLeaves *buildLeftovers
+}
+
+type buildLeftovers struct {
+	containers []dockerapi.BuildContainer
+	images     []dockerapi.BuildImage
 }
 
 // Engine answers the program's own questions to the Docker engine.
@@ -101,6 +114,70 @@ func (m *mocks) LabelNode(_ context.Context, hostname, key, value string) error 
 
 func (m *mocks) connect(string) (Engine, error) { return m, nil }
 
+// Ping answers as the mock's engine (Linux, API 1.41, BuildKit by default).
+func (m *mocks) Ping(context.Context) (dockerapi.Ping, error) {
+	p := m.ping
+	if p.OSType == "" {
+		p.OSType, p.APIVersion = "linux", "1.41"
+	}
+	return p, nil
+}
+
+// BuildLeftovers lists the leftovers given for the label value.
+func (m *mocks) BuildLeftovers(_ context.Context, key, value string) ([]dockerapi.BuildContainer, []dockerapi.BuildImage, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.builds = append(m.builds, "list "+key+"="+value)
+	l := m.leftovers[value]
+	return l.containers, l.images, nil
+}
+
+// RemoveContainer removes a listed container.
+func (m *mocks) RemoveContainer(_ context.Context, id string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.builds = append(m.builds, "rm "+id)
+	m.forget(id)
+	return nil
+}
+
+// RemoveImage removes a listed image.
+func (m *mocks) RemoveImage(_ context.Context, id string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.builds = append(m.builds, "rmi "+id)
+	m.forget(id)
+	return nil
+}
+
+// TagImage tags an image, which is then no longer untagged.
+func (m *mocks) TagImage(_ context.Context, id, repo, tag string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.builds = append(m.builds, "tag "+id+" "+repo+":"+tag)
+	m.forget(id)
+	return nil
+}
+
+// forget drops id from the leftovers BuildLeftovers lists.
+func (m *mocks) forget(id string) {
+	for k, l := range m.leftovers {
+		var cs []dockerapi.BuildContainer
+		for _, c := range l.containers {
+			if c.ID != id {
+				cs = append(cs, c)
+			}
+		}
+		var is []dockerapi.BuildImage
+		for _, img := range l.images {
+			if img.ID != id {
+				is = append(is, img)
+			}
+		}
+		m.leftovers[k] = buildLeftovers{cs, is}
+	}
+}
+
 func newMocks() *mocks {
 	return &mocks{inputs: map[string]resource.PropertyMap{}, requests: map[string]*pulumirpc.RegisterResourceRequest{}}
 }
@@ -112,6 +189,15 @@ func (m *mocks) NewResource(args pulumi.MockResourceArgs) (string, resource.Prop
 		out["result"] = resource.NewStringProperty(mockPassword(args.Name))
 	case "docker:index/image:Image":
 		out["repoDigest"] = resource.NewStringProperty("sha256:" + strings.Repeat("ab", 32))
+		if m.buildLeaves != nil {
+			args := args.Inputs["build"].ObjectValue()["args"].ObjectValue()
+			m.mu.Lock()
+			if m.leftovers == nil {
+				m.leftovers = map[string]buildLeftovers{}
+			}
+			m.leftovers[args["POLLS_BUILD"].StringValue()] = *m.buildLeaves
+			m.mu.Unlock()
+		}
 	case "docker:index/container:Container":
 		code := 0
 		logs := ""
