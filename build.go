@@ -192,7 +192,8 @@ func cleanAfterFailure(ctx context.Context, engine buildEngine, prefix, repo str
 		}
 		running := false
 		for _, c := range containers {
-			running = running || (c.State == "running" && c.Labels[appbuild.Label] == prefix)
+			step := appbuild.IsStep(prefix, appbuild.Container{ID: c.ID, State: c.State, Command: c.Command, Labels: c.Labels})
+			running = running || (c.State == "running" && step)
 		}
 		if !running {
 			break

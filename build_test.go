@@ -104,18 +104,22 @@ func TestBuilderChoice(t *testing.T) {
 // left before it builds, and after a successful legacy build removes its
 // stopped step containers, keeps its newest build stage as the tagged
 // cache and removes every other untagged image of the stack's builds,
-// leaving running containers alone.
+// leaving running containers and the stack's own (whose image gives them
+// the build label) alone.
 func TestLegacyBuildCleanup(t *testing.T) {
 	m := newMocks()
 	m.leftovers = map[string]buildLeftovers{"polls-dev": {
-		containers: []dockerapi.BuildContainer{{ID: "failed-step", State: "exited", Labels: map[string]string{"polls.build": "polls-dev"}}},
-		images:     []dockerapi.BuildImage{{ID: "half-built", Created: 50, Labels: map[string]string{"polls.build": "polls-dev", "polls.build.stage": "build"}}},
+		containers: []dockerapi.BuildContainer{
+			{ID: "failed-step", State: "exited", Command: "/bin/sh -c 'go mod download'", Labels: map[string]string{"polls.build": "polls-dev"}},
+			{ID: "thor-migrate", State: "exited", Command: "/usr/local/bin/polls migrate", Labels: map[string]string{"polls.build": "polls-dev", "polls.stack": "polls-dev"}},
+		},
+		images: []dockerapi.BuildImage{{ID: "half-built", Created: 50, Labels: map[string]string{"polls.build": "polls-dev", "polls.build.stage": "build"}}},
 	}}
 	m.buildLeaves = &buildLeftovers{
 		containers: []dockerapi.BuildContainer{
-			{ID: "run-step", State: "exited", Labels: map[string]string{"polls.build": "polls-dev"}},
-			{ID: "copy-step", State: "created", Labels: map[string]string{"polls.build": "polls-dev"}},
-			{ID: "busy", State: "running", Labels: map[string]string{"polls.build": "polls-dev"}},
+			{ID: "run-step", State: "exited", Command: "/bin/sh -c 'go build'", Labels: map[string]string{"polls.build": "polls-dev"}},
+			{ID: "copy-step", State: "created", Command: "/bin/sh -c '#(nop) COPY dir:1a in /src '", Labels: map[string]string{"polls.build": "polls-dev"}},
+			{ID: "busy", State: "running", Command: "/bin/sh -c 'go build'", Labels: map[string]string{"polls.build": "polls-dev"}},
 			{ID: "arg-step", State: "created", Command: `/bin/sh -c '#(nop) ' 'ARG POLLS_BUILD'`},
 			{ID: "someone-elses", State: "created", Command: "nginx -g 'daemon off;'"},
 			{ID: "other-stack", State: "exited", Labels: map[string]string{"polls.build": "polls-prod"}},

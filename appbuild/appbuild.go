@@ -132,6 +132,18 @@ type Container struct {
 	Labels  map[string]string
 }
 
+// IsStep reports whether c is a step of one of the stack's legacy builds.
+// The label alone does not say so: every container of the app image
+// inherits it, the stack's own (labelled polls.stack; a migration that ran
+// is one, exited) and Swarm's tasks of its services among them. A build
+// step runs its Dockerfile line through the shell, as every line of
+// app/Dockerfile is written, or is a no-op "#(nop)" line of the same form;
+// the app image's containers run its entrypoint.
+func IsStep(prefix string, c Container) bool {
+	return c.Labels[Label] == prefix && c.Labels["polls.stack"] == "" &&
+		c.Labels["com.docker.swarm.task.id"] == "" && strings.HasPrefix(c.Command, "/bin/sh -c ")
+}
+
 // argStep is how the engine lists the container of the legacy builder's
 // `ARG POLLS_BUILD` step: it comes before the label, so it has none. The
 // step is cached once a build on the engine ran it on a base image, so
@@ -168,8 +180,7 @@ func Plan(prefix string, containers []Container, dangling []Image, keepCache boo
 	var c Cleanup
 	for _, ct := range containers {
 		stopped := ct.State == "created" || ct.State == "exited" || ct.State == "dead"
-		ours := ct.Labels[Label] == prefix || (ct.State == "created" && ct.Command == argStep)
-		if stopped && ours {
+		if stopped && (IsStep(prefix, ct) || (ct.State == "created" && ct.Command == argStep)) {
 			c.Containers = append(c.Containers, ct.ID)
 		}
 	}

@@ -49,17 +49,26 @@ func TestChoose(t *testing.T) {
 }
 
 // TestPlan ensures only the stack's stopped step containers and the
-// legacy builder's unlabelled ARG step go, running ones and other stacks'
-// stay, and the newest build stage is kept as the cache only after a
+// legacy builder's unlabelled ARG step go, running ones, other stacks' and
+// every container of the app image (which inherit its label) stay, and the newest build stage is kept as the cache only after a
 // successful build.
 func TestPlan(t *testing.T) {
 	label := func(v string) map[string]string { return map[string]string{Label: v} }
+	app := func(more string) map[string]string {
+		return map[string]string{Label: "polls-dev", strings.SplitN(more, "=", 2)[0]: strings.SplitN(more, "=", 2)[1]}
+	}
 	containers := []Container{
-		{ID: "run", State: "exited", Labels: label("polls-dev")},
-		{ID: "copy", State: "created", Labels: label("polls-dev")},
-		{ID: "dead", State: "dead", Labels: label("polls-dev")},
-		{ID: "step-now", State: "running", Labels: label("polls-dev")},
-		{ID: "prod-step", State: "exited", Labels: label("polls-prod")},
+		{ID: "run", State: "exited", Command: "/bin/sh -c 'go mod download'", Labels: label("polls-dev")},
+		{ID: "copy", State: "created", Command: "/bin/sh -c '#(nop) COPY dir:1a2b in /src '", Labels: label("polls-dev")},
+		{ID: "dead", State: "dead", Command: "/bin/sh -c 'go build'", Labels: label("polls-dev")},
+		{ID: "step-now", State: "running", Command: "/bin/sh -c 'go build'", Labels: label("polls-dev")},
+		{ID: "prod-step", State: "exited", Command: "/bin/sh -c 'go build'", Labels: label("polls-prod")},
+		// Containers of the app image inherit its label: the stack's own, a
+		// Swarm task, and one an operator ran by hand, all stopped.
+		{ID: "migrate", State: "exited", Command: "/usr/local/bin/polls migrate", Labels: app("polls.stack=polls-dev")},
+		{ID: "migrate-sh", State: "exited", Command: "/bin/sh -c 'polls migrate'", Labels: app("polls.stack=polls-dev")},
+		{ID: "task", State: "exited", Command: "/usr/local/bin/polls serve", Labels: app("com.docker.swarm.task.id=x1")},
+		{ID: "by-hand", State: "exited", Command: "/usr/local/bin/polls version", Labels: label("polls-dev")},
 		{ID: "arg", State: "created", Command: `/bin/sh -c '#(nop) ' 'ARG POLLS_BUILD'`},
 		{ID: "arg-other", State: "created", Command: `/bin/sh -c '#(nop) ' 'ARG VERSION=dev'`},
 		{ID: "app", State: "created", Command: "/usr/local/bin/polls serve"},

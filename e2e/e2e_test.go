@@ -176,6 +176,7 @@ func TestEndToEnd(t *testing.T) {
 	e.config["polls:appBuilder"] = "legacy"
 	e.failedBuild(`["alpha","beta","gamma"]`, "2", all)
 	e.release("3")
+	e.setTenants(`["alpha","beta","gamma"]`)
 	released, host = e.appImageID(e.prefix+"-app:latest"), e.hostNow()
 	e.up()
 	e.noBuildLeftovers("a release with the legacy builder", host, released)
