@@ -136,12 +136,14 @@ type Container struct {
 // The label alone does not say so: every container of the app image
 // inherits it, the stack's own (labelled polls.stack; a migration that ran
 // is one, exited) and Swarm's tasks of its services among them. A build
-// step runs its Dockerfile line through the shell, as every line of
-// app/Dockerfile is written, or is a no-op "#(nop)" line of the same form;
-// the app image's containers run its entrypoint.
+// step runs its Dockerfile line through the shell, as every RUN line of
+// app/Dockerfile is written, or is a no-op "#(nop)" line of the same form,
+// listed after the entrypoint once the stage has one; the app image's
+// containers run its entrypoint.
 func IsStep(prefix string, c Container) bool {
 	return c.Labels[Label] == prefix && c.Labels["polls.stack"] == "" &&
-		c.Labels["com.docker.swarm.task.id"] == "" && strings.HasPrefix(c.Command, "/bin/sh -c ")
+		c.Labels["com.docker.swarm.task.id"] == "" &&
+		(strings.HasPrefix(c.Command, "/bin/sh -c ") || strings.Contains(c.Command, " /bin/sh -c '#(nop) '"))
 }
 
 // argStep is how the engine lists the container of the legacy builder's

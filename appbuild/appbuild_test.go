@@ -61,6 +61,7 @@ func TestPlan(t *testing.T) {
 		{ID: "run", State: "exited", Command: "/bin/sh -c 'go mod download'", Labels: label("polls-dev")},
 		{ID: "copy", State: "created", Command: "/bin/sh -c '#(nop) COPY dir:1a2b in /src '", Labels: label("polls-dev")},
 		{ID: "dead", State: "dead", Command: "/bin/sh -c 'go build'", Labels: label("polls-dev")},
+		{ID: "cmd", State: "created", Command: `/usr/local/bin/polls /bin/sh -c '#(nop) ' 'CMD ["serve"]'`, Labels: label("polls-dev")},
 		{ID: "step-now", State: "running", Command: "/bin/sh -c 'go build'", Labels: label("polls-dev")},
 		{ID: "prod-step", State: "exited", Command: "/bin/sh -c 'go build'", Labels: label("polls-prod")},
 		// Containers of the app image inherit its label: the stack's own, a
@@ -84,8 +85,8 @@ func TestPlan(t *testing.T) {
 		keepCache bool
 		want      Cleanup
 	}{
-		{"after a successful build", true, Cleanup{Containers: []string{"arg", "copy", "dead", "run"}, Cache: "stage-2"}},
-		{"after a failed build", false, Cleanup{Containers: []string{"arg", "copy", "dead", "run"}}},
+		{"after a successful build", true, Cleanup{Containers: []string{"arg", "cmd", "copy", "dead", "run"}, Cache: "stage-2"}},
+		{"after a failed build", false, Cleanup{Containers: []string{"arg", "cmd", "copy", "dead", "run"}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
