@@ -61,7 +61,7 @@ up() {
 declare -A cold release noop
 for b in "${builders[@]}"; do
   s=bb$id$b
-  pulumi stack init "$s" >/dev/null
+  pulumi stack init "$s" >>"$log" 2>&1
   pulumi config set --stack "$s" polls:httpPort "$(free_port)" >/dev/null
   pulumi config set --stack "$s" polls:nginxImage polls-local/nginx:1 >/dev/null
   pulumi config set --stack "$s" polls:appBuildNetwork host >/dev/null
