@@ -314,6 +314,11 @@ func newEnv(t *testing.T) *env {
 			_ = exec.Command("docker", "volume", "rm", "-f", e.prefix+"-"+tenant+"-pgdata").Run()
 		}
 		_ = exec.Command("docker", "image", "rm", "-f", e.prefix+"-app:latest", e.prefix+"-app:build-cache", e.prefix+"-broken", e.prefix+"-sick").Run()
+		// The release before the last stays untagged until an update that
+		// no container needs it runs; destroy is not one.
+		if ids, err := exec.Command("docker", "images", "-q", "--filter", "label=polls.build="+e.prefix).Output(); err == nil && len(strings.Fields(string(ids))) > 0 {
+			_ = exec.Command("docker", append([]string{"image", "rm", "-f"}, strings.Fields(string(ids))...)...).Run()
+		}
 	})
 	args, _ := json.Marshal(map[string]string{
 		"GO_IMAGE": "polls-local/golang:1.23", "RUNTIME_IMAGE": "polls-local/static:bookworm",
