@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 GO    ?= go
 
-.PHONY: test test-short vet up up-local destroy images bench bench-app bench-compose bench-swarm bench-add bench-backup lint backup-status backup-drill
+.PHONY: test test-short vet up up-local destroy images bench bench-app bench-compose bench-swarm bench-add bench-build bench-backup lint backup-status backup-drill
 
 ## test: every test of the program and of app/, including real nginx,
 ## PostgreSQL and (when a Docker engine and the Pulumi toolchain are present)
@@ -68,6 +68,11 @@ bench-compose:
 ## revision, default HEAD), alternating, ROUNDS times (scripts/bench-add.sh).
 bench-add:
 	scripts/bench-add.sh $(or $(BASE),HEAD) $(or $(ROUNDS),2)
+
+## bench-build: release build time, BuildKit against the legacy builder, as
+## `pulumi up` builds the app (scripts/bench-build.sh), ROUNDS rounds.
+bench-build:
+	scripts/bench-build.sh $(or $(ROUNDS),3)
 
 ## bench-swarm: pulumi (polls:platform swarm) vs docker stack deploy of the
 ## equivalent stack file at N=10 on the two-node test cluster: cold, and a

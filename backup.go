@@ -10,6 +10,7 @@ import (
 	"github.com/pulumi/pulumi-docker/sdk/v4/go/docker"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
+	"github.com/polls-tenants/polls/appbuild"
 	"github.com/polls-tenants/polls/backups"
 	"github.com/polls-tenants/polls/contract"
 	"github.com/polls-tenants/polls/dockerapi"
@@ -155,8 +156,8 @@ func checkRestore(ctx context.Context, engine BackupEngine, agent dockerapi.Cont
 // build takes the module proxy settings of polls:appBuildArgs, never the
 // app's own args (a release does not rebuild them). On Swarm the database
 // image is pushed to polls:registry; agents run on the manager that builds.
-func agentImages(ctx *pulumi.Context, s spec.Stack, prefix string, opts ...pulumi.ResourceOption) (db, agent *docker.Image, err error) {
-	args := pulumi.StringMap{"POSTGRES_IMAGE": pulumi.String(s.PostgresImage)}
+func agentImages(ctx *pulumi.Context, s spec.Stack, prefix string, builder appbuild.Builder, opts ...pulumi.ResourceOption) (db, agent *docker.Image, err error) {
+	args := pulumi.StringMap{appbuild.BuildArg: pulumi.String(prefix), "POSTGRES_IMAGE": pulumi.String(s.PostgresImage)}
 	for _, k := range []string{"GO_IMAGE", "GOPROXY", "GOSUMDB"} {
 		if v, ok := s.AppBuildArgs[k]; ok {
 			args[k] = pulumi.String(v)
@@ -171,7 +172,7 @@ func agentImages(ctx *pulumi.Context, s spec.Stack, prefix string, opts ...pulum
 				Target:         pulumi.String(target),
 				Args:           args,
 				Network:        optional(s.AppBuildNetwork),
-				BuilderVersion: docker.BuilderVersionBuilderV1,
+				BuilderVersion: builderVersion(builder),
 			},
 		}
 		if push {
@@ -209,13 +210,9 @@ func registry(s spec.Stack) docker.RegistryArgs {
 
 // declareBackups declares the gateway and returns each tenant's share of
 // the stack's backups; nil when backups are off.
-func declareBackups(ctx *pulumi.Context, s spec.Stack, engine BackupEngine, prefix string, bp *backupPlan, moves func(string) bool, opts ...pulumi.ResourceOption) (map[string]*tenants.StackBackup, *backups.Backups, error) {
+func declareBackups(ctx *pulumi.Context, s spec.Stack, engine BackupEngine, prefix string, bp *backupPlan, moves func(string) bool, dbImage, agentImage *docker.Image, opts ...pulumi.ResourceOption) (map[string]*tenants.StackBackup, *backups.Backups, error) {
 	if s.Backup == nil {
 		return nil, nil, nil
-	}
-	dbImage, agentImage, err := agentImages(ctx, s, prefix, opts...)
-	if err != nil {
-		return nil, nil, err
 	}
 	names := make([]string, len(s.Tenants))
 	for i, t := range s.Tenants {

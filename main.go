@@ -4,8 +4,16 @@
 // config is rendered from the tenant list in stack config.
 package main
 
-import "github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+import (
+	"os"
+
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+)
 
 func main() {
+	if args, ok := os.LookupEnv(watcherEnv); ok {
+		// Started by the program itself, to clean up after a failed build.
+		os.Exit(runWatcher(args))
+	}
 	pulumi.Run(program(dockerEngine))
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/pulumi/pulumi-docker/sdk/v4/go/docker"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
+	"github.com/polls-tenants/polls/appbuild"
 	"github.com/polls-tenants/polls/dockerapi"
 	"github.com/polls-tenants/polls/nginx"
 	"github.com/polls-tenants/polls/onehost"
@@ -45,6 +46,7 @@ type Engine interface {
 	onehost.Engine
 	swarm.Engine
 	BackupEngine
+	buildEngine
 }
 
 // stackPlatform is a tenants.Platform with what the whole stack needs of it.
@@ -120,20 +122,34 @@ func declare(ctx *pulumi.Context, s spec.Stack, engine Engine) (*deployed, error
 			return nil, err
 		}
 	}
+	builder, err := chooseBuilder(ctx.Context(), s, engine)
+	if err != nil {
+		return nil, err
+	}
 	provider, err := docker.NewProvider(ctx, "docker", &docker.ProviderArgs{Host: optional(s.DockerHost)})
 	if err != nil {
 		return nil, fmt.Errorf("docker provider: %w", err)
 	}
 	onDocker := pulumi.Provider(provider)
 
-	image, err := appImage(ctx, s, prefix, onDocker)
+	// The stack's own images first: a legacy build's leftovers are removed
+	// once every build of the update is done (see appImage).
+	var dbImage, agentImage *docker.Image
+	var built []pulumi.Output
+	if s.Backup != nil {
+		if dbImage, agentImage, err = agentImages(ctx, s, prefix, builder, onDocker); err != nil {
+			return nil, err
+		}
+		built = append(built, dbImage.ImageName, agentImage.ImageName)
+	}
+	image, err := appImage(ctx, s, prefix, builder, engine, built, onDocker)
 	if err != nil {
 		return nil, err
 	}
 	if err := on.Declare(ctx, onDocker); err != nil {
 		return nil, err
 	}
-	perTenant, _, err := declareBackups(ctx, s, engine, prefix, bp, on.Moves, onDocker)
+	perTenant, _, err := declareBackups(ctx, s, engine, prefix, bp, on.Moves, dbImage, agentImage, onDocker)
 	if err != nil {
 		return nil, err
 	}
@@ -180,17 +196,30 @@ func declare(ctx *pulumi.Context, s spec.Stack, engine Engine) (*deployed, error
 	return d, nil
 }
 
-// appImage declares the build of app/. On Swarm it is pushed to
-// polls:registry, from which every node pulls it.
-func appImage(ctx *pulumi.Context, s spec.Stack, prefix string, opts ...pulumi.ResourceOption) (*docker.Image, error) {
+// appImage declares the build of app/ with builder. On Swarm it is pushed
+// to polls:registry, from which every node pulls it.
+//
+// Every step of the build is labelled with the stack's prefix (through
+// app/Dockerfile's POLLS_BUILD build arg), so that what builds leave can
+// be found: an update first removes what earlier builds left, and after a
+// legacy build it removes the build's step containers (see package
+// appbuild for why there are any).
+func appImage(ctx *pulumi.Context, s spec.Stack, prefix string, builder appbuild.Builder, engine buildEngine, others []pulumi.Output, opts ...pulumi.ResourceOption) (*docker.Image, error) {
+	name := s.AppImageName(prefix) + ":latest"
+	repo := imageRepo(name)
+	buildArgs := map[string]string{}
+	for k, v := range s.AppBuildArgs {
+		buildArgs[k] = v
+	}
+	buildArgs[appbuild.BuildArg] = prefix
 	args := &docker.ImageArgs{
-		ImageName: pulumi.String(s.AppImageName(prefix) + ":latest"),
+		ImageName: pulumi.String(name),
 		SkipPush:  pulumi.Bool(true),
 		Build: docker.DockerBuildArgs{
 			Context:        pulumi.String("app"),
-			Args:           pulumi.ToStringMap(s.AppBuildArgs),
+			Args:           pulumi.ToStringMap(buildArgs),
 			Network:        optional(s.AppBuildNetwork),
-			BuilderVersion: docker.BuilderVersionBuilderV1,
+			BuilderVersion: builderVersion(builder),
 		},
 	}
 	if s.Platform == spec.PlatformSwarm {
@@ -202,11 +231,44 @@ func appImage(ctx *pulumi.Context, s spec.Stack, prefix string, opts ...pulumi.R
 		}
 		args.Registry = registry
 	}
+	var w *watcher
+	if !ctx.DryRun() {
+		// A preview changes nothing on the host, leftovers included.
+		if err := cleanBuilds(ctx.Context(), engine, prefix, repo, false); err != nil {
+			_ = ctx.Log.Warn(fmt.Sprintf("app image: earlier builds' leftovers stay: %v", err), nil)
+		}
+		if builder == appbuild.Legacy {
+			var err error
+			if w, err = watchBuilds(s.DockerHost, prefix, repo); err != nil {
+				_ = ctx.Log.Warn(fmt.Sprintf("app image: a failed legacy build will leave its step containers until the next update: %v", err), nil)
+			}
+		}
+	}
 	image, err := docker.NewImage(ctx, "app", args, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("app image: %w", err)
 	}
+	if w != nil {
+		// Runs once every build succeeded (the stack's other images are
+		// built with the same builder and label); a failed one is the
+		// watcher's.
+		pulumi.All(append([]any{image.ImageName}, toAny(others)...)...).ApplyT(func([]any) (string, error) {
+			if err := cleanBuilds(ctx.Context(), engine, prefix, repo, true); err != nil {
+				_ = ctx.Log.Warn(fmt.Sprintf("app image: the legacy build's leftovers stay until the next update: %v", err), nil)
+			}
+			w.done()
+			return "", nil
+		})
+	}
 	return image, nil
+}
+
+func toAny(outs []pulumi.Output) []any {
+	a := make([]any, len(outs))
+	for i, o := range outs {
+		a[i] = o
+	}
+	return a
 }
 
 func optional(s string) pulumi.StringPtrInput {

@@ -22,7 +22,11 @@ type mocks struct {
 	*fakes.Engine
 }
 
-func newMocks() *mocks { return &mocks{Provider: fakes.NewProvider(), Engine: &fakes.Engine{}} }
+func newMocks() *mocks {
+	m := &mocks{Provider: fakes.NewProvider(), Engine: &fakes.Engine{}}
+	m.Provider.Engine = m.Engine
+	return m
+}
 
 func (m *mocks) connect(string) (Engine, error) { return m.Engine, nil }
 

@@ -42,6 +42,7 @@ type env struct {
 	prefix string // Docker object names start with it
 	port   int    // the router's host port
 	log    *os.File
+	proxy  string // the module proxy the app builds use
 	config map[string]string
 	// secret lists the config keys set as secrets.
 	secret map[string]bool
@@ -55,7 +56,9 @@ type env struct {
 // TestEndToEnd ensures the stack really comes up on Docker and behaves:
 // tenants answer through nginx with their own content and admin login,
 // unknown hosts get 404, tenants' databases are isolated, a tenant is added
-// without one failed request for the others, a failed migration fails only
+// without one failed request for the others, a release and a failed build
+// leave no container or untagged image the stack does not own (with
+// BuildKit and with the legacy builder), a failed migration fails only
 // its tenant, a removed tenant's data survives and comes back, and destroy
 // leaves nothing but the retained data volumes.
 func TestEndToEnd(t *testing.T) {
@@ -142,6 +145,7 @@ func TestEndToEnd(t *testing.T) {
 	stop = e.hammer(all)
 	e.release("2")
 	e.setTenants(`["alpha","beta","gamma"]`)
+	released, host := e.appImageID(e.prefix+"-app:latest"), e.hostNow()
 	start := time.Now()
 	e.up()
 	sent, failures = stop()
@@ -163,6 +167,33 @@ func TestEndToEnd(t *testing.T) {
 			t.Errorf("%s is the same container after the release", k)
 		}
 	}
+	// The build (BuildKit on this engine) left no step container and no
+	// untagged image but the release it replaced.
+	e.noBuildLeftovers("the release", host, released)
+
+	// 5a. A build that fails (at `go mod download`) fails `pulumi up`,
+	// leaves nothing behind, and every tenant keeps serving version 2.
+	e.failedBuild(`["alpha","beta","gamma"]`, "2", all)
+
+	// 5b. With the legacy builder, which keeps every step's container
+	// unless told otherwise, neither a failed build nor a release leaves
+	// anything the stack does not own; the build stage stays, tagged, as
+	// its cache.
+	e.config["polls:appBuilder"] = "legacy"
+	e.failedBuild(`["alpha","beta","gamma"]`, "2", all)
+	e.release("3")
+	e.setTenants(`["alpha","beta","gamma"]`)
+	released, host = e.appImageID(e.prefix+"-app:latest"), e.hostNow()
+	e.up()
+	e.noBuildLeftovers("a release with the legacy builder", host, released)
+	for _, tenant := range all {
+		if v := e.version(tenant); v != "3" {
+			t.Errorf("%s serves version %q after the legacy release; want 3", tenant, v)
+		}
+	}
+	if cache := e.docker("images", "-q", e.prefix+"-app:build-cache"); cache == "" {
+		t.Errorf("no %s-app:build-cache after a legacy build; want its build stage kept as the cache", e.prefix)
+	}
 
 	// 6. A release whose new app never becomes healthy fails `pulumi up`
 	// at once, naming the tenant and the container's output; that tenant's
@@ -183,8 +214,8 @@ func TestEndToEnd(t *testing.T) {
 	if len(failures) > 0 {
 		t.Errorf("while gamma's release failed: %d requests, %d failed: %v", sent, len(failures), failures)
 	}
-	if v := e.version("gamma"); v != "2" {
-		t.Errorf("gamma serves version %q after its failed release; want the old version 2", v)
+	if v := e.version("gamma"); v != "3" {
+		t.Errorf("gamma serves version %q after its failed release; want the old version 3", v)
 	}
 	e.setTenants(`["alpha","beta","gamma"]`)
 	e.up()
@@ -285,7 +316,7 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatalf("create stack: %v", err)
 	}
-	e := &env{t: t, ctx: ctx, stack: stack, prefix: "polls-" + name, port: port, log: logFile, secret: map[string]bool{}}
+	e := &env{t: t, ctx: ctx, stack: stack, prefix: "polls-" + name, port: port, log: logFile, proxy: proxy, secret: map[string]bool{}}
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("pulumi log (%s), last part:\n%s", logPath, tail(readFile(logPath), 6000))
@@ -296,7 +327,12 @@ func newEnv(t *testing.T) *env {
 		for _, tenant := range []string{"alpha", "beta", "gamma"} {
 			_ = exec.Command("docker", "volume", "rm", "-f", e.prefix+"-"+tenant+"-pgdata").Run()
 		}
-		_ = exec.Command("docker", "image", "rm", "-f", e.prefix+"-app:latest", e.prefix+"-broken", e.prefix+"-sick").Run()
+		_ = exec.Command("docker", "image", "rm", "-f", e.prefix+"-app:latest", e.prefix+"-app:build-cache", e.prefix+"-broken", e.prefix+"-sick").Run()
+		// The release before the last stays untagged until an update that
+		// no container needs it runs; destroy is not one.
+		if ids, err := exec.Command("docker", "images", "-q", "--filter", "label=polls.build="+e.prefix).Output(); err == nil && len(strings.Fields(string(ids))) > 0 {
+			_ = exec.Command("docker", append([]string{"image", "rm", "-f"}, strings.Fields(string(ids))...)...).Run()
+		}
 	})
 	args, _ := json.Marshal(map[string]string{
 		"GO_IMAGE": "polls-local/golang:1.26", "RUNTIME_IMAGE": "polls-local/static:bookworm",

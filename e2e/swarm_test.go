@@ -74,6 +74,7 @@ func startCluster(t *testing.T) *cluster {
 // TestSwarm ensures the same stack runs on a two-node Swarm: tenants on both
 // nodes answer through the router, unknown hosts get 404, tenants are
 // isolated, adding a tenant and releasing under load fail no request, a
+// release and a failed build leave nothing the stack does not own, a
 // removed tenant comes back to its data on its node, a drained node moves
 // the apps and is reported for the database pinned there, and destroy
 // leaves only the retained volumes.
@@ -201,6 +202,7 @@ func TestSwarm(t *testing.T) {
 	stop = e.hammer(all)
 	e.release("2")
 	e.setTenants(`{"alpha":{"node":"` + c.n2 + `"},"beta":{},"gamma":{}}`)
+	released, host := e.appImageID(c.registry+"/polls/"+e.prefix+"-app:latest"), e.hostNow()
 	start := time.Now()
 	e.up()
 	sent, failures = stop()
@@ -219,6 +221,13 @@ func TestSwarm(t *testing.T) {
 	if after := e.serviceVersions([]string{"alpha-db", "beta-db", "gamma-db"}); fmt.Sprint(after) != fmt.Sprint(dbs) {
 		t.Errorf("a release updated databases:\nbefore %v\nafter  %v", dbs, after)
 	}
+	// The build on the manager left no step container and no untagged
+	// image but the release it replaced.
+	e.noBuildLeftovers("the release", host, released)
+
+	// 5a. A build that fails (at `go mod download`) fails `pulumi up`,
+	// leaves nothing behind, and every tenant keeps serving version 2.
+	e.failedBuild(`{"alpha":{"node":"`+c.n2+`"},"beta":{},"gamma":{}}`, "2", all)
 
 	// 5b. A release whose new app never becomes healthy, for gamma: `pulumi
 	// up` fails naming gamma and its task's output, Swarm rolls gamma back,

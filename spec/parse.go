@@ -22,7 +22,7 @@ const Namespace = "polls"
 // Any other key in the namespace is a typo and is rejected.
 var Keys = []string{
 	"tenants", "domain", "httpPort", "httpsPort", "tlsCertificate", "tlsKey",
-	"postgresImage", "nginxImage", "appBuildArgs", "appBuildNetwork",
+	"postgresImage", "nginxImage", "appBuildArgs", "appBuildNetwork", "appBuilder",
 	"appMemoryMb", "dbMemoryMb", "adminUser", "dockerHost", "subnetPool",
 	"platform", "registry", "registryUsername", "registryPassword",
 	"backups", "backupRepository", "backupSchedule", "backupKeepDays", "backupKeepWeeks",
@@ -64,6 +64,7 @@ func parseAt(values map[string]string, now func() time.Time) (Stack, error) {
 		NginxImage:      p.image("nginxImage", DefaultNginxImage),
 		AppBuildArgs:    p.buildArgs("appBuildArgs"),
 		AppBuildNetwork: p.str("appBuildNetwork", ""),
+		AppBuilder:      p.str("appBuilder", DefaultAppBuilder),
 		AppMemoryMB:     p.memory("appMemoryMb", DefaultAppMemoryMB),
 		DBMemoryMB:      p.memory("dbMemoryMb", DefaultDBMemoryMB),
 		AdminUser:       p.str("adminUser", DefaultAdminUser),
@@ -78,6 +79,11 @@ func parseAt(values map[string]string, now func() time.Time) (Stack, error) {
 	}
 	if !isBuildNetwork(s.AppBuildNetwork) {
 		p.addf("polls:appBuildNetwork: %q is not a network mode: use \"\" (Docker's default), \"host\", \"none\" or a network name of a-z, 0-9, '.', '_', '-'", s.AppBuildNetwork)
+	}
+	switch s.AppBuilder {
+	case BuilderAuto, BuilderBuildKit, BuilderLegacy:
+	default:
+		p.addf("polls:appBuilder: %q is not a builder: use \"auto\" (BuildKit where the engine has it), \"buildkit\" or \"legacy\", e.g. `pulumi config set polls:appBuilder auto`", s.AppBuilder)
 	}
 	if !isDNSLabel(s.AdminUser) {
 		p.addf("polls:adminUser: %q is not accepted: use 1-63 characters a-z, 0-9 and '-', not starting or ending with '-'", s.AdminUser)

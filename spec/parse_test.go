@@ -21,7 +21,7 @@ func TestParseValid(t *testing.T) {
 		Tenants: []Tenant{}, Domain: "polls.local", HTTPPort: 8080, HTTPSPort: 8443,
 		PostgresImage: "postgres:17", NginxImage: "nginx:1", AppBuildArgs: map[string]string{},
 		AppMemoryMB: 256, DBMemoryMB: 512, AdminUser: "admin",
-		SubnetPool: netip.MustParsePrefix("10.230.0.0/16"), Platform: "docker",
+		SubnetPool: netip.MustParsePrefix("10.230.0.0/16"), Platform: "docker", AppBuilder: "auto",
 		Backup: &Backup{Repository: Repository{Kind: "local", Path: "/var/lib/polls-backups"}, Schedule: "daily", Interval: 24 * time.Hour, KeepDays: 7, KeepWeeks: 4},
 	}
 	with := func(f func(*Stack)) Stack {
@@ -46,7 +46,7 @@ func TestParseValid(t *testing.T) {
 			"domain":  "example.com", "httpPort": "80", "appMemoryMb": "0",
 			"postgresImage": "polls-local/postgres:15", "nginxImage": "registry.example.com:5000/nginx:1.27@sha256:" + strings.Repeat("a", 64),
 			"appBuildArgs": `{"GOPROXY":"http://127.0.0.1:3001","GO_IMAGE":"polls-local/golang:1.26"}`, "appBuildNetwork": "host",
-			"dockerHost": "ssh://deploy@prod-1", "subnetPool": "192.168.240.0/20",
+			"appBuilder": "legacy", "dockerHost": "ssh://deploy@prod-1", "subnetPool": "192.168.240.0/20",
 		}, with(func(s *Stack) {
 			s.SubnetPool = netip.MustParsePrefix("192.168.240.0/20")
 			s.Tenants = []Tenant{{Name: "potter", Hosts: []string{"polls.potter.example"}, MemoryMB: 128, Image: "polls-app:v1"}, {Name: "thor"}}
@@ -54,6 +54,7 @@ func TestParseValid(t *testing.T) {
 			s.PostgresImage, s.NginxImage = "polls-local/postgres:15", "registry.example.com:5000/nginx:1.27@sha256:"+strings.Repeat("a", 64)
 			s.AppBuildArgs = map[string]string{"GOPROXY": "http://127.0.0.1:3001", "GO_IMAGE": "polls-local/golang:1.26"}
 			s.AppBuildNetwork, s.DockerHost = "host", "ssh://deploy@prod-1"
+			s.AppBuilder = "legacy"
 		})},
 		{"map form, sorted, settings or none", map[string]string{"tenants": `{"thor":null,"potter":{"hosts":["polls.potter.example"],"memoryMb":128},"hermione":{}}`},
 			with(func(s *Stack) {
@@ -181,6 +182,7 @@ func TestParseInvalid(t *testing.T) {
 		{"bad build args", map[string]string{"appBuildArgs": `["GOPROXY"]`}, []string{"polls:appBuildArgs: must be a map"}},
 		{"bad build arg name", map[string]string{"appBuildArgs": `{"GO PROXY":"x"}`}, []string{`polls:appBuildArgs: "GO PROXY"`}},
 		{"bad build network", map[string]string{"appBuildNetwork": "host;rm"}, []string{"polls:appBuildNetwork"}},
+		{"unknown builder", map[string]string{"appBuilder": "BuilderV1"}, []string{`polls:appBuilder: "BuilderV1" is not a builder`, `"auto"`, `"buildkit"`, `"legacy"`}},
 		{"bad memory", map[string]string{"appMemoryMb": "3"}, []string{"polls:appMemoryMb: 3 MiB"}},
 		{"bad admin user", map[string]string{"adminUser": "Admin User"}, []string{"polls:adminUser"}},
 		{"bad docker host", map[string]string{"dockerHost": "prod-1"}, []string{"polls:dockerHost", "ssh://user@host"}},

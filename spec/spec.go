@@ -25,6 +25,7 @@ const (
 	DefaultAdminUser     = "admin"
 	DefaultSubnetPool    = "10.230.0.0/16"
 	DefaultPlatform      = PlatformDocker
+	DefaultAppBuilder    = BuilderAuto
 	// DefaultReplicas is a tenant's app replica count on Swarm: two, so a
 	// node going down or a rolling update never leaves it without one.
 	DefaultReplicas = 2
@@ -37,6 +38,18 @@ const (
 	// PlatformSwarm runs tenants as services on a Docker Swarm cluster,
 	// through one of its managers' engines.
 	PlatformSwarm = "swarm"
+)
+
+// The values of polls:appBuilder, the builder of the app image.
+const (
+	// BuilderAuto builds with BuildKit where the engine has it, with the
+	// legacy builder elsewhere.
+	BuilderAuto = "auto"
+	// BuilderBuildKit always builds with BuildKit.
+	BuilderBuildKit = "buildkit"
+	// BuilderLegacy always builds with the legacy builder, which Docker
+	// deprecated in 23.0.
+	BuilderLegacy = "legacy"
 )
 
 // Stack is the validated stack configuration.
@@ -61,6 +74,8 @@ type Stack struct {
 	// AppBuildNetwork is the network mode for RUN steps of the app build
 	// ("" for Docker's default, "host" to reach a proxy on the host's loopback).
 	AppBuildNetwork string
+	// AppBuilder is BuilderAuto, BuilderBuildKit or BuilderLegacy.
+	AppBuilder string
 	// AppMemoryMB and DBMemoryMB are the default memory limits, in MiB, of a
 	// tenant's app and database containers.
 	AppMemoryMB int

@@ -50,6 +50,24 @@ type Engine struct {
 	ExecOut map[string]string
 	// Execs records every command run with Exec.
 	Execs []string
+	// PingAnswer is what /_ping says; zero: a Linux engine, API 1.41,
+	// with BuildKit.
+	PingAnswer dockerapi.Ping
+	// Leftovers are what BuildLeftovers lists, by label value.
+	Leftovers map[string]BuildSet
+	// BuildLeaves is what each image build leaves under its label value
+	// (the POLLS_BUILD build arg), when set.
+	BuildLeaves *BuildSet
+	// Builds records the build cleanup's calls: "list key=value",
+	// "rm <id>", "rmi <id>", "tag <id> <repo>:<tag>".
+	Builds []string
+}
+
+// BuildSet is what an image build leaves: step containers and untagged
+// images.
+type BuildSet struct {
+	Containers []dockerapi.BuildContainer
+	Images     []dockerapi.BuildImage
 }
 
 // Networks lists NetworkList.
@@ -177,6 +195,77 @@ func (e *Engine) UnlabelNode(_ context.Context, hostname, key string) error {
 	return fmt.Errorf("no node %s", hostname)
 }
 
+// Ping answers as PingAnswer, a Linux engine with API 1.41 by default.
+func (e *Engine) Ping(context.Context) (dockerapi.Ping, error) {
+	p := e.PingAnswer
+	if p.OSType == "" {
+		p.OSType, p.APIVersion = "linux", "1.41"
+	}
+	return p, nil
+}
+
+// BuildLeftovers lists the leftovers of the label value.
+func (e *Engine) BuildLeftovers(_ context.Context, key, value string) ([]dockerapi.BuildContainer, []dockerapi.BuildImage, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.Builds = append(e.Builds, "list "+key+"="+value)
+	l := e.Leftovers[value]
+	return l.Containers, l.Images, nil
+}
+
+// RemoveContainer removes a listed container.
+func (e *Engine) RemoveContainer(_ context.Context, id string) error {
+	e.buildCall("rm "+id, id)
+	return nil
+}
+
+// RemoveImage removes a listed image.
+func (e *Engine) RemoveImage(_ context.Context, id string) error {
+	e.buildCall("rmi "+id, id)
+	return nil
+}
+
+// TagImage tags an image, which is then no longer untagged.
+func (e *Engine) TagImage(_ context.Context, id, repo, tag string) error {
+	e.buildCall("tag "+id+" "+repo+":"+tag, id)
+	return nil
+}
+
+// buildCall records call and drops id from the leftovers.
+func (e *Engine) buildCall(call, id string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.Builds = append(e.Builds, call)
+	for k, l := range e.Leftovers {
+		var set BuildSet
+		for _, c := range l.Containers {
+			if c.ID != id {
+				set.Containers = append(set.Containers, c)
+			}
+		}
+		for _, img := range l.Images {
+			if img.ID != id {
+				set.Images = append(set.Images, img)
+			}
+		}
+		e.Leftovers[k] = set
+	}
+}
+
+// built records what the builds of label value leave: BuildLeaves, once
+// for every image of the update.
+func (e *Engine) built(value string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.BuildLeaves == nil {
+		return
+	}
+	if e.Leftovers == nil {
+		e.Leftovers = map[string]BuildSet{}
+	}
+	e.Leftovers[value] = *e.BuildLeaves
+}
+
 // Digest is the digest the fake engine's registry has for ref.
 func Digest(ref string) string {
 	return "sha256:" + strings.NewReplacer("/", "", ":", "", ".", "").Replace(ref)
@@ -210,6 +299,9 @@ type Provider struct {
 	requests map[string]*pulumirpc.RegisterResourceRequest
 	// FailMigration names a tenant whose migration container exits 1.
 	FailMigration string
+	// Engine, when set, is told of every image build, to list what the
+	// build leaves (Engine.BuildLeaves).
+	Engine *Engine
 }
 
 // NewProvider returns mocks that have recorded nothing.
@@ -227,6 +319,15 @@ func (p *Provider) NewResource(args pulumi.MockResourceArgs) (string, resource.P
 		out["result"] = resource.NewStringProperty(Password(args.Name))
 	case "docker:index/image:Image":
 		out["repoDigest"] = resource.NewStringProperty(ImageDigest)
+		if p.Engine != nil {
+			if b, ok := args.Inputs["build"]; ok && b.IsObject() {
+				if a, ok := b.ObjectValue()["args"]; ok && a.IsObject() {
+					if v, ok := a.ObjectValue()["POLLS_BUILD"]; ok && v.IsString() {
+						p.Engine.built(v.StringValue())
+					}
+				}
+			}
+		}
 	case "docker:index/secret:Secret":
 		out["name"] = resource.NewStringProperty(args.Name + "-1a2b3c4")
 	case "docker:index/container:Container":
