@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"strings"
 
@@ -208,9 +209,7 @@ func appImage(ctx *pulumi.Context, s spec.Stack, prefix string, builder appbuild
 	name := s.AppImageName(prefix) + ":latest"
 	repo := imageRepo(name)
 	buildArgs := map[string]string{}
-	for k, v := range s.AppBuildArgs {
-		buildArgs[k] = v
-	}
+	maps.Copy(buildArgs, s.AppBuildArgs)
 	buildArgs[appbuild.BuildArg] = prefix
 	args := &docker.ImageArgs{
 		ImageName: pulumi.String(name),

@@ -27,7 +27,7 @@ func (e *env) hostNow() hostState {
 
 func lines(s string) map[string]bool {
 	m := map[string]bool{}
-	for _, l := range strings.Fields(s) {
+	for l := range strings.FieldsSeq(s) {
 		m[l] = true
 	}
 	return m
