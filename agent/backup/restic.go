@@ -107,7 +107,7 @@ func (r Repo) Unlock(ctx context.Context) error {
 // where a later one would wait.
 func (r Repo) exclusive(ctx context.Context, args ...string) error {
 	var err error
-	for attempt := 0; attempt < 5; attempt++ {
+	for attempt := range 5 {
 		if err = r.run(ctx, nil, io.Discard, args...); err == nil || !strings.Contains(err.Error(), "lock") {
 			return err
 		}
