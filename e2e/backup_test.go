@@ -79,22 +79,30 @@ func (e *env) inDB(tenant string, cmd ...string) string {
 	return e.docker(args...)
 }
 
-// removeVolume deletes a data volume, on whichever engine holds it.
+// removeVolume deletes a data volume, on whichever engine holds it. On
+// Swarm the removed service's task containers go a moment after it, and
+// hold the volume until then: it is tried again for up to a minute.
 func (e *env) removeVolume(name string) {
 	e.t.Helper()
 	hosts := append([]string{""}, e.otherHosts...)
-	removed := false
-	for _, h := range hosts {
-		args := []string{"volume", "rm", name}
-		if h != "" {
-			args = append([]string{"-H", h}, args...)
+	deadline := time.Now().Add(time.Minute)
+	for {
+		var errs []string
+		for _, h := range hosts {
+			args := []string{"volume", "rm", name}
+			if h != "" {
+				args = append([]string{"-H", h}, args...)
+			}
+			out, err := exec.Command("docker", args...).CombinedOutput()
+			if err == nil {
+				return
+			}
+			errs = append(errs, strings.TrimSpace(string(out)))
 		}
-		if exec.Command("docker", args...).Run() == nil {
-			removed = true
+		if time.Now().After(deadline) {
+			e.t.Fatalf("volume %s could not be removed from any engine: %s", name, strings.Join(errs, "; "))
 		}
-	}
-	if !removed {
-		e.t.Fatalf("volume %s is on no engine", name)
+		time.Sleep(2 * time.Second)
 	}
 }
 
