@@ -7,6 +7,8 @@
 //	polls-agent backup ...           a tenant's backup agent and its commands
 //	                                 (status, check, drill, ...)
 //	polls-agent gateway              the stack's backup repository gateway
+//	polls-agent acme ...             the router's certificate companion and
+//	                                 its commands (run, status, renew)
 //
 // See README.md for what each reads and writes.
 package main
@@ -17,9 +19,11 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/polls-tenants/polls/agent/acme"
 )
 
-const usage = `usage: polls-agent postgres [ARGS...] | backup SUBCOMMAND ... | gateway`
+const usage = `usage: polls-agent postgres [ARGS...] | backup SUBCOMMAND ... | gateway | acme SUBCOMMAND ...`
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -37,6 +41,8 @@ func run(ctx context.Context, args []string) error {
 		return fmt.Errorf("no subcommand given; %s", usage)
 	}
 	switch name, rest := args[0], args[1:]; name {
+	case "acme":
+		return acme.Main(ctx, rest, os.Stdout)
 	default:
 		_, _ = ctx, rest
 		return fmt.Errorf("unknown subcommand %q; %s", name, usage)

@@ -23,6 +23,8 @@ var Keys = []string{
 	"postgresImage", "nginxImage", "appBuildArgs", "appBuildNetwork",
 	"appMemoryMb", "dbMemoryMb", "adminUser", "dockerHost", "subnetPool",
 	"platform", "registry", "registryUsername", "registryPassword",
+	"acmeEmail", "acmeDirectory", "acmeCaRoot", "acmeDnsProvider", "acmeDnsCredentials",
+	"acmeDnsResolvers", "acmeRenewBefore",
 }
 
 // SecretKeys are the keys whose values must be stored as Pulumi secrets,
@@ -30,6 +32,7 @@ var Keys = []string{
 var SecretKeys = []struct{ Key, Set string }{
 	{"tlsKey", `pulumi config set --secret polls:tlsKey -- "$(cat key.pem)"`},
 	{"registryPassword", `pulumi config set --secret polls:registryPassword -- "$PASSWORD"`},
+	{"acmeDnsCredentials", `pulumi config set --secret polls:acmeDnsCredentials '{"CF_DNS_API_TOKEN":"..."}'`},
 }
 
 // tenantFields lists the fields a tenant object may have.
@@ -75,10 +78,12 @@ func Parse(values map[string]string) (Stack, error) {
 		p.addf("polls:dockerHost: %q is not a Docker host URL: use unix:///path, tcp://host:port or ssh://user@host", s.DockerHost)
 	}
 	s.TLS = p.tls()
-	if s.TLS != nil && s.HTTPSPort == s.HTTPPort {
+	s.ACME = p.acme()
+	if (s.TLS != nil || s.ACME != nil) && s.HTTPSPort == s.HTTPPort {
 		p.addf("polls:httpsPort: %d is also polls:httpPort: give HTTP and HTTPS different ports", s.HTTPSPort)
 	}
 	s.Tenants = p.tenants(s.Domain)
+	p.acmeWithTLS(s)
 	s.RegistryAuth = p.platform(s)
 	if s.SubnetPool.IsValid() && len(s.Tenants) > subnets.Slots(s.SubnetPool) {
 		p.addf("polls:subnetPool: %s holds %d tenant subnets (/%d), fewer than the %d tenants: choose a larger pool, e.g. `pulumi config set polls:subnetPool 10.230.0.0/16` (%d subnets)", s.SubnetPool, subnets.Slots(s.SubnetPool), subnets.TenantBits, len(s.Tenants), 1<<(subnets.TenantBits-16))
