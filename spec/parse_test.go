@@ -286,7 +286,7 @@ func TestParseACME(t *testing.T) {
 			"acmeDnsResolvers": `["10.0.0.5:8053"]`, "acmeRenewBefore": "720h"},
 			ACME{Email: "ops@polls.example", Directory: "https://10.0.0.5:14000/dir", CARoot: root, DNSProvider: "httpreq",
 				DNSCredentials: map[string]string{"HTTPREQ_ENDPOINT": "http://10.0.0.5:9000", "HTTPREQ_PASSWORD": "s3cret"},
-				DNSResolvers: []string{"10.0.0.5:8053"}, RenewBefore: 30 * 24 * time.Hour}},
+				DNSResolvers:   []string{"10.0.0.5:8053"}, RenewBefore: 30 * 24 * time.Hour}},
 	}
 	for _, tt := range valid {
 		t.Run(tt.name, func(t *testing.T) {
