@@ -44,6 +44,7 @@ func dockerEngine(host string) (Engine, error) { return dockerapi.New(host) }
 type Engine interface {
 	onehost.Engine
 	swarm.Engine
+	router.Engine
 }
 
 // platform is a tenants.Platform with what the whole stack needs of it.
@@ -138,8 +139,17 @@ func declare(ctx *pulumi.Context, s spec.Stack, engine Engine) (*deployed, error
 		routes = append(routes, router.Route{Server: nginx.Server{Name: t.Name, Hosts: t.ServerNames(s.Domain)}, Upstream: tn.Upstream, Installed: on.Existing(t.Name)})
 	}
 
+	var agent pulumi.StringInput
+	if s.ACME != nil {
+		img, err := agentImage(ctx, s, prefix, onDocker)
+		if err != nil {
+			return nil, err
+		}
+		agent = img.RepoDigest
+	}
 	r, err := router.New(ctx, "router", router.Args{
 		Stack: s, Prefix: prefix, Routes: routes, EdgeNetwork: on.EdgeNetwork(),
+		AgentImage: agent, Engine: engine,
 	}, pulumi.Providers(provider))
 	if err != nil {
 		return nil, err
@@ -186,6 +196,35 @@ func appImage(ctx *pulumi.Context, s spec.Stack, prefix string, opts ...pulumi.R
 	image, err := docker.NewImage(ctx, "app", args, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("app image: %w", err)
+	}
+	return image, nil
+}
+
+// agentImage declares the build of agent/'s agent target, which runs the
+// router's certificate companion. It is built on the engine that runs it
+// (on Swarm, the manager, beside the router), so it is never pushed; its
+// build args are the app's toolchain and module proxy only, never VERSION,
+// so a release does not rebuild it.
+func agentImage(ctx *pulumi.Context, s spec.Stack, prefix string, opts ...pulumi.ResourceOption) (*docker.Image, error) {
+	args := pulumi.StringMap{"POSTGRES_IMAGE": pulumi.String(s.PostgresImage)}
+	for _, k := range []string{"GO_IMAGE", "GOPROXY", "GOSUMDB"} {
+		if v, ok := s.AppBuildArgs[k]; ok {
+			args[k] = pulumi.String(v)
+		}
+	}
+	image, err := docker.NewImage(ctx, "agent", &docker.ImageArgs{
+		ImageName: pulumi.String(prefix + "-agent:latest"),
+		SkipPush:  pulumi.Bool(true),
+		Build: docker.DockerBuildArgs{
+			Context:        pulumi.String("agent"),
+			Target:         pulumi.String("agent"),
+			Args:           args,
+			Network:        optional(s.AppBuildNetwork),
+			BuilderVersion: docker.BuilderVersionBuilderV1,
+		},
+	}, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("agent image: %w", err)
 	}
 	return image, nil
 }

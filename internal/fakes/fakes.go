@@ -40,6 +40,23 @@ type Engine struct {
 	ServiceList []dockerapi.Service
 	// SickApp names a tenant whose app never becomes healthy.
 	SickApp string
+	// ACMEStatus is what the certificate companion's status command
+	// prints; "" makes the engine answer as one without the companion.
+	ACMEStatus string
+	// Execs counts the commands run in containers.
+	Execs int
+}
+
+// Exec answers the certificate companion's status command with
+// ACMEStatus, and fails as for a missing container without it.
+func (e *Engine) Exec(_ context.Context, id string, cmd []string) (int, string, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.Execs++
+	if e.ACMEStatus == "" {
+		return 0, "", &dockerapi.Error{Status: 404, Message: "No such container: " + id}
+	}
+	return 0, e.ACMEStatus, nil
 }
 
 // Networks lists NetworkList.
