@@ -641,14 +641,16 @@ func adminPasswords(t *testing.T, out auto.OutputMap) map[string]string {
 }
 
 // startModuleProxy serves the Go module cache's download tree on loopback,
-// as GOPROXY for the app build (containers here cannot do HTTPS), after
-// making sure the app's modules are in it.
+// as GOPROXY for the app and agent builds (containers here cannot do
+// HTTPS), after making sure their modules are in it.
 func startModuleProxy(t *testing.T, root string) string {
 	t.Helper()
-	dl := exec.Command("go", "mod", "download")
-	dl.Dir = filepath.Join(root, "app")
-	if out, err := dl.CombinedOutput(); err != nil {
-		t.Fatalf("go mod download in app/: %v\n%s", err, out)
+	for _, mod := range []string{"app", "agent"} {
+		dl := exec.Command("go", "mod", "download")
+		dl.Dir = filepath.Join(root, mod)
+		if out, err := dl.CombinedOutput(); err != nil {
+			t.Fatalf("go mod download in %s/: %v\n%s", mod, err, out)
+		}
 	}
 	out, err := exec.Command("go", "env", "GOMODCACHE").Output()
 	if err != nil {

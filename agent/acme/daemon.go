@@ -10,6 +10,8 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -232,9 +234,16 @@ func (d *daemon) publish(wants []Want, now time.Time) {
 		for _, h := range w.Hosts {
 			hs := HostStatus{Host: h.Name, Tenant: h.Tenant, Certificate: w.Name, Challenge: w.Challenge, State: "pending",
 				Error: rec.LastError, FailingSince: rec.FailingSince, Attempts: rec.Attempts, NextAttempt: rec.NextAttempt}
-			if st != nil && now.Before(st.Meta.NotAfter) {
-				served[h.Name] = st
-				hs.State, hs.Serial, hs.NotAfter, hs.RenewAt = "valid", st.Meta.Serial, st.Meta.NotAfter, st.Meta.RenewAt(d.cfg.RenewBefore)
+			use := st
+			if use == nil || !now.Before(use.Meta.NotAfter) {
+				// Until its wanted certificate exists (the wildcard just
+				// configured, or the host's own after the wildcard was
+				// turned off), a host keeps one it has that is still valid.
+				use = d.fallback(h.Name, w.Name, now)
+			}
+			if use != nil {
+				served[h.Name] = use
+				hs.State, hs.Serial, hs.NotAfter, hs.RenewAt = "valid", use.Meta.Serial, use.Meta.NotAfter, use.Meta.RenewAt(d.cfg.RenewBefore)
 			} else if rec.Attempts > 0 {
 				hs.State = "failed"
 			}
@@ -258,4 +267,22 @@ func (d *daemon) publish(wants []Want, now time.Time) {
 		return
 	}
 	d.saved = raw
+}
+
+// fallback returns a stored, unexpired certificate for host other than
+// wanted: its own, or the wildcard of its parent domain.
+func (d *daemon) fallback(host, wanted string, now time.Time) *Stored {
+	candidates := []string{host}
+	if _, parent, ok := strings.Cut(host, "."); ok {
+		candidates = append(candidates, "*."+parent)
+	}
+	for _, name := range candidates {
+		if name == wanted {
+			continue
+		}
+		if st := d.cert(name); st != nil && now.Before(st.Meta.NotAfter) && slices.Contains(st.Meta.Domains, name) {
+			return st
+		}
+	}
+	return nil
 }
