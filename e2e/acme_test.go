@@ -92,7 +92,7 @@ func (a *acmeEnv) curl(host string) (int, string, error) {
 // status is the companion's status, read with its own command.
 type hostStatus struct {
 	Host, Tenant, State, Serial, Error, Certificate, Challenge string
-	FailingSince                                                time.Time
+	FailingSince                                               time.Time
 }
 
 func (a *acmeEnv) status() map[string]hostStatus {

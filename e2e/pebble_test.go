@@ -37,8 +37,8 @@ type pebble struct {
 	Directory string
 	// CARoot is the PEM root of pebble's own HTTPS certificate (for
 	// polls:acmeCaRoot); Roots is the pool of the CA pebble issues from.
-	CARoot string
-	Roots  *x509.CertPool
+	CARoot  string
+	Roots   *x509.CertPool
 	RootPEM string
 	// DNS is challtestsrv's DNS address and HTTPReq the adapter's URL.
 	DNS, HTTPReq string
@@ -46,7 +46,7 @@ type pebble struct {
 	User, Password string
 	// Presented counts DNS-01 records set through the adapter.
 	Presented atomic.Int64
-	dir        string
+	dir       string
 }
 
 // requirePebble skips the test, naming what is missing, unless Debian's
