@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 GO    ?= go
 
-.PHONY: test test-short vet up up-local destroy images bench bench-app bench-compose bench-swarm bench-add lint
+.PHONY: test test-short vet up up-local destroy images bench bench-app bench-compose bench-swarm bench-add bench-https lint
 
 ## test: every test of the program and of app/, including real nginx,
 ## PostgreSQL and (when a Docker engine and the Pulumi toolchain are present)
@@ -67,3 +67,10 @@ bench-add:
 ## release under a request loop (scripts/bench-swarm.sh).
 bench-swarm:
 	scripts/bench-swarm.sh
+
+## bench-https: with ACME from a local pebble, requests/s through the router
+## over HTTPS against plain HTTP (keep-alive and a new connection per
+## request), and the time from `pulumi up` adding a tenant to its first
+## verified HTTPS 200 (e2e TestACMEBench).
+bench-https:
+	POLLS_BENCH_HTTPS=1 $(GO) test -count=1 -v -timeout 30m -run 'TestACMEBench$$' ./e2e
