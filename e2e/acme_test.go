@@ -47,7 +47,15 @@ func newACMEEnv(t *testing.T, refused ...string) *acmeEnv {
 	})
 	e := newEnv(t)
 	prefix = e.prefix
-	a := &acmeEnv{env: e, httpsPort: nginxtest.FreePort(t)}
+	a := &acmeEnv{env: e}
+	a.enable(refused...)
+	return a
+}
+
+// enable starts pebble and configures the stack for it.
+func (a *acmeEnv) enable(refused ...string) {
+	e, t := a.env, a.t
+	a.httpsPort = nginxtest.FreePort(t)
 	a.ca = startPebble(t, e.port, refused...)
 	var args map[string]string
 	_ = json.Unmarshal([]byte(e.config["polls:appBuildArgs"]), &args)
@@ -58,7 +66,6 @@ func newACMEEnv(t *testing.T, refused ...string) *acmeEnv {
 	e.config["polls:acmeEmail"] = "ops@polls.example"
 	e.config["polls:acmeDirectory"] = a.ca.Directory
 	e.config["polls:acmeCaRoot"] = a.ca.CARoot
-	return a
 }
 
 // useDNS makes the domain's tenants share a wildcard issued by DNS-01

@@ -82,6 +82,7 @@ func TestSwarm(t *testing.T) {
 		t.Skip("end-to-end test skipped with -short")
 	}
 	requireToolchain(t)
+	requirePebble(t)
 	c := startCluster(t)
 	// Registered before the stack's own cleanup, so it runs after destroy.
 	var prefix string
@@ -89,7 +90,7 @@ func TestSwarm(t *testing.T) {
 	e := newEnv(t)
 	prefix = e.prefix
 	t.Cleanup(func() {
-		_ = exec.Command("docker", "image", "rm", "-f", c.registry+"/polls/"+e.prefix+"-app:latest").Run()
+		_ = exec.Command("docker", "image", "rm", "-f", c.registry+"/polls/"+e.prefix+"-app:latest", e.prefix+"-agent:latest").Run()
 	})
 
 	// The workers pull every image from the registry: the app's is pushed
@@ -326,8 +327,33 @@ func TestSwarm(t *testing.T) {
 		t.Errorf("alpha after its node is back: GET / = %d, has its poll: %v", code, strings.Contains(body, question))
 	}
 
+	// 7b. ACME on Swarm: the certificate companion runs on the manager
+	// beside the router and issues every tenant's certificate by HTTP-01
+	// from a real ACME server (pebble); each verifies with curl.
+	a := &acmeEnv{env: e}
+	a.enable()
+	e.setTenants(`{"alpha":{"node":"` + c.n2 + `"},"beta":{},"gamma":{}}`)
+	e.up()
+	a.waitStatus("every tenant's certificate", func(st map[string]hostStatus) bool {
+		for _, tenant := range all {
+			if st[tenant+".polls.local"].State != "valid" {
+				return false
+			}
+		}
+		return true
+	})
+	for _, tenant := range all {
+		if code, body, err := a.curl(tenant + ".polls.local"); err != nil || code != 200 || !strings.Contains(body, tenant) {
+			t.Errorf("Swarm: curl --cacert pebble-root https://%s.polls.local = %d, %v; want 200 from it", tenant, code, err)
+		}
+	}
+	if where := e.docker("inspect", "-f", "{{.HostConfig.PidMode}}", e.prefix+"-acme"); !strings.HasPrefix(where, "container:") {
+		t.Errorf("the companion's PID mode is %q; want the router's", where)
+	}
+
 	// 8. Destroy leaves no service, secret, container or network of the
-	// stack on either node, and only the retained data volumes.
+	// stack on either node, and only the retained data volumes (and the
+	// certificate state).
 	if _, err := e.stack.Destroy(e.ctx, optdestroy.ProgressStreams(e.log)); err != nil {
 		t.Fatalf("pulumi destroy: %v", err)
 	}
@@ -350,7 +376,7 @@ func TestSwarm(t *testing.T) {
 		}
 	}
 	slices.Sort(volumes)
-	want := []string{e.prefix + "-alpha-pgdata", e.prefix + "-beta-pgdata", e.prefix + "-gamma-pgdata"}
+	want := []string{e.prefix + "-acme", e.prefix + "-alpha-pgdata", e.prefix + "-beta-pgdata", e.prefix + "-gamma-pgdata"}
 	if fmt.Sprint(volumes) != fmt.Sprint(want) {
 		t.Errorf("volumes on both nodes after destroy: %v; want only the retained data volumes %v", volumes, want)
 	}
