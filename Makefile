@@ -71,6 +71,8 @@ bench-swarm:
 ## bench-https: with ACME from a local pebble, requests/s through the router
 ## over HTTPS against plain HTTP (keep-alive and a new connection per
 ## request), and the time from `pulumi up` adding a tenant to its first
-## verified HTTPS 200 (e2e TestACMEBench).
+## verified HTTPS 200 (e2e TestACMEBench); first, in plain nginx, the cost of
+## loading the certificate at each handshake against once (BenchmarkCertificateLoading).
 bench-https:
+	$(GO) test -run '^$$' -bench BenchmarkCertificateLoading -benchtime 1x ./nginx
 	POLLS_BENCH_HTTPS=1 $(GO) test -count=1 -v -timeout 30m -run 'TestACMEBench$$' ./e2e

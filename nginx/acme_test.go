@@ -18,6 +18,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -82,7 +84,12 @@ type acmeRouter struct {
 	ca          *testCA
 }
 
-func startACMERouter(tb testing.TB) *acmeRouter {
+func startACMERouter(tb testing.TB) *acmeRouter { return startACMERouterWith(tb, nil) }
+
+// startACMERouterWith is startACMERouter with an extra server block, made
+// by extra from the certificate directory and the CA (%s is its listen
+// address).
+func startACMERouterWith(tb testing.TB, extra func(certs string, ca *testCA) string) *acmeRouter {
 	tb.Helper()
 	nginxtest.Binary(tb)
 	dir := tb.TempDir()
@@ -105,6 +112,9 @@ func startACMERouter(tb testing.TB) *acmeRouter {
 		Servers: []Server{{Name: "thor", Hosts: []string{"thor.polls.example", "shop.example.org"}, Upstream: strings.TrimPrefix(app.URL, "http://")}}})
 	if err != nil {
 		tb.Fatal(err)
+	}
+	if extra != nil {
+		conf = append(conf, fmt.Sprintf(extra(r.certs, r.ca), r.https)...)
 	}
 	nginxtest.Start(tb, conf, r.http)
 	return r
@@ -197,5 +207,58 @@ func TestACMEWithRealNginx(t *testing.T) {
 	if err == nil {
 		conn.Close()
 		t.Error("unknown name over HTTPS: handshake succeeded; want it rejected")
+	}
+}
+
+// BenchmarkCertificateLoading compares, in one real nginx, HTTPS over a
+// new connection per request to a host whose certificate is loaded at each
+// handshake (the ACME config's variable path) against one loaded once at
+// startup (a fixed path), and reports the ratio (make bench-https).
+func BenchmarkCertificateLoading(b *testing.B) {
+	r := startACMERouterWith(b, func(certs string, ca *testCA) string {
+		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		ca.install(b, certs, "static.polls.example", key)
+		return fmt.Sprintf("server {\n    listen %%s ssl;\n    server_name static.polls.example;\n    ssl_certificate %[1]s/static.polls.example.crt;\n    ssl_certificate_key %[1]s/static.polls.example.key;\n    return 200 \"static\";\n}\n", certs)
+	})
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	r.ca.install(b, r.certs, "thor.polls.example", key)
+	const n, c = 2000, 8
+	rate := func(host string) float64 {
+		client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+			DisableKeepAlives: true, TLSClientConfig: &tls.Config{RootCAs: r.ca.pool, ServerName: host},
+			Dial: func(string, string) (net.Conn, error) { return net.Dial("tcp", r.https) },
+		}}
+		start := time.Now()
+		var wg sync.WaitGroup
+		var next, failed atomic.Int64
+		for w := 0; w < c; w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for next.Add(1) <= n {
+					resp, err := client.Get("https://" + host + "/")
+					if err != nil {
+						failed.Add(1)
+						continue
+					}
+					_, _ = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}
+			}()
+		}
+		wg.Wait()
+		if failed.Load() > 0 {
+			b.Fatalf("%s: %d requests failed", host, failed.Load())
+		}
+		return n / time.Since(start).Seconds()
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		static := rate("static.polls.example")
+		perHandshake := rate("thor.polls.example")
+		b.ReportMetric(static, "fixed-req/s")
+		b.ReportMetric(perHandshake, "per-handshake-req/s")
+		fmt.Printf("HTTPS, new connection per request (%d at concurrency %d): certificate loaded once %.0f req/s, at each handshake %.0f req/s, ratio %.2f\n",
+			n, c, static, perHandshake, perHandshake/static)
 	}
 }
