@@ -17,8 +17,6 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/auto"
 	"github.com/pulumi/pulumi/sdk/v3/go/auto/optdestroy"
 	"github.com/pulumi/pulumi/sdk/v3/go/auto/optup"
-
-	"github.com/polls-tenants/polls/nginx/nginxtest"
 )
 
 // acmeEnv is a throwaway stack whose router gets its certificates from a
@@ -55,8 +53,8 @@ func newACMEEnv(t *testing.T, refused ...string) *acmeEnv {
 // enable starts pebble and configures the stack for it.
 func (a *acmeEnv) enable(refused ...string) {
 	e, t := a.env, a.t
-	a.httpsPort = nginxtest.FreePort(t)
-	a.ca = startPebble(t, e.port, refused...)
+	a.httpsPort = freePorts(t, 1, []int{e.port})[0]
+	a.ca = startPebble(t, e.port, []int{a.httpsPort}, refused...)
 	var args map[string]string
 	_ = json.Unmarshal([]byte(e.config["polls:appBuildArgs"]), &args)
 	args["GO_IMAGE"] = "polls-local/golang:1.26"

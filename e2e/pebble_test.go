@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -90,7 +91,7 @@ func bridgeAddress() (string, error) {
 // startPebble runs pebble and challtestsrv until the test ends. HTTP-01
 // is validated against httpPort on 127.0.0.1; refused names the hosts
 // pebble's policy refuses.
-func startPebble(t *testing.T, httpPort int, refused ...string) *pebble {
+func startPebble(t *testing.T, httpPort int, avoid []int, refused ...string) *pebble {
 	t.Helper()
 	gw, err := bridgeAddress()
 	if err != nil {
@@ -107,8 +108,8 @@ func startPebble(t *testing.T, httpPort int, refused ...string) *pebble {
 		}
 		return path
 	}
-	port := func() int { return freePortOn(t, gw) }
-	acmePort, mgmtPort, dnsPort, chalMgmt, adapterPort := port(), port(), port(), port(), port()
+	ports := freePorts(t, 5, append(avoid, httpPort))
+	acmePort, mgmtPort, dnsPort, chalMgmt, adapterPort := ports[0], ports[1], ports[2], ports[3], ports[4]
 	cfg, _ := json.Marshal(map[string]any{"pebble": map[string]any{
 		"listenAddress": fmt.Sprintf("%s:%d", gw, acmePort), "managementListenAddress": fmt.Sprintf("127.0.0.1:%d", mgmtPort),
 		"certificate": write("pebble.pem", srvCert), "privateKey": write("pebble.key", srvKey),
@@ -206,15 +207,30 @@ func start(t *testing.T, dir, name string, cmd *exec.Cmd) {
 	})
 }
 
-// freePortOn returns a TCP port free on addr a moment ago.
-func freePortOn(t *testing.T, addr string) int {
+// freePorts returns n distinct TCP ports that were free on every address
+// a moment ago and are not in avoid (ports already promised elsewhere,
+// such as the router's).
+func freePorts(t *testing.T, n int, avoid []int) []int {
 	t.Helper()
-	l, err := net.Listen("tcp", addr+":0")
-	if err != nil {
-		t.Fatal(err)
+	var ports []int
+	var held []net.Listener
+	defer func() {
+		for _, l := range held {
+			l.Close()
+		}
+	}()
+	for len(ports) < n {
+		l, err := net.Listen("tcp", ":0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, l)
+		p := l.Addr().(*net.TCPAddr).Port
+		if !slices.Contains(avoid, p) {
+			ports = append(ports, p)
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return ports
 }
 
 // serverCertificate returns a CA's PEM root and a server certificate and
