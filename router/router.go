@@ -238,6 +238,9 @@ func New(ctx *pulumi.Context, name string, args Args, opts ...pulumi.ResourceOpt
 	if args.Stack.ACME != nil {
 		companionName := args.Prefix + "-acme"
 		warnFailing(ctx, args.Engine, companionName)
+		if a := args.Stack.ACME; (a.Directory == spec.LetsEncryptProduction || a.Directory == spec.LetsEncryptStaging) && args.Stack.HTTPPort != 80 {
+			_ = ctx.Log.Warn(fmt.Sprintf("certificates: polls:httpPort is %d, but Let's Encrypt validates HTTP-01 on port 80 only: HTTP-01 works only if port 80 reaches it (`pulumi config set polls:httpPort 80`)", args.Stack.HTTPPort), nil)
+		}
 		companion, err := declareCompanion(ctx, name, args, router, conf, live, parent)
 		if err != nil {
 			return nil, err
