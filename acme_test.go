@@ -1,11 +1,13 @@
 package main
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
 
+	"github.com/polls-tenants/polls/internal/fakes"
 	"github.com/polls-tenants/polls/nginx/nginxtest"
 )
 
@@ -30,6 +32,12 @@ func acmeConfig(t *testing.T) map[string]string {
 // validStatus is the companion's status with every host of acmeConfig
 // (and hermione) served.
 const validStatus = `{"hosts":[{"host":"hermione.polls.example","tenant":"hermione","state":"valid"},{"host":"potter.polls.example","tenant":"potter","state":"valid"},{"host":"shop.example.org","tenant":"potter","state":"valid"},{"host":"thor.polls.example","tenant":"thor","state":"valid"},{"host":"hermione.polls.local","tenant":"hermione","state":"valid"},{"host":"potter.polls.local","tenant":"potter","state":"valid"},{"host":"thor.polls.local","tenant":"thor","state":"valid"}]}`
+
+// companionStatus makes the fake engine answer the companion's status
+// command, by its name (as read before declaring) and by its ID.
+func companionStatus(status string) map[string]string {
+	return map[string]string{"polls-dev-acme": status, fakes.ID("router-acme"): status}
+}
 
 func values(v resource.PropertyValue) []string {
 	var out []string
@@ -58,12 +66,12 @@ func TestACMEWiring(t *testing.T) {
 				}
 				secrets = append(secrets, "polls:registryPassword")
 			}
-			m.Engine.ACMEStatus = validStatus
+			m.Engine.ExecOut = companionStatus(validStatus)
 			if err := run(t, m, cfg, secrets...); err != nil {
 				t.Fatal(err)
 			}
 			all := m.All()
-			agent := all["docker:index/image:Image::agent"]
+			agent := all["docker:index/image:Image::agent-image"]
 			if agent == nil {
 				t.Fatal("no agent image")
 			}
@@ -156,7 +164,7 @@ func TestACMEWiring(t *testing.T) {
 					}
 				})
 			}
-			if m.Engine.Execs == 0 {
+			if !slices.ContainsFunc(m.Engine.Execs, func(e string) bool { return strings.Contains(e, "acme status") }) {
 				t.Error("the program did not read the companion's status")
 			}
 		})
@@ -168,7 +176,7 @@ func TestACMEWiring(t *testing.T) {
 // shared config's acme.hosts.
 func TestACMEAddingTenantKeepsCompanion(t *testing.T) {
 	before, after := newMocks(), newMocks()
-	before.Engine.ACMEStatus, after.Engine.ACMEStatus = validStatus, validStatus
+	before.Engine.ExecOut, after.Engine.ExecOut = companionStatus(validStatus), companionStatus(validStatus)
 	cfg := acmeConfig(t)
 	if err := run(t, before, cfg, "polls:acmeDnsCredentials"); err != nil {
 		t.Fatal(err)

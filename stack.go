@@ -45,10 +45,11 @@ type Engine interface {
 	onehost.Engine
 	swarm.Engine
 	router.Engine
+	BackupEngine
 }
 
-// platform is a tenants.Platform with what the whole stack needs of it.
-type platform interface {
+// stackPlatform is a tenants.Platform with what the whole stack needs of it.
+type stackPlatform interface {
 	tenants.Platform
 	// Declare registers what the tenants share.
 	Declare(ctx *pulumi.Context, opts ...pulumi.ResourceOption) error
@@ -56,12 +57,15 @@ type platform interface {
 	EdgeNetwork() pulumi.StringOutput
 	// Existing reports whether the tenant was deployed before this update.
 	Existing(tenant string) bool
+	// AppliedRestore is the restore (contract.RestoreID) the tenant's
+	// running database was restored with, or "".
+	AppliedRestore(tenant string) string
 }
 
 // plan reads what the platform needs from the engine and plans the stack
 // on it, before anything is registered: tenant subnets on one engine,
 // database nodes on Swarm.
-func plan(ctx *pulumi.Context, s spec.Stack, engine Engine, prefix string) (platform, error) {
+func plan(ctx *pulumi.Context, s spec.Stack, engine Engine, prefix string) (stackPlatform, error) {
 	if s.Platform == spec.PlatformSwarm {
 		return swarm.New(ctx, engine, s, prefix)
 	}
@@ -107,6 +111,12 @@ func declare(ctx *pulumi.Context, s spec.Stack, engine Engine) (*deployed, error
 	if err != nil {
 		return nil, err
 	}
+	var bp *backupPlan
+	if s.Backup != nil {
+		if bp, err = planBackups(ctx, s, engine, prefix, on.AppliedRestore); err != nil {
+			return nil, err
+		}
+	}
 	provider, err := docker.NewProvider(ctx, "docker", &docker.ProviderArgs{Host: optional(s.DockerHost)})
 	if err != nil {
 		return nil, fmt.Errorf("docker provider: %w", err)
@@ -120,6 +130,17 @@ func declare(ctx *pulumi.Context, s spec.Stack, engine Engine) (*deployed, error
 	if err := on.Declare(ctx, onDocker); err != nil {
 		return nil, err
 	}
+	// One agent image for the backups and the certificate companion.
+	var agent *docker.Image
+	if s.Backup != nil || s.ACME != nil {
+		if agent, err = agentImage(ctx, s, prefix, onDocker); err != nil {
+			return nil, err
+		}
+	}
+	perTenant, _, err := declareBackups(ctx, s, engine, prefix, bp, agent, onDocker)
+	if err != nil {
+		return nil, err
+	}
 
 	d := &deployed{Tenants: map[string]*tenants.Tenant{}}
 	var routes []router.Route
@@ -131,6 +152,7 @@ func declare(ctx *pulumi.Context, s spec.Stack, engine Engine) (*deployed, error
 			// changes nothing.
 			AppImage: image.RepoDigest,
 			Platform: on,
+			Backup:   perTenant[t.Name],
 		}, pulumi.Providers(provider))
 		if err != nil {
 			return nil, err
@@ -139,17 +161,13 @@ func declare(ctx *pulumi.Context, s spec.Stack, engine Engine) (*deployed, error
 		routes = append(routes, router.Route{Server: nginx.Server{Name: t.Name, Hosts: t.ServerNames(s.Domain)}, Upstream: tn.Upstream, Installed: on.Existing(t.Name)})
 	}
 
-	var agent pulumi.StringInput
+	var companionImage pulumi.StringInput
 	if s.ACME != nil {
-		img, err := agentImage(ctx, s, prefix, onDocker)
-		if err != nil {
-			return nil, err
-		}
-		agent = img.RepoDigest
+		companionImage = agent.RepoDigest
 	}
 	r, err := router.New(ctx, "router", router.Args{
 		Stack: s, Prefix: prefix, Routes: routes, EdgeNetwork: on.EdgeNetwork(),
-		AgentImage: agent, Engine: engine,
+		AgentImage: companionImage, Engine: engine,
 	}, pulumi.Providers(provider))
 	if err != nil {
 		return nil, err
@@ -196,35 +214,6 @@ func appImage(ctx *pulumi.Context, s spec.Stack, prefix string, opts ...pulumi.R
 	image, err := docker.NewImage(ctx, "app", args, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("app image: %w", err)
-	}
-	return image, nil
-}
-
-// agentImage declares the build of agent/'s agent target, which runs the
-// router's certificate companion. It is built on the engine that runs it
-// (on Swarm, the manager, beside the router), so it is never pushed; its
-// build args are the app's toolchain and module proxy only, never VERSION,
-// so a release does not rebuild it.
-func agentImage(ctx *pulumi.Context, s spec.Stack, prefix string, opts ...pulumi.ResourceOption) (*docker.Image, error) {
-	args := pulumi.StringMap{"POSTGRES_IMAGE": pulumi.String(s.PostgresImage)}
-	for _, k := range []string{"GO_IMAGE", "GOPROXY", "GOSUMDB"} {
-		if v, ok := s.AppBuildArgs[k]; ok {
-			args[k] = pulumi.String(v)
-		}
-	}
-	image, err := docker.NewImage(ctx, "agent", &docker.ImageArgs{
-		ImageName: pulumi.String(prefix + "-agent:latest"),
-		SkipPush:  pulumi.Bool(true),
-		Build: docker.DockerBuildArgs{
-			Context:        pulumi.String("agent"),
-			Target:         pulumi.String("agent"),
-			Args:           args,
-			Network:        optional(s.AppBuildNetwork),
-			BuilderVersion: docker.BuilderVersionBuilderV1,
-		},
-	}, opts...)
-	if err != nil {
-		return nil, fmt.Errorf("agent image: %w", err)
 	}
 	return image, nil
 }

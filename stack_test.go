@@ -62,11 +62,11 @@ func TestResourceCounts(t *testing.T) {
 			}
 			want := map[string]int{
 				"pulumi:providers:docker":                    1,
-				"docker:index/image:Image":                   1,
-				"docker:index/network:Network":               1 + n,   // edge + one private per tenant
-				"docker:index/volume:Volume":                 1 + n,   // router config + data per tenant
-				"docker:index/container:Container":           2 + 4*n, // router, config; db, migrate, app, route per tenant
-				"random:index/randomPassword:RandomPassword": 2 * n,
+				"docker:index/image:Image":                   3,       // app, the databases' and the agents'
+				"docker:index/network:Network":               2 + n,   // edge, backup + one private per tenant
+				"docker:index/volume:Volume":                 1 + 2*n, // router config + data, backup spool per tenant
+				"docker:index/container:Container":           3 + 5*n, // router, config, backup gateway; db, migrate, app, route, backup agent per tenant
+				"random:index/randomPassword:RandomPassword": 1 + 2*n, // the generated backup key
 				"polls:index:Tenant":                         n,
 				"polls:index:Router":                         1,
 			}
@@ -108,10 +108,12 @@ func TestLogicalNamesStable(t *testing.T) {
 	}
 	want := []string{
 		"docker:index/container:Container::thor-app",
+		"docker:index/container:Container::thor-backup",
 		"docker:index/container:Container::thor-db",
 		"docker:index/container:Container::thor-migrate",
 		"docker:index/container:Container::thor-route",
 		"docker:index/network:Network::thor-net",
+		"docker:index/volume:Volume::thor-backup-spool",
 		"docker:index/volume:Volume::thor-pgdata",
 		"polls:index:Tenant::thor",
 		"random:index/randomPassword:RandomPassword::thor-admin-password",
@@ -145,7 +147,9 @@ func TestAddingTenantTouchesNoOtherInputs(t *testing.T) {
 		}
 	}
 	sort.Strings(changed)
-	want := []string{"docker:index/container:Container::router-config"}
+	// The gateway's logins list the tenants: it is replaced, and the agents
+	// retry their uploads for the seconds that takes.
+	want := []string{"docker:index/container:Container::backup-gateway", "docker:index/container:Container::router-config"}
 	if diff := cmp.Diff(want, changed); diff != "" {
 		t.Errorf("resources whose inputs changed (-want +got):\n%s", diff)
 	}
@@ -189,8 +193,10 @@ func TestSecretsStaySecret(t *testing.T) {
 			}
 		}
 	}
-	// db: password file; migrate: URL and admin password; app: URL.
-	if want := 2 * 4; secretUploads != want {
+	// db: password file; migrate: URL and admin password; app: URL;
+	// backup agent: the database password, repository URL and key, restore
+	// token, copy and source tokens. Plus the gateway's logins.
+	if want := 2*(4+6) + 1; secretUploads != want {
 		t.Errorf("secret uploads = %d; want %d", secretUploads, want)
 	}
 	for _, tn := range []string{"thor", "potter"} {

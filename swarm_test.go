@@ -44,9 +44,9 @@ func TestSwarmResources(t *testing.T) {
 	want := map[string]int{
 		"docker:index/service:Service":     2 * 3,
 		"docker:index/secret:Secret":       2 * 3,
-		"docker:index/network:Network":     1 + 3,
-		"docker:index/container:Container": 1 + 1 + 3 + 3, // nginx, shared config, routes, migrations
-		"docker:index/volume:Volume":       1,             // the router's config; databases' volumes are Swarm's
+		"docker:index/network:Network":     2 + 3,                 // edge, backup, one per tenant
+		"docker:index/container:Container": 1 + 1 + 1 + 3 + 3 + 3, // nginx, shared config, backup gateway, routes, migrations, backup agents
+		"docker:index/volume:Volume":       1 + 3,                 // the router's config, the agents' spools; databases' volumes are Swarm's
 	}
 	for typ, n := range want {
 		if counts[typ] != n {
@@ -116,16 +116,32 @@ func TestSwarmResources(t *testing.T) {
 			t.Errorf("%s-app registry auth password is not secret", tn)
 		}
 	}
-	// Images run by tag are pinned to their digest in the registry.
-	if img := strs([]any{m.All()["docker:index/service:Service::thor-db"]["taskSpec"].ObjectValue()["containerSpec"].ObjectValue()["image"].StringValue()})[0]; img != "postgres:17@sha256:postgres17" {
+	// With backups on, databases run the stack's database image, pushed
+	// to polls:registry with the app's.
+	if img := m.All()["docker:index/image:Image::db-image"]; img["imageName"].StringValue() != "10.231.0.1:5000/polls/polls-dev-db:latest" || img["skipPush"].BoolValue() {
+		t.Errorf("db-image = %v; want it pushed to the registry", img)
+	}
+	if a := m.All()["docker:index/service:Service::thor-db"]["auth"]; !a.IsObject() || a.ObjectValue()["serverAddress"].StringValue() != "10.231.0.1:5000" {
+		t.Errorf("thor-db auth = %v; want the registry's credentials for the stack's database image", a)
+	}
+	// Without backups, images run by tag are pinned to their digest in the
+	// registry, and the nodes log in to polls:registry only for images that
+	// are there.
+	m0 := swarmMocks()
+	c0 := swarmConfig()
+	c0["backups"] = "false"
+	if err := run(t, m0, c0, "polls:registryPassword"); err != nil {
+		t.Fatal(err)
+	}
+	if img := strs([]any{m0.All()["docker:index/service:Service::thor-db"]["taskSpec"].ObjectValue()["containerSpec"].ObjectValue()["image"].StringValue()})[0]; img != "postgres:17@sha256:postgres17" {
 		t.Errorf("thor-db image = %q; want postgres:17 pinned to its digest", img)
 	}
-	// The nodes log in to polls:registry only for images that are there.
-	if _, ok := m.All()["docker:index/service:Service::thor-db"]["auth"]; ok && !m.All()["docker:index/service:Service::thor-db"]["auth"].IsNull() {
+	if _, ok := m0.All()["docker:index/service:Service::thor-db"]["auth"]; ok && !m0.All()["docker:index/service:Service::thor-db"]["auth"].IsNull() {
 		t.Errorf("thor-db sends registry credentials for postgres:17, which is not in polls:registry")
 	}
 	m2 := swarmMocks()
 	c := swarmConfig()
+	c["backups"] = "false"
 	c["postgresImage"] = "10.231.0.1:5000/polls/postgres:15"
 	if err := run(t, m2, c, "polls:registryPassword"); err != nil {
 		t.Fatal(err)

@@ -1,16 +1,13 @@
 // Command polls-agent runs the stack's own helpers next to the tenants'
 // containers. One binary, one image, several roles, each a subcommand:
 //
-//	polls-agent postgres [ARGS...]   the databases' entrypoint: restores the
-//	                                 data directory when a restore is asked
-//	                                 for, then runs the image's own entrypoint
-//	polls-agent backup ...           a tenant's backup agent and its commands
-//	                                 (status, check, drill, ...)
-//	polls-agent gateway              the stack's backup repository gateway
-//	polls-agent acme ...             the router's certificate companion and
-//	                                 its commands (run, status, renew)
+//	polls-agent backup ...   a tenant's backup agent and its commands
+//	                         (status, check, drill, ...)
+//	polls-agent acme ...     the router's certificate companion and its
+//	                         commands (run, status, renew, providers)
 //
-// See README.md for what each reads and writes.
+// The databases' entrypoint is a binary of its own, cmd/pgstart, so that
+// the database image changes only when it does.
 package main
 
 import (
@@ -21,9 +18,10 @@ import (
 	"syscall"
 
 	"github.com/polls-tenants/polls/agent/acme"
+	"github.com/polls-tenants/polls/agent/backup"
 )
 
-const usage = `usage: polls-agent postgres [ARGS...] | backup SUBCOMMAND ... | gateway | acme SUBCOMMAND ...`
+const usage = "usage: polls-agent backup SUBCOMMAND ... | acme SUBCOMMAND ...\n" + backup.Usage
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -41,10 +39,11 @@ func run(ctx context.Context, args []string) error {
 		return fmt.Errorf("no subcommand given; %s", usage)
 	}
 	switch name, rest := args[0], args[1:]; name {
+	case "backup":
+		return backup.Main(ctx, rest, os.Stdout)
 	case "acme":
 		return acme.Main(ctx, rest, os.Stdout)
 	default:
-		_, _ = ctx, rest
 		return fmt.Errorf("unknown subcommand %q; %s", name, usage)
 	}
 }

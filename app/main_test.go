@@ -210,8 +210,10 @@ func TestConcurrentMigrateCommands(t *testing.T) {
 }
 
 func TestServeShutsDownGracefully(t *testing.T) {
-	// Ensures serve answers its probes and a shown page, and returns nil
-	// once its context is cancelled, as on SIGTERM.
+	// Ensures serve answers its probes and a shown page, refuses a form
+	// post from another site's page while serving one from its own (its
+	// Origin on the same non-default port), and returns nil once its
+	// context is cancelled, as on SIGTERM.
 	url := pgtest.Shared(t).CreateDatabase(t, "cmd_serve")
 	if _, err := runCmd(t, map[string]string{"DATABASE_URL": url}, "migrate"); err != nil {
 		t.Fatal(err)
@@ -239,6 +241,20 @@ func TestServeShutsDownGracefully(t *testing.T) {
 	res.Body.Close()
 	if res.StatusCode != http.StatusOK {
 		t.Errorf("GET / = %d; want 200", res.StatusCode)
+	}
+	// A wrong password reaches the handler (401); a forged post does not.
+	for origin, want := range map[string]int{"http://" + addr: http.StatusUnauthorized, "http://evil.test": http.StatusForbidden} {
+		req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/admin/login", strings.NewReader("username=admin&password=wrong"))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Origin", origin)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != want {
+			t.Errorf("POST /admin/login with Origin %s = %d; want %d", origin, res.StatusCode, want)
+		}
 	}
 
 	cancel()

@@ -14,6 +14,11 @@
 package contract
 
 import (
+	"crypto/hmac"
+	"crypto/sha1"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
 	"fmt"
 	"strconv"
 	"strings"
@@ -181,3 +186,137 @@ const (
 
 // ACMEStatusCommand prints the companion's status.json.
 var ACMEStatusCommand = []string{"polls-agent", "acme", "status", "--json"}
+
+// The backups: the stack's own images (built from agent/), each tenant's
+// backup agent, the stack's repository gateway.
+const (
+	// AgentBinary is the agent image's entrypoint.
+	AgentBinary = "polls-agent"
+	// AgentAlias is the backup agent's name on its tenant's network, where
+	// the database asks it for restores; AgentPort where it listens.
+	AgentAlias = "backup"
+	AgentPort  = 7070
+	// GatewayAlias and GatewayPort reach the stack's repository gateway on
+	// the backup network.
+	GatewayAlias = "gateway"
+	GatewayPort  = 8000
+	// SpoolMount is the agent's volume: the write-ahead log received and
+	// not yet sent, its state, restic's cache.
+	SpoolMount = "/spool"
+	// GatewayRepository is where a local repository is mounted in the
+	// gateway.
+	GatewayRepository = "/repository"
+)
+
+// Files delivered to the backup agent, the gateway and the database.
+const (
+	AgentConfigFile       = "/run/secrets/polls-backup.json"
+	AgentRepositoryFile   = "/run/secrets/backup-repository"
+	AgentRepoKeyFile      = "/run/secrets/backup-key"
+	AgentRestoreTokenFile = "/run/secrets/backup-restore-token"
+	AgentCopyTokensFile   = "/run/secrets/backup-copy-tokens"
+	AgentSourceTokenFile  = "/run/secrets/backup-source-token"
+	GatewayHtpasswdFile   = "/run/secrets/htpasswd"
+	GatewaySSHKeyFile     = "/run/secrets/sftp-key"
+	GatewayKnownHostsFile = "/run/secrets/known-hosts"
+	// RestoreRequestFile asks the database's entrypoint for a restore,
+	// RestoreTokenFile authorises it with the tenant's agent.
+	RestoreRequestFile = "/run/secrets/polls-restore.json"
+	RestoreTokenFile   = "/run/secrets/polls-restore-token"
+)
+
+// AgentCommand runs a tenant's backup agent; AgentHealthCommand is its
+// health check, failing with what is late or failing.
+var (
+	AgentCommand       = []string{"backup", "agent"}
+	AgentHealthCommand = []string{"CMD", AgentBinary, "backup", "check"}
+)
+
+// AgentConfig is what a tenant's backup agent reads from AgentConfigFile
+// (agent/backup.Config).
+type AgentConfig struct {
+	Tenant             string `json:"tenant"`
+	Stack              string `json:"stack"`
+	Database           string `json:"database"`
+	DBName             string `json:"dbname"`
+	User               string `json:"user"`
+	PasswordFile       string `json:"passwordFile"`
+	RepositoryFile     string `json:"repositoryFile"`
+	RepoPasswordFile   string `json:"repoPasswordFile"`
+	RestoreTokenFile   string `json:"restoreTokenFile"`
+	CopyTokensFile     string `json:"copyTokensFile,omitempty"`
+	Schedule           string `json:"schedule"`
+	KeepDays           int    `json:"keepDays"`
+	KeepWeeks          int    `json:"keepWeeks"`
+	WALIntervalSeconds int    `json:"walIntervalSeconds"`
+	Listen             string `json:"listen"`
+	Source             string `json:"source,omitempty"`
+	SourceTokenFile    string `json:"sourceTokenFile,omitempty"`
+}
+
+// NewAgentConfig is the config of tenant's agent in stack prefix. source,
+// if set, is the tenant whose backups it restores from.
+func NewAgentConfig(prefix, tenant, schedule string, keepDays, keepWeeks int, source string) AgentConfig {
+	c := AgentConfig{
+		Tenant: tenant, Stack: prefix, Database: DBAlias + ":" + strconv.Itoa(DBPort), DBName: DBName, User: DBUser,
+		PasswordFile: DBPasswordFile, RepositoryFile: AgentRepositoryFile, RepoPasswordFile: AgentRepoKeyFile,
+		RestoreTokenFile: AgentRestoreTokenFile, CopyTokensFile: AgentCopyTokensFile,
+		Schedule: schedule, KeepDays: keepDays, KeepWeeks: keepWeeks, WALIntervalSeconds: 10,
+		Listen: ":" + strconv.Itoa(AgentPort),
+	}
+	if source != "" {
+		c.Source = AgentName(prefix, source) + ":" + strconv.Itoa(AgentPort)
+		c.SourceTokenFile = AgentSourceTokenFile
+	}
+	return c
+}
+
+// AgentName is the Docker name of tenant's backup agent; on the backup
+// network other agents reach it by it.
+func AgentName(prefix, tenant string) string { return ObjectName(prefix, tenant, "backup") }
+
+// RestoreRequest is what the database's entrypoint reads from
+// RestoreRequestFile: restore id, once, to "latest" or an RFC 3339 time.
+type RestoreRequest struct {
+	ID        string `json:"id"`
+	To        string `json:"to"`
+	Agent     string `json:"agent"`
+	TokenFile string `json:"tokenFile"`
+}
+
+// NewRestoreRequest asks for restore id to the moment to.
+func NewRestoreRequest(id, to string) RestoreRequest {
+	return RestoreRequest{ID: id, To: to, Agent: "http://" + AgentAlias + ":" + strconv.Itoa(AgentPort), TokenFile: RestoreTokenFile}
+}
+
+// RestoreID names a restore: a new source or moment is a new restore.
+func RestoreID(tenant, source, to string) string {
+	sum := sha256.Sum256([]byte(tenant + "\x00" + source + "\x00" + to))
+	return hex.EncodeToString(sum[:6])
+}
+
+// TenantSecret derives one of a tenant's backup secrets from the stack's
+// backup key: its repository key ("repository"), its gateway login
+// ("gateway"), its restore token ("restore"), or the token a copy presents
+// to it ("copy:<copy>"). Derived, not generated, they come back the same
+// for a tenant removed and added back, and for a stack destroyed and
+// brought up again with the same key: its backups stay readable.
+func TenantSecret(key, purpose, tenant string) string {
+	m := hmac.New(sha256.New, []byte(key))
+	m.Write([]byte("polls backup\x00" + purpose + "\x00" + tenant))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+}
+
+// HtpasswdLine is the gateway's login line for user: SHA-1 of a derived,
+// 256-bit secret, which needs no salt, so the file is the same on every
+// run and the gateway is replaced only when the tenants change.
+func HtpasswdLine(user, password string) string {
+	sum := sha1.Sum([]byte(password))
+	return user + ":{SHA}" + base64.StdEncoding.EncodeToString(sum[:])
+}
+
+// RepositoryURL is the restic repository of tenant behind the gateway,
+// with its login: a secret.
+func RepositoryURL(tenant, password string) string {
+	return fmt.Sprintf("rest:http://%s:%s@%s:%d/%s/", tenant, password, GatewayAlias, GatewayPort, tenant)
+}

@@ -4,12 +4,11 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 
-	"github.com/polls-tenants/polls/dockerlog"
+	"github.com/moby/moby/api/pkg/stdcopy"
+	"github.com/moby/moby/client"
 )
 
 // Container is what the watcher reads of a container.
@@ -24,43 +23,32 @@ type Container struct {
 	HealthLog string
 	// Test is the container's health check command, as configured.
 	Test []string
+	// TTY says the container's output is one raw stream, not multiplexed.
+	TTY bool
 }
 
 // Inspect reads a container's state.
 func (c *Client) Inspect(ctx context.Context, id string) (Container, error) {
-	var raw struct {
-		Name         string
-		RestartCount int
-		State        struct {
-			Status   string
-			ExitCode int
-			Health   *struct {
-				Status string
-				Log    []struct {
-					ExitCode int
-					Output   string
-				}
-			}
-		}
-		Config struct {
-			Healthcheck *struct{ Test []string }
-		}
-	}
-	if err := c.do(ctx, "GET", "/containers/"+url.PathEscape(id)+"/json", nil, nil, &raw); err != nil {
+	res, err := c.api.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
+	if err != nil {
 		return Container{}, err
 	}
-	ct := Container{
-		Name: strings.TrimPrefix(raw.Name, "/"), Status: raw.State.Status,
-		ExitCode: raw.State.ExitCode, RestartCount: raw.RestartCount,
-	}
-	if h := raw.State.Health; h != nil {
-		ct.Health = h.Status
-		if n := len(h.Log); n > 0 {
-			ct.HealthLog = strings.TrimSpace(h.Log[n-1].Output)
+	raw := res.Container
+	ct := Container{Name: strings.TrimPrefix(raw.Name, "/"), RestartCount: raw.RestartCount}
+	if s := raw.State; s != nil {
+		ct.Status, ct.ExitCode = string(s.Status), s.ExitCode
+		if h := s.Health; h != nil {
+			ct.Health = string(h.Status)
+			if n := len(h.Log); n > 0 && h.Log[n-1] != nil {
+				ct.HealthLog = strings.TrimSpace(h.Log[n-1].Output)
+			}
 		}
 	}
-	if hc := raw.Config.Healthcheck; hc != nil {
-		ct.Test = hc.Test
+	if cfg := raw.Config; cfg != nil {
+		ct.TTY = cfg.Tty
+		if hc := cfg.Healthcheck; hc != nil {
+			ct.Test = hc.Test
+		}
 	}
 	return ct, nil
 }
@@ -68,65 +56,108 @@ func (c *Client) Inspect(ctx context.Context, id string) (Container, error) {
 // Exec runs cmd in the running container and returns its exit code and its
 // combined output.
 func (c *Client) Exec(ctx context.Context, id string, cmd []string) (int, string, error) {
-	var created struct{ ID string }
-	if err := c.do(ctx, "POST", "/containers/"+url.PathEscape(id)+"/exec", nil,
-		map[string]any{"Cmd": cmd, "AttachStdout": true, "AttachStderr": true}, &created); err != nil {
-		return 0, "", err
-	}
-	req, err := http.NewRequestWithContext(ctx, "POST", c.url("/exec/"+created.ID+"/start", nil),
-		strings.NewReader(`{"Detach":false,"Tty":false}`))
+	created, err := c.api.ExecCreate(ctx, id, client.ExecCreateOptions{Cmd: cmd, AttachStdout: true, AttachStderr: true})
 	if err != nil {
 		return 0, "", err
 	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return 0, "", fmt.Errorf("docker engine at %s: %w", c.host, err)
-	}
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	resp.Body.Close()
+	att, err := c.api.ExecAttach(ctx, created.ID, client.ExecAttachOptions{})
 	if err != nil {
 		return 0, "", err
 	}
-	if resp.StatusCode >= 300 {
-		return 0, "", &Error{Status: resp.StatusCode, Message: strings.TrimSpace(string(raw))}
+	// The attached stream is not tied to ctx: a check that hangs must not
+	// hold the caller past its deadline.
+	stop := context.AfterFunc(ctx, att.Close)
+	out, err := readStream(att.Reader, false)
+	stop()
+	att.Close()
+	if err != nil {
+		return 0, "", fmt.Errorf("exec in %s: read its output: %w", id, err)
 	}
-	var inspect struct {
-		Running  bool
-		ExitCode int
-	}
-	if err := c.do(ctx, "GET", "/exec/"+created.ID+"/json", nil, nil, &inspect); err != nil {
+	inspect, err := c.api.ExecInspect(ctx, created.ID, client.ExecInspectOptions{})
+	if err != nil {
 		return 0, "", err
 	}
 	if inspect.Running {
 		return 0, "", fmt.Errorf("exec in %s still running after its output closed", id)
 	}
-	return inspect.ExitCode, strings.TrimSpace(dockerlog.Demux(string(raw))), nil
+	return inspect.ExitCode, out, nil
 }
 
 // Logs returns the last lines of a container's output.
 func (c *Client) Logs(ctx context.Context, id string, lines int) (string, error) {
-	return c.logs(ctx, "/containers/"+url.PathEscape(id)+"/logs", lines)
+	ct, err := c.Inspect(ctx, id)
+	if err != nil {
+		return "", err
+	}
+	rc, err := c.api.ContainerLogs(ctx, id, client.ContainerLogsOptions{ShowStdout: true, ShowStderr: true, Tail: strconv.Itoa(lines)})
+	if err != nil {
+		return "", err
+	}
+	defer rc.Close()
+	return readStream(rc, ct.TTY)
 }
 
-// logs reads the last lines of a logs endpoint's multiplexed stream.
-func (c *Client) logs(ctx context.Context, path string, lines int) (string, error) {
-	req, err := http.NewRequestWithContext(ctx, "GET", c.url(path,
-		url.Values{"stdout": {"1"}, "stderr": {"1"}, "tail": {strconv.Itoa(lines)}}), nil)
-	if err != nil {
+// readStream reads up to 1 MiB of an engine's output stream as text:
+// demultiplexed (stdout and stderr frames, in order), unless it comes from
+// a TTY and so is one raw stream. What was read before an error is kept.
+func readStream(r io.Reader, tty bool) (string, error) {
+	var b strings.Builder
+	r = io.LimitReader(r, 1<<20)
+	var err error
+	if tty {
+		_, err = io.Copy(&b, r)
+	} else {
+		_, err = stdcopy.StdCopy(&b, &b, r)
+	}
+	if err != nil && b.Len() == 0 {
 		return "", err
 	}
-	resp, err := c.http.Do(req)
+	return strings.TrimSpace(b.String()), nil
+}
+
+// ContainerSummary is a container as a listing shows it.
+type ContainerSummary struct {
+	ID     string
+	Name   string
+	Labels map[string]string
+	// State is created, running, exited, ...; Health is "", "starting",
+	// "healthy" or "unhealthy".
+	State  string
+	Health string
+}
+
+// Containers lists the containers, running or not, that carry every label
+// given.
+func (c *Client) Containers(ctx context.Context, labels map[string]string) ([]ContainerSummary, error) {
+	f := make(client.Filters)
+	for k, v := range labels {
+		f.Add("label", k+"="+v)
+	}
+	res, err := c.api.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: f})
 	if err != nil {
-		return "", fmt.Errorf("docker engine at %s: %w", c.host, err)
+		return nil, err
 	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil && len(raw) == 0 {
-		return "", err
+	out := make([]ContainerSummary, 0, len(res.Items))
+	for _, r := range res.Items {
+		s := ContainerSummary{ID: r.ID, Labels: r.Labels, State: string(r.State), Health: healthOf(r.Status)}
+		if len(r.Names) > 0 {
+			s.Name = strings.TrimPrefix(r.Names[0], "/")
+		}
+		out = append(out, s)
 	}
-	if resp.StatusCode >= 300 {
-		return "", &Error{Status: resp.StatusCode, Message: strings.TrimSpace(string(raw))}
+	return out, nil
+}
+
+// healthOf reads the health from a listing's status, e.g. "Up 3 minutes
+// (unhealthy)".
+func healthOf(status string) string {
+	switch {
+	case strings.Contains(status, "(healthy)"):
+		return "healthy"
+	case strings.Contains(status, "(unhealthy)"):
+		return "unhealthy"
+	case strings.Contains(status, "(health: starting)"):
+		return "starting"
 	}
-	return strings.TrimSpace(dockerlog.Demux(string(raw))), nil
+	return ""
 }

@@ -116,3 +116,33 @@ func TestNetworks(t *testing.T) {
 	}
 	t.Errorf("network %s not listed", name)
 }
+
+// TestContainers ensures a label filter lists exactly the containers that
+// carry it, running or not, with their health.
+func TestContainers(t *testing.T) {
+	c := engine(t)
+	label := "polls.test=" + strings.ReplaceAll(t.Name(), "/", "-") + time.Now().Format("150405.000")
+	sick := run(t, "--label", label, "--health-cmd", "false", "--health-interval", "1s", "--health-retries", "1", testImage, "sleep", "300")
+	run(t, "--label", label, testImage, "true")
+	run(t, testImage, "sleep", "300")
+	key, value, _ := strings.Cut(label, "=")
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		list, err := c.Containers(context.Background(), map[string]string{key: value})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(list) != 2 {
+			t.Fatalf("Containers(%s) listed %d; want the 2 that carry it", label, len(list))
+		}
+		for _, s := range list {
+			if s.ID == sick && s.Health == "unhealthy" && s.State == "running" {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Containers never showed %s unhealthy: %+v", sick, list)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}

@@ -3,6 +3,8 @@ package dockerapi
 import (
 	"context"
 	"net/netip"
+
+	"github.com/moby/moby/client"
 )
 
 // Network is a network on the engine, as far as subnet planning needs it.
@@ -16,27 +18,20 @@ type Network struct {
 
 // Networks lists every network on the engine with its IPv4 subnets.
 func (c *Client) Networks(ctx context.Context) ([]Network, error) {
-	var raw []struct {
-		Name   string
-		Labels map[string]string
-		IPAM   struct {
-			Config []struct{ Subnet, Gateway string }
-		}
-	}
-	if err := c.do(ctx, "GET", "/networks", nil, nil, &raw); err != nil {
+	res, err := c.api.NetworkList(ctx, client.NetworkListOptions{})
+	if err != nil {
 		return nil, err
 	}
-	nets := make([]Network, 0, len(raw))
-	for _, r := range raw {
+	nets := make([]Network, 0, len(res.Items))
+	for _, r := range res.Items {
 		n := Network{Name: r.Name, Labels: r.Labels, Gateways: map[netip.Prefix]netip.Addr{}}
 		for _, cfg := range r.IPAM.Config {
-			p, err := netip.ParsePrefix(cfg.Subnet)
-			if err != nil || !p.Addr().Is4() {
+			if !cfg.Subnet.IsValid() || !cfg.Subnet.Addr().Is4() {
 				continue
 			}
-			n.Subnets = append(n.Subnets, p)
-			if gw, err := netip.ParseAddr(cfg.Gateway); err == nil {
-				n.Gateways[p] = gw
+			n.Subnets = append(n.Subnets, cfg.Subnet)
+			if cfg.Gateway.IsValid() {
+				n.Gateways[cfg.Subnet] = cfg.Gateway
 			}
 		}
 		nets = append(nets, n)

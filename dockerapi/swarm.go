@@ -6,13 +6,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
-	"net/url"
+	"maps"
 	"reflect"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/moby/moby/api/types/registry"
+	"github.com/moby/moby/api/types/swarm"
+	"github.com/moby/moby/client"
 )
 
 // Node is a Swarm node, as far as placing databases needs it.
@@ -33,25 +36,19 @@ var ErrNotManager = errors.New("the Docker engine is not a Swarm manager")
 // Nodes lists the cluster's nodes. On an engine that is not a Swarm manager
 // it fails with ErrNotManager.
 func (c *Client) Nodes(ctx context.Context) ([]Node, error) {
-	var raw []struct {
-		ID          string
-		Description struct{ Hostname string }
-		Spec        struct {
-			Availability string
-			Labels       map[string]string
-		}
-		Status struct{ State string }
-	}
-	if err := c.do(ctx, "GET", "/nodes", nil, nil, &raw); err != nil {
-		var e *Error
-		if errors.As(err, &e) && e.Status == http.StatusServiceUnavailable {
-			return nil, fmt.Errorf("%w (%s)", ErrNotManager, e.Message)
+	res, err := c.api.NodeList(ctx, client.NodeListOptions{})
+	if err != nil {
+		// The engine answers 503 Service Unavailable on a worker or on an
+		// engine outside any swarm.
+		if cerrdefs.IsUnavailable(err) {
+			return nil, fmt.Errorf("%w (%v)", ErrNotManager, err)
 		}
 		return nil, err
 	}
-	nodes := make([]Node, 0, len(raw))
-	for _, r := range raw {
-		nodes = append(nodes, Node{ID: r.ID, Hostname: r.Description.Hostname, Ready: r.Status.State == "ready", Availability: r.Spec.Availability, Labels: r.Spec.Labels})
+	nodes := make([]Node, 0, len(res.Items))
+	for _, r := range res.Items {
+		nodes = append(nodes, Node{ID: r.ID, Hostname: r.Description.Hostname, Ready: r.Status.State == swarm.NodeStateReady,
+			Availability: string(r.Spec.Availability), Labels: r.Spec.Labels})
 	}
 	sort.Slice(nodes, func(i, j int) bool { return nodes[i].Hostname < nodes[j].Hostname })
 	return nodes, nil
@@ -59,43 +56,41 @@ func (c *Client) Nodes(ctx context.Context) ([]Node, error) {
 
 // LabelNode sets label key to value on the node with the given hostname,
 // unless it has it already. Node updates are versioned: one that raced
-// another update is retried.
+// another update ("update out of sequence") is retried on a fresh read.
 func (c *Client) LabelNode(ctx context.Context, hostname, key, value string) error {
 	for attempt := 0; ; attempt++ {
-		var nodes []struct {
-			ID          string
-			Version     struct{ Index uint64 }
-			Description struct{ Hostname string }
-			Spec        map[string]any
-		}
-		if err := c.do(ctx, "GET", "/nodes", nil, nil, &nodes); err != nil {
+		res, err := c.api.NodeList(ctx, client.NodeListOptions{})
+		if err != nil {
 			return err
 		}
-		found := false
-		for _, n := range nodes {
-			if n.Description.Hostname != hostname {
-				continue
-			}
-			found = true
-			labels, _ := n.Spec["Labels"].(map[string]any)
-			if labels == nil {
-				labels = map[string]any{}
-			}
-			if labels[key] == value {
-				return nil
-			}
-			labels[key] = value
-			n.Spec["Labels"] = labels
-			err := c.do(ctx, "POST", "/nodes/"+url.PathEscape(n.ID)+"/update", url.Values{"version": {strconv.FormatUint(n.Version.Index, 10)}}, n.Spec, nil)
-			var e *Error
-			if errors.As(err, &e) && strings.Contains(e.Message, "out of sequence") && attempt < 10 {
+		i := -1
+		for k, n := range res.Items {
+			if n.Description.Hostname == hostname {
+				i = k
 				break
 			}
-			return err
 		}
-		if !found {
+		if i < 0 {
 			return fmt.Errorf("no Swarm node has hostname %q", hostname)
 		}
+		n := res.Items[i]
+		if v, ok := n.Spec.Labels[key]; ok && v == value {
+			return nil
+		}
+		spec := n.Spec
+		spec.Labels = maps.Clone(spec.Labels)
+		if spec.Labels == nil {
+			spec.Labels = map[string]string{}
+		}
+		spec.Labels[key] = value
+		_, err = c.api.NodeUpdate(ctx, n.ID, client.NodeUpdateOptions{Version: n.Version, Spec: spec})
+		if err != nil && strings.Contains(err.Error(), "out of sequence") && attempt < 10 {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("label Swarm node %s %s=%s: %w", hostname, key, value, err)
+		}
+		return nil
 	}
 }
 
@@ -108,19 +103,22 @@ type RegistryAuth struct {
 // registry now, as `docker service create` does to pin one: the engine
 // uses its own registry trust (certs.d) and the login given, if any.
 func (c *Client) Digest(ctx context.Context, ref string, auth *RegistryAuth) (string, error) {
-	header := http.Header{}
+	var opts client.DistributionInspectOptions
 	if auth != nil {
-		b, _ := json.Marshal(map[string]string{"username": auth.Username, "password": auth.Password, "serveraddress": auth.ServerAddress})
-		header.Set("X-Registry-Auth", base64.URLEncoding.EncodeToString(b))
+		b, err := json.Marshal(registry.AuthConfig{Username: auth.Username, Password: auth.Password, ServerAddress: auth.ServerAddress})
+		if err != nil {
+			return "", err
+		}
+		opts.EncodedRegistryAuth = base64.URLEncoding.EncodeToString(b)
 	}
-	var out struct{ Descriptor struct{ Digest string } }
-	if err := c.doWith(ctx, "GET", "/distribution/"+ref+"/json", nil, header, nil, &out); err != nil {
+	res, err := c.api.DistributionInspect(ctx, ref, opts)
+	if err != nil {
 		return "", err
 	}
-	if out.Descriptor.Digest == "" {
+	if res.Descriptor.Digest == "" {
 		return "", fmt.Errorf("the registry gave no digest for %s", ref)
 	}
-	return out.Descriptor.Digest, nil
+	return res.Descriptor.Digest.String(), nil
 }
 
 // Service is a Swarm service, as far as the program needs it.
@@ -132,81 +130,38 @@ type Service struct {
 
 // Services lists the services that carry every label given.
 func (c *Client) Services(ctx context.Context, labels map[string]string) ([]Service, error) {
-	var raw []struct {
-		ID   string
-		Spec struct {
-			Name   string
-			Labels map[string]string
-		}
+	f := make(client.Filters)
+	for k, v := range labels {
+		f.Add("label", k+"="+v)
 	}
-	if err := c.do(ctx, "GET", "/services", url.Values{"filters": {labelFilter(labels)}}, nil, &raw); err != nil {
+	res, err := c.api.ServiceList(ctx, client.ServiceListOptions{Filters: f})
+	if err != nil {
 		return nil, err
 	}
-	out := make([]Service, 0, len(raw))
-	for _, r := range raw {
+	out := make([]Service, 0, len(res.Items))
+	for _, r := range res.Items {
 		out = append(out, Service{ID: r.ID, Name: r.Spec.Name, Labels: r.Spec.Labels})
 	}
 	return out, nil
 }
 
-func labelFilter(labels map[string]string) string {
-	var l []string
-	for k, v := range labels {
-		l = append(l, k+"="+v)
-	}
-	sort.Strings(l)
-	b, _ := json.Marshal(map[string][]string{"label": l})
-	return string(b)
-}
-
-// service and task are the parts of the engine's answers WaitService reads.
-type service struct {
-	ID   string
-	Spec struct {
-		Name         string
-		TaskTemplate json.RawMessage
-		Mode         struct {
-			Replicated *struct{ Replicas int }
-		}
-	}
-	UpdatedAt    time.Time
-	UpdateStatus *updateStatus
-}
-
-// updateStatus is a service's last rolling update, as the engine reports it.
-type updateStatus struct {
-	State                  string
-	Message                string
-	StartedAt, CompletedAt time.Time
-}
-
-// failed reports whether the update was paused, or is rolling back, and
-// that is still the service's last word: Swarm keeps an update's status
+// updateFailed reports whether the update was paused, or is rolling back,
+// and that is still the service's last word: Swarm keeps an update's status
 // after the spec is updated again, so a status older than the service's
 // last update is stale. (A completed rollback is judged by the image the
 // spec went back to, as a rollback itself updates the spec.)
-func (u *updateStatus) failed(updatedAt time.Time) bool {
-	if u == nil || (u.State != "paused" && u.State != "rollback_started" && u.State != "rollback_paused") {
+func updateFailed(u *swarm.UpdateStatus, updatedAt time.Time) bool {
+	if u == nil || (u.State != swarm.UpdateStatePaused && u.State != swarm.UpdateStateRollbackStarted && u.State != swarm.UpdateStateRollbackPaused) {
 		return false
 	}
-	last := u.StartedAt
-	if u.CompletedAt.After(last) {
-		last = u.CompletedAt
+	var last time.Time
+	if u.StartedAt != nil {
+		last = *u.StartedAt
+	}
+	if u.CompletedAt != nil && u.CompletedAt.After(last) {
+		last = *u.CompletedAt
 	}
 	return !updatedAt.After(last)
-}
-
-type task struct {
-	ID           string
-	NodeID       string
-	Spec         json.RawMessage
-	DesiredState string
-	Status       struct {
-		Timestamp time.Time
-		State     string
-		Message   string
-		Err       string
-	}
 }
 
 // WaitService returns once every replica of service id runs its current
@@ -223,45 +178,47 @@ func (c *Client) WaitService(ctx context.Context, id, image string, within time.
 	name := id
 	var lastErr string
 	for {
-		var svc service
-		if err := c.do(ctx, "GET", "/services/"+url.PathEscape(id), nil, nil, &svc); err != nil {
+		res, err := c.api.ServiceInspect(ctx, id, client.ServiceInspectOptions{})
+		if err != nil {
 			if ctx.Err() != nil {
 				return c.serviceFailed(ctx, id, fmt.Sprintf("service %s not running within %s", name, within), lastErr)
 			}
 			return err
 		}
+		svc := res.Service
 		name = svc.Spec.Name
-		var template struct{ ContainerSpec struct{ Image string } }
-		_ = json.Unmarshal(svc.Spec.TaskTemplate, &template)
-		rolledBack := !sameImage(template.ContainerSpec.Image, image)
-		if u := svc.UpdateStatus; u != nil && (rolledBack && strings.HasPrefix(u.State, "rollback") || u.failed(svc.UpdatedAt)) {
-			return c.serviceFailed(ctx, id, fmt.Sprintf("service %s update %s: %s", name, strings.ReplaceAll(u.State, "_", " "), u.Message), lastErr)
+		var current string
+		if cs := svc.Spec.TaskTemplate.ContainerSpec; cs != nil {
+			current = cs.Image
 		}
-		var tasks []task
-		q := url.Values{"filters": {`{"service":[` + strconv.Quote(id) + `]}`}}
-		if err := c.do(ctx, "GET", "/tasks", q, nil, &tasks); err != nil {
+		rolledBack := !sameImage(current, image)
+		if u := svc.UpdateStatus; u != nil && (rolledBack && strings.HasPrefix(string(u.State), "rollback") || updateFailed(u, svc.UpdatedAt)) {
+			return c.serviceFailed(ctx, id, fmt.Sprintf("service %s update %s: %s", name, strings.ReplaceAll(string(u.State), "_", " "), u.Message), lastErr)
+		}
+		tasks, err := c.api.TaskList(ctx, client.TaskListOptions{Filters: make(client.Filters).Add("service", id)})
+		if err != nil {
 			return err
 		}
 		want := 1
-		if r := svc.Spec.Mode.Replicated; r != nil {
-			want = r.Replicas
+		if r := svc.Spec.Mode.Replicated; r != nil && r.Replicas != nil {
+			want = int(*r.Replicas)
 		}
 		running, failed := 0, 0
-		for _, t := range tasks {
+		for _, t := range tasks.Items {
 			if !sameSpec(t.Spec, svc.Spec.TaskTemplate) {
 				continue
 			}
-			switch {
-			case t.DesiredState == "running" && t.Status.State == "running":
+			switch st := t.Status.State; {
+			case t.DesiredState == swarm.TaskStateRunning && st == swarm.TaskStateRunning:
 				running++
-			case t.Status.State == "failed" || t.Status.State == "rejected":
+			case st == swarm.TaskStateFailed || st == swarm.TaskStateRejected:
 				failed++
-				lastErr = fmt.Sprintf("task %s: %s: %s", t.ID[:min(12, len(t.ID))], t.Status.State, t.Status.Err)
-			case t.Status.State == "pending" && t.Status.Err != "" && time.Since(t.Status.Timestamp) > 2*time.Second:
+				lastErr = fmt.Sprintf("task %s: %s: %s", t.ID[:min(12, len(t.ID))], st, t.Status.Err)
+			case st == swarm.TaskStatePending && t.Status.Err != "" && time.Since(t.Status.Timestamp) > 2*time.Second:
 				return c.serviceFailed(ctx, id, fmt.Sprintf("service %s cannot be placed: %s", name, t.Status.Err), lastErr)
 			}
 		}
-		updating := svc.UpdateStatus != nil && svc.UpdateStatus.State == "updating"
+		updating := svc.UpdateStatus != nil && svc.UpdateStatus.State == swarm.UpdateStateUpdating
 		if running >= want && !updating && !rolledBack {
 			return nil
 		}
@@ -303,18 +260,24 @@ func (c *Client) serviceFailed(ctx context.Context, id, what, lastErr string) er
 func (c *Client) ServiceLogs(ctx context.Context, id string, lines int) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	return c.logs(ctx, "/services/"+url.PathEscape(id)+"/logs", lines)
+	res, err := c.api.ServiceInspect(ctx, id, client.ServiceInspectOptions{})
+	if err != nil {
+		return "", err
+	}
+	cs := res.Service.Spec.TaskTemplate.ContainerSpec
+	rc, err := c.api.ServiceLogs(ctx, id, client.ServiceLogsOptions{ShowStdout: true, ShowStderr: true, Tail: fmt.Sprint(lines)})
+	if err != nil {
+		return "", err
+	}
+	defer rc.Close()
+	return readStream(rc, cs != nil && cs.TTY)
 }
 
 // sameSpec reports whether a task's spec is its service's task template: a
 // task's spec is a copy of the template when it was made, but for Runtime,
-// which the engine fills in on the service's side only.
-func sameSpec(task, template json.RawMessage) bool {
-	var x, y map[string]any
-	if json.Unmarshal(task, &x) != nil || json.Unmarshal(template, &y) != nil {
-		return false
-	}
-	delete(x, "Runtime")
-	delete(y, "Runtime")
-	return reflect.DeepEqual(x, y)
+// which the engine fills in on the service's side only (seen on Docker
+// 20.10).
+func sameSpec(task, template swarm.TaskSpec) bool {
+	task.Runtime, template.Runtime = "", ""
+	return reflect.DeepEqual(task, template)
 }

@@ -1,8 +1,11 @@
 package dockerapi
 
 import (
+	"encoding/json"
 	"testing"
 	"time"
+
+	"github.com/moby/moby/api/types/swarm"
 )
 
 // TestSameSpec ensures a task counts as running its service's current spec
@@ -18,10 +21,17 @@ func TestSameSpec(t *testing.T) {
 		{`{"ContainerSpec":{"Args":["serve"],"Image":"app@sha256:1"},"ForceUpdate":0,"Runtime":"container"}`, true},
 		{`{"ContainerSpec":{"Args":["serve"],"Image":"app@sha256:0"},"ForceUpdate":0}`, false},
 		{`{"ContainerSpec":{"Args":["serve"],"Image":"app@sha256:1"},"ForceUpdate":1}`, false},
-		{`not json`, false},
+	}
+	spec := func(s string) swarm.TaskSpec {
+		t.Helper()
+		var ts swarm.TaskSpec
+		if err := json.Unmarshal([]byte(s), &ts); err != nil {
+			t.Fatalf("%s: %v", s, err)
+		}
+		return ts
 	}
 	for _, tt := range tests {
-		if got := sameSpec([]byte(tt.task), []byte(template)); got != tt.want {
+		if got := sameSpec(spec(tt.task), spec(template)); got != tt.want {
 			t.Errorf("sameSpec(%s) = %v; want %v", tt.task, got, tt.want)
 		}
 	}
@@ -33,22 +43,23 @@ func TestSameSpec(t *testing.T) {
 func TestUpdateFailed(t *testing.T) {
 	t0 := time.Date(2026, 11, 26, 13, 0, 0, 0, time.UTC)
 	at := func(s int) time.Time { return t0.Add(time.Duration(s) * time.Second) }
+	ptr := func(s int) *time.Time { t := at(s); return &t }
 	tests := []struct {
 		name    string
-		status  *updateStatus
+		status  *swarm.UpdateStatus
 		updated time.Time
 		want    bool
 	}{
 		{"no update yet", nil, at(0), false},
-		{"updating", &updateStatus{State: "updating", StartedAt: at(1)}, at(0), false},
-		{"completed", &updateStatus{State: "completed", StartedAt: at(1), CompletedAt: at(5)}, at(0), false},
-		{"rolling back now", &updateStatus{State: "rollback_started", StartedAt: at(3)}, at(3), true},
-		{"rolled back: judged by the image", &updateStatus{State: "rollback_completed", StartedAt: at(3), CompletedAt: at(9)}, at(3), false},
-		{"paused after this update", &updateStatus{State: "paused", StartedAt: at(1)}, at(0), true},
-		{"paused before the spec was updated again", &updateStatus{State: "paused", StartedAt: at(3)}, at(60), false},
+		{"updating", &swarm.UpdateStatus{State: "updating", StartedAt: ptr(1)}, at(0), false},
+		{"completed", &swarm.UpdateStatus{State: "completed", StartedAt: ptr(1), CompletedAt: ptr(5)}, at(0), false},
+		{"rolling back now", &swarm.UpdateStatus{State: "rollback_started", StartedAt: ptr(3)}, at(3), true},
+		{"rolled back: judged by the image", &swarm.UpdateStatus{State: "rollback_completed", StartedAt: ptr(3), CompletedAt: ptr(9)}, at(3), false},
+		{"paused after this update", &swarm.UpdateStatus{State: "paused", StartedAt: ptr(1)}, at(0), true},
+		{"paused before the spec was updated again", &swarm.UpdateStatus{State: "paused", StartedAt: ptr(3)}, at(60), false},
 	}
 	for _, tt := range tests {
-		if got := tt.status.failed(tt.updated); got != tt.want {
+		if got := updateFailed(tt.status, tt.updated); got != tt.want {
 			t.Errorf("%s: failed = %v; want %v", tt.name, got, tt.want)
 		}
 	}

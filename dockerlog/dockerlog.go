@@ -1,4 +1,7 @@
-// Package dockerlog reads container logs as the docker provider reports them.
+// Package dockerlog reads container logs as the docker provider reports them
+// (a container's containerLogs output). Streams read from the engine itself
+// are demultiplexed with moby's stdcopy (package dockerapi); stdcopy needs
+// intact frames, which the provider's string does not keep.
 package dockerlog
 
 import (

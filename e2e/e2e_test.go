@@ -45,6 +45,11 @@ type env struct {
 	config map[string]string
 	// secret lists the config keys set as secrets.
 	secret map[string]bool
+	// dbContainer, on Swarm, finds the engine (DOCKER_HOST, "" for the
+	// local one) and container of a tenant's database task.
+	dbContainer func(tenant string) (host, id string)
+	// otherHosts are the other nodes' engines (DOCKER_HOST values).
+	otherHosts []string
 }
 
 // TestEndToEnd ensures the stack really comes up on Docker and behaves:
@@ -59,6 +64,7 @@ func TestEndToEnd(t *testing.T) {
 	}
 	requireToolchain(t)
 	e := newEnv(t)
+	repo := e.useBackupRepository()
 
 	// 1. Two tenants answer through nginx, each with its own content, and
 	// the admin password from the stack output logs in.
@@ -229,7 +235,15 @@ func TestEndToEnd(t *testing.T) {
 		t.Errorf("beta re-added: login with the new stack output password failed (%d)", code)
 	}
 
-	// 9. Destroy leaves no container or network, and only the retained data
+	// 9. Backups: point-in-time restore, a broken repository, a lost
+	// volume, a drill (e2e/backup_test.go). The repository is a directory
+	// on the Docker host.
+	e.checkBackups(repo,
+		func() { e.docker("stop", e.prefix+"-backup-gateway") },
+		func() { e.docker("start", e.prefix+"-backup-gateway") },
+		tenantsWith)
+
+	// 10. Destroy leaves no container or network, and only the retained data
 	// volumes.
 	if _, err := e.stack.Destroy(e.ctx, optdestroy.ProgressStreams(e.log)); err != nil {
 		t.Fatalf("pulumi destroy: %v", err)
@@ -285,7 +299,7 @@ func newEnv(t *testing.T) *env {
 		_ = exec.Command("docker", "image", "rm", "-f", e.prefix+"-app:latest", e.prefix+"-broken", e.prefix+"-sick").Run()
 	})
 	args, _ := json.Marshal(map[string]string{
-		"GO_IMAGE": "polls-local/golang:1.23", "RUNTIME_IMAGE": "polls-local/static:bookworm",
+		"GO_IMAGE": "polls-local/golang:1.26", "RUNTIME_IMAGE": "polls-local/static:bookworm",
 		"GOPROXY": proxy, "GOSUMDB": "off",
 	})
 	e.config = map[string]string{
@@ -535,7 +549,9 @@ func (e *env) get(host, path string) (int, string) {
 	return e.client(strings.TrimSuffix(host, ".polls.local")).get(path)
 }
 
-// tenantClient talks to one tenant through the router, keeping cookies.
+// tenantClient talks to one tenant through the router as a browser does:
+// it keeps cookies, sends the Host with the router's port, and sends its
+// forms with the Origin of the page they are on.
 type tenantClient struct {
 	e    *env
 	host string
@@ -548,6 +564,7 @@ func (e *env) client(tenant string) *tenantClient {
 	if !strings.Contains(host, ".") {
 		host += ".polls.local"
 	}
+	host += ":" + strconv.Itoa(e.port)
 	return &tenantClient{e: e, host: host, http: &http.Client{Jar: jar, Timeout: 30 * time.Second,
 		Transport: hostHeader{host: host, next: http.DefaultTransport}}}
 }
@@ -568,7 +585,6 @@ func (c *tenantClient) do(method, path string, form url.Values) (int, string) {
 	c.e.t.Helper()
 	var body io.Reader
 	if form != nil {
-		form.Set("csrf_token", c.csrf())
 		body = strings.NewReader(form.Encode())
 	}
 	req, err := http.NewRequest(method, c.e.base()+path, body)
@@ -577,6 +593,7 @@ func (c *tenantClient) do(method, path string, form url.Values) (int, string) {
 	}
 	if form != nil {
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Origin", "http://"+c.host)
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
@@ -592,24 +609,6 @@ func (c *tenantClient) get(path string) (int, string) { return c.do(http.MethodG
 func (c *tenantClient) status(method, path string, form url.Values) int {
 	code, _ := c.do(method, path, form)
 	return code
-}
-
-// csrf returns the CSRF cookie's value, fetching the login page to get one.
-func (c *tenantClient) csrf() string {
-	u, _ := url.Parse(c.e.base())
-	for _, ck := range c.http.Jar.Cookies(u) {
-		if ck.Name == "csrftoken" {
-			return ck.Value
-		}
-	}
-	c.get("/admin/login")
-	for _, ck := range c.http.Jar.Cookies(u) {
-		if ck.Name == "csrftoken" {
-			return ck.Value
-		}
-	}
-	c.e.t.Fatalf("%s: no csrftoken cookie from /admin/login", c.host)
-	return ""
 }
 
 func (c *tenantClient) loginStatus(user, password string) int {
@@ -645,11 +644,11 @@ func adminPasswords(t *testing.T, out auto.OutputMap) map[string]string {
 // HTTPS), after making sure their modules are in it.
 func startModuleProxy(t *testing.T, root string) string {
 	t.Helper()
-	for _, mod := range []string{"app", "agent"} {
+	for _, module := range []string{"app", "agent"} {
 		dl := exec.Command("go", "mod", "download")
-		dl.Dir = filepath.Join(root, mod)
+		dl.Dir = filepath.Join(root, module)
 		if out, err := dl.CombinedOutput(); err != nil {
-			t.Fatalf("go mod download in %s/: %v\n%s", mod, err, out)
+			t.Fatalf("go mod download in %s/: %v\n%s", module, err, out)
 		}
 	}
 	out, err := exec.Command("go", "env", "GOMODCACHE").Output()

@@ -104,6 +104,24 @@ func TestSwarm(t *testing.T) {
 	e.config["polls:registryPassword"] = c.password
 	e.secret["polls:registryPassword"] = true
 	e.config["polls:postgresImage"] = pg
+	e.otherHosts = []string{c.n2Host}
+	e.dbContainer = func(tenant string) (string, string) {
+		host := ""
+		if fmt.Sprint(e.taskNodes(tenant+"-db")) == fmt.Sprint([]string{c.n2}) {
+			host = c.n2Host
+		}
+		args := []string{"ps", "-q", "--filter", "label=com.docker.swarm.service.name=" + e.prefix + "-" + tenant + "-db"}
+		if host != "" {
+			args = append([]string{"-H", host}, args...)
+		}
+		return host, e.docker(args...)
+	}
+	// Backups go to an SFTP server off both nodes.
+	sftp := startSFTP(t)
+	e.config["polls:backupRepository"] = sftp.url
+	e.config["polls:backupSshKey"] = sftp.key
+	e.secret["polls:backupSshKey"] = true
+	e.config["polls:backupSshKnownHosts"] = sftp.knownHosts
 
 	// 1. alpha's database is pinned to the second node, beta's goes to the
 	// emptier first; both answer through the router, with their own
@@ -327,7 +345,12 @@ func TestSwarm(t *testing.T) {
 		t.Errorf("alpha after its node is back: GET / = %d, has its poll: %v", code, strings.Contains(body, question))
 	}
 
-	// 7b. ACME on Swarm: the certificate companion runs on the manager
+	// 8. Backups to the SFTP server: point-in-time restore of alpha (its
+	// database on the second node), a broken repository (the server
+	// stopped), a lost volume, a drill (e2e/backup_test.go).
+	e.checkBackups(sftp.data, sftp.stop, sftp.start, tenantsWith)
+
+	// 8b. ACME on Swarm: the certificate companion runs on the manager
 	// beside the router and issues every tenant's certificate by HTTP-01
 	// from a real ACME server (pebble); each verifies with curl.
 	a := &acmeEnv{env: e}
@@ -351,7 +374,7 @@ func TestSwarm(t *testing.T) {
 		t.Errorf("the companion's PID mode is %q; want the router's", where)
 	}
 
-	// 8. Destroy leaves no service, secret, container or network of the
+	// 9. Destroy leaves no service, secret, container or network of the
 	// stack on either node, and only the retained data volumes (and the
 	// certificate state).
 	if _, err := e.stack.Destroy(e.ctx, optdestroy.ProgressStreams(e.log)); err != nil {
@@ -439,4 +462,54 @@ func (e *env) serviceVersions(names []string) map[string]string {
 		v[n] = e.docker("service", "inspect", "-f", "{{.Version.Index}}", e.prefix+"-"+n)
 	}
 	return v
+}
+
+// sftpServer is scripts/sftp-server.sh's server: an off-host repository.
+type sftpServer struct {
+	url, key, knownHosts, data string
+	stop, start                func()
+}
+
+// startSFTP brings the SFTP server up for the test and down after it;
+// where it cannot be had, the test skips naming what is missing.
+func startSFTP(t *testing.T) *sftpServer {
+	t.Helper()
+	script, err := filepath.Abs("../scripts/sftp-server.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("bash", script, "up").CombinedOutput()
+	if x, ok := err.(*exec.ExitError); ok && x.ExitCode() == 2 {
+		t.Skipf("swarm end-to-end test skipped: %s", strings.TrimSpace(string(out)))
+	}
+	if err != nil {
+		t.Fatalf("sftp-server.sh up: %v\n%s", err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("bash", script, "down").CombinedOutput(); err != nil {
+			t.Errorf("sftp-server.sh down: %v\n%s", err, out)
+		}
+	})
+	envOut, err := exec.Command("bash", script, "env").Output()
+	if err != nil {
+		t.Fatalf("sftp-server.sh env: %v", err)
+	}
+	vars := map[string]string{}
+	for _, line := range strings.Split(string(envOut), "\n") {
+		if k, v, ok := strings.Cut(strings.TrimPrefix(line, "export "), "="); ok {
+			vars[k] = strings.Trim(v, `'"`)
+		}
+	}
+	key, err := os.ReadFile(vars["POLLS_SFTP_KEY_FILE"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := func(cmd string) func() {
+		return func() {
+			if out, err := exec.Command("bash", script, cmd).CombinedOutput(); err != nil {
+				t.Fatalf("sftp-server.sh %s: %v\n%s", cmd, err, out)
+			}
+		}
+	}
+	return &sftpServer{url: vars["POLLS_SFTP_URL"], key: string(key), knownHosts: vars["POLLS_SFTP_KNOWN_HOSTS"], data: vars["POLLS_SFTP_DATA"], stop: run("stop"), start: run("start")}
 }

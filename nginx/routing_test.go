@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/cookiejar"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -159,8 +161,10 @@ func TestRealNginxRouting(t *testing.T) {
 		}
 	}
 
+	// The Host reaches the app as the client sent it, port included.
+	echoHost := "echo.polls.local:" + r.port()
 	req, _ := http.NewRequest(http.MethodGet, r.nginx+"/x", nil)
-	req.Host = "echo.polls.local"
+	req.Host = echoHost
 	req.Header.Set("X-Forwarded-For", "203.0.113.7")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -170,7 +174,7 @@ func TestRealNginxRouting(t *testing.T) {
 	select {
 	case h := <-r.echo:
 		want := map[string]string{
-			"Host": "echo.polls.local", "X-Real-Ip": "127.0.0.1",
+			"Host": echoHost, "X-Real-Ip": "127.0.0.1",
 			"X-Forwarded-For": "203.0.113.7, 127.0.0.1", "X-Forwarded-Proto": "http",
 		}
 		for k, v := range want {
@@ -194,6 +198,66 @@ func TestRealNginxRouting(t *testing.T) {
 	}
 	if code, _ := get(t, r.nginx, "thor.polls.local", "/"); code != http.StatusOK {
 		t.Errorf("potter down: thor through nginx = %d; want 200", code)
+	}
+}
+
+// port returns the port nginx listens on.
+func (r *routing) port() string { return r.nginx[strings.LastIndex(r.nginx, ":")+1:] }
+
+// TestRealNginxCrossOrigin ensures that through real nginx on a non-default
+// port, an admin's form posts from the site's own pages are served, even
+// from a browser that sends only Origin (which carries the port), while
+// posts from another site's page, another tenant's included, are refused.
+func TestRealNginxCrossOrigin(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts PostgreSQL, two apps and nginx: skipped with -short")
+	}
+	r := startRouting(t)
+	site := "thor.polls.local:" + r.port()
+	jar, _ := cookiejar.New(nil)
+	client := &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	// post sends a form as a browser does, Host as typed in its address bar.
+	post := func(path string, form url.Values, header ...string) int {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, r.nginx+path, strings.NewReader(form.Encode()))
+		req.Host = site
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		for i := 0; i+1 < len(header); i += 2 {
+			req.Header.Set(header[i], header[i+1])
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatalf("POST %s (Host %s): %v", path, site, err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+
+	own := "http://" + site
+	if code := post("/admin/login", url.Values{"username": {"admin"}, "password": {"secret-thor"}}, "Origin", own); code != http.StatusSeeOther {
+		t.Fatalf("admin login through nginx with Origin %s = %d; want 303", own, code)
+	}
+	for name, header := range map[string][]string{
+		"Origin " + own:              {"Origin", own},
+		"Sec-Fetch-Site same-origin": {"Sec-Fetch-Site", "same-origin", "Origin", own},
+	} {
+		if code := post("/admin/polls", url.Values{"question": {"Served " + name + "?"}}, header...); code != http.StatusSeeOther {
+			t.Errorf("admin post through nginx with %s = %d; want 303", name, code)
+		}
+	}
+	for name, header := range map[string][]string{
+		"Origin http://evil.example":  {"Origin", "http://evil.example"},
+		"Origin of tenant potter":     {"Origin", "http://potter.polls.local:" + r.port()},
+		"Sec-Fetch-Site cross-site":   {"Sec-Fetch-Site", "cross-site", "Origin", "http://evil.example"},
+		"Origin without nginx's port": {"Origin", "http://thor.polls.local"},
+	} {
+		if code := post("/admin/polls", url.Values{"question": {"Forged?"}}, header...); code != http.StatusForbidden {
+			t.Errorf("admin post through nginx with %s = %d; want 403", name, code)
+		}
+	}
+	_, body := get(t, r.nginx, site, "/")
+	if !strings.Contains(body, "Served Origin "+own+"?") || !strings.Contains(body, "Served Sec-Fetch-Site same-origin?") || strings.Contains(body, "Forged?") {
+		t.Errorf("thor's polls after the posts; want both served ones and no forged one:\n%s", body)
 	}
 }
 

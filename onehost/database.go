@@ -26,13 +26,26 @@ func (p *Platform) Database(ctx *pulumi.Context, t tenants.Parts, network pulumi
 	if err != nil {
 		return pulumi.StringOutput{}, wrap("data volume", err)
 	}
+	// With backups on, the database runs the stack's image of
+	// polls:postgresImage, whose entrypoint restores when asked to (see
+	// agent/cmd/pgstart) and lets the backup agent stream the log.
+	image := pulumi.StringInput(pulumi.String(t.Stack.PostgresImage))
+	uploads := docker.ContainerUploadArray{
+		docker.ContainerUploadArgs{File: pulumi.String(contract.DBPasswordFile), Content: t.Secrets.DBPassword},
+	}
+	if b := t.Backup; b != nil {
+		image = b.DBImage
+		if r := b.Restore; r != nil {
+			uploads = append(uploads,
+				docker.ContainerUploadArgs{File: pulumi.String(contract.RestoreRequestFile), Content: r.Request},
+				docker.ContainerUploadArgs{File: pulumi.String(contract.RestoreTokenFile), Content: b.RestoreToken})
+		}
+	}
 	db, err := docker.NewContainer(ctx, tenant+"-db", &docker.ContainerArgs{
-		Name:  pulumi.String(t.Name("db")),
-		Image: pulumi.String(t.Stack.PostgresImage),
-		Envs:  pulumi.ToStringArray(contract.DatabaseEnv()),
-		Uploads: docker.ContainerUploadArray{
-			docker.ContainerUploadArgs{File: pulumi.String(contract.DBPasswordFile), Content: t.Secrets.DBPassword},
-		},
+		Name:    pulumi.String(t.Name("db")),
+		Image:   image,
+		Envs:    pulumi.ToStringArray(contract.DatabaseEnv()),
+		Uploads: uploads,
 		Mounts: docker.ContainerMountArray{
 			docker.ContainerMountArgs{Type: pulumi.String("volume"), Source: volume.Name, Target: pulumi.String(contract.PGMount)},
 		},
@@ -58,7 +71,7 @@ func (p *Platform) Database(ctx *pulumi.Context, t tenants.Parts, network pulumi
 		Restart:    pulumi.String("unless-stopped"),
 		Memory:     platform.Memory(t.Stack.DBMemoryMB),
 		MemorySwap: platform.Memory(t.Stack.DBMemoryMB),
-		Labels:     platform.ContainerLabels(t, "db"),
+		Labels:     platform.ContainerLabels(t, "db", platform.ExtraLabels(platform.RestoreLabels(t))...),
 	}, append(t.Opts, platform.Named, notUpdatedInPlace)...)
 	if err != nil {
 		return pulumi.StringOutput{}, wrap("container", err)

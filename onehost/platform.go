@@ -17,6 +17,7 @@ import (
 	"github.com/pulumi/pulumi-docker/sdk/v4/go/docker"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
+	"github.com/polls-tenants/polls/contract"
 	"github.com/polls-tenants/polls/dockerapi"
 	"github.com/polls-tenants/polls/platform"
 	"github.com/polls-tenants/polls/spec"
@@ -31,6 +32,8 @@ type Engine interface {
 	// Wait returns once container id is healthy, and fails at once when it
 	// exits or turns unhealthy, or after within.
 	Wait(ctx context.Context, id string, within time.Duration) error
+	// Containers lists the containers carrying every label given.
+	Containers(ctx context.Context, labels map[string]string) ([]dockerapi.ContainerSummary, error)
 }
 
 // Platform realises tenants on one Docker engine.
@@ -47,6 +50,8 @@ type Platform struct {
 
 	prefix   string
 	existing map[string]bool
+	// restored maps each tenant to its database's polls.restore label.
+	restored map[string]string
 }
 
 // New plans the stack on the engine: every tenant's subnet. It registers
@@ -56,8 +61,22 @@ func New(ctx context.Context, engine Engine, s spec.Stack, prefix string) (*Plat
 	if err != nil {
 		return nil, err
 	}
-	return &Platform{Engine: engine, Subnets: subnets, Gateways: gateways, prefix: prefix, existing: existing}, nil
+	p := &Platform{Engine: engine, Subnets: subnets, Gateways: gateways, prefix: prefix, existing: existing, restored: map[string]string{}}
+	if s.Backup != nil {
+		dbs, err := engine.Containers(ctx, map[string]string{contract.LabelStack: prefix, contract.LabelRole: "db"})
+		if err != nil {
+			return nil, fmt.Errorf("list the databases to see which restores they applied: %w", err)
+		}
+		for _, d := range dbs {
+			p.restored[d.Labels[contract.LabelTenant]] = d.Labels["polls.restore"]
+		}
+	}
+	return p, nil
 }
+
+// AppliedRestore is the restore the tenant's database container was
+// created for, or "".
+func (p *Platform) AppliedRestore(tenant string) string { return p.restored[tenant] }
 
 // Existing reports whether the tenant's network was on the engine before
 // this update: the tenant was deployed.
@@ -111,4 +130,9 @@ func wrap(step string, err error) error {
 // completion (platform.Migration).
 func (p *Platform) Migration(ctx *pulumi.Context, t tenants.Parts, network, dbReady pulumi.StringOutput) (pulumi.StringOutput, error) {
 	return platform.Migration(ctx, t, network, dbReady)
+}
+
+// Backup declares the tenant's backup agent (platform.BackupAgent).
+func (p *Platform) Backup(ctx *pulumi.Context, t tenants.Parts, network pulumi.StringOutput) error {
+	return platform.BackupAgent(ctx, t, network)
 }

@@ -2,6 +2,7 @@ package platform
 
 import (
 	"fmt"
+	"sort"
 
 	"github.com/pulumi/pulumi-docker/sdk/v4/go/docker"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
@@ -46,8 +47,8 @@ func Migration(ctx *pulumi.Context, t tenants.Parts, network, dbReady pulumi.Str
 		Restart:    pulumi.String("no"),
 		Memory:     Memory(t.Stack.AppMemory(t.Tenant)),
 		MemorySwap: Memory(t.Stack.AppMemory(t.Tenant)),
-		Labels: ContainerLabels(t, "migrate",
-			docker.ContainerLabelArgs{Label: pulumi.String("polls.database"), Value: dbReady}),
+		Labels: ContainerLabels(t, "migrate", append(ExtraLabels(RestoreLabels(t)),
+			docker.ContainerLabelArgs{Label: pulumi.String("polls.database"), Value: dbReady})...),
 	}, append(t.Opts, CreateFirst)...)
 	if err != nil {
 		return pulumi.StringOutput{}, fmt.Errorf("container: %w", err)
@@ -81,6 +82,20 @@ func ContainerLabels(t tenants.Parts, role string, extra ...docker.ContainerLabe
 	}
 	for _, e := range extra {
 		out = append(out, e)
+	}
+	return out
+}
+
+// ExtraLabels converts labels for a container, sorted by name.
+func ExtraLabels(l map[string]string) []docker.ContainerLabelArgs {
+	keys := make([]string, 0, len(l))
+	for k := range l {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var out []docker.ContainerLabelArgs
+	for _, k := range keys {
+		out = append(out, docker.ContainerLabelArgs{Label: pulumi.String(k), Value: pulumi.String(l[k])})
 	}
 	return out
 }

@@ -54,7 +54,7 @@ run() {
     pulumi config set polls:postgresImage polls-local/postgres:15 >/dev/null
     pulumi config set polls:nginxImage polls-local/nginx:1 >/dev/null
     pulumi config set polls:appBuildNetwork host >/dev/null
-    pulumi config set polls:appBuildArgs "{\"GO_IMAGE\":\"polls-local/golang:1.23\",\"RUNTIME_IMAGE\":\"polls-local/static:bookworm\",\"GOPROXY\":\"$goproxy\",\"GOSUMDB\":\"off\"}" >/dev/null
+    pulumi config set polls:appBuildArgs "{\"GO_IMAGE\":\"polls-local/golang:1.26\",\"RUNTIME_IMAGE\":\"polls-local/static:bookworm\",\"GOPROXY\":\"$goproxy\",\"GOSUMDB\":\"off\"}" >/dev/null
     pulumi config set polls:tenants "$(tenants "$n")" >/dev/null
     pulumi up --yes --skip-preview >"$dir/$side-$round.cold.out" 2>&1
     pulumi config set polls:tenants "$(tenants $((n + 1)))" >/dev/null

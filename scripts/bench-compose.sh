@@ -89,7 +89,7 @@ n100=${BENCH_N100:-}
 app_image=polls-bench-app:latest
 app_image_v2=polls-bench-app:v2
 pool=10.230.0.0/16 # spec.DefaultSubnetPool, which composegen plans from
-images=(polls-local/postgres:15 polls-local/nginx:1 polls-local/golang:1.23 polls-local/static:bookworm)
+images=(polls-local/postgres:15 polls-local/nginx:1 polls-local/golang:1.26 polls-local/static:bookworm)
 
 die() {
   echo "bench-compose: $*" >&2

@@ -167,7 +167,7 @@ start_module_proxy() {
     sleep 0.1
   done
   [ -n "$goproxy" ] || die "the module proxy did not start"
-  build_args=(GO_IMAGE=polls-local/golang:1.23 RUNTIME_IMAGE=polls-local/static:bookworm GOPROXY="$goproxy" GOSUMDB=off)
+  build_args=(GO_IMAGE=polls-local/golang:1.26 RUNTIME_IMAGE=polls-local/static:bookworm GOPROXY="$goproxy" GOSUMDB=off)
 }
 
 # build_app builds app/ ($src/app) as tag $1 with the build args and any

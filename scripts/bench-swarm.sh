@@ -55,7 +55,7 @@ export PULUMI_PARALLEL=${PULUMI_PARALLEL:-64}
 cd "$(dirname "$0")/.."
 root=$PWD
 n=10
-images=(polls-local/postgres:15 polls-local/nginx:1 polls-local/golang:1.23 polls-local/static:bookworm)
+images=(polls-local/postgres:15 polls-local/nginx:1 polls-local/golang:1.26 polls-local/static:bookworm)
 
 die() {
   echo "bench-swarm: $*" >&2

@@ -14,7 +14,9 @@
 #                                 honours the official postgres image's contract
 #                                 (POSTGRES_USER/_DB/_PASSWORD[_FILE], PGDATA, ...)
 #   polls-local/nginx:1           Debian nginx laid out like the official nginx image
-#   polls-local/golang:1.23       Go build base (golang-1.23 from bookworm-backports)
+#   polls-local/golang:1.26       Go build base: Go from the Go module proxy (module
+#                                 golang.org/toolchain, pinned in golang/toolchain/),
+#                                 fetched by Debian's golang-1.23 (bookworm-backports)
 #   polls-local/static:bookworm   distroless-static-like runtime base: passwd/group
 #                                 with nonroot (65532), CA bundle, zoneinfo; no shell
 #
@@ -45,11 +47,18 @@
 # sources; by default the host's own apt sources for bookworm and
 # bookworm-security).
 #
-# Needs: root (debootstrap, chroot), a running docker engine, debootstrap, tar.
+# The golang image fetches its toolchain through the host's Go module cache,
+# served to the build by tools/modproxy: building it also needs Go on the host
+# and, unless the cache has the toolchain already, the host's GOPROXY.
+#
+# Needs: root (debootstrap, chroot), a running docker engine, debootstrap, tar;
+# Go for the golang image.
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 readonly SCRIPT_DIR
+REPO_ROOT="$(cd "${SCRIPT_DIR}/.." && pwd)"
+readonly REPO_ROOT
 readonly CONTEXT_ROOT="${SCRIPT_DIR}/images"
 readonly CACHE_DIR="${POLLS_IMAGES_CACHE:-${XDG_CACHE_HOME:-${HOME}/.cache}/polls-images}"
 readonly SUITE="bookworm"
@@ -90,6 +99,8 @@ REFRESH_ROOTFS=0
 CHECK=0
 WORK_DIR=""
 SKIPPED=0
+MODPROXY_PID=""
+MODPROXY_URL=""
 
 usage() {
 	sed -n '/^# Usage:/,/^# sources)/s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
@@ -109,7 +120,7 @@ image_ref() {
 		debian) echo "polls-local/debian:bookworm" ;;
 		postgres) echo "polls-local/postgres:15" ;;
 		nginx) echo "polls-local/nginx:1" ;;
-		golang) echo "polls-local/golang:1.23" ;;
+		golang) echo "polls-local/golang:1.26" ;;
 		static) echo "polls-local/static:bookworm" ;;
 		*) return 1 ;;
 	esac
@@ -144,6 +155,10 @@ elapsed() {
 }
 
 cleanup() {
+	if [[ -n "${MODPROXY_PID}" ]]; then
+		kill "${MODPROXY_PID}" 2>/dev/null || true
+		wait "${MODPROXY_PID}" 2>/dev/null || true
+	fi
 	[[ -n "${WORK_DIR}" && -d "${WORK_DIR}" ]] || return 0
 	# debootstrap mounts /proc and /sys inside the target; never rm -rf into
 	# them if it died half-way.
@@ -226,6 +241,33 @@ ensure_rootfs_tar() {
 	log "rootfs: cached $(du -h "${ROOTFS_TAR}" | cut -f1) tarball in $(elapsed "${start}")"
 }
 
+# --- Go module proxy ---------------------------------------------------------
+
+# start_module_proxy puts the golang image's pinned toolchain into the host's
+# Go module cache, then serves the cache as a GOPROXY on loopback (the build
+# runs with --network host) and sets MODPROXY_URL; cleanup stops it.
+start_module_proxy() {
+	[[ -z "${MODPROXY_URL}" ]] || return 0
+	command -v go >/dev/null ||
+		die "go not found: the golang image's toolchain comes through the host's Go module cache (install Go)"
+	log "golang: go mod download golang.org/toolchain (into the host's module cache)"
+	(cd "${CONTEXT_ROOT}/golang/toolchain" && GOFLAGS=-mod=readonly go mod download golang.org/toolchain) ||
+		die "go mod download golang.org/toolchain failed (see above; the host's GOPROXY must serve it)"
+	(cd "${REPO_ROOT}" && go build -o "${WORK_DIR}/modproxy" ./tools/modproxy) ||
+		die "go build ./tools/modproxy failed"
+	"${WORK_DIR}/modproxy" -addr 127.0.0.1:0 >"${WORK_DIR}/modproxy.out" 2>"${WORK_DIR}/modproxy.log" &
+	MODPROXY_PID=$!
+	local i
+	for ((i = 0; i < 100; i++)); do
+		MODPROXY_URL="$(sed -n 's/^listening on //p' "${WORK_DIR}/modproxy.out")"
+		[[ -z "${MODPROXY_URL}" ]] || return 0
+		kill -0 "${MODPROXY_PID}" 2>/dev/null || break
+		sleep 0.1
+	done
+	cat "${WORK_DIR}/modproxy.log" >&2
+	die "tools/modproxy did not start"
+}
+
 # --- images ------------------------------------------------------------------
 
 build_debian() {
@@ -261,6 +303,10 @@ build_dockerfile() {
 	local -a args=(--network host --label "${LABEL_KEY}=${hash}" --tag "${ref}")
 	if [[ "${FORCE}" -eq 1 ]]; then
 		args+=(--no-cache)
+	fi
+	if [[ "${name}" == golang ]]; then
+		start_module_proxy
+		args+=(--build-arg "GOPROXY=${MODPROXY_URL}")
 	fi
 	docker build "${args[@]}" "${dir}" >"${WORK_DIR}/${name}.build.log" 2>&1 || {
 		tail -n 40 "${WORK_DIR}/${name}.build.log" >&2

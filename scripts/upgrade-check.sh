@@ -52,7 +52,7 @@ set_config polls:httpPort "$port"
 set_config polls:postgresImage polls-local/postgres:15
 set_config polls:nginxImage polls-local/nginx:1
 set_config polls:appBuildNetwork host
-set_config polls:appBuildArgs "{\"GO_IMAGE\":\"polls-local/golang:1.23\",\"RUNTIME_IMAGE\":\"polls-local/static:bookworm\",\"GOPROXY\":\"$goproxy\",\"GOSUMDB\":\"off\"}"
+set_config polls:appBuildArgs "{\"GO_IMAGE\":\"polls-local/golang:1.26\",\"RUNTIME_IMAGE\":\"polls-local/static:bookworm\",\"GOPROXY\":\"$goproxy\",\"GOSUMDB\":\"off\"}"
 set_config polls:tenants '["thor","potter"]'
 echo "== pulumi up with $old_rev"
 pulumi -C "$work/old" up --yes --skip-preview -s "$stack" >"$work/old-up.log" 2>&1 || { tail -30 "$work/old-up.log"; exit 1; }

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/polls-tenants/polls/subnets"
 )
@@ -25,6 +26,8 @@ var Keys = []string{
 	"platform", "registry", "registryUsername", "registryPassword",
 	"acmeEmail", "acmeDirectory", "acmeCaRoot", "acmeDnsProvider", "acmeDnsCredentials",
 	"acmeDnsResolvers", "acmeRenewBefore",
+	"backups", "backupRepository", "backupSchedule", "backupKeepDays", "backupKeepWeeks",
+	"backupKey", "backupSshKey", "backupSshKnownHosts",
 }
 
 // SecretKeys are the keys whose values must be stored as Pulumi secrets,
@@ -33,10 +36,12 @@ var SecretKeys = []struct{ Key, Set string }{
 	{"tlsKey", `pulumi config set --secret polls:tlsKey -- "$(cat key.pem)"`},
 	{"registryPassword", `pulumi config set --secret polls:registryPassword -- "$PASSWORD"`},
 	{"acmeDnsCredentials", `pulumi config set --secret polls:acmeDnsCredentials '{"CF_DNS_API_TOKEN":"..."}'`},
+	{"backupKey", `pulumi config set --secret polls:backupKey -- "$(openssl rand -base64 32)"`},
+	{"backupSshKey", `pulumi config set --secret polls:backupSshKey -- "$(cat id_ed25519)"`},
 }
 
 // tenantFields lists the fields a tenant object may have.
-var tenantFields = []string{"name", "hosts", "memoryMb", "image", "replicas", "node"}
+var tenantFields = []string{"name", "hosts", "memoryMb", "image", "replicas", "node", "restore", "restoreFrom"}
 
 // swarmTenantFields are the tenant fields that only Swarm has a use for.
 var swarmTenantFields = []string{"replicas", "node"}
@@ -47,7 +52,12 @@ var swarmTenantFields = []string{"replicas", "node"}
 // keys take their defaults. The error, if any, lists every problem found, each
 // naming the key, the tenant where there is one, and what would be accepted.
 func Parse(values map[string]string) (Stack, error) {
-	p := &parser{values: values}
+	return parseAt(values, time.Now)
+}
+
+// parseAt is Parse with a clock, for the checks of restore times.
+func parseAt(values map[string]string, now func() time.Time) (Stack, error) {
+	p := &parser{values: values, now: now}
 	s := Stack{
 		Domain:          p.str("domain", DefaultDomain),
 		HTTPPort:        p.port("httpPort", DefaultHTTPPort),
@@ -85,6 +95,8 @@ func Parse(values map[string]string) (Stack, error) {
 	s.Tenants = p.tenants(s.Domain)
 	p.acmeWithTLS(s)
 	s.RegistryAuth = p.platform(s)
+	s.Backup = p.backup(s.Platform)
+	p.restores(s)
 	if s.SubnetPool.IsValid() && len(s.Tenants) > subnets.Slots(s.SubnetPool) {
 		p.addf("polls:subnetPool: %s holds %d tenant subnets (/%d), fewer than the %d tenants: choose a larger pool, e.g. `pulumi config set polls:subnetPool 10.230.0.0/16` (%d subnets)", s.SubnetPool, subnets.Slots(s.SubnetPool), subnets.TenantBits, len(s.Tenants), 1<<(subnets.TenantBits-16))
 	}
@@ -97,6 +109,7 @@ func Parse(values map[string]string) (Stack, error) {
 // parser accumulates problems so one run reports all of them.
 type parser struct {
 	values   map[string]string
+	now      func() time.Time
 	problems []string
 	// swarmOnly names the tenant settings given that only Swarm uses.
 	swarmOnly []string
@@ -133,6 +146,16 @@ func (p *parser) unknownKeys() {
 		p.addf("polls:%s: unknown key (a typo?): known keys are %s; remove it with `pulumi config rm polls:%s`", k, strings.Join(Keys, ", "), k)
 	}
 }
+
+// defaults are the values Pulumi passes for keys Pulumi.yaml gives a
+// default and the stack does not set.
+var defaults = map[string]string{
+	"backupRepository": DefaultBackupRepository, "backupSchedule": DefaultBackupSchedule,
+	"backupKeepDays": strconv.Itoa(DefaultBackupKeepDays), "backupKeepWeeks": strconv.Itoa(DefaultBackupKeepWeeks),
+}
+
+// defaultOf is key's default as Pulumi passes it.
+func (p *parser) defaultOf(key string) string { return defaults[key] }
 
 func (p *parser) str(key, def string) string {
 	if v, ok := p.values[key]; ok {
@@ -365,6 +388,8 @@ func (p *parser) settings(path, name string, fields map[string]json.RawMessage) 
 	decode("image", &t.Image, "an image reference string")
 	decode("replicas", &t.Replicas, "a whole number of app replicas")
 	decode("node", &t.Node, "a Swarm node's hostname")
+	decode("restore", &t.Restore, `"latest" or an RFC 3339 time`)
+	decode("restoreFrom", &t.RestoreFrom, "a tenant's name")
 	for _, f := range swarmTenantFields {
 		if _, present := fields[f]; present {
 			p.swarmOnly = append(p.swarmOnly, fmt.Sprintf("%s: field %q", path, f))

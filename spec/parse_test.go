@@ -23,10 +23,13 @@ func TestParseValid(t *testing.T) {
 		PostgresImage: "postgres:17", NginxImage: "nginx:1", AppBuildArgs: map[string]string{},
 		AppMemoryMB: 256, DBMemoryMB: 512, AdminUser: "admin",
 		SubnetPool: netip.MustParsePrefix("10.230.0.0/16"), Platform: "docker",
+		Backup: &Backup{Repository: Repository{Kind: "local", Path: "/var/lib/polls-backups"}, Schedule: "daily", Interval: 24 * time.Hour, KeepDays: 7, KeepWeeks: 4},
 	}
 	with := func(f func(*Stack)) Stack {
 		s := defaults
 		s.AppBuildArgs = map[string]string{}
+		b := *defaults.Backup
+		s.Backup = &b
 		f(&s)
 		return s
 	}
@@ -43,14 +46,14 @@ func TestParseValid(t *testing.T) {
 			"tenants": `["thor",{"name":"potter","hosts":["polls.potter.example"],"memoryMb":128,"image":"polls-app:v1"}]`,
 			"domain":  "example.com", "httpPort": "80", "appMemoryMb": "0",
 			"postgresImage": "polls-local/postgres:15", "nginxImage": "registry.example.com:5000/nginx:1.27@sha256:" + strings.Repeat("a", 64),
-			"appBuildArgs": `{"GOPROXY":"http://127.0.0.1:3001","GO_IMAGE":"polls-local/golang:1.23"}`, "appBuildNetwork": "host",
+			"appBuildArgs": `{"GOPROXY":"http://127.0.0.1:3001","GO_IMAGE":"polls-local/golang:1.26"}`, "appBuildNetwork": "host",
 			"dockerHost": "ssh://deploy@prod-1", "subnetPool": "192.168.240.0/20",
 		}, with(func(s *Stack) {
 			s.SubnetPool = netip.MustParsePrefix("192.168.240.0/20")
 			s.Tenants = []Tenant{{Name: "potter", Hosts: []string{"polls.potter.example"}, MemoryMB: 128, Image: "polls-app:v1"}, {Name: "thor"}}
 			s.Domain, s.HTTPPort, s.AppMemoryMB = "example.com", 80, 0
 			s.PostgresImage, s.NginxImage = "polls-local/postgres:15", "registry.example.com:5000/nginx:1.27@sha256:"+strings.Repeat("a", 64)
-			s.AppBuildArgs = map[string]string{"GOPROXY": "http://127.0.0.1:3001", "GO_IMAGE": "polls-local/golang:1.23"}
+			s.AppBuildArgs = map[string]string{"GOPROXY": "http://127.0.0.1:3001", "GO_IMAGE": "polls-local/golang:1.26"}
 			s.AppBuildNetwork, s.DockerHost = "host", "ssh://deploy@prod-1"
 		})},
 		{"map form, sorted, settings or none", map[string]string{"tenants": `{"thor":null,"potter":{"hosts":["polls.potter.example"],"memoryMb":128},"hermione":{}}`},
@@ -78,6 +81,21 @@ func TestParseValid(t *testing.T) {
 		})},
 		{"swarm: registry without credentials", map[string]string{"platform": "swarm", "registry": "localhost:5000"},
 			with(func(s *Stack) { s.Platform, s.Registry = "swarm", "localhost:5000" })},
+		{"backups off", map[string]string{"backups": "false", "backupRepository": "/var/lib/polls-backups"},
+			with(func(s *Stack) { s.Backup = nil })},
+		{"backups to sftp, hourly, with a key", map[string]string{
+			"backupRepository": "sftp://backup@10.232.0.2:2222/srv/polls/", "backupSshKey": sshKey, "backupSshKnownHosts": "[10.232.0.2]:2222 ssh-ed25519 AAAA",
+			"backupSchedule": "hourly", "backupKeepDays": "2", "backupKeepWeeks": "0", "backupKey": "0123456789abcdefXYZ",
+		}, with(func(s *Stack) {
+			s.Backup = &Backup{
+				Repository: Repository{Kind: "sftp", User: "backup", Host: "10.232.0.2", Port: 2222, Path: "/srv/polls", SSHKey: sshKey, KnownHosts: "[10.232.0.2]:2222 ssh-ed25519 AAAA"},
+				Schedule:   "hourly", Interval: time.Hour, KeepDays: 2, KeepWeeks: 0, Key: "0123456789abcdefXYZ",
+			}
+		})},
+		{"restores: in place to a time, a copy to latest", map[string]string{"tenants": `{"thor":{"restore":"2026-11-01T10:00:00Z"},"thor-copy":{"restoreFrom":"thor","restore":"latest"}}`},
+			with(func(s *Stack) {
+				s.Tenants = []Tenant{{Name: "thor", Restore: "2026-11-01T10:00:00Z"}, {Name: "thor-copy", Restore: "latest", RestoreFrom: "thor"}}
+			})},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -178,6 +196,26 @@ func TestParseInvalid(t *testing.T) {
 		{"docker with swarm-only settings", map[string]string{"registry": "10.0.0.5:5000", "tenants": `{"thor":{"replicas":2,"node":"n1"}}`},
 			[]string{"polls:registry: used only with polls:platform swarm", `polls:tenants.thor: field "node" applies to polls:platform swarm only`, `polls:tenants.thor: field "replicas" applies`}},
 		{"several problems reported together", map[string]string{"tenants": `["Thor"]`, "httpPort": "0"}, []string{"polls:tenants[0]", "polls:httpPort"}},
+		{"repository relative", map[string]string{"backupRepository": "backups"}, []string{`polls:backupRepository: "backups" is not a repository`, "sftp://user@host"}},
+		{"repository s3", map[string]string{"backupRepository": "s3://bucket/polls"}, []string{`polls:backupRepository: "s3://bucket/polls" is not a repository`}},
+		{"repository sftp without user", map[string]string{"backupRepository": "sftp://10.0.0.9/srv"}, []string{"polls:backupRepository", "sftp://user@host"}},
+		{"repository sftp password in URL", map[string]string{"backupRepository": "sftp://u:pw@h.example/srv", "backupSshKey": sshKey, "backupSshKnownHosts": "h ssh-ed25519 AAAA"}, []string{"polls:backupRepository: has a password in the URL"}},
+		{"sftp credentials missing", map[string]string{"backupRepository": "sftp://backup@h.example/srv"},
+			[]string{"polls:backupSshKey: missing", "pulumi config set --secret polls:backupSshKey", "polls:backupSshKnownHosts: missing", "ssh-keyscan -p 22 h.example"}},
+		{"sftp key not a key", map[string]string{"backupRepository": "sftp://backup@h.example/srv", "backupSshKey": "hunter2", "backupSshKnownHosts": "h ssh-ed25519 AAAA"}, []string{"polls:backupSshKey: not a PEM or OpenSSH private key"}},
+		{"ssh key with a local repository", map[string]string{"backupSshKey": sshKey}, []string{"used only with an sftp:// repository"}},
+		{"retention impossible", map[string]string{"backupKeepDays": "0", "backupKeepWeeks": "-1"}, []string{"polls:backupKeepDays: 0 is not accepted", "polls:backupKeepWeeks: -1 is not accepted"}},
+		{"retention shorter than the schedule", map[string]string{"backupSchedule": "weekly", "backupKeepDays": "3"}, []string{"polls:backupKeepDays: 3 days keep less than one base backup taken weekly", "at least 7 days"}},
+		{"schedule unknown", map[string]string{"backupSchedule": "sometimes"}, []string{`polls:backupSchedule: "sometimes" is not a schedule`, "hourly, daily, weekly"}},
+		{"backups not a bool", map[string]string{"backups": "maybe"}, []string{`polls:backups: "maybe" is not true or false`}},
+		{"backup settings while off", map[string]string{"backups": "false", "backupSchedule": "hourly"}, []string{"polls:backupSchedule: set while polls:backups is false"}},
+		{"short backup key", map[string]string{"backupKey": "short"}, []string{"polls:backupKey: shorter than 16 characters"}},
+		{"restore in the future", map[string]string{"tenants": `{"thor":{"restore":"2999-01-01T00:00:00Z"}}`}, []string{"polls:tenants.thor: restore 2999-01-01T00:00:00Z is in the future"}},
+		{"restore not a time", map[string]string{"tenants": `{"thor":{"restore":"yesterday"}}`}, []string{`polls:tenants.thor: restore "yesterday" is not a moment`, "RFC 3339"}},
+		{"restore from nowhere", map[string]string{"tenants": `{"copy":{"restoreFrom":"ghost","restore":"latest"},"me":{"restoreFrom":"me","restore":"latest"}}`},
+			[]string{`polls:tenants.copy: restoreFrom "ghost" is not another tenant`, `polls:tenants.me: restoreFrom "me" is not another tenant`}},
+		{"restoreFrom without restore", map[string]string{"tenants": `{"thor":{},"copy":{"restoreFrom":"thor"}}`}, []string{"polls:tenants.copy: restoreFrom needs restore"}},
+		{"restore with backups off", map[string]string{"backups": "false", "tenants": `{"thor":{"restore":"latest"}}`}, []string{"polls:tenants.thor: restore needs backups"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -369,3 +407,6 @@ func TestACMEHosts(t *testing.T) {
 		t.Errorf("ACMEHosts (-want +got):\n%s", diff)
 	}
 }
+
+// sshKey is a private key's shape; its content is never checked here.
+const sshKey = "-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n-----END OPENSSH PRIVATE KEY-----\n"

@@ -84,6 +84,8 @@ type Stack struct {
 	Registry string
 	// RegistryAuth is the registry's credentials; nil for none.
 	RegistryAuth *RegistryAuth
+	// Backup is how databases are backed up; nil when backups are off.
+	Backup *Backup
 }
 
 // RegistryAuth is a registry user and password.
@@ -111,6 +113,11 @@ type Tenant struct {
 	// as its volume is node-local ("": keep where it is, or the least
 	// loaded node for a new tenant; see package placement).
 	Node string
+	// Restore, when set, restores the tenant's database once to "latest"
+	// or an RFC 3339 time (a new value restores again); RestoreFrom takes
+	// the backups of that other tenant instead of the tenant's own.
+	Restore     string
+	RestoreFrom string
 }
 
 // TLS holds the router's certificate chain and private key, both PEM.

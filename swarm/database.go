@@ -26,17 +26,38 @@ func (p *Platform) Database(ctx *pulumi.Context, t tenants.Parts, network pulumi
 	if err != nil {
 		return pulumi.StringOutput{}, err
 	}
+	secrets := docker.ServiceTaskSpecContainerSpecSecretArray{password}
+	// With backups on, the database runs the stack's image of
+	// polls:postgresImage, pushed to polls:registry (see onehost).
 	image := p.image(pulumi.String(t.Stack.PostgresImage))
+	auth := p.auth(pulumi.String(t.Stack.PostgresImage))
+	extra := map[string]pulumi.StringInput{"polls.node": pulumi.String(node)}
+	if b := t.Backup; b != nil {
+		image, auth = b.DBImage, p.auth(b.DBImage)
+		if r := b.Restore; r != nil {
+			for _, f := range []struct {
+				logical, file string
+				value         pulumi.StringOutput
+			}{{"restore-request-secret", contract.RestoreRequestFile, r.Request}, {"restore-token-secret", contract.RestoreTokenFile, b.RestoreToken}} {
+				s, err := secret(ctx, t, f.logical, f.file, f.value)
+				if err != nil {
+					return pulumi.StringOutput{}, err
+				}
+				secrets = append(secrets, s)
+			}
+			extra["polls.restore"] = pulumi.String(r.ID)
+		}
+	}
 	db, err := docker.NewService(ctx, tenant+"-db", &docker.ServiceArgs{
 		Name:   pulumi.String(t.Name("db")),
-		Labels: labels(t, "db", map[string]pulumi.StringInput{"polls.node": pulumi.String(node)}),
-		Auth:   p.auth(pulumi.String(t.Stack.PostgresImage)),
+		Labels: labels(t, "db", extra),
+		Auth:   auth,
 		Mode:   docker.ServiceModeArgs{Replicated: docker.ServiceModeReplicatedArgs{Replicas: pulumi.Int(1)}},
 		TaskSpec: docker.ServiceTaskSpecArgs{
 			ContainerSpec: docker.ServiceTaskSpecContainerSpecArgs{
 				Image:   image,
 				Env:     env(contract.DatabaseEnv()),
-				Secrets: docker.ServiceTaskSpecContainerSpecSecretArray{password},
+				Secrets: secrets,
 				Mounts: docker.ServiceTaskSpecContainerSpecMountArray{docker.ServiceTaskSpecContainerSpecMountArgs{
 					Type: pulumi.String("volume"), Source: pulumi.String(t.Name("pgdata")), Target: pulumi.String(contract.PGMount),
 					VolumeOptions: docker.ServiceTaskSpecContainerSpecMountVolumeOptionsArgs{

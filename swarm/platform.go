@@ -78,6 +78,8 @@ type Platform struct {
 	pinned map[string]string
 	// existing are the tenants whose database service ran before.
 	existing map[string]bool
+	// restored maps each tenant to its database service's polls.restore.
+	restored map[string]string
 }
 
 var _ tenants.Platform = (*Platform)(nil)
@@ -104,10 +106,12 @@ func New(ctx *pulumi.Context, engine Engine, s spec.Stack, prefix string) (*Plat
 		return nil, fmt.Errorf("list the databases' services to keep them on their nodes: %w", err)
 	}
 	current := map[string]string{}
+	restored := map[string]string{}
 	for _, d := range dbs {
 		if t, n := d.Labels["polls.tenant"], d.Labels["polls.node"]; t != "" && n != "" {
 			current[t] = n
 		}
+		restored[d.Labels["polls.tenant"]] = d.Labels["polls.restore"]
 	}
 	data := map[string][]string{}
 	for _, n := range nodes {
@@ -141,7 +145,7 @@ func New(ctx *pulumi.Context, engine Engine, s spec.Stack, prefix string) (*Plat
 			return nil, err
 		}
 	}
-	p := &Platform{Engine: engine, Nodes: plan, prefix: prefix, registryAuth: s.RegistryAuth, registryHost: s.RegistryHost(), pinned: map[string]string{}, existing: map[string]bool{}}
+	p := &Platform{Engine: engine, Nodes: plan, prefix: prefix, registryAuth: s.RegistryAuth, registryHost: s.RegistryHost(), pinned: map[string]string{}, existing: map[string]bool{}, restored: restored}
 	for t := range current {
 		p.existing[t] = true
 	}
@@ -216,6 +220,10 @@ func (p *Platform) Declare(ctx *pulumi.Context, opts ...pulumi.ResourceOption) e
 // EdgeNetwork is the name of the network the router and every app share.
 func (p *Platform) EdgeNetwork() pulumi.StringOutput { return p.Edge }
 
+// AppliedRestore is the restore the tenant's database service was created
+// for, or "".
+func (p *Platform) AppliedRestore(tenant string) string { return p.restored[tenant] }
+
 // Existing reports whether the tenant's database service was on the
 // cluster before this update: the tenant was deployed.
 func (p *Platform) Existing(tenant string) bool { return p.existing[tenant] }
@@ -243,6 +251,12 @@ func (p *Platform) Network(ctx *pulumi.Context, t tenants.Parts) (pulumi.StringO
 // Migration runs the tenant's migration as a container on the manager.
 func (p *Platform) Migration(ctx *pulumi.Context, t tenants.Parts, network, dbReady pulumi.StringOutput) (pulumi.StringOutput, error) {
 	return platform.Migration(ctx, t, network, dbReady)
+}
+
+// Backup declares the tenant's backup agent: a container on the manager,
+// attached to the tenant's overlay network (platform.BackupAgent).
+func (p *Platform) Backup(ctx *pulumi.Context, t tenants.Parts, network pulumi.StringOutput) error {
+	return platform.BackupAgent(ctx, t, network)
 }
 
 // running resolves once service s runs every replica of its current spec

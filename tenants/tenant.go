@@ -12,7 +12,9 @@
 package tenants
 
 import (
+	"encoding/json"
 	"fmt"
+	"strings"
 
 	"github.com/pulumi/pulumi-random/sdk/v4/go/random"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
@@ -43,6 +45,9 @@ type Platform interface {
 	// migration leaves the serving version alone. upstream resolves to the
 	// app's host:port on the edge network once the new version serves.
 	App(ctx *pulumi.Context, t Parts, network, migrated pulumi.StringOutput) (upstream pulumi.StringOutput, err error)
+	// Backup declares the tenant's backup agent, on its private network
+	// and the backup network (t.Backup, set when backups are on).
+	Backup(ctx *pulumi.Context, t Parts, network pulumi.StringOutput) error
 }
 
 // Args configures one tenant.
@@ -59,6 +64,26 @@ type Args struct {
 	AppImage pulumi.StringInput
 	// Platform realises the tenant's parts.
 	Platform Platform
+	// Backup is what the tenant's backups take from the stack; nil when
+	// backups are off.
+	Backup *StackBackup
+}
+
+// StackBackup is what a tenant's backups take from the stack.
+type StackBackup struct {
+	Spec spec.Backup
+	// Key is the stack's backup key (secret).
+	Key pulumi.StringOutput
+	// Network is the backup network.
+	Network pulumi.StringOutput
+	// DBImage and AgentImage are the images built from agent/.
+	DBImage    pulumi.StringInput
+	AgentImage pulumi.StringInput
+	// Copies are the tenants restored from this tenant's backups.
+	Copies []string
+	// PreRestore resolves once the database's current state is backed up,
+	// before a restore replaces it; nil when no restore is pending.
+	PreRestore pulumi.StringOutput
 }
 
 // Parts is what a platform realises a tenant from.
@@ -73,6 +98,36 @@ type Parts struct {
 	// Opts are the options of every resource of the tenant: its parent, the
 	// tenant component, from which they inherit the provider.
 	Opts []pulumi.ResourceOption
+	// Backup is the tenant's backups; nil when backups are off.
+	Backup *Backup
+}
+
+// Backup is what a platform realises a tenant's backups from.
+type Backup struct {
+	*StackBackup
+	// Config is the agent's config file (contract.AgentConfig, as JSON).
+	Config string
+	// RepositoryURL (with the gateway login), RepoKey, RestoreToken,
+	// CopyTokens and SourceToken are the agent's secrets, as files.
+	RepositoryURL pulumi.StringOutput
+	RepoKey       pulumi.StringOutput
+	RestoreToken  pulumi.StringOutput
+	CopyTokens    pulumi.StringOutput
+	SourceToken   pulumi.StringOutput
+	// Restore is the restore the database's entrypoint applies once; nil
+	// when none is configured.
+	Restore *Restore
+}
+
+// Restore asks the database for a restore.
+type Restore struct {
+	// ID names it (contract.RestoreID); To is "latest" or a time.
+	ID string
+	To string
+	// Request is the request file's content (contract.RestoreRequest); it
+	// resolves only once the current state is backed up, so the database
+	// is replaced after that.
+	Request pulumi.StringOutput
 }
 
 // Secrets are a tenant's generated secrets, always Pulumi secrets. Each is
@@ -141,6 +196,9 @@ func New(ctx *pulumi.Context, args Args, opts ...pulumi.ResourceOption) (*Tenant
 	if args.Tenant.Image != "" {
 		parts.Image = pulumi.String(args.Tenant.Image)
 	}
+	if args.Backup != nil {
+		parts.Backup = newBackup(args.Prefix, args.Tenant, args.Backup)
+	}
 
 	p := args.Platform
 	network, err := p.Network(ctx, parts)
@@ -158,6 +216,11 @@ func New(ctx *pulumi.Context, args Args, opts ...pulumi.ResourceOption) (*Tenant
 	upstream, err := p.App(ctx, parts, network, migrated)
 	if err != nil {
 		return nil, fmt.Errorf("tenant %s: app: %w", name, err)
+	}
+	if parts.Backup != nil {
+		if err := p.Backup(ctx, parts, network); err != nil {
+			return nil, fmt.Errorf("tenant %s: backup agent: %w", name, err)
+		}
 	}
 
 	t.URL = pulumi.String(args.Stack.URL(args.Tenant.ServerNames(args.Stack.Domain)[0])).ToStringOutput()
@@ -188,4 +251,47 @@ func (t Parts) AppEnv() []string {
 // MigrationEnv is the migration's environment (contract.MigrationEnv).
 func (t Parts) MigrationEnv() []string {
 	return contract.MigrationEnv(t.Tenant.Name, t.Stack.AdminUser)
+}
+
+// newBackup derives the tenant's backup secrets from the stack's key and
+// renders its agent's config and restore request.
+func newBackup(prefix string, t spec.Tenant, sb *StackBackup) *Backup {
+	b := &Backup{StackBackup: sb}
+	secret := func(f func(key string) string) pulumi.StringOutput {
+		return pulumi.ToSecret(sb.Key.ApplyT(f)).(pulumi.StringOutput)
+	}
+	name := t.Name
+	b.RepositoryURL = secret(func(k string) string {
+		return contract.RepositoryURL(name, contract.TenantSecret(k, "gateway", name))
+	})
+	b.RepoKey = secret(func(k string) string { return contract.TenantSecret(k, "repository", name) })
+	b.RestoreToken = secret(func(k string) string { return contract.TenantSecret(k, "restore", name) })
+	copies := append([]string(nil), sb.Copies...)
+	b.CopyTokens = secret(func(k string) string {
+		var lines []string
+		for _, c := range copies {
+			lines = append(lines, contract.TenantSecret(k, "copy:"+c, name))
+		}
+		return strings.Join(lines, "\n") + "\n"
+	})
+	source := t.RestoreFrom
+	b.SourceToken = secret(func(k string) string {
+		if source == "" {
+			return "\n"
+		}
+		return contract.TenantSecret(k, "copy:"+name, source)
+	})
+	cfg, _ := json.Marshal(contract.NewAgentConfig(prefix, name, sb.Spec.Schedule, sb.Spec.KeepDays, sb.Spec.KeepWeeks, source))
+	b.Config = string(cfg)
+	if t.Restore != "" {
+		r := &Restore{ID: contract.RestoreID(name, source, t.Restore), To: t.Restore}
+		req, _ := json.Marshal(contract.NewRestoreRequest(r.ID, r.To))
+		if sb.PreRestore != (pulumi.StringOutput{}) {
+			r.Request = sb.PreRestore.ApplyT(func(string) string { return string(req) }).(pulumi.StringOutput)
+		} else {
+			r.Request = pulumi.String(string(req)).ToStringOutput()
+		}
+		b.Restore = r
+	}
+	return b
 }

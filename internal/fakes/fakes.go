@@ -40,23 +40,16 @@ type Engine struct {
 	ServiceList []dockerapi.Service
 	// SickApp names a tenant whose app never becomes healthy.
 	SickApp string
-	// ACMEStatus is what the certificate companion's status command
-	// prints; "" makes the engine answer as one without the companion.
-	ACMEStatus string
-	// Execs counts the commands run in containers.
-	Execs int
-}
-
-// Exec answers the certificate companion's status command with
-// ACMEStatus, and fails as for a missing container without it.
-func (e *Engine) Exec(_ context.Context, id string, cmd []string) (int, string, error) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.Execs++
-	if e.ACMEStatus == "" {
-		return 0, "", &dockerapi.Error{Status: 404, Message: "No such container: " + id}
-	}
-	return 0, e.ACMEStatus, nil
+	// ContainerList is the engine's containers (the backup agents and
+	// databases the program looks at).
+	ContainerList []dockerapi.ContainerSummary
+	// HealthLogs are containers' last health check outputs, by ID.
+	HealthLogs map[string]string
+	// ExecOut answers `docker exec` in a container, by ID: exit code 0 and
+	// this output; a container missing here answers exit code 1.
+	ExecOut map[string]string
+	// Execs records every command run with Exec.
+	Execs []string
 }
 
 // Networks lists NetworkList.
@@ -131,6 +124,44 @@ func (e *Engine) LabelNode(_ context.Context, hostname, key, value string) error
 		}
 	}
 	return fmt.Errorf("no node %s", hostname)
+}
+
+// Containers returns the containers of ContainerList carrying every label
+// given.
+func (e *Engine) Containers(_ context.Context, labels map[string]string) ([]dockerapi.ContainerSummary, error) {
+	var out []dockerapi.ContainerSummary
+	for _, c := range e.ContainerList {
+		match := true
+		for k, v := range labels {
+			match = match && c.Labels[k] == v
+		}
+		if match {
+			out = append(out, c)
+		}
+	}
+	return out, nil
+}
+
+// Inspect returns a container of ContainerList with its health log.
+func (e *Engine) Inspect(_ context.Context, id string) (dockerapi.Container, error) {
+	for _, c := range e.ContainerList {
+		if c.ID == id {
+			return dockerapi.Container{Name: c.Name, Status: c.State, Health: c.Health, HealthLog: e.HealthLogs[id]}, nil
+		}
+	}
+	return dockerapi.Container{}, fmt.Errorf("no such container: %s", id)
+}
+
+// Exec answers from ExecOut and records the command.
+func (e *Engine) Exec(_ context.Context, id string, cmd []string) (int, string, error) {
+	e.mu.Lock()
+	e.Execs = append(e.Execs, id+": "+strings.Join(cmd, " "))
+	e.mu.Unlock()
+	out, ok := e.ExecOut[id]
+	if !ok {
+		return 1, "no such command", nil
+	}
+	return 0, out, nil
 }
 
 // Digest is the digest the fake engine's registry has for ref.

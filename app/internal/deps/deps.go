@@ -11,7 +11,6 @@ import (
 	_ "context"
 	_ "crypto/rand"
 	_ "crypto/sha256"
-	_ "crypto/subtle"
 	_ "embed"
 	_ "encoding/base64"
 	_ "errors"

@@ -56,7 +56,8 @@ func newUnmigratedSite(t *testing.T, dbname string) *site {
 }
 
 // do sends a request as a browser would, keeping cookies, and returns the
-// response with its body read.
+// response with its body read. header holds name, value pairs; "Host"
+// replaces the request's Host (default host).
 func (s *site) do(method, path string, form url.Values, header ...string) (*http.Response, string) {
 	s.t.Helper()
 	var body *strings.Reader
@@ -71,6 +72,10 @@ func (s *site) do(method, path string, form url.Values, header ...string) (*http
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	}
 	for i := 0; i+1 < len(header); i += 2 {
+		if header[i] == "Host" {
+			req.Host = header[i+1]
+			continue
+		}
 		req.Header.Set(header[i], header[i+1])
 	}
 	for _, c := range s.cookies {
@@ -99,18 +104,15 @@ func (s *site) get(path string, want int) string {
 	return body
 }
 
-// post submits form to path with the CSRF token, as the site's own forms
-// do, and fails unless the status is want. It returns the Location.
+// post submits form to path as a current browser sends the site's own
+// forms (Origin and Sec-Fetch-Site say same-origin), and fails unless the
+// status is want. It returns the Location.
 func (s *site) post(path string, form url.Values, want int) string {
 	s.t.Helper()
 	if form == nil {
 		form = url.Values{}
 	}
-	if _, ok := s.cookies[csrfCookie]; !ok {
-		s.get("/", http.StatusOK)
-	}
-	form.Set(csrfField, s.cookies[csrfCookie].Value)
-	res, body := s.do("POST", path, form)
+	res, body := s.do("POST", path, form, "Origin", "http://"+host, "Sec-Fetch-Site", "same-origin")
 	if res.StatusCode != want {
 		s.t.Fatalf("POST %s = %d; want %d\n%s", path, res.StatusCode, want, body)
 	}

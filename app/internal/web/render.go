@@ -23,11 +23,10 @@ var pages = func() map[string]*template.Template {
 
 // page is the data every template gets; each page uses the fields it needs.
 type page struct {
-	Tenant    string
-	CSRFToken string
-	User      *polls.User
-	Title     string
-	Error     string
+	Tenant string
+	User   *polls.User
+	Title  string
+	Error  string
 
 	Polls    []polls.Poll
 	Poll     polls.Poll
@@ -37,7 +36,6 @@ type page struct {
 // render writes template name filled with p, with status.
 func (s *server) render(w http.ResponseWriter, r *http.Request, status int, name string, p page) {
 	p.Tenant = s.Tenant
-	p.CSRFToken = csrfToken(r)
 	if p.User == nil {
 		p.User = currentUser(r)
 	}

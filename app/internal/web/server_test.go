@@ -35,30 +35,77 @@ func TestHostEnforced(t *testing.T) {
 	}
 }
 
-func TestCSRFRejected(t *testing.T) {
-	// Ensures every form post without a matching CSRF token is refused with 403.
-	s := newSite(t, "web_csrf")
+func TestCrossOriginPostsRefused(t *testing.T) {
+	// Ensures every form post another site's page makes a browser send is
+	// refused with 403 and changes nothing, whether the browser says so with
+	// Sec-Fetch-Site or, being older, only with Origin; same-site (another
+	// tenant's subdomain) counts as another site.
+	s := newSite(t, "web_cross_origin")
 	s.login()
 	poll := s.createPoll("Q?", "A")
-	s.get("/", http.StatusOK) // the browser has a csrf cookie now
 	paths := []string{"/admin/login", "/admin/logout", "/admin/polls", poll, poll + "/delete", poll + "/choices",
 		strings.Replace(poll, "/admin", "", 1) + "/vote"}
+	forged := map[string][]string{
+		"Sec-Fetch-Site cross-site":  {"Sec-Fetch-Site", "cross-site", "Origin", "http://evil.test"},
+		"Sec-Fetch-Site same-site":   {"Sec-Fetch-Site", "same-site", "Origin", "http://other.acme.test"},
+		"Origin of another site":     {"Origin", "http://evil.test"},
+		"Origin null":                {"Origin", "null"},
+		"Origin on another port":     {"Origin", "http://" + host + ":8080"},
+		"Origin without Host's port": {"Origin", "http://" + host, "Host", host + ":8080"},
+	}
 	for _, p := range paths {
-		for name, token := range map[string][]string{"missing": nil, "wrong": {strings.Repeat("x", csrfLen)}} {
-			res, _ := s.do("POST", p, url.Values{csrfField: token, "question": {"Hijacked?"}, "text": {"x"}, "choice": {"1"}})
-			if res.StatusCode != http.StatusForbidden {
-				t.Errorf("POST %s with %s token: status %d; want 403", p, name, res.StatusCode)
+		for name, header := range forged {
+			res, body := s.do("POST", p, url.Values{"question": {"Hijacked?"}, "text": {"x"}, "choice": {"1"}}, header...)
+			if res.StatusCode != http.StatusForbidden || !strings.Contains(body, "Cross-site request refused") {
+				t.Errorf("POST %s with %s: status %d; want 403 Cross-site request refused", p, name, res.StatusCode)
 			}
 		}
 	}
-	// Without the cookie, even a well-formed token is refused.
-	tok := s.cookies[csrfCookie].Value
-	delete(s.cookies, csrfCookie)
-	if res, _ := s.do("POST", "/admin/polls", url.Values{csrfField: {tok}, "question": {"Hijacked?"}}); res.StatusCode != http.StatusForbidden {
-		t.Errorf("POST without csrf cookie: status %d; want 403", res.StatusCode)
+	if body := s.get(poll, http.StatusOK); strings.Contains(body, "Hijacked") || !strings.Contains(body, `value="A"`) {
+		t.Errorf("a refused post changed the poll:\n%s", body)
 	}
 	if body := s.get("/", http.StatusOK); strings.Contains(body, "Hijacked") {
 		t.Error("a refused post created a poll")
+	}
+}
+
+func TestSameOriginPostsServed(t *testing.T) {
+	// Ensures form posts from the site's own pages are served: a current
+	// browser's (Sec-Fetch-Site), an older browser's (Origin equal to Host,
+	// on a non-default port too, as behind the router on 8080), and a
+	// client that is no browser (neither header).
+	s := newSite(t, "web_same_origin")
+	s.login()
+	for name, header := range map[string][]string{
+		"Sec-Fetch-Site same-origin":   {"Sec-Fetch-Site", "same-origin"},
+		"Origin equal to Host":         {"Origin", "http://" + host},
+		"Origin equal to Host on 8080": {"Origin", "http://" + host + ":8080", "Host", host + ":8080"},
+		"neither header":               nil,
+	} {
+		res, body := s.do("POST", "/admin/polls", url.Values{"question": {name + "?"}}, header...)
+		if res.StatusCode != http.StatusSeeOther {
+			t.Errorf("POST /admin/polls with %s: status %d; want 303\n%s", name, res.StatusCode, body)
+		}
+		if body := s.get("/", http.StatusOK); !strings.Contains(body, name+"?") {
+			t.Errorf("POST /admin/polls with %s did not create its poll", name)
+		}
+	}
+}
+
+func TestFormBodyBounded(t *testing.T) {
+	// Ensures a form body over 64 KiB is refused with 413 and changes
+	// nothing, while one just under the bound is served.
+	s := newSite(t, "web_form_bound")
+	s.login()
+	under := url.Values{"question": {"Small?"}, "pad": {strings.Repeat("x", maxFormBytes-100)}}
+	s.post("/admin/polls", under, http.StatusSeeOther)
+	over := url.Values{"question": {"Big?"}, "pad": {strings.Repeat("x", maxFormBytes)}}
+	res, body := s.do("POST", "/admin/polls", over, "Sec-Fetch-Site", "same-origin")
+	if res.StatusCode != http.StatusRequestEntityTooLarge || !strings.Contains(body, tenant) {
+		t.Errorf("POST of %d bytes: status %d; want 413 with the site's page", len(over.Encode()), res.StatusCode)
+	}
+	if body := s.get("/", http.StatusOK); !strings.Contains(body, "Small?") || strings.Contains(body, "Big?") {
+		t.Errorf("poll list after the posts; want Small? and not Big?:\n%s", body)
 	}
 }
 
@@ -85,8 +132,8 @@ func TestLogin(t *testing.T) {
 	// with a safe cookie, and logging out ends it.
 	s := newSite(t, "web_login")
 	body := s.get("/admin/login", http.StatusOK)
-	if !strings.Contains(body, `name="csrf_token"`) {
-		t.Error("login form has no csrf_token field")
+	if !strings.Contains(body, `action="/admin/login"`) {
+		t.Error("login page has no form posting to /admin/login")
 	}
 	s.post("/admin/login", url.Values{"username": {"admin"}, "password": {"wrong"}}, http.StatusUnauthorized)
 	s.post("/admin/login", url.Values{"username": {"root"}, "password": {adminPass}}, http.StatusUnauthorized)
@@ -113,10 +160,9 @@ func TestLogin(t *testing.T) {
 func TestCookiesSecureBehindHTTPS(t *testing.T) {
 	// Ensures cookies are Secure when the proxy says the request came over HTTPS.
 	s := newSite(t, "web_secure")
-	res, _ := s.do("GET", "/admin/login", nil, "X-Forwarded-Proto", "https")
-	form := url.Values{csrfField: {s.cookies[csrfCookie].Value}, "username": {"admin"}, "password": {adminPass}}
-	login, _ := s.do("POST", "/admin/login", form, "X-Forwarded-Proto", "https")
-	for _, c := range append(res.Cookies(), login.Cookies()...) {
+	form := url.Values{"username": {"admin"}, "password": {adminPass}}
+	login, _ := s.do("POST", "/admin/login", form, "X-Forwarded-Proto", "https", "Origin", "https://"+host)
+	for _, c := range login.Cookies() {
 		if !c.Secure || !c.HttpOnly {
 			t.Errorf("cookie %s: Secure=%v HttpOnly=%v; want both", c.Name, c.Secure, c.HttpOnly)
 		}
@@ -214,6 +260,8 @@ func TestEveryPageShowsTenant(t *testing.T) {
 	check("not found", s.get("/missing", http.StatusNotFound))
 	_, forbidden := s.do("POST", "/admin/polls", url.Values{})
 	check("forbidden", forbidden)
+	_, crossOrigin := s.do("POST", "/admin/polls", url.Values{}, "Sec-Fetch-Site", "cross-site")
+	check("cross-origin", crossOrigin)
 	for name, body := range pages {
 		if !strings.Contains(body, "<title>") || !strings.Contains(body, `class="tenant" href="/">`+tenant+"</a>") {
 			t.Errorf("%s page does not show tenant %q", name, tenant)

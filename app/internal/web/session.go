@@ -62,3 +62,9 @@ func (s *server) setSessionCookie(w http.ResponseWriter, r *http.Request, token 
 		HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: isHTTPS(r),
 	})
 }
+
+// isHTTPS reports whether the browser reached us over TLS, directly or
+// through a proxy that says so.
+func isHTTPS(r *http.Request) bool {
+	return r.TLS != nil || r.Header.Get("X-Forwarded-Proto") == "https"
+}

@@ -1,0 +1,260 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/pulumi/pulumi-docker/sdk/v4/go/docker"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"github.com/polls-tenants/polls/backups"
+	"github.com/polls-tenants/polls/contract"
+	"github.com/polls-tenants/polls/dockerapi"
+	"github.com/polls-tenants/polls/platform"
+	"github.com/polls-tenants/polls/spec"
+	"github.com/polls-tenants/polls/tenants"
+)
+
+// BackupEngine is what the backups ask the Docker engine itself.
+type BackupEngine interface {
+	// Containers lists the containers carrying every label given.
+	Containers(ctx context.Context, labels map[string]string) ([]dockerapi.ContainerSummary, error)
+	// Inspect reads a container's state, its last health check included.
+	Inspect(ctx context.Context, id string) (dockerapi.Container, error)
+	// Exec runs a command in a running container.
+	Exec(ctx context.Context, id string, cmd []string) (int, string, error)
+}
+
+// backupPlan is what the program learned from the engine about the
+// tenants' backups before declaring anything.
+type backupPlan struct {
+	// agents are the tenants whose backup agent runs, by tenant.
+	agents map[string]dockerapi.ContainerSummary
+	// pending are the tenants whose configured restore the database has
+	// not applied yet.
+	pending map[string]bool
+}
+
+// planBackups reads the agents' health and warns of every tenant whose
+// backups are late or failing, and checks each pending restore against
+// the backups that exist, refusing, all at once and before anything
+// changes, a moment no backup covers.
+func planBackups(ctx *pulumi.Context, s spec.Stack, engine BackupEngine, prefix string, applied func(tenant string) string) (*backupPlan, error) {
+	bp := &backupPlan{agents: map[string]dockerapi.ContainerSummary{}, pending: map[string]bool{}}
+	list, err := engine.Containers(ctx.Context(), map[string]string{contract.LabelStack: prefix, contract.LabelRole: "backup"})
+	if err != nil {
+		return nil, fmt.Errorf("list the backup agents: %w", err)
+	}
+	for _, c := range list {
+		bp.agents[c.Labels[contract.LabelTenant]] = c
+	}
+	for _, t := range s.Tenants {
+		a, ok := bp.agents[t.Name]
+		if !ok || a.Health != "unhealthy" && a.State == "running" {
+			continue
+		}
+		why := "its agent is " + a.State
+		if a.Health == "unhealthy" {
+			if c, err := engine.Inspect(ctx.Context(), a.ID); err == nil && c.HealthLog != "" {
+				why = c.HealthLog
+			} else {
+				why = "its agent is unhealthy"
+			}
+		}
+		if err := ctx.Log.Warn(fmt.Sprintf("tenant %s: backups need attention: %s (see `docker exec %s polls-agent backup status`)", t.Name, why, contract.AgentName(prefix, t.Name)), nil); err != nil {
+			return nil, err
+		}
+	}
+
+	var problems []string
+	for _, t := range s.Tenants {
+		if t.Restore == "" {
+			continue
+		}
+		id := contract.RestoreID(t.Name, t.RestoreFrom, t.Restore)
+		if applied(t.Name) == id {
+			continue
+		}
+		bp.pending[t.Name] = true
+		source := t.Name
+		if t.RestoreFrom != "" {
+			source = t.RestoreFrom
+		}
+		if a, ok := bp.agents[source]; !ok || a.State != "running" {
+			// A tenant added back after its volume was lost has no agent
+			// yet: its database waits for the new one, which reads the
+			// same repository with the same key.
+			msg := fmt.Sprintf("tenant %s: the backups of %s cannot be checked now (its backup agent is not running); the restore waits for the agent", t.Name, source)
+			if err := ctx.Log.Warn(msg, nil); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		if p := checkRestore(ctx.Context(), engine, bp.agents[source], t, source, prefix); p != "" {
+			problems = append(problems, p)
+			continue
+		}
+		msg := fmt.Sprintf("tenant %s: restoring its database to %s from the backups of %s; its current data is backed up first and kept in its volume", t.Name, t.Restore, source)
+		if err := ctx.Log.Info(msg, nil); err != nil {
+			return nil, err
+		}
+	}
+	if len(problems) > 0 {
+		return nil, fmt.Errorf("invalid stack config (nothing was changed):\n%s", strings.Join(problems, "\n"))
+	}
+	return bp, nil
+}
+
+// checkRestore says what is wrong with restoring t from source's backups,
+// or "" if they cover the moment.
+func checkRestore(ctx context.Context, engine BackupEngine, agent dockerapi.ContainerSummary, t spec.Tenant, source, prefix string) string {
+	where := "polls:tenants." + t.Name + ".restore"
+	code, out, err := engine.Exec(ctx, agent.ID, []string{contract.AgentBinary, "backup", "backups"})
+	if err != nil || code != 0 {
+		return fmt.Sprintf("%s: could not list the backups of %s (%v): %s", where, source, err, strings.TrimSpace(out))
+	}
+	var held struct {
+		Generations []struct{ From, To time.Time }
+		CaughtUp    time.Time
+	}
+	if err := json.Unmarshal([]byte(out), &held); err != nil {
+		return fmt.Sprintf("%s: the backup agent of %s answered %q: %v", where, source, out, err)
+	}
+	gens := held.Generations
+	if len(gens) == 0 {
+		return fmt.Sprintf("%s: tenant %s has no backup yet: wait for its first base backup (`docker exec %s polls-agent backup status`)", where, source, contract.AgentName(prefix, source))
+	}
+	if t.Restore == spec.RestoreLatest {
+		return ""
+	}
+	at, _ := time.Parse(time.RFC3339Nano, t.Restore)
+	last := gens[len(gens)-1].To
+	if held.CaughtUp.After(last) {
+		last = held.CaughtUp
+	}
+	switch {
+	case at.Before(gens[0].From):
+		return fmt.Sprintf("%s: %s is before the oldest backup of %s, which restores to %s at the earliest: choose a later moment", where, t.Restore, source, gens[0].From.UTC().Format(time.RFC3339))
+	case at.After(last):
+		return fmt.Sprintf("%s: %s is after the newest archived log of %s (%s): choose an earlier moment, or latest", where, t.Restore, source, last.UTC().Format(time.RFC3339))
+	}
+	return ""
+}
+
+// agentBuild declares a build of a target of agent/ on
+// polls:postgresImage. The Go build takes the module proxy settings of
+// polls:appBuildArgs, never the app's own args (a release does not rebuild
+// it). Pushed to polls:registry when push is set.
+func agentBuild(ctx *pulumi.Context, s spec.Stack, prefix, name, target string, push bool, opts ...pulumi.ResourceOption) (*docker.Image, error) {
+	args := pulumi.StringMap{"POSTGRES_IMAGE": pulumi.String(s.PostgresImage)}
+	for _, k := range []string{"GO_IMAGE", "GOPROXY", "GOSUMDB"} {
+		if v, ok := s.AppBuildArgs[k]; ok {
+			args[k] = pulumi.String(v)
+		}
+	}
+	ia := &docker.ImageArgs{
+		ImageName: pulumi.String(imageName(s, prefix, name, push) + ":latest"),
+		SkipPush:  pulumi.Bool(!push),
+		Build: docker.DockerBuildArgs{
+			Context:        pulumi.String("agent"),
+			Target:         pulumi.String(target),
+			Args:           args,
+			Network:        optional(s.AppBuildNetwork),
+			BuilderVersion: docker.BuilderVersionBuilderV1,
+		},
+	}
+	if push {
+		ia.Registry = registry(s)
+	}
+	return docker.NewImage(ctx, name+"-image", ia, opts...)
+}
+
+// agentImage declares the agents' image (target agent): the backup agents,
+// the gateway and the router's certificate companion run it, all on the
+// engine that builds it (on Swarm, the manager), so it is never pushed.
+func agentImage(ctx *pulumi.Context, s spec.Stack, prefix string, opts ...pulumi.ResourceOption) (*docker.Image, error) {
+	img, err := agentBuild(ctx, s, prefix, "agent", "agent", false, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("agent image: %w", err)
+	}
+	return img, nil
+}
+
+// imageName is the repository an image of the stack is tagged with: in
+// polls:registry when pushed.
+func imageName(s spec.Stack, prefix, name string, pushed bool) string {
+	if pushed {
+		return s.Registry + "/" + prefix + "-" + name
+	}
+	return prefix + "-" + name
+}
+
+// registry is polls:registry with its credentials, for pushing.
+func registry(s spec.Stack) docker.RegistryArgs {
+	r := docker.RegistryArgs{Server: pulumi.String(s.RegistryHost())}
+	if a := s.RegistryAuth; a != nil {
+		r.Username = pulumi.String(a.Username)
+		r.Password = pulumi.ToSecret(pulumi.String(a.Password)).(pulumi.StringOutput)
+	}
+	return r
+}
+
+// declareBackups declares the gateway and returns each tenant's share of
+// the stack's backups; nil when backups are off.
+func declareBackups(ctx *pulumi.Context, s spec.Stack, engine BackupEngine, prefix string, bp *backupPlan, agentImage *docker.Image, opts ...pulumi.ResourceOption) (map[string]*tenants.StackBackup, *backups.Backups, error) {
+	if s.Backup == nil {
+		return nil, nil, nil
+	}
+	// The databases' image (target db); on Swarm every node pulls it.
+	dbImage, err := agentBuild(ctx, s, prefix, "db", "db", s.Platform == spec.PlatformSwarm, opts...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("database image: %w", err)
+	}
+	names := make([]string, len(s.Tenants))
+	for i, t := range s.Tenants {
+		names[i] = t.Name
+	}
+	b, err := backups.New(ctx, backups.Args{Backup: *s.Backup, Prefix: prefix, Tenants: names, AgentImage: agentImage.RepoDigest}, opts...)
+	if err != nil {
+		return nil, nil, err
+	}
+	if b.Generated {
+		if err := ctx.Log.Warn("polls:backupKey is not set: the tenants' backups are encrypted with a key kept only in this stack's state, lost with it (and by `pulumi destroy`); keep it outside the stack: `pulumi config set --secret polls:backupKey \"$(pulumi stack output backupKey --show-secrets)\"`", nil); err != nil {
+			return nil, nil, err
+		}
+		ctx.Export("backupKey", b.Key)
+	}
+	per := map[string]*tenants.StackBackup{}
+	for _, t := range s.Tenants {
+		sb := &tenants.StackBackup{Spec: *s.Backup, Key: b.Key, Network: b.Network, DBImage: dbImage.RepoDigest, AgentImage: agentImage.RepoDigest}
+		for _, other := range s.Tenants {
+			if other.RestoreFrom == t.Name {
+				sb.Copies = append(sb.Copies, other.Name)
+			}
+		}
+		if agent, ok := bp.agents[t.Name]; ok && bp.pending[t.Name] && agent.State == "running" {
+			sb.PreRestore = preRestoreBackup(ctx, engine, t.Name, agent.ID)
+		}
+		per[t.Name] = sb
+	}
+	return per, b, nil
+}
+
+// preRestoreBackup resolves once the tenant's agent took a base backup of
+// the database as it is, so that restoring to the wrong moment can itself
+// be undone; the database is replaced only after it.
+func preRestoreBackup(ctx *pulumi.Context, engine BackupEngine, tenant, agentID string) pulumi.StringOutput {
+	return platform.Gate(ctx, "tenant "+tenant+": backup before the restore", func(ctx context.Context, _ []any) error {
+		code, out, err := engine.Exec(ctx, agentID, []string{contract.AgentBinary, "backup", "now"})
+		if err != nil {
+			return err
+		}
+		if code != 0 {
+			return fmt.Errorf("failed (exit %d): %s; the restore did not start, the database is as it was", code, strings.TrimSpace(out))
+		}
+		return nil
+	}, "backed-up", pulumi.String(agentID))
+}
