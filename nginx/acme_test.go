@@ -223,9 +223,13 @@ func BenchmarkCertificateLoading(b *testing.B) {
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	r.ca.install(b, r.certs, "thor.polls.example", key)
 	const n, c = 2000, 8
-	rate := func(host string) float64 {
+	rate := func(host string, resume bool) float64 {
+		cfg := &tls.Config{RootCAs: r.ca.pool, ServerName: host}
+		if resume {
+			cfg.ClientSessionCache = tls.NewLRUClientSessionCache(64)
+		}
 		client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
-			DisableKeepAlives: true, TLSClientConfig: &tls.Config{RootCAs: r.ca.pool, ServerName: host},
+			DisableKeepAlives: true, TLSClientConfig: cfg,
 			Dial: func(string, string) (net.Conn, error) { return net.Dial("tcp", r.https) },
 		}}
 		start := time.Now()
@@ -254,11 +258,16 @@ func BenchmarkCertificateLoading(b *testing.B) {
 	}
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		static := rate("static.polls.example")
-		perHandshake := rate("thor.polls.example")
-		b.ReportMetric(static, "fixed-req/s")
-		b.ReportMetric(perHandshake, "per-handshake-req/s")
-		fmt.Printf("HTTPS, new connection per request (%d at concurrency %d): certificate loaded once %.0f req/s, at each handshake %.0f req/s, ratio %.2f\n",
-			n, c, static, perHandshake, perHandshake/static)
+		for _, resume := range []bool{false, true} {
+			static := rate("static.polls.example", resume)
+			perHandshake := rate("thor.polls.example", resume)
+			what := "full handshakes"
+			if resume {
+				what = "resumed sessions"
+			}
+			b.ReportMetric(perHandshake/static, "ratio-"+strings.ReplaceAll(what, " ", "-"))
+			fmt.Printf("HTTPS, new connection per request, %s (%d at concurrency %d): certificate loaded once %.0f req/s, at each handshake %.0f req/s, ratio %.2f\n",
+				what, n, c, static, perHandshake, perHandshake/static)
+		}
 	}
 }
