@@ -206,7 +206,7 @@ func warnFailing(ctx *pulumi.Context, engine Engine, companion string) {
 const certWait = 90 * time.Second
 
 // awaitCertificates resolves once the companion serves a certificate for
-// each of tenant's hosts, or has failed for one (logged as a warning
+// each of tenant's hosts or has failed its order (logged as a warning
 // naming the host and the CA's error), or after certWait (a warning too).
 // It never fails the update: the tenant serves over HTTP meanwhile.
 func awaitCertificates(ctx *pulumi.Context, engine Engine, companion *docker.Container, name, tenant string, hosts []string, routed pulumi.StringOutput) pulumi.StringOutput {
@@ -219,21 +219,19 @@ func awaitCertificates(ctx *pulumi.Context, engine Engine, companion *docker.Con
 		for {
 			st, err := readACMEStatus(wctx, engine, id)
 			if err == nil {
-				if lines := st.failing(map[string]bool{tenant: true}); len(lines) > 0 {
-					for _, l := range lines {
-						_ = ctx.Log.Warn("certificates: "+l, &pulumi.LogArgs{Resource: companion})
-					}
-					return "certified", nil
-				}
-				valid := map[string]bool{}
+				// Done when every host is served or its order failed.
+				settled := map[string]bool{}
 				for _, h := range st.Hosts {
-					valid[h.Host] = h.State == "valid"
+					settled[h.Host] = h.State == "valid" || h.Error != ""
 				}
 				all := true
 				for _, h := range hosts {
-					all = all && valid[h]
+					all = all && settled[h]
 				}
 				if all {
+					for _, l := range st.failing(map[string]bool{tenant: true}) {
+						_ = ctx.Log.Warn("certificates: "+l, &pulumi.LogArgs{Resource: companion})
+					}
 					return "certified", nil
 				}
 			}
