@@ -197,6 +197,7 @@ func TestACME(t *testing.T) {
 	// 1. HTTP-01: alpha, beta and beta's extra host.
 	a.setTenants(`{"alpha":{},"beta":{"hosts":["shop.example.org"]}}`)
 	a.up()
+	a.noChanges()
 	hosts := []string{"alpha.polls.local", "beta.polls.local", "shop.example.org"}
 	st := a.status()
 	for _, h := range hosts {
