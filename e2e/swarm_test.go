@@ -345,12 +345,7 @@ func TestSwarm(t *testing.T) {
 		t.Errorf("alpha after its node is back: GET / = %d, has its poll: %v", code, strings.Contains(body, question))
 	}
 
-	// 8. Backups to the SFTP server: point-in-time restore of alpha (its
-	// database on the second node), a broken repository (the server
-	// stopped), a lost volume, a drill (e2e/backup_test.go).
-	e.checkBackups(sftp.data, sftp.stop, sftp.start, tenantsWith)
-
-	// 8b. ACME on Swarm: the certificate companion runs on the manager
+	// 7b. ACME on Swarm: the certificate companion runs on the manager
 	// beside the router and issues every tenant's certificate by HTTP-01
 	// from a real ACME server (pebble); each verifies with curl.
 	a := &acmeEnv{env: e}
@@ -373,6 +368,25 @@ func TestSwarm(t *testing.T) {
 	if where := e.docker("inspect", "-f", "{{.HostConfig.PidMode}}", e.prefix+"-acme"); !strings.HasPrefix(where, "container:") {
 		t.Errorf("the companion's PID mode is %q; want the router's", where)
 	}
+	// Turned off again (the router without HTTPS, the companion gone,
+	// its state kept), so the steps below talk plain HTTP.
+	off := []string{"polls:acmeEmail", "polls:acmeDirectory", "polls:acmeCaRoot", "polls:httpsPort"}
+	for _, k := range off {
+		delete(e.config, k)
+	}
+	if err := e.stack.RemoveAllConfig(e.ctx, off); err != nil {
+		t.Fatalf("remove the ACME config: %v", err)
+	}
+	e.setTenants(`{"alpha":{"node":"` + c.n2 + `"},"beta":{},"gamma":{}}`)
+	e.up()
+	if code, _ := e.get("alpha.polls.local", "/"); code != http.StatusOK {
+		t.Errorf("alpha over HTTP after turning ACME off = %d; want 200", code)
+	}
+
+	// 8. Backups to the SFTP server: point-in-time restore of alpha (its
+	// database on the second node), a broken repository (the server
+	// stopped), a lost volume, a drill (e2e/backup_test.go).
+	e.checkBackups(sftp.data, sftp.stop, sftp.start, tenantsWith)
 
 	// 9. Destroy leaves no service, secret, container or network of the
 	// stack on either node, and only the retained data volumes (and the
