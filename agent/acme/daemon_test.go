@@ -246,3 +246,33 @@ func TestNginxWorkerOwner(t *testing.T) {
 		t.Errorf("owner = %d:%d, %v; want 101:102", uid, gid, err)
 	}
 }
+
+// TestWildcardTakesOverWithoutAGap ensures that when a DNS provider is
+// configured, each tenant host keeps serving its own certificate until the
+// wildcard is issued, so HTTPS never stops in between.
+func TestWildcardTakesOverWithoutAGap(t *testing.T) {
+	dir := t.TempDir()
+	ca := newTestCA(t)
+	h := newHarness(t, ca, dir)
+	h.d.cfg.DNSProvider = ""
+	h.setHosts("thor.polls.example thor")
+	h.settle()
+	own := h.host("thor.polls.example")
+
+	// The wildcard's order fails at first: thor keeps its own certificate.
+	ca.refuse["*.polls.example"] = true
+	h2 := newHarness(t, ca, dir)
+	h2.setHosts("thor.polls.example thor")
+	h2.settle()
+	if got := h2.host("thor.polls.example"); got.State != "valid" || got.Serial != own.Serial || len(h2.live("thor.polls.example.crt")) == 0 {
+		t.Errorf("while the wildcard fails: %+v; want thor still served its own certificate %s", got, own.Serial)
+	}
+	ca.refuse["*.polls.example"] = false
+	if err := h2.d.store.RequestRenewal("*.polls.example"); err != nil {
+		t.Fatal(err)
+	}
+	h2.settle()
+	if got := h2.host("thor.polls.example"); got.Serial == own.Serial || got.Certificate != "*.polls.example" {
+		t.Errorf("after the wildcard is issued: %+v; want thor on it", got)
+	}
+}
