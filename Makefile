@@ -2,9 +2,9 @@
 SHELL := /bin/bash
 GO    ?= go
 
-.PHONY: test test-short vet up up-local destroy images bench bench-app bench-compose bench-swarm bench-add bench-build bench-backup lint backup-status backup-drill
+.PHONY: test test-short vet up up-local destroy images bench bench-app bench-compose bench-swarm bench-add bench-build bench-backup bench-https lint backup-status backup-drill
 
-## test: every test of the program and of app/, including real nginx,
+## test: every test of the program, of app/ and of agent/, including real nginx,
 ## PostgreSQL and (when a Docker engine and the Pulumi toolchain are present)
 ## the end-to-end run; each part that lacks a tool skips naming it.
 test:
@@ -96,3 +96,12 @@ backup-drill:
 ## RPO under a steady write load (scripts/bench-backup.sh).
 bench-backup:
 	scripts/bench-backup.sh
+
+## bench-https: with ACME from a local pebble, requests/s through the router
+## over HTTPS against plain HTTP (keep-alive and a new connection per
+## request), and the time from `pulumi up` adding a tenant to its first
+## verified HTTPS 200 (e2e TestACMEBench); first, in plain nginx, the cost of
+## loading the certificate at each handshake against once (BenchmarkCertificateLoading).
+bench-https:
+	$(GO) test -run '^$$' -bench BenchmarkCertificateLoading -benchtime 1x ./nginx
+	POLLS_BENCH_HTTPS=1 $(GO) test -count=1 -v -timeout 30m -run 'TestACMEBench$$' ./e2e

@@ -151,42 +151,53 @@ func checkRestore(ctx context.Context, engine BackupEngine, agent dockerapi.Cont
 	return ""
 }
 
-// agentImages declares the builds of agent/: the databases' image (target
-// db) and the agents' (target agent), both on polls:postgresImage. The Go
-// build takes the module proxy settings of polls:appBuildArgs, never the
-// app's own args (a release does not rebuild them). On Swarm the database
-// image is pushed to polls:registry; agents run on the manager that builds.
-func agentImages(ctx *pulumi.Context, s spec.Stack, prefix string, builder appbuild.Builder, opts ...pulumi.ResourceOption) (db, agent *docker.Image, err error) {
+// agentBuild declares a build of a target of agent/ on
+// polls:postgresImage. The Go build takes the module proxy settings of
+// polls:appBuildArgs, never the app's own args (a release does not rebuild
+// it). Pushed to polls:registry when push is set.
+func agentBuild(ctx *pulumi.Context, s spec.Stack, prefix, name, target string, push bool, builder appbuild.Builder, opts ...pulumi.ResourceOption) (*docker.Image, error) {
 	args := pulumi.StringMap{appbuild.BuildArg: pulumi.String(prefix), "POSTGRES_IMAGE": pulumi.String(s.PostgresImage)}
 	for _, k := range []string{"GO_IMAGE", "GOPROXY", "GOSUMDB"} {
 		if v, ok := s.AppBuildArgs[k]; ok {
 			args[k] = pulumi.String(v)
 		}
 	}
-	build := func(name, target string, push bool) (*docker.Image, error) {
-		ia := &docker.ImageArgs{
-			ImageName: pulumi.String(imageName(s, prefix, name, push) + ":latest"),
-			SkipPush:  pulumi.Bool(!push),
-			Build: docker.DockerBuildArgs{
-				Context:        pulumi.String("agent"),
-				Target:         pulumi.String(target),
-				Args:           args,
-				Network:        optional(s.AppBuildNetwork),
-				BuilderVersion: builderVersion(builder),
-			},
-		}
-		if push {
-			ia.Registry = registry(s)
-		}
-		return docker.NewImage(ctx, name+"-image", ia, opts...)
+	ia := &docker.ImageArgs{
+		ImageName: pulumi.String(imageName(s, prefix, name, push) + ":latest"),
+		SkipPush:  pulumi.Bool(!push),
+		Build: docker.DockerBuildArgs{
+			Context:        pulumi.String("agent"),
+			Target:         pulumi.String(target),
+			Args:           args,
+			Network:        optional(s.AppBuildNetwork),
+			BuilderVersion: builderVersion(builder),
+		},
 	}
-	if db, err = build("db", "db", s.Platform == spec.PlatformSwarm); err != nil {
-		return nil, nil, fmt.Errorf("database image: %w", err)
+	if push {
+		ia.Registry = registry(s)
 	}
-	if agent, err = build("agent", "agent", false); err != nil {
-		return nil, nil, fmt.Errorf("agent image: %w", err)
+	return docker.NewImage(ctx, name+"-image", ia, opts...)
+}
+
+// dbImage declares the databases' image (target db); on Swarm every node
+// pulls it from polls:registry.
+func dbImage(ctx *pulumi.Context, s spec.Stack, prefix string, builder appbuild.Builder, opts ...pulumi.ResourceOption) (*docker.Image, error) {
+	img, err := agentBuild(ctx, s, prefix, "db", "db", s.Platform == spec.PlatformSwarm, builder, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("database image: %w", err)
 	}
-	return db, agent, nil
+	return img, nil
+}
+
+// agentImage declares the agents' image (target agent): the backup agents,
+// the gateway and the router's certificate companion run it, all on the
+// engine that builds it (on Swarm, the manager), so it is never pushed.
+func agentImage(ctx *pulumi.Context, s spec.Stack, prefix string, builder appbuild.Builder, opts ...pulumi.ResourceOption) (*docker.Image, error) {
+	img, err := agentBuild(ctx, s, prefix, "agent", "agent", false, builder, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("agent image: %w", err)
+	}
+	return img, nil
 }
 
 // imageName is the repository an image of the stack is tagged with: in

@@ -46,6 +46,7 @@ func dockerEngine(host string) (Engine, error) { return dockerapi.New(host) }
 type Engine interface {
 	onehost.Engine
 	swarm.Engine
+	router.Engine
 	BackupEngine
 	buildEngine
 }
@@ -135,22 +136,30 @@ func declare(ctx *pulumi.Context, s spec.Stack, engine Engine) (*deployed, error
 
 	// The stack's own images first: a legacy build's leftovers are removed
 	// once every build of the update is done (see appImage).
-	var dbImage, agentImage *docker.Image
+	w := prepareBuilds(ctx, s, prefix, builder, engine)
+	// One agent image for the backups and the certificate companion.
+	var db, agent *docker.Image
 	var built []pulumi.Output
-	if s.Backup != nil {
-		if dbImage, agentImage, err = agentImages(ctx, s, prefix, builder, onDocker); err != nil {
+	if s.Backup != nil || s.ACME != nil {
+		if agent, err = agentImage(ctx, s, prefix, builder, onDocker); err != nil {
 			return nil, err
 		}
-		built = append(built, dbImage.ImageName, agentImage.ImageName)
+		built = append(built, agent.ImageName)
 	}
-	image, err := appImage(ctx, s, prefix, builder, engine, built, onDocker)
+	if s.Backup != nil {
+		if db, err = dbImage(ctx, s, prefix, builder, onDocker); err != nil {
+			return nil, err
+		}
+		built = append(built, db.ImageName)
+	}
+	image, err := appImage(ctx, s, prefix, builder, engine, w, built, onDocker)
 	if err != nil {
 		return nil, err
 	}
 	if err := on.Declare(ctx, onDocker); err != nil {
 		return nil, err
 	}
-	perTenant, _, err := declareBackups(ctx, s, engine, prefix, bp, on.Moves, dbImage, agentImage, onDocker)
+	perTenant, _, err := declareBackups(ctx, s, engine, prefix, bp, on.Moves, db, agent, onDocker)
 	if err != nil {
 		return nil, err
 	}
@@ -174,8 +183,13 @@ func declare(ctx *pulumi.Context, s spec.Stack, engine Engine) (*deployed, error
 		routes = append(routes, router.Route{Server: nginx.Server{Name: t.Name, Hosts: t.ServerNames(s.Domain)}, Upstream: tn.Upstream, Installed: on.Existing(t.Name)})
 	}
 
+	var companionImage pulumi.StringInput
+	if s.ACME != nil {
+		companionImage = agent.RepoDigest
+	}
 	r, err := router.New(ctx, "router", router.Args{
 		Stack: s, Prefix: prefix, Routes: routes, EdgeNetwork: on.EdgeNetwork(),
+		AgentImage: companionImage, Engine: engine,
 	}, pulumi.Providers(provider))
 	if err != nil {
 		return nil, err
@@ -205,7 +219,7 @@ func declare(ctx *pulumi.Context, s spec.Stack, engine Engine) (*deployed, error
 // be found: an update first removes what earlier builds left, and after a
 // legacy build it removes the build's step containers (see package
 // appbuild for why there are any).
-func appImage(ctx *pulumi.Context, s spec.Stack, prefix string, builder appbuild.Builder, engine buildEngine, others []pulumi.Output, opts ...pulumi.ResourceOption) (*docker.Image, error) {
+func appImage(ctx *pulumi.Context, s spec.Stack, prefix string, builder appbuild.Builder, engine buildEngine, w *watcher, others []pulumi.Output, opts ...pulumi.ResourceOption) (*docker.Image, error) {
 	name := s.AppImageName(prefix) + ":latest"
 	repo := imageRepo(name)
 	buildArgs := map[string]string{}
@@ -230,19 +244,6 @@ func appImage(ctx *pulumi.Context, s spec.Stack, prefix string, builder appbuild
 		}
 		args.Registry = registry
 	}
-	var w *watcher
-	if !ctx.DryRun() {
-		// A preview changes nothing on the host, leftovers included.
-		if err := cleanBuilds(ctx.Context(), engine, prefix, repo, false); err != nil {
-			_ = ctx.Log.Warn(fmt.Sprintf("app image: earlier builds' leftovers stay: %v", err), nil)
-		}
-		if builder == appbuild.Legacy {
-			var err error
-			if w, err = watchBuilds(s.DockerHost, prefix, repo); err != nil {
-				_ = ctx.Log.Warn(fmt.Sprintf("app image: a failed legacy build will leave its step containers until the next update: %v", err), nil)
-			}
-		}
-	}
 	image, err := docker.NewImage(ctx, "app", args, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("app image: %w", err)
@@ -260,6 +261,29 @@ func appImage(ctx *pulumi.Context, s spec.Stack, prefix string, builder appbuild
 		})
 	}
 	return image, nil
+}
+
+// prepareBuilds, before any of the update's images is declared (their
+// builds start as soon as they are), removes what earlier builds left and,
+// for a legacy build, starts the watcher that removes what a failed one
+// leaves. A preview changes nothing on the host, leftovers included.
+func prepareBuilds(ctx *pulumi.Context, s spec.Stack, prefix string, builder appbuild.Builder, engine buildEngine) *watcher {
+	if ctx.DryRun() {
+		return nil
+	}
+	repo := imageRepo(s.AppImageName(prefix) + ":latest")
+	if err := cleanBuilds(ctx.Context(), engine, prefix, repo, false); err != nil {
+		_ = ctx.Log.Warn(fmt.Sprintf("app image: earlier builds' leftovers stay: %v", err), nil)
+	}
+	if builder != appbuild.Legacy {
+		return nil
+	}
+	w, err := watchBuilds(s.DockerHost, prefix, repo)
+	if err != nil {
+		_ = ctx.Log.Warn(fmt.Sprintf("app image: a failed legacy build will leave its step containers until the next update: %v", err), nil)
+		return nil
+	}
+	return w
 }
 
 func toAny(outs []pulumi.Output) []any {

@@ -3,6 +3,8 @@
 //
 //	polls-agent backup ...   a tenant's backup agent and its commands
 //	                         (status, check, drill, ...)
+//	polls-agent acme ...     the router's certificate companion and its
+//	                         commands (run, status, renew, providers)
 //
 // The databases' entrypoint is a binary of its own, cmd/pgstart, so that
 // the database image changes only when it does.
@@ -15,10 +17,11 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/polls-tenants/polls/agent/acme"
 	"github.com/polls-tenants/polls/agent/backup"
 )
 
-const usage = "usage: polls-agent backup SUBCOMMAND ...\n" + backup.Usage
+const usage = "usage: polls-agent backup SUBCOMMAND ... | acme SUBCOMMAND ...\n" + backup.Usage
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -38,6 +41,8 @@ func run(ctx context.Context, args []string) error {
 	switch name, rest := args[0], args[1:]; name {
 	case "backup":
 		return backup.Main(ctx, rest, os.Stdout)
+	case "acme":
+		return acme.Main(ctx, rest, os.Stdout)
 	default:
 		return fmt.Errorf("unknown subcommand %q; %s", name, usage)
 	}

@@ -169,6 +169,24 @@ const (
 	LabelRetained = "polls.retained"
 )
 
+// The router's certificate companion (polls-agent acme, with polls:acmeEmail).
+const (
+	// ACMELiveDir is shared by the companion and the router (read-only
+	// there): certs/<host>.crt and .key, and the HTTP-01 webroot.
+	ACMELiveDir = "/var/lib/polls-acme/live"
+	// ACMEStateDir is the companion's kept state: account, keys,
+	// certificates, status.json.
+	ACMEStateDir = "/var/lib/polls-acme/state"
+	// ACMEHostsFile is the file in the router's conf.d that lists every
+	// host of every tenant, "host tenant" per line, for the companion.
+	ACMEHostsFile = "acme.hosts"
+	// ACMESecretsDir is where the companion receives its secret files.
+	ACMESecretsDir = "/run/secrets/acme"
+)
+
+// ACMEStatusCommand prints the companion's status.json.
+var ACMEStatusCommand = []string{"polls-agent", "acme", "status", "--json"}
+
 // The backups: the stack's own images (built from agent/), each tenant's
 // backup agent, the stack's repository gateway.
 const (

@@ -676,8 +676,8 @@ func adminPasswords(t *testing.T, out auto.OutputMap) map[string]string {
 }
 
 // startModuleProxy serves the Go module cache's download tree on loopback,
-// as GOPROXY for the app build (containers here cannot do HTTPS), after
-// making sure the app's modules are in it.
+// as GOPROXY for the app and agent builds (containers here cannot do
+// HTTPS), after making sure their modules are in it.
 func startModuleProxy(t *testing.T, root string) string {
 	t.Helper()
 	for _, module := range []string{"app", "agent"} {

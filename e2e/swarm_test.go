@@ -83,6 +83,7 @@ func TestSwarm(t *testing.T) {
 		t.Skip("end-to-end test skipped with -short")
 	}
 	requireToolchain(t)
+	requirePebble(t)
 	c := startCluster(t)
 	// Registered before the stack's own cleanup, so it runs after destroy.
 	var prefix string
@@ -90,7 +91,7 @@ func TestSwarm(t *testing.T) {
 	e := newEnv(t)
 	prefix = e.prefix
 	t.Cleanup(func() {
-		_ = exec.Command("docker", "image", "rm", "-f", c.registry+"/polls/"+e.prefix+"-app:latest").Run()
+		_ = exec.Command("docker", "image", "rm", "-f", c.registry+"/polls/"+e.prefix+"-app:latest", e.prefix+"-agent:latest").Run()
 	})
 
 	// The workers pull every image from the registry: the app's is pushed
@@ -353,13 +354,52 @@ func TestSwarm(t *testing.T) {
 		t.Errorf("alpha after its node is back: GET / = %d, has its poll: %v", code, strings.Contains(body, question))
 	}
 
+	// 7b. ACME on Swarm: the certificate companion runs on the manager
+	// beside the router and issues every tenant's certificate by HTTP-01
+	// from a real ACME server (pebble); each verifies with curl.
+	a := &acmeEnv{env: e}
+	a.enable()
+	e.setTenants(`{"alpha":{"node":"` + c.n2 + `"},"beta":{},"gamma":{}}`)
+	e.up()
+	a.waitStatus("every tenant's certificate", func(st map[string]hostStatus) bool {
+		for _, tenant := range all {
+			if st[tenant+".polls.local"].State != "valid" {
+				return false
+			}
+		}
+		return true
+	})
+	for _, tenant := range all {
+		if code, body, err := a.curl(tenant + ".polls.local"); err != nil || code != 200 || !strings.Contains(body, tenant) {
+			t.Errorf("Swarm: curl --cacert pebble-root https://%s.polls.local = %d, %v; want 200 from it", tenant, code, err)
+		}
+	}
+	if where := e.docker("inspect", "-f", "{{.HostConfig.PidMode}}", e.prefix+"-acme"); !strings.HasPrefix(where, "container:") {
+		t.Errorf("the companion's PID mode is %q; want the router's", where)
+	}
+	// Turned off again (the router without HTTPS, the companion gone,
+	// its state kept), so the steps below talk plain HTTP.
+	off := []string{"polls:acmeEmail", "polls:acmeDirectory", "polls:acmeCaRoot", "polls:httpsPort"}
+	for _, k := range off {
+		delete(e.config, k)
+	}
+	if err := e.stack.RemoveAllConfig(e.ctx, off); err != nil {
+		t.Fatalf("remove the ACME config: %v", err)
+	}
+	e.setTenants(`{"alpha":{"node":"` + c.n2 + `"},"beta":{},"gamma":{}}`)
+	e.up()
+	if code, _ := e.get("alpha.polls.local", "/"); code != http.StatusOK {
+		t.Errorf("alpha over HTTP after turning ACME off = %d; want 200", code)
+	}
+
 	// 8. Backups to the SFTP server: point-in-time restore of alpha (its
 	// database on the second node), a broken repository (the server
 	// stopped), a lost volume, a drill (e2e/backup_test.go).
 	e.checkBackups(sftp.data, sftp.stop, sftp.start, tenantsWith)
 
 	// 9. Destroy leaves no service, secret, container or network of the
-	// stack on either node, and only the retained data volumes.
+	// stack on either node, and only the retained data volumes (and the
+	// certificate state).
 	if _, err := e.stack.Destroy(e.ctx, optdestroy.ProgressStreams(e.log)); err != nil {
 		t.Fatalf("pulumi destroy: %v", err)
 	}
@@ -382,7 +422,7 @@ func TestSwarm(t *testing.T) {
 		}
 	}
 	slices.Sort(volumes)
-	want := []string{e.prefix + "-alpha-pgdata", e.prefix + "-beta-pgdata", e.prefix + "-gamma-pgdata"}
+	want := []string{e.prefix + "-acme", e.prefix + "-alpha-pgdata", e.prefix + "-beta-pgdata", e.prefix + "-gamma-pgdata"}
 	if fmt.Sprint(volumes) != fmt.Sprint(want) {
 		t.Errorf("volumes on both nodes after destroy: %v; want only the retained data volumes %v", volumes, want)
 	}

@@ -30,6 +30,10 @@ type Config struct {
 	ListenTLS string
 	// TLS, when set, adds HTTPS servers and redirects HTTP to HTTPS.
 	TLS *TLS
+	// ACME, when set instead of TLS, serves each host over HTTPS with the
+	// certificate the companion keeps for it, answers HTTP-01 challenges,
+	// and redirects a host's HTTP to HTTPS once its certificate exists.
+	ACME *ACME
 	// Include, when set, is a file glob nginx includes for the tenants'
 	// servers instead of Servers: each tenant's file is then rendered by
 	// RenderServer and installed on its own.
@@ -51,6 +55,25 @@ type Server struct {
 type TLS struct {
 	CertificatePath string
 	KeyPath         string
+}
+
+// ACME names what the certificate companion shares with nginx.
+type ACME struct {
+	// CertDir holds <host>.crt and <host>.key for each issued host.
+	CertDir string
+	// Webroot is the root of the HTTP-01 answers
+	// (<Webroot>/.well-known/acme-challenge/<token>).
+	Webroot string
+	// HTTPSPort is the public HTTPS port redirects name; 443 is left out.
+	HTTPSPort int
+}
+
+// RedirectPort is ":<port>" for a redirect to HTTPSPort, "" for 443.
+func (a ACME) RedirectPort() string {
+	if a.HTTPSPort == 443 {
+		return ""
+	}
+	return fmt.Sprintf(":%d", a.HTTPSPort)
 }
 
 //go:embed router.conf.tmpl
@@ -118,6 +141,17 @@ func check(c Config) error {
 	}
 	if !listenToken.MatchString(c.Listen) || (c.TLS != nil && !listenToken.MatchString(c.ListenTLS)) {
 		return fmt.Errorf("listen addresses %q, %q must be [ip:]port", c.Listen, c.ListenTLS)
+	}
+	if c.ACME != nil {
+		if c.TLS != nil {
+			return fmt.Errorf("TLS and ACME are exclusive")
+		}
+		if !pathToken.MatchString(c.ACME.CertDir) || !pathToken.MatchString(c.ACME.Webroot) {
+			return fmt.Errorf("ACME paths %q, %q must be absolute paths of [A-Za-z0-9._/-]", c.ACME.CertDir, c.ACME.Webroot)
+		}
+		if c.ACME.HTTPSPort < 1 || c.ACME.HTTPSPort > 65535 || !listenToken.MatchString(c.ListenTLS) {
+			return fmt.Errorf("ACME HTTPS port %d and listen address %q must be a port and [ip:]port", c.ACME.HTTPSPort, c.ListenTLS)
+		}
 	}
 	if c.TLS != nil && (!pathToken.MatchString(c.TLS.CertificatePath) || !pathToken.MatchString(c.TLS.KeyPath)) {
 		return fmt.Errorf("TLS paths %q, %q must be absolute paths of [A-Za-z0-9._/-]", c.TLS.CertificatePath, c.TLS.KeyPath)

@@ -29,7 +29,19 @@ var cases = []struct {
 		{Name: "potter", Hosts: []string{"potter.polls.example.com"}, Upstream: "potter:8000"},
 	}}},
 	{"include", Config{Resolver: "127.0.0.11", Listen: "80", ListenTLS: "443", Include: "/etc/nginx/conf.d/tenants/*.conf"}},
+	{"acme-include", Config{Resolver: "127.0.0.11", Listen: "80", ListenTLS: "443", Include: "/etc/nginx/conf.d/tenants/*.conf", ACME: &acme443}},
+	{"acme", Config{Resolver: "127.0.0.11", Listen: "80", ListenTLS: "443", ACME: &acme443, Servers: []Server{
+		{Name: "thor", Hosts: []string{"thor.polls.example.com"}, Upstream: "thor:8000"},
+		{Name: "potter", Hosts: []string{"potter.polls.example.com", "polls.potter.example"}, Upstream: "potter:8000"},
+	}}},
 }
+
+// acme443 and acme8443 are the companion's directories, with HTTPS on the
+// default port and on another one.
+var (
+	acme443  = ACME{CertDir: "/var/lib/polls-acme/live/certs", Webroot: "/var/lib/polls-acme/live/webroot", HTTPSPort: 443}
+	acme8443 = ACME{CertDir: "/var/lib/polls-acme/live/certs", Webroot: "/var/lib/polls-acme/live/webroot", HTTPSPort: 8443}
+)
 
 // serverCases are single tenants' files, as RenderServer writes them.
 var serverCases = []struct {
@@ -41,6 +53,8 @@ var serverCases = []struct {
 		Server{Name: "thor", Hosts: []string{"thor.polls.local", "polls.thor.example"}, Upstream: "thor-app-1a2b3c4:8000"}},
 	{"server-thor-tls", Config{Resolver: "127.0.0.11", Listen: "80", ListenTLS: "443", TLS: &TLS{CertificatePath: "/etc/nginx/conf.d/tls/cert.pem", KeyPath: "/etc/nginx/conf.d/tls/key.pem"}},
 		Server{Name: "thor", Hosts: []string{"thor.polls.example.com"}, Upstream: "thor-app-1a2b3c4:8000"}},
+	{"server-thor-acme", Config{Resolver: "127.0.0.11", Listen: "80", ListenTLS: "443", ACME: &acme8443},
+		Server{Name: "thor", Hosts: []string{"thor.polls.example.com", "polls.thor.example"}, Upstream: "thor-app-1a2b3c4:8000"}},
 }
 
 // TestGoldenServer ensures one tenant's file matches testdata/ and is
@@ -132,6 +146,9 @@ func TestRenderRejectsInjection(t *testing.T) {
 		{"duplicate host", Config{Resolver: "127.0.0.11", Listen: "80", ListenTLS: "443", Servers: []Server{ok, {Name: "potter", Hosts: []string{"thor.polls.local"}, Upstream: "potter:8000"}}}, "claimed by servers"},
 		{"resolver", Config{Resolver: "127.0.0.11; include /etc/passwd", Listen: "80"}, "resolver"},
 		{"tls path", Config{Resolver: "127.0.0.11", Listen: "80", ListenTLS: "443", TLS: &TLS{CertificatePath: "/a b", KeyPath: "/k"}}, "TLS paths"},
+		{"acme path", Config{Resolver: "127.0.0.11", Listen: "80", ListenTLS: "443", ACME: &ACME{CertDir: "/a;b", Webroot: "/w", HTTPSPort: 443}}, "ACME paths"},
+		{"acme port", Config{Resolver: "127.0.0.11", Listen: "80", ListenTLS: "443", ACME: &ACME{CertDir: "/c", Webroot: "/w"}}, "ACME HTTPS port"},
+		{"acme with tls", Config{Resolver: "127.0.0.11", Listen: "80", ListenTLS: "443", ACME: &acme443, TLS: &TLS{CertificatePath: "/c", KeyPath: "/k"}}, "exclusive"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -144,9 +161,16 @@ func TestRenderRejectsInjection(t *testing.T) {
 }
 
 // TestNginxAcceptsConfig ensures real nginx (`nginx -t`) accepts every
-// rendered config inside an http context like the official image's.
+// rendered config inside an http context like the official image's, the
+// ACME ones before any certificate exists.
 func TestNginxAcceptsConfig(t *testing.T) {
 	nginxtest.Binary(t)
+	for _, sc := range serverCases {
+		cases = append(cases, struct {
+			name string
+			cfg  Config
+		}{sc.name, Config{Resolver: sc.cfg.Resolver, Listen: sc.cfg.Listen, ListenTLS: sc.cfg.ListenTLS, TLS: sc.cfg.TLS, ACME: sc.cfg.ACME, Servers: []Server{sc.server}}})
+	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := tc.cfg

@@ -2,8 +2,9 @@
 # in place. Runs in the router's PID namespace, where nginx's master is PID 1.
 #
 #   install.sh base           polls.conf (default server, includes the
-#                             tenants' files), TLS files, and tenants.list:
-#                             files of tenants not listed are removed
+#                             tenants' files), TLS files, acme.hosts (with
+#                             ACME), and tenants.list: files of tenants not
+#                             listed are removed
 #   install.sh route TENANT   tenants/TENANT.conf, one tenant's servers
 #
 # Installers of one router take turns (flock on the shared volume). Nothing
@@ -35,6 +36,14 @@ base)
     if [ -d "$next/tls" ]; then cp "$next"/tls/* "$conf/tls/"; chmod 600 "$conf"/tls/*.key 2>/dev/null || true; fi
     cp "$next/polls.conf" "$conf/.polls.conf.new"
     mv "$conf/.polls.conf.new" "$conf/polls.conf"
+    # The hosts the certificate companion keeps certificates for (ACME);
+    # nginx never reads this file.
+    if [ -f "$next/acme.hosts" ]; then
+        cp "$next/acme.hosts" "$conf/.acme.hosts.new"
+        mv "$conf/.acme.hosts.new" "$conf/acme.hosts"
+    else
+        rm -f "$conf/acme.hosts"
+    fi
     # Only our config serves: drop the image's default.conf that Docker
     # copied into the fresh volume, and anything else that is not ours.
     for f in "$conf"/*.conf; do

@@ -60,6 +60,11 @@ type Args struct {
 	Routes []Route
 	// EdgeNetwork is the network shared with the tenants' apps.
 	EdgeNetwork pulumi.StringInput
+	// AgentImage is the image of polls-agent, which runs the certificate
+	// companion; used with ACME only.
+	AgentImage pulumi.StringInput
+	// Engine reads the companion's status; nil skips that.
+	Engine Engine
 }
 
 // Route sends a tenant's host names to its app.
@@ -86,8 +91,12 @@ type Router struct {
 	// Config is the container that installed the shared config.
 	Config *docker.Container `pulumi:"-"`
 	// Routed maps each tenant to an output that resolves once its route is
-	// live, and fails with the reason otherwise.
+	// live, and fails with the reason otherwise. With ACME, a new tenant's
+	// also waits (a bounded time) for its certificates, and warns when
+	// they fail.
 	Routed map[string]pulumi.StringOutput `pulumi:"-"`
+	// Companion is the certificate companion's container (ACME only).
+	Companion *docker.Container `pulumi:"-"`
 }
 
 // New declares the router: the nginx container, the shared config and one
@@ -120,8 +129,21 @@ func New(ctx *pulumi.Context, name string, args Args, opts ...pulumi.ResourceOpt
 	ports := docker.ContainerPortArray{
 		docker.ContainerPortArgs{Internal: pulumi.Int(80), External: pulumi.Int(args.Stack.HTTPPort)},
 	}
-	if args.Stack.TLS != nil {
+	if args.Stack.HTTPS() {
 		ports = append(ports, docker.ContainerPortArgs{Internal: pulumi.Int(443), External: pulumi.Int(args.Stack.HTTPSPort)})
+	}
+	routerMounts := mounts
+	var live *docker.Volume
+	if args.Stack.ACME != nil {
+		// Certificates and HTTP-01 answers, written by the companion.
+		// Not kept on destroy: the companion publishes them again from
+		// its state.
+		live, err = docker.NewVolume(ctx, name+"-acme-live", &docker.VolumeArgs{Name: pulumi.String(args.Prefix + "-acme-live")}, parent)
+		if err != nil {
+			return nil, fmt.Errorf("router: certificate volume: %w", err)
+		}
+		routerMounts = append(docker.ContainerMountArray{}, mounts...)
+		routerMounts = append(routerMounts, docker.ContainerMountArgs{Type: pulumi.String("volume"), Source: live.Name, Target: pulumi.String(contract.ACMELiveDir), ReadOnly: pulumi.Bool(true)})
 	}
 	router, err := docker.NewContainer(ctx, name, &docker.ContainerArgs{
 		Name:  pulumi.String(args.Prefix + "-router"),
@@ -134,7 +156,7 @@ func New(ctx *pulumi.Context, name string, args Args, opts ...pulumi.ResourceOpt
 		// removes it with the first config. The mount's noCopy option would
 		// avoid that, but the provider refuses volume options on engines
 		// older than API 1.45, such as Debian 12's docker.io.
-		Mounts: mounts,
+		Mounts: routerMounts,
 		NetworksAdvanced: docker.ContainerNetworksAdvancedArray{
 			docker.ContainerNetworksAdvancedArgs{Name: args.EdgeNetwork},
 		},
@@ -213,6 +235,24 @@ func New(ctx *pulumi.Context, name string, args Args, opts ...pulumi.ResourceOpt
 	if err != nil {
 		return nil, fmt.Errorf("router: config container: %w", err)
 	}
+	if args.Stack.ACME != nil {
+		companionName := args.Prefix + "-acme"
+		warnFailing(ctx, args.Engine, companionName)
+		if a := args.Stack.ACME; (a.Directory == spec.LetsEncryptProduction || a.Directory == spec.LetsEncryptStaging) && args.Stack.HTTPPort != 80 {
+			_ = ctx.Log.Warn(fmt.Sprintf("certificates: polls:httpPort is %d, but Let's Encrypt validates HTTP-01 on port 80 only: HTTP-01 works only if port 80 reaches it (`pulumi config set polls:httpPort 80`)", args.Stack.HTTPPort), nil)
+		}
+		companion, err := declareCompanion(ctx, name, args, router, conf, live, parent)
+		if err != nil {
+			return nil, err
+		}
+		r.Companion = companion
+		for _, rt := range args.Routes {
+			if !rt.Installed {
+				tenant := rt.Server.Name
+				r.Routed[tenant] = awaitCertificates(ctx, args.Engine, companion, companionName, tenant, rt.Server.Hosts, r.Routed[tenant])
+			}
+		}
+	}
 	url := fmt.Sprintf("%s://localhost:%d/", args.Stack.Scheme(), args.Stack.PublicPort())
 	// The URL resolves only once the config is live, so a rejected config
 	// fails `pulumi up` through every output that depends on it.
@@ -255,13 +295,18 @@ type File struct {
 
 // Files renders the router's shared files, as they will be named inside dir
 // (conf.d in the router): polls.conf, which includes the tenants' routes;
-// tenants.list, the tenants whose routes stay; and, with TLS, the
+// tenants.list, the tenants whose routes stay; with ACME, acme.hosts,
+// every host the certificate companion keeps a certificate for; with TLS, the
 // certificate and key, named by content hash so a new certificate never
 // overwrites the one the running config uses before the new config passed
 // `nginx -t`. It also returns the config the tenants' routes render with.
 func Files(s spec.Stack, tenants []string, dir string) (nginx.Config, []File, error) {
 	cfg := nginx.Config{Resolver: contract.DockerDNS, Listen: "80", ListenTLS: "443", Include: dir + "/tenants/*.conf"}
 	var files []File
+	if s.ACME != nil {
+		cfg.ACME = acmeNginx(s)
+		files = append(files, File{Name: contract.ACMEHostsFile, Content: ACMEHostsFile(s)})
+	}
 	if s.TLS != nil {
 		sum := sha256.Sum256([]byte(s.TLS.CertificatePEM + s.TLS.KeyPEM))
 		id := hex.EncodeToString(sum[:8])

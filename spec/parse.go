@@ -25,6 +25,8 @@ var Keys = []string{
 	"postgresImage", "nginxImage", "appBuildArgs", "appBuildNetwork", "appBuilder",
 	"appMemoryMb", "dbMemoryMb", "adminUser", "dockerHost", "subnetPool",
 	"platform", "registry", "registryUsername", "registryPassword",
+	"acmeEmail", "acmeDirectory", "acmeCaRoot", "acmeDnsProvider", "acmeDnsCredentials",
+	"acmeDnsResolvers", "acmeRenewBefore",
 	"backups", "backupRepository", "backupSchedule", "backupKeepDays", "backupKeepWeeks",
 	"backupKey", "backupSshKey", "backupSshKnownHosts",
 }
@@ -34,6 +36,7 @@ var Keys = []string{
 var SecretKeys = []struct{ Key, Set string }{
 	{"tlsKey", `pulumi config set --secret polls:tlsKey -- "$(cat key.pem)"`},
 	{"registryPassword", `pulumi config set --secret polls:registryPassword -- "$PASSWORD"`},
+	{"acmeDnsCredentials", `pulumi config set --secret polls:acmeDnsCredentials '{"CF_DNS_API_TOKEN":"..."}'`},
 	{"backupKey", `pulumi config set --secret polls:backupKey -- "$(openssl rand -base64 32)"`},
 	{"backupSshKey", `pulumi config set --secret polls:backupSshKey -- "$(cat id_ed25519)"`},
 }
@@ -92,10 +95,12 @@ func parseAt(values map[string]string, now func() time.Time) (Stack, error) {
 		p.addf("polls:dockerHost: %q is not a Docker host URL: use unix:///path, tcp://host:port or ssh://user@host", s.DockerHost)
 	}
 	s.TLS = p.tls()
-	if s.TLS != nil && s.HTTPSPort == s.HTTPPort {
+	s.ACME = p.acme()
+	if (s.TLS != nil || s.ACME != nil) && s.HTTPSPort == s.HTTPPort {
 		p.addf("polls:httpsPort: %d is also polls:httpPort: give HTTP and HTTPS different ports", s.HTTPSPort)
 	}
 	s.Tenants = p.tenants(s.Domain)
+	p.acmeWithTLS(s)
 	s.RegistryAuth = p.platform(s)
 	s.Backup = p.backup(s.Platform)
 	p.restores(s)

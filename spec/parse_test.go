@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/polls-tenants/polls/nginx/nginxtest"
 )
@@ -301,6 +302,112 @@ func selfSigned(t *testing.T, host string) (certPEM, keyPEM string) {
 	t.Helper()
 	c, k := nginxtest.SelfSigned(t, host)
 	return string(c), string(k)
+}
+
+// TestParseACME ensures the ACME keys parse to the typed ACME settings,
+// with Let's Encrypt production and 30 days as defaults, and that every
+// bad value is refused at once, each naming the key and the fix, without
+// a credential's value in any message.
+func TestParseACME(t *testing.T) {
+	root, _ := selfSigned(t, "ca.example")
+	cert, key := selfSigned(t, "thor.polls.example")
+	tenants := `{"thor":{"hosts":["shop.example.org"]}}`
+	valid := []struct {
+		name   string
+		values map[string]string
+		want   ACME
+	}{
+		{"email only, Pulumi.yaml's defaults", map[string]string{"acmeEmail": "ops@polls.example", "acmeDirectory": "production", "acmeRenewBefore": "30d", "acmeDnsResolvers": "[]", "acmeDnsCredentials": "{}"},
+			ACME{Email: "ops@polls.example", Directory: LetsEncryptProduction, RenewBefore: 30 * 24 * time.Hour}},
+		{"staging by one word", map[string]string{"acmeEmail": "ops@polls.example", "acmeDirectory": "staging"},
+			ACME{Email: "ops@polls.example", Directory: LetsEncryptStaging, RenewBefore: 30 * 24 * time.Hour}},
+		{"private CA with its root, DNS-01", map[string]string{"acmeEmail": "ops@polls.example", "acmeDirectory": "https://10.0.0.5:14000/dir",
+			"acmeCaRoot": root, "acmeDnsProvider": "httpreq", "acmeDnsCredentials": `{"HTTPREQ_ENDPOINT":"http://10.0.0.5:9000","HTTPREQ_PASSWORD":"s3cret"}`,
+			"acmeDnsResolvers": `["10.0.0.5:8053"]`, "acmeRenewBefore": "720h"},
+			ACME{Email: "ops@polls.example", Directory: "https://10.0.0.5:14000/dir", CARoot: root, DNSProvider: "httpreq",
+				DNSCredentials: map[string]string{"HTTPREQ_ENDPOINT": "http://10.0.0.5:9000", "HTTPREQ_PASSWORD": "s3cret"},
+				DNSResolvers:   []string{"10.0.0.5:8053"}, RenewBefore: 30 * 24 * time.Hour}},
+	}
+	for _, tt := range valid {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.values["tenants"] = tenants
+			s, err := Parse(tt.values)
+			if err != nil {
+				t.Fatalf("Parse: %v", err)
+			}
+			if s.ACME == nil {
+				t.Fatal("ACME = nil")
+			}
+			if diff := cmp.Diff(tt.want, *s.ACME, cmpopts.EquateEmpty()); diff != "" {
+				t.Errorf("ACME mismatch (-want +got):\n%s", diff)
+			}
+			if !s.HTTPS() || s.URL("thor.polls.local") != "https://thor.polls.local:8443/" {
+				t.Errorf("URL = %q; want https on polls:httpsPort", s.URL("thor.polls.local"))
+			}
+		})
+	}
+	if s, err := Parse(map[string]string{"acmeDirectory": "production", "acmeRenewBefore": "30d"}); err != nil || s.ACME != nil {
+		t.Errorf("Pulumi.yaml's defaults alone: ACME = %v, err %v; want ACME off", s.ACME, err)
+	}
+
+	invalid := []struct {
+		name   string
+		values map[string]string
+		want   []string
+	}{
+		{"invalid email", map[string]string{"acmeEmail": "ops at polls"}, []string{`polls:acmeEmail: "ops at polls" is not an email address`, "pulumi config set polls:acmeEmail"}},
+		{"email without a domain dot", map[string]string{"acmeEmail": "ops@localhost"}, []string{"polls:acmeEmail"}},
+		{"malformed directory URL", map[string]string{"acmeEmail": "ops@polls.example", "acmeDirectory": "acme.example.com/dir"}, []string{`polls:acmeDirectory: "acme.example.com/dir" is not an ACME directory`, "production", "staging", "https://"}},
+		{"plain-HTTP directory", map[string]string{"acmeEmail": "ops@polls.example", "acmeDirectory": "http://acme.example.com/dir"}, []string{"polls:acmeDirectory"}},
+		{"unknown DNS provider", map[string]string{"acmeEmail": "ops@polls.example", "acmeDnsProvider": "cloudflair", "acmeDnsCredentials": `{"CF_DNS_API_TOKEN":"t0ken"}`},
+			[]string{`polls:acmeDnsProvider: "cloudflair" is not a DNS provider`, "did you mean cloudflare", "polls-agent acme providers"}},
+		{"missing provider credentials", map[string]string{"acmeEmail": "ops@polls.example", "acmeDnsProvider": "cloudflare"},
+			[]string{"polls:acmeDnsCredentials: missing for DNS provider cloudflare", "CF_DNS_API_TOKEN", "pulumi config set --secret polls:acmeDnsCredentials"}},
+		{"credential of another provider", map[string]string{"acmeEmail": "ops@polls.example", "acmeDnsProvider": "cloudflare", "acmeDnsCredentials": `{"CF_DNS_API_TOKEN":"t0ken","DO_AUTH_TOKEN":"t0ken"}`},
+			[]string{`polls:acmeDnsCredentials: "DO_AUTH_TOKEN" is not a variable of DNS provider cloudflare`}},
+		{"credentials not a map", map[string]string{"acmeEmail": "ops@polls.example", "acmeDnsProvider": "cloudflare", "acmeDnsCredentials": "t0ken"}, []string{"polls:acmeDnsCredentials: must be a JSON map"}},
+		{"credentials without a provider", map[string]string{"acmeEmail": "ops@polls.example", "acmeDnsCredentials": `{"CF_DNS_API_TOKEN":"t0ken"}`}, []string{"polls:acmeDnsCredentials: set while polls:acmeDnsProvider is not"}},
+		{"ACME keys without an email", map[string]string{"acmeDirectory": "staging", "acmeDnsProvider": "cloudflare"},
+			[]string{"polls:acmeDirectory: used only with polls:acmeEmail", "polls:acmeDnsProvider: used only with polls:acmeEmail"}},
+		{"bad CA root", map[string]string{"acmeEmail": "ops@polls.example", "acmeCaRoot": "not a certificate"}, []string{"polls:acmeCaRoot: not PEM certificates"}},
+		{"bad renewBefore", map[string]string{"acmeEmail": "ops@polls.example", "acmeRenewBefore": "a month"}, []string{`polls:acmeRenewBefore: "a month" is not a duration`, "30d"}},
+		{"bad resolver", map[string]string{"acmeEmail": "ops@polls.example", "acmeDnsResolvers": `["10.0.0.5"]`}, []string{`polls:acmeDnsResolvers: "10.0.0.5" is not host:port`}},
+		{"ACME with a given certificate for the same hosts", map[string]string{"acmeEmail": "ops@polls.example", "domain": "polls.example", "tlsCertificate": cert, "tlsKey": key, "tenants": `["thor"]`},
+			[]string{"polls:tlsCertificate: set together with polls:acmeEmail", "hosts thor.polls.example", "pulumi config rm polls:tlsCertificate", "pulumi config rm polls:acmeEmail"}},
+		{"every problem at once", map[string]string{"acmeEmail": "ops", "acmeDirectory": "ftp://x", "acmeDnsProvider": "nope", "acmeRenewBefore": "0d", "tlsCertificate": cert, "tlsKey": key},
+			[]string{"polls:acmeEmail", "polls:acmeDirectory", "polls:acmeDnsProvider", "polls:acmeRenewBefore", "polls:tlsCertificate: set together"}},
+	}
+	for _, tt := range invalid {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse(tt.values)
+			if err == nil {
+				t.Fatalf("Parse(%v) = nil error; want %q", tt.values, tt.want)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("Parse error = %q; want it to contain %q", err, w)
+				}
+			}
+			if strings.Contains(err.Error(), "t0ken") {
+				t.Errorf("error leaks a credential: %v", err)
+			}
+		})
+	}
+}
+
+// TestACMEHosts ensures every host of every tenant is listed with how its
+// certificate is issued: the domain's tenants on the wildcard with a DNS
+// provider, extra hosts on their own.
+func TestACMEHosts(t *testing.T) {
+	s, err := Parse(map[string]string{"domain": "polls.example", "tenants": `{"thor":{},"potter":{"hosts":["shop.example.org","a.b.polls.example"]}}`,
+		"acmeEmail": "ops@polls.example", "acmeDnsProvider": "exec", "acmeDnsCredentials": `{"EXEC_PATH":"/bin/true"}`})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []ACMEHost{{"a.b.polls.example", "potter", false}, {"potter.polls.example", "potter", true}, {"shop.example.org", "potter", false}, {"thor.polls.example", "thor", true}}
+	if diff := cmp.Diff(want, s.ACMEHosts()); diff != "" {
+		t.Errorf("ACMEHosts (-want +got):\n%s", diff)
+	}
 }
 
 // sshKey is a private key's shape; its content is never checked here.

@@ -65,6 +65,9 @@ type Stack struct {
 	HTTPSPort int
 	// TLS, when set, makes the router terminate HTTPS and redirect HTTP.
 	TLS *TLS
+	// ACME, when set, makes the router terminate HTTPS with certificates
+	// it issues and renews itself; never set together with TLS.
+	ACME *ACME
 	// PostgresImage and NginxImage are image references for the databases
 	// and the router.
 	PostgresImage string
@@ -170,9 +173,13 @@ func (s Stack) AppImageName(prefix string) string {
 	return prefix + "-app"
 }
 
+// HTTPS reports whether the router terminates HTTPS, with a given
+// certificate or with ACME.
+func (s Stack) HTTPS() bool { return s.TLS != nil || s.ACME != nil }
+
 // Scheme returns "https" when the router terminates TLS, else "http".
 func (s Stack) Scheme() string {
-	if s.TLS != nil {
+	if s.HTTPS() {
 		return "https"
 	}
 	return "http"
@@ -180,7 +187,7 @@ func (s Stack) Scheme() string {
 
 // PublicPort returns the port users reach the router on.
 func (s Stack) PublicPort() int {
-	if s.TLS != nil {
+	if s.HTTPS() {
 		return s.HTTPSPort
 	}
 	return s.HTTPPort
@@ -190,7 +197,7 @@ func (s Stack) PublicPort() int {
 // the scheme's default port.
 func (s Stack) URL(host string) string {
 	port := s.PublicPort()
-	if (s.TLS == nil && port == 80) || (s.TLS != nil && port == 443) {
+	if (!s.HTTPS() && port == 80) || (s.HTTPS() && port == 443) {
 		return s.Scheme() + "://" + host + "/"
 	}
 	return s.Scheme() + "://" + host + ":" + strconv.Itoa(port) + "/"
