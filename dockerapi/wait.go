@@ -58,6 +58,9 @@ func (c *Client) Wait(ctx context.Context, id string, within time.Duration) erro
 					return nil
 				case err == nil:
 					last = fmt.Sprintf("exit status %d: %s", code, orNothing(out))
+				case ctx.Err() != nil && last != "":
+					// A check cut short by the deadline says nothing about
+					// the container: the one before it is the last word.
 				default:
 					last = err.Error()
 				}
