@@ -10,6 +10,7 @@ import (
 
 	"github.com/polls-tenants/polls/dockerapi"
 	"github.com/polls-tenants/polls/internal/fakes"
+	"github.com/polls-tenants/polls/swarm"
 )
 
 // swarmConfig is a Swarm stack of three tenants: thor with three replicas,
@@ -263,4 +264,48 @@ func strs(v any) []string {
 		out = append(out, e.(string))
 	}
 	return out
+}
+
+// TestSwarmWaitsForTheDeclaredSpec ensures each service is waited for with
+// the image and the spec label it is declared with, and that the label, a
+// digest of the task template, changes with a setting that keeps the image
+// (a tenant's memory limit) for that tenant's app only: Swarm's rollback of
+// such a change puts the previous label back, which the wait tells.
+func TestSwarmWaitsForTheDeclaredSpec(t *testing.T) {
+	digests := func(config map[string]string) map[string]string {
+		t.Helper()
+		m := swarmMocks()
+		if err := run(t, m, config, "polls:registryPassword"); err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]string{}
+		for _, tn := range []string{"thor", "potter", "hermione"} {
+			for _, part := range []string{"db", "app"} {
+				name := tn + "-" + part
+				in := m.All()["docker:index/service:Service::"+name]
+				label := ""
+				for _, l := range in["labels"].ArrayValue() {
+					if l.ObjectValue()["label"].StringValue() == swarm.SpecLabel {
+						label = l.ObjectValue()["value"].StringValue()
+					}
+				}
+				waited, ok := m.Waited[fakes.ID(name)]
+				image := in["taskSpec"].ObjectValue()["containerSpec"].ObjectValue()["image"].StringValue()
+				if !ok || label == "" || waited.Labels[swarm.SpecLabel] != label || waited.Image != image {
+					t.Errorf("%s: waited for %+v (asked: %v); want image %s and %s=%q, as declared", name, waited, ok, image, swarm.SpecLabel, label)
+				}
+				got[name] = label
+			}
+		}
+		return got
+	}
+	before := digests(swarmConfig())
+	c := swarmConfig()
+	c["tenants"] = `{"thor":{"replicas":3,"memoryMb":128},"potter":{"node":"n1"},"hermione":{}}`
+	after := digests(c)
+	for name, d := range before {
+		if changed := after[name] != d; changed != (name == "thor-app") {
+			t.Errorf("%s: spec label %s -> %s after thor's memory changed; want a new one for thor-app only", name, d, after[name])
+		}
+	}
 }

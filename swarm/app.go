@@ -28,36 +28,38 @@ func (p *Platform) App(ctx *pulumi.Context, t tenants.Parts, network, migrated p
 	}
 	name := t.Name("app")
 	image := p.image(t.Image)
-	app, err := docker.NewService(ctx, tenant+"-app", &docker.ServiceArgs{
-		Name:   pulumi.String(name),
-		Labels: labels(t, "app", map[string]pulumi.StringInput{"polls.migration": migrated}),
-		Auth:   p.auth(image),
-		Mode:   docker.ServiceModeArgs{Replicated: docker.ServiceModeReplicatedArgs{Replicas: pulumi.Int(t.Stack.AppReplicas(t.Tenant))}},
-		TaskSpec: docker.ServiceTaskSpecArgs{
-			ContainerSpec: docker.ServiceTaskSpecContainerSpecArgs{
-				Image:   image,
-				Args:    pulumi.ToStringArray(contract.AppCommand),
-				Env:     env(t.AppEnv()),
-				Secrets: docker.ServiceTaskSpecContainerSpecSecretArray{url},
-				Healthcheck: docker.ServiceTaskSpecContainerSpecHealthcheckArgs{
-					Tests:       pulumi.ToStringArray(contract.AppHealthCommand),
-					Interval:    pulumi.String("2s"),
-					Timeout:     pulumi.String("3s"),
-					Retries:     pulumi.Int(3),
-					StartPeriod: pulumi.String("30s"),
-				},
-				// SIGTERM, then the app drains requests in flight (8 s).
-				StopGracePeriod: pulumi.String("10s"),
+	task := docker.ServiceTaskSpecArgs{
+		ContainerSpec: docker.ServiceTaskSpecContainerSpecArgs{
+			Image:   image,
+			Args:    pulumi.ToStringArray(contract.AppCommand),
+			Env:     env(t.AppEnv()),
+			Secrets: docker.ServiceTaskSpecContainerSpecSecretArray{url},
+			Healthcheck: docker.ServiceTaskSpecContainerSpecHealthcheckArgs{
+				Tests:       pulumi.ToStringArray(contract.AppHealthCommand),
+				Interval:    pulumi.String("2s"),
+				Timeout:     pulumi.String("3s"),
+				Retries:     pulumi.Int(3),
+				StartPeriod: pulumi.String("30s"),
 			},
-			NetworksAdvanceds: docker.ServiceTaskSpecNetworksAdvancedArray{
-				docker.ServiceTaskSpecNetworksAdvancedArgs{Name: network},
-				docker.ServiceTaskSpecNetworksAdvancedArgs{Name: p.Edge},
-			},
-			Placement: docker.ServiceTaskSpecPlacementArgs{Prefs: pulumi.StringArray{pulumi.String("spread=node.id")}},
-			Resources: docker.ServiceTaskSpecResourcesArgs{
-				Limits: docker.ServiceTaskSpecResourcesLimitsArgs{MemoryBytes: memoryBytes(t.Stack.AppMemory(t.Tenant))},
-			},
+			// SIGTERM, then the app drains requests in flight (8 s).
+			StopGracePeriod: pulumi.String("10s"),
 		},
+		NetworksAdvanceds: docker.ServiceTaskSpecNetworksAdvancedArray{
+			docker.ServiceTaskSpecNetworksAdvancedArgs{Name: network},
+			docker.ServiceTaskSpecNetworksAdvancedArgs{Name: p.Edge},
+		},
+		Placement: docker.ServiceTaskSpecPlacementArgs{Prefs: pulumi.StringArray{pulumi.String("spread=node.id")}},
+		Resources: docker.ServiceTaskSpecResourcesArgs{
+			Limits: docker.ServiceTaskSpecResourcesLimitsArgs{MemoryBytes: memoryBytes(t.Stack.AppMemory(t.Tenant))},
+		},
+	}
+	spec := specDigest(task)
+	app, err := docker.NewService(ctx, tenant+"-app", &docker.ServiceArgs{
+		Name:     pulumi.String(name),
+		Labels:   labels(t, "app", map[string]pulumi.StringInput{"polls.migration": migrated, SpecLabel: spec}),
+		Auth:     p.auth(image),
+		Mode:     docker.ServiceModeArgs{Replicated: docker.ServiceModeReplicatedArgs{Replicas: pulumi.Int(t.Stack.AppReplicas(t.Tenant))}},
+		TaskSpec: task,
 		UpdateConfig: docker.ServiceUpdateConfigArgs{
 			Order: pulumi.String("start-first"), Parallelism: pulumi.Int(1), Delay: pulumi.String("6s"),
 			FailureAction: pulumi.String("rollback"), Monitor: pulumi.String("5s"),
@@ -70,7 +72,7 @@ func (p *Platform) App(ctx *pulumi.Context, t tenants.Parts, network, migrated p
 	if err != nil {
 		return pulumi.StringOutput{}, fmt.Errorf("service: %w", err)
 	}
-	ready := p.running(ctx, "tenant "+tenant+": app", app, image, appWait, nil)
+	ready := p.running(ctx, "tenant "+tenant+": app", app, image, spec, appWait, nil)
 	return pulumi.All(app.Name, ready).ApplyT(func(v []any) string {
 		return contract.Upstream(v[0].(string))
 	}).(pulumi.StringOutput), nil

@@ -276,7 +276,10 @@ func fromProgramService(t *testing.T, in resource.PropertyMap) svc {
 	}
 	for _, l := range list(m["labels"]) {
 		lm := l.(map[string]any)
-		if k := fmt.Sprint(lm["label"]); k != "polls.migration" { // the gate's value: the stack has no gate
+		// The gate's value and the digest of the program's declared task
+		// template, which only the program's wait reads: the stack has
+		// neither.
+		if k := fmt.Sprint(lm["label"]); k != "polls.migration" && k != swarm.SpecLabel {
 			s.Labels[k] = fmt.Sprint(lm["value"])
 		}
 	}
