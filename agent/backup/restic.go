@@ -188,7 +188,7 @@ func (r Repo) Dump(ctx context.Context, id, path string, w io.Writer) error {
 // lastLines returns the last n non-empty lines of s, joined by "; ".
 func lastLines(s string, n int) string {
 	var lines []string
-	for _, l := range strings.Split(strings.TrimSpace(s), "\n") {
+	for l := range strings.SplitSeq(strings.TrimSpace(s), "\n") {
 		if l = strings.TrimSpace(l); l != "" {
 			lines = append(lines, l)
 		}
