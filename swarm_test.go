@@ -346,3 +346,27 @@ func TestSwarmRestoreOnAnotherNode(t *testing.T) {
 		t.Errorf("n1 is not labelled as holding thor's data: %v", m.NodeList[0].Labels)
 	}
 }
+
+// TestSwarmRouterFindsLostApps ensures the router on Swarm, whose apps run
+// on other nodes too, probes its connections to them every second (TCP
+// keepalive in its network namespace), and the router on one host, whose
+// apps close their connections when they end, keeps the kernel's timings
+// (and so stays the container it was).
+func TestSwarmRouterFindsLostApps(t *testing.T) {
+	m := swarmMocks()
+	if err := run(t, m, swarmConfig(), "polls:registryPassword"); err != nil {
+		t.Fatal(err)
+	}
+	got := m.All()["docker:index/container:Container::router"]["sysctls"].Mappable()
+	want := map[string]any{"net.ipv4.tcp_keepalive_time": "1", "net.ipv4.tcp_keepalive_intvl": "1", "net.ipv4.tcp_keepalive_probes": "2"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("Swarm router sysctls (-want +got):\n%s", diff)
+	}
+	one := newMocks()
+	if err := run(t, one, map[string]string{"tenants": tenantList("thor")}); err != nil {
+		t.Fatal(err)
+	}
+	if s, ok := one.All()["docker:index/container:Container::router"]["sysctls"]; ok && !s.IsNull() {
+		t.Errorf("one-host router sysctls = %v; want none", s)
+	}
+}

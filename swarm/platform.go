@@ -242,6 +242,10 @@ func (p *Platform) Declare(ctx *pulumi.Context, opts ...pulumi.ResourceOption) e
 // EdgeNetwork is the name of the network the router and every app share.
 func (p *Platform) EdgeNetwork() pulumi.StringOutput { return p.Edge }
 
+// RemoteApps is true: app tasks run on other nodes too, and a node that
+// is lost (power, kernel, network) closes nothing.
+func (p *Platform) RemoteApps() bool { return true }
+
 // AppliedRestore is the restore the tenant's database service was created
 // for, or "".
 func (p *Platform) AppliedRestore(tenant string) string { return p.restored[tenant] }
