@@ -268,10 +268,12 @@ func strs(v any) []string {
 }
 
 // TestSwarmWaitsForTheDeclaredSpec ensures each service is waited for with
-// the image and the spec label it is declared with, and that the label, a
-// digest of the task template, changes with a setting that keeps the image
-// (a tenant's memory limit) for that tenant's app only: Swarm's rollback of
-// such a change puts the previous label back, which the wait tells.
+// the image it is declared with, and each app also with the digest of its
+// task template that its environment carries (POLLS_SPEC): Swarm's
+// rollback puts the previous environment back, which the wait tells. The
+// digest changes with a setting that keeps the image (a tenant's memory
+// limit) for that tenant's app only, and no service carries it as a label,
+// which the provider would replace the service for.
 func TestSwarmWaitsForTheDeclaredSpec(t *testing.T) {
 	digests := func(config map[string]string) map[string]string {
 		t.Helper()
@@ -284,18 +286,23 @@ func TestSwarmWaitsForTheDeclaredSpec(t *testing.T) {
 			for _, part := range []string{"db", "app"} {
 				name := tn + "-" + part
 				in := m.All()["docker:index/service:Service::"+name]
-				label := ""
+				cs := in["taskSpec"].ObjectValue()["containerSpec"].ObjectValue()
+				digest := ""
+				if e, ok := cs["env"]; ok && e.IsObject() {
+					if d, ok := e.ObjectValue()[swarm.SpecEnv]; ok {
+						digest = d.StringValue()
+					}
+				}
 				for _, l := range in["labels"].ArrayValue() {
-					if l.ObjectValue()["label"].StringValue() == swarm.SpecLabel {
-						label = l.ObjectValue()["value"].StringValue()
+					if digest != "" && l.ObjectValue()["value"].StringValue() == digest {
+						t.Errorf("%s: label %s carries the digest", name, l.ObjectValue()["label"].StringValue())
 					}
 				}
 				waited, ok := m.Waited[fakes.ID(name)]
-				image := in["taskSpec"].ObjectValue()["containerSpec"].ObjectValue()["image"].StringValue()
-				if !ok || label == "" || waited.Labels[swarm.SpecLabel] != label || waited.Image != image {
-					t.Errorf("%s: waited for %+v (asked: %v); want image %s and %s=%q, as declared", name, waited, ok, image, swarm.SpecLabel, label)
+				if !ok || waited.Image != cs["image"].StringValue() || waited.Env[swarm.SpecEnv] != digest || (part == "app") != (digest != "") {
+					t.Errorf("%s: waited for %+v (asked: %v); want image %s and %s=%q, as declared (apps only)", name, waited, ok, cs["image"].StringValue(), swarm.SpecEnv, digest)
 				}
-				got[name] = label
+				got[name] = digest
 			}
 		}
 		return got
@@ -306,7 +313,7 @@ func TestSwarmWaitsForTheDeclaredSpec(t *testing.T) {
 	after := digests(c)
 	for name, d := range before {
 		if changed := after[name] != d; changed != (name == "thor-app") {
-			t.Errorf("%s: spec label %s -> %s after thor's memory changed; want a new one for thor-app only", name, d, after[name])
+			t.Errorf("%s: digest %q -> %q after thor's memory changed; want a new one for thor-app only", name, d, after[name])
 		}
 	}
 }

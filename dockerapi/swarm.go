@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"maps"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -193,25 +194,25 @@ func updateFailed(u *swarm.UpdateStatus, updatedAt time.Time) bool {
 type Declared struct {
 	// Image is the image its tasks run.
 	Image string
-	// Labels are labels its spec carries, one of which changes with every
-	// change of its task template. Swarm's rollback puts the previous spec
-	// back whole, labels included, so a rolled-back change that kept the
-	// image (a rotated secret, a changed setting) shows as these labels
-	// gone, where the image alone would not tell.
-	Labels map[string]string
+	// Env are variables its tasks' environment carries, one of which may
+	// change with every change of its task template. Swarm's rollback puts
+	// the previous spec back whole, so a rolled-back change that kept the
+	// image (a rotated secret, a changed setting) shows as that variable
+	// gone back, where the image alone would not tell.
+	Env map[string]string
 }
 
 // runs reports whether a service's spec is the declared one.
 func (d Declared) runs(spec swarm.ServiceSpec) bool {
-	var image string
-	if cs := spec.TaskTemplate.ContainerSpec; cs != nil {
-		image = cs.Image
+	cs := spec.TaskTemplate.ContainerSpec
+	if cs == nil {
+		return d.Image == "" && len(d.Env) == 0
 	}
-	if !sameImage(image, d.Image) {
+	if !sameImage(cs.Image, d.Image) {
 		return false
 	}
-	for k, v := range d.Labels {
-		if spec.Labels[k] != v {
+	for k, v := range d.Env {
+		if !slices.Contains(cs.Env, k+"="+v) {
 			return false
 		}
 	}

@@ -255,7 +255,13 @@ const (
 )
 
 func template(image string) map[string]any {
-	return map[string]any{"ContainerSpec": map[string]any{"Image": image, "Args": []string{"serve"}}, "ForceUpdate": 0}
+	return templateSpec(image, "new")
+}
+
+// templateSpec is a task template whose environment carries spec as
+// POLLS_SPEC.
+func templateSpec(image, spec string) map[string]any {
+	return map[string]any{"ContainerSpec": map[string]any{"Image": image, "Args": []string{"serve"}, "Env": []string{"TENANT=thor", "POLLS_SPEC=" + spec}}, "ForceUpdate": 0}
 }
 
 func task(id, image, desired, state, errMsg string, at time.Time) map[string]any {
@@ -267,9 +273,9 @@ func task(id, image, desired, state, errMsg string, at time.Time) map[string]any
 // current spec, the declared one, and fails early, naming the service, the
 // reason, the last task error and the service's log lines (demultiplexed),
 // in every way it can: the spec was rolled back from the image, or from a
-// change that kept the image (its spec label went back), the spec was
-// changed by someone else, the update paused, a task cannot be placed,
-// three tasks failed, or time ran out.
+// change that kept the image (the digest its environment carries went
+// back), the spec was changed by someone else, the update paused, a task
+// cannot be placed, three tasks failed, or time ran out.
 func TestWaitService(t *testing.T) {
 	now := time.Now().UTC()
 	ago := func(d time.Duration) time.Time { return now.Add(-d) }
@@ -277,7 +283,7 @@ func TestWaitService(t *testing.T) {
 	tests := []struct {
 		name    string
 		image   string         // the service's current image
-		spec    string         // its polls.spec label; "" for "new", the declared one
+		spec    string         // its POLLS_SPEC variable; "" for "new", the declared one
 		update  map[string]any // its UpdateStatus
 		updated time.Time      // its UpdatedAt
 		tasks   []map[string]any
@@ -339,15 +345,14 @@ func TestWaitService(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			spec := template(tt.image)
-			spec["Runtime"] = "container"
-			label := tt.spec
-			if label == "" {
-				label = "new"
+			digest := tt.spec
+			if digest == "" {
+				digest = "new"
 			}
+			spec := templateSpec(tt.image, digest)
+			spec["Runtime"] = "container"
 			svc := map[string]any{"ID": "svc1", "UpdatedAt": tt.updated,
-				"Spec": map[string]any{"Name": "polls-thor-app", "Labels": map[string]string{"polls.tenant": "thor", "polls.spec": label},
-					"TaskTemplate": spec, "Mode": map[string]any{"Replicated": map[string]any{"Replicas": 1}}}}
+				"Spec": map[string]any{"Name": "polls-thor-app", "TaskTemplate": spec, "Mode": map[string]any{"Replicated": map[string]any{"Replicas": 1}}}}
 			if tt.update != nil {
 				svc["UpdateStatus"] = tt.update
 			}
@@ -375,7 +380,7 @@ func TestWaitService(t *testing.T) {
 				within = time.Minute
 			}
 			start := time.Now()
-			err := c.WaitService(t.Context(), "svc1", Declared{Image: want, Labels: map[string]string{"polls.spec": "new"}}, within)
+			err := c.WaitService(t.Context(), "svc1", Declared{Image: want, Env: map[string]string{"POLLS_SPEC": "new"}}, within)
 			if tt.want == nil {
 				if err != nil {
 					t.Fatalf("WaitService: %v", err)

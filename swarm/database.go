@@ -94,8 +94,6 @@ func (p *Platform) Database(ctx *pulumi.Context, t tenants.Parts, network pulumi
 			Limits: docker.ServiceTaskSpecResourcesLimitsArgs{MemoryBytes: memoryBytes(t.Stack.DBMemoryMB)},
 		},
 	}
-	spec := specDigest(task)
-	extra[SpecLabel] = spec
 	db, err := docker.NewService(ctx, tenant+"-db", &docker.ServiceArgs{
 		Name:     pulumi.String(t.Name("db")),
 		Labels:   labels(t, "db", extra),
@@ -127,5 +125,8 @@ func (p *Platform) Database(ctx *pulumi.Context, t tenants.Parts, network pulumi
 		}
 		return nil
 	}
-	return p.running(ctx, "tenant "+tenant+": database (pinned to node "+node+")", db, image, spec, dbWait, remember), nil
+	// A failed update pauses (Swarm's default failure action), which the
+	// wait tells: a database is never rolled back, so its template needs
+	// no digest of itself.
+	return p.running(ctx, "tenant "+tenant+": database (pinned to node "+node+")", db, image, pulumi.String(""), dbWait, remember), nil
 }

@@ -286,11 +286,14 @@ func (p *Platform) Backup(ctx *pulumi.Context, t tenants.Parts, network pulumi.S
 }
 
 // running resolves once service s runs every replica of the spec declared
-// with image and task, whose digest it carries as its SpecLabel (see
-// platform.Gate), then runs after, if any.
-func (p *Platform) running(ctx *pulumi.Context, what string, s *docker.Service, image pulumi.StringInput, task pulumi.StringOutput, within time.Duration, after func(context.Context) error) pulumi.StringOutput {
+// with image and, if not "", the digest of its task template in SpecEnv
+// (see platform.Gate), then runs after, if any.
+func (p *Platform) running(ctx *pulumi.Context, what string, s *docker.Service, image, digest pulumi.StringInput, within time.Duration, after func(context.Context) error) pulumi.StringOutput {
 	return platform.Gate(ctx, what, func(ctx context.Context, v []any) error {
-		want := dockerapi.Declared{Image: fmt.Sprint(v[1]), Labels: map[string]string{SpecLabel: fmt.Sprint(v[2])}}
+		want := dockerapi.Declared{Image: fmt.Sprint(v[1])}
+		if d := fmt.Sprint(v[2]); d != "" {
+			want.Env = map[string]string{SpecEnv: d}
+		}
 		if err := p.Engine.WaitService(ctx, fmt.Sprint(v[0]), want, within); err != nil {
 			return err
 		}
@@ -298,15 +301,21 @@ func (p *Platform) running(ctx *pulumi.Context, what string, s *docker.Service, 
 			return after(ctx)
 		}
 		return nil
-	}, "running", s.ID(), image, task)
+	}, "running", s.ID(), image, digest)
 }
 
-// SpecLabel is the service label carrying a digest of the task template
-// the program declared (specDigest). Swarm rolls a failed update back by
-// putting the previous spec back whole, labels included: the label then
-// says the declared template is not the one running, even when the change
-// kept the image (a rotated secret, a changed setting).
-const SpecLabel = "polls.spec"
+// SpecEnv is the variable of the app's environment that carries the
+// digest of the rest of its declared task template (specDigest). Swarm
+// rolls a failed update back by putting the previous spec back whole: the
+// variable then says the declared template is not the one running, even
+// when the change kept the image (a rotated secret, a changed setting).
+//
+// It is in the environment because that is part of the task template,
+// which Swarm rolls back, and a change of it updates the service in place;
+// the provider replaces a service, delete-first, for any change of its
+// labels. It changes only with the rest of the template, so it never
+// restarts a task by itself.
+const SpecEnv = "POLLS_SPEC"
 
 // specDigest is the digest of a declared task template: it changes with
 // anything that makes Swarm replace the service's tasks, and with nothing

@@ -244,6 +244,9 @@ func fromProgramService(t *testing.T, in resource.PropertyMap) svc {
 		Labels:     map[string]string{},
 	}
 	for k, v := range cs["env"].(map[string]any) {
+		if k == swarm.SpecEnv { // the digest only the program's wait reads
+			continue
+		}
 		s.Env = append(s.Env, k+"="+fmt.Sprint(v))
 	}
 	sort.Strings(s.Env)
@@ -276,10 +279,7 @@ func fromProgramService(t *testing.T, in resource.PropertyMap) svc {
 	}
 	for _, l := range list(m["labels"]) {
 		lm := l.(map[string]any)
-		// The gate's value and the digest of the program's declared task
-		// template, which only the program's wait reads: the stack has
-		// neither.
-		if k := fmt.Sprint(lm["label"]); k != "polls.migration" && k != swarm.SpecLabel {
+		if k := fmt.Sprint(lm["label"]); k != "polls.migration" { // the gate's value: the stack has no gate
 			s.Labels[k] = fmt.Sprint(lm["value"])
 		}
 	}
