@@ -58,6 +58,9 @@ type stackPlatform interface {
 	Declare(ctx *pulumi.Context, opts ...pulumi.ResourceOption) error
 	// EdgeNetwork is the network the router and every app share.
 	EdgeNetwork() pulumi.StringOutput
+	// RemoteApps reports whether apps run on other machines than the
+	// router's, which can vanish without closing their connections.
+	RemoteApps() bool
 	// Existing reports whether the tenant was deployed before this update.
 	Existing(tenant string) bool
 	// AppliedRestore is the restore (contract.RestoreID) the tenant's
@@ -188,7 +191,7 @@ func declare(ctx *pulumi.Context, s spec.Stack, engine Engine) (*deployed, error
 		companionImage = agent.RepoDigest
 	}
 	r, err := router.New(ctx, "router", router.Args{
-		Stack: s, Prefix: prefix, Routes: routes, EdgeNetwork: on.EdgeNetwork(),
+		Stack: s, Prefix: prefix, Routes: routes, EdgeNetwork: on.EdgeNetwork(), RemoteApps: on.RemoteApps(),
 		AgentImage: companionImage, Engine: engine,
 	}, pulumi.Providers(provider))
 	if err != nil {

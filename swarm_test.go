@@ -11,6 +11,7 @@ import (
 
 	"github.com/polls-tenants/polls/dockerapi"
 	"github.com/polls-tenants/polls/internal/fakes"
+	"github.com/polls-tenants/polls/swarm"
 )
 
 // swarmConfig is a Swarm stack of three tenants: thor with three replicas,
@@ -266,6 +267,57 @@ func strs(v any) []string {
 	return out
 }
 
+// TestSwarmWaitsForTheDeclaredSpec ensures each service is waited for with
+// the image it is declared with, and each app also with the digest of its
+// task template that its environment carries (POLLS_SPEC): Swarm's
+// rollback puts the previous environment back, which the wait tells. The
+// digest changes with a setting that keeps the image (a tenant's memory
+// limit) for that tenant's app only, and no service carries it as a label,
+// which the provider would replace the service for.
+func TestSwarmWaitsForTheDeclaredSpec(t *testing.T) {
+	digests := func(config map[string]string) map[string]string {
+		t.Helper()
+		m := swarmMocks()
+		if err := run(t, m, config, "polls:registryPassword"); err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]string{}
+		for _, tn := range []string{"thor", "potter", "hermione"} {
+			for _, part := range []string{"db", "app"} {
+				name := tn + "-" + part
+				in := m.All()["docker:index/service:Service::"+name]
+				cs := in["taskSpec"].ObjectValue()["containerSpec"].ObjectValue()
+				digest := ""
+				if e, ok := cs["env"]; ok && e.IsObject() {
+					if d, ok := e.ObjectValue()[swarm.SpecEnv]; ok {
+						digest = d.StringValue()
+					}
+				}
+				for _, l := range in["labels"].ArrayValue() {
+					if digest != "" && l.ObjectValue()["value"].StringValue() == digest {
+						t.Errorf("%s: label %s carries the digest", name, l.ObjectValue()["label"].StringValue())
+					}
+				}
+				waited, ok := m.Waited[fakes.ID(name)]
+				if !ok || waited.Image != cs["image"].StringValue() || waited.Env[swarm.SpecEnv] != digest || (part == "app") != (digest != "") {
+					t.Errorf("%s: waited for %+v (asked: %v); want image %s and %s=%q, as declared (apps only)", name, waited, ok, cs["image"].StringValue(), swarm.SpecEnv, digest)
+				}
+				got[name] = digest
+			}
+		}
+		return got
+	}
+	before := digests(swarmConfig())
+	c := swarmConfig()
+	c["tenants"] = `{"thor":{"replicas":3,"memoryMb":128},"potter":{"node":"n1"},"hermione":{}}`
+	after := digests(c)
+	for name, d := range before {
+		if changed := after[name] != d; changed != (name == "thor-app") {
+			t.Errorf("%s: digest %q -> %q after thor's memory changed; want a new one for thor-app only", name, d, after[name])
+		}
+	}
+}
+
 // TestSwarmRestoreOnAnotherNode ensures a tenant whose database's node is
 // down is brought up on another node from its backups when its pin and a
 // restore say so: its service is pinned to the new node, no backup is taken
@@ -299,5 +351,29 @@ func TestSwarmRestoreOnAnotherNode(t *testing.T) {
 	}
 	if m.NodeList[0].Labels["polls.data.polls-dev.thor"] != "true" {
 		t.Errorf("n1 is not labelled as holding thor's data: %v", m.NodeList[0].Labels)
+	}
+}
+
+// TestSwarmRouterFindsLostApps ensures the router on Swarm, whose apps run
+// on other nodes too, probes its connections to them every second (TCP
+// keepalive in its network namespace), and the router on one host, whose
+// apps close their connections when they end, keeps the kernel's timings
+// (and so stays the container it was).
+func TestSwarmRouterFindsLostApps(t *testing.T) {
+	m := swarmMocks()
+	if err := run(t, m, swarmConfig(), "polls:registryPassword"); err != nil {
+		t.Fatal(err)
+	}
+	got := m.All()["docker:index/container:Container::router"]["sysctls"].Mappable()
+	want := map[string]any{"net.ipv4.tcp_keepalive_time": "1", "net.ipv4.tcp_keepalive_intvl": "1", "net.ipv4.tcp_keepalive_probes": "2"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("Swarm router sysctls (-want +got):\n%s", diff)
+	}
+	one := newMocks()
+	if err := run(t, one, map[string]string{"tenants": tenantList("thor")}); err != nil {
+		t.Fatal(err)
+	}
+	if s, ok := one.All()["docker:index/container:Container::router"]["sysctls"]; ok && !s.IsNull() {
+		t.Errorf("one-host router sysctls = %v; want none", s)
 	}
 }

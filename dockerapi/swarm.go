@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"maps"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -172,8 +173,8 @@ func (c *Client) Services(ctx context.Context, labels map[string]string) ([]Serv
 // updateFailed reports whether the update was paused, or is rolling back,
 // and that is still the service's last word: Swarm keeps an update's status
 // after the spec is updated again, so a status older than the service's
-// last update is stale. (A completed rollback is judged by the image the
-// spec went back to, as a rollback itself updates the spec.)
+// last update is stale. (A completed rollback is judged by the spec it put
+// back, as a rollback itself updates the spec: see Declared.)
 func updateFailed(u *swarm.UpdateStatus, updatedAt time.Time) bool {
 	if u == nil || (u.State != swarm.UpdateStatePaused && u.State != swarm.UpdateStateRollbackStarted && u.State != swarm.UpdateStateRollbackPaused) {
 		return false
@@ -188,14 +189,44 @@ func updateFailed(u *swarm.UpdateStatus, updatedAt time.Time) bool {
 	return !updatedAt.After(last)
 }
 
+// Declared is the spec the program declared for a service, as far as
+// WaitService checks that it is the one that runs.
+type Declared struct {
+	// Image is the image its tasks run.
+	Image string
+	// Env are variables its tasks' environment carries, one of which may
+	// change with every change of its task template. Swarm's rollback puts
+	// the previous spec back whole, so a rolled-back change that kept the
+	// image (a rotated secret, a changed setting) shows as that variable
+	// gone back, where the image alone would not tell.
+	Env map[string]string
+}
+
+// runs reports whether a service's spec is the declared one.
+func (d Declared) runs(spec swarm.ServiceSpec) bool {
+	cs := spec.TaskTemplate.ContainerSpec
+	if cs == nil {
+		return d.Image == "" && len(d.Env) == 0
+	}
+	if !sameImage(cs.Image, d.Image) {
+		return false
+	}
+	for k, v := range d.Env {
+		if !slices.Contains(cs.Env, k+"="+v) {
+			return false
+		}
+	}
+	return true
+}
+
 // WaitService returns once every replica of service id runs its current
-// spec, with image, and is healthy (a Swarm task is running only once its
-// health check passed). It fails as soon as it clearly will not: Swarm
-// rolled the service back from image or paused its update, a task cannot
-// be placed on any node, or tasks keep failing. The error carries the
-// tasks' errors and the service's last log lines. After within it fails
-// with the same.
-func (c *Client) WaitService(ctx context.Context, id, image string, within time.Duration) error {
+// spec, the declared one, and is healthy (a Swarm task is running only once
+// its health check passed). It fails as soon as it clearly will not: Swarm
+// rolled the service back from the declared spec or paused its update, the
+// spec is not the declared one for another reason, a task cannot be placed
+// on any node, or tasks keep failing. The error carries the tasks' errors
+// and the service's last log lines. After within it fails with the same.
+func (c *Client) WaitService(ctx context.Context, id string, want Declared, within time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, within)
 	defer cancel()
 	pause := FirstPoll
@@ -211,21 +242,28 @@ func (c *Client) WaitService(ctx context.Context, id, image string, within time.
 		}
 		svc := res.Service
 		name = svc.Spec.Name
-		var current string
-		if cs := svc.Spec.TaskTemplate.ContainerSpec; cs != nil {
-			current = cs.Image
-		}
-		rolledBack := !sameImage(current, image)
-		if u := svc.UpdateStatus; u != nil && (rolledBack && strings.HasPrefix(string(u.State), "rollback") || updateFailed(u, svc.UpdatedAt)) {
-			return c.serviceFailed(ctx, id, fmt.Sprintf("service %s update %s: %s", name, strings.ReplaceAll(string(u.State), "_", " "), u.Message), lastErr)
+		declared := want.runs(svc.Spec)
+		u := svc.UpdateStatus
+		switch {
+		case u != nil && (!declared && strings.HasPrefix(string(u.State), "rollback") || updateFailed(u, svc.UpdatedAt)):
+			what := fmt.Sprintf("service %s update %s: %s", name, strings.ReplaceAll(string(u.State), "_", " "), u.Message)
+			if !declared {
+				what += " (Swarm put its previous spec back, which keeps running: correct the change and run `pulumi up` again, or `pulumi up --refresh` to retry it as it is)"
+			}
+			return c.serviceFailed(ctx, id, what, lastErr)
+		case !declared:
+			// Every update through the API clears the update status, so a
+			// spec other than the declared one with no rollback under way
+			// was set by someone else since the program's update.
+			return c.serviceFailed(ctx, id, fmt.Sprintf("service %s runs a spec other than the one declared, changed outside this program: `pulumi up --refresh` puts the declared one back", name), lastErr)
 		}
 		tasks, err := c.api.TaskList(ctx, client.TaskListOptions{Filters: make(client.Filters).Add("service", id)})
 		if err != nil {
 			return err
 		}
-		want := 1
+		replicas := 1
 		if r := svc.Spec.Mode.Replicated; r != nil && r.Replicas != nil {
-			want = int(*r.Replicas)
+			replicas = int(*r.Replicas)
 		}
 		running, failed := 0, 0
 		for _, t := range tasks.Items {
@@ -242,8 +280,8 @@ func (c *Client) WaitService(ctx context.Context, id, image string, within time.
 				return c.serviceFailed(ctx, id, fmt.Sprintf("service %s cannot be placed: %s", name, t.Status.Err), lastErr)
 			}
 		}
-		updating := svc.UpdateStatus != nil && svc.UpdateStatus.State == swarm.UpdateStateUpdating
-		if running >= want && !updating && !rolledBack {
+		updating := u != nil && u.State == swarm.UpdateStateUpdating
+		if running >= replicas && !updating {
 			return nil
 		}
 		if failed >= 3 {
@@ -251,7 +289,7 @@ func (c *Client) WaitService(ctx context.Context, id, image string, within time.
 		}
 		select {
 		case <-ctx.Done():
-			return c.serviceFailed(ctx, id, fmt.Sprintf("service %s not running within %s (%d of %d replicas)", name, within, running, want), lastErr)
+			return c.serviceFailed(ctx, id, fmt.Sprintf("service %s not running within %s (%d of %d replicas)", name, within, running, replicas), lastErr)
 		case <-time.After(pause):
 		}
 		pause = min(pause*3/2, MaxPoll)

@@ -255,7 +255,13 @@ const (
 )
 
 func template(image string) map[string]any {
-	return map[string]any{"ContainerSpec": map[string]any{"Image": image, "Args": []string{"serve"}}, "ForceUpdate": 0}
+	return templateSpec(image, "new")
+}
+
+// templateSpec is a task template whose environment carries spec as
+// POLLS_SPEC.
+func templateSpec(image, spec string) map[string]any {
+	return map[string]any{"ContainerSpec": map[string]any{"Image": image, "Args": []string{"serve"}, "Env": []string{"TENANT=thor", "POLLS_SPEC=" + spec}}, "ForceUpdate": 0}
 }
 
 func task(id, image, desired, state, errMsg string, at time.Time) map[string]any {
@@ -264,9 +270,11 @@ func task(id, image, desired, state, errMsg string, at time.Time) map[string]any
 }
 
 // TestWaitService ensures WaitService returns once every replica runs the
-// current spec, and fails early, naming the service, the reason, the last
-// task error and the service's log lines (demultiplexed), in every way it
-// can: the spec was rolled back from the image, the update paused, a task
+// current spec, the declared one, and fails early, naming the service, the
+// reason, the last task error and the service's log lines (demultiplexed),
+// in every way it can: the spec was rolled back from the image, or from a
+// change that kept the image (the digest its environment carries went
+// back), the spec was changed by someone else, the update paused, a task
 // cannot be placed, three tasks failed, or time ran out.
 func TestWaitService(t *testing.T) {
 	now := time.Now().UTC()
@@ -275,6 +283,7 @@ func TestWaitService(t *testing.T) {
 	tests := []struct {
 		name    string
 		image   string         // the service's current image
+		spec    string         // its POLLS_SPEC variable; "" for "new", the declared one
 		update  map[string]any // its UpdateStatus
 		updated time.Time      // its UpdatedAt
 		tasks   []map[string]any
@@ -290,7 +299,21 @@ func TestWaitService(t *testing.T) {
 			update: map[string]any{"State": "rollback_completed", "StartedAt": ago(time.Minute), "CompletedAt": ago(time.Second),
 				"Message": "rollback completed"},
 			tasks: []map[string]any{task("t-old", old, "running", "running", "", ago(time.Second))},
-			want:  []string{"service polls-thor-app update rollback completed: rollback completed", "database \"thor\" does not exist"}},
+			want: []string{"service polls-thor-app update rollback completed: rollback completed (Swarm put its previous spec back",
+				"database \"thor\" does not exist"}},
+		{name: "rolled back from a change that kept the image", image: want, spec: "old", updated: ago(time.Second),
+			update: map[string]any{"State": "rollback_completed", "StartedAt": ago(time.Minute), "CompletedAt": ago(time.Second),
+				"Message": "rollback completed"},
+			tasks: []map[string]any{task("t-old", want, "running", "running", "", ago(time.Minute))},
+			want:  []string{"service polls-thor-app update rollback completed: rollback completed (Swarm put its previous spec back", "`pulumi up --refresh`"}},
+		{name: "rolling back from a change that kept the image", image: want, spec: "old", updated: ago(time.Second),
+			update: map[string]any{"State": "rollback_started", "StartedAt": ago(time.Minute),
+				"Message": "update rolled back due to failure or early termination of task t-new"},
+			tasks: []map[string]any{task("t-old", want, "running", "running", "", ago(time.Minute))},
+			want:  []string{"service polls-thor-app update rollback started: update rolled back due to failure or early termination of task t-new"}},
+		{name: "changed by someone else", image: want, spec: "theirs", updated: ago(time.Second),
+			tasks: []map[string]any{task("t-theirs", want, "running", "running", "", ago(time.Second))},
+			want:  []string{"service polls-thor-app runs a spec other than the one declared, changed outside this program"}},
 		{name: "update paused", image: want, updated: ago(time.Minute),
 			update: map[string]any{"State": "paused", "StartedAt": ago(30 * time.Second),
 				"Message": "update paused due to failure or early termination of task t-new"},
@@ -322,7 +345,11 @@ func TestWaitService(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			spec := template(tt.image)
+			digest := tt.spec
+			if digest == "" {
+				digest = "new"
+			}
+			spec := templateSpec(tt.image, digest)
 			spec["Runtime"] = "container"
 			svc := map[string]any{"ID": "svc1", "UpdatedAt": tt.updated,
 				"Spec": map[string]any{"Name": "polls-thor-app", "TaskTemplate": spec, "Mode": map[string]any{"Replicated": map[string]any{"Replicas": 1}}}}
@@ -353,7 +380,7 @@ func TestWaitService(t *testing.T) {
 				within = time.Minute
 			}
 			start := time.Now()
-			err := c.WaitService(t.Context(), "svc1", want, within)
+			err := c.WaitService(t.Context(), "svc1", Declared{Image: want, Env: map[string]string{"POLLS_SPEC": "new"}}, within)
 			if tt.want == nil {
 				if err != nil {
 					t.Fatalf("WaitService: %v", err)
@@ -386,7 +413,7 @@ func TestWaitServiceMissing(t *testing.T) {
 			engineError(w, http.StatusNotFound, "service gone not found")
 		},
 	})
-	err := c.WaitService(t.Context(), "gone", want, time.Minute)
+	err := c.WaitService(t.Context(), "gone", Declared{Image: want}, time.Minute)
 	if err == nil || !strings.Contains(err.Error(), "service gone not found") {
 		t.Errorf("WaitService = %v; want the engine's not found", err)
 	}

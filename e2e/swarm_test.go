@@ -73,11 +73,13 @@ func startCluster(t *testing.T) *cluster {
 
 // TestSwarm ensures the same stack runs on a two-node Swarm: tenants on both
 // nodes answer through the router, unknown hosts get 404, tenants are
-// isolated, adding a tenant and releasing under load fail no request, a
-// release and a failed build leave nothing the stack does not own, a
-// removed tenant comes back to its data on its node, a drained node moves
-// the apps and is reported for the database pinned there, and destroy
-// leaves only the retained volumes.
+// isolated, databases run under an init, adding a tenant and releasing
+// under load fail no request, a failed release or change of settings is
+// rolled back and fails `pulumi up`, a removed tenant comes back to its
+// data on its node, a node cut off under load fails no request of the
+// tenants whose data is elsewhere, a drained node moves the apps and is
+// reported for the database pinned there, and destroy leaves only the
+// retained volumes.
 func TestSwarm(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end test skipped with -short")
@@ -177,6 +179,12 @@ func TestSwarm(t *testing.T) {
 		t.Errorf("a password shows in a service's environment: %s", spec)
 	}
 
+	// 3b. PostgreSQL is not PID 1 on either node: the stack's entrypoint is
+	// the databases' init (agent/cmd/pgstart).
+	for _, tenant := range []string{"alpha", "beta"} {
+		e.checkDBInit(tenant, "polls-pgstart postgres")
+	}
+
 	// 4. Adding gamma while requests hit alpha and beta: none fails, and
 	// their services are not touched.
 	watched := []string{"alpha-db", "alpha-app", "beta-db", "beta-app"}
@@ -256,6 +264,27 @@ func TestSwarm(t *testing.T) {
 			break
 		}
 	}
+
+	// 5c. A change that keeps the image and fails (gamma's hosts gain one
+	// its app refuses): Swarm rolls gamma back to its previous spec, the
+	// same image, and `pulumi up` fails naming gamma; gamma keeps serving.
+	picky := c.registry + "/polls/" + e.prefix + "-picky"
+	e.pickyImage(c.registry+"/polls/"+e.prefix+"-app:latest", picky)
+	e.docker("push", picky)
+	e.setTenants(`{"alpha":{"node":"` + c.n2 + `"},"beta":{},"gamma":{"image":"` + picky + `"}}`)
+	e.up()
+	stop = e.hammer(all)
+	e.setTenants(`{"alpha":{"node":"` + c.n2 + `"},"beta":{},"gamma":{"image":"` + picky + `","hosts":["gamma.polls.local","reject.polls.local"]}}`)
+	err = e.upErr()
+	sent, failures = stop()
+	if err == nil {
+		t.Errorf("pulumi up with gamma's new settings failing succeeded; want it to fail")
+	} else if msg := err.Error(); !strings.Contains(msg, "tenant gamma: app") || !strings.Contains(msg, "Swarm put its previous spec back") || !strings.Contains(msg, "simulated bad setting") {
+		t.Errorf("pulumi up error does not name gamma's rolled-back app and its output:\n%s", errorLines(msg))
+	}
+	if len(failures) > 0 {
+		t.Errorf("while gamma's new settings failed: %d requests, %d failed: %v", sent, len(failures), failures)
+	}
 	e.setTenants(`{"alpha":{"node":"` + c.n2 + `"},"beta":{},"gamma":{}}`)
 	e.up()
 
@@ -297,6 +326,22 @@ func TestSwarm(t *testing.T) {
 	}
 	if code, body := e.get("alpha.polls.local", "/"); code != http.StatusOK || !strings.Contains(body, question) {
 		t.Errorf("alpha after its password rotation: GET / = %d, has its poll: %v", code, strings.Contains(body, question))
+	}
+	// Its database rolled stop-first: the old task stopped with
+	// PostgreSQL's fast shutdown, through its init.
+	if n := e.checkFastShutdowns("alpha", c.n2Host); n == 0 {
+		t.Errorf("alpha's database has no stopped task after its password rotation")
+	}
+
+	// 6c. The second node cut off under load (its link down, not a drain):
+	// the tenants whose database is on the first node fail no request, from
+	// the cut through Swarm marking the node down and replacing its app
+	// tasks, to the node's return; alpha, whose database is on the cut
+	// node, fails until the node is back, then serves its data again.
+	loss := e.loseNode(c, all, 60*time.Second)
+	loss.check(loss.back())
+	if code, body := e.get("alpha.polls.local", "/"); code != http.StatusOK || !strings.Contains(body, question) {
+		t.Errorf("alpha after its node is back: GET / = %d, has its poll: %v", code, strings.Contains(body, question))
 	}
 
 	// 7. The second node drained: the apps' replicas move to the first

@@ -99,6 +99,10 @@ func (p *Platform) Declare(ctx *pulumi.Context, opts ...pulumi.ResourceOption) e
 // EdgeNetwork is the name of the network the router and every app share.
 func (p *Platform) EdgeNetwork() pulumi.StringOutput { return p.Edge }
 
+// RemoteApps is false: the apps run on the router's own engine, and one
+// that ends closes its connections.
+func (p *Platform) RemoteApps() bool { return false }
+
 var _ tenants.Platform = (*Platform)(nil)
 
 // How long a container may take to become healthy before `pulumi up`

@@ -65,6 +65,25 @@ type Args struct {
 	AgentImage pulumi.StringInput
 	// Engine reads the companion's status; nil skips that.
 	Engine Engine
+	// RemoteApps says apps run on other machines, which can vanish without
+	// closing their connections (Swarm nodes): the router then probes a
+	// connection that waits for an answer every second, and gives up on
+	// it after two unanswered probes (deadPeerSysctls).
+	RemoteApps bool
+}
+
+// deadPeerSysctls are the router's TCP keepalive timings with RemoteApps:
+// nginx turns keepalive on for its connections to apps
+// (proxy_socket_keepalive), and the timings are its network namespace's.
+// A request in flight to an app on a node that is lost then fails within
+// about 3 s instead of nginx's 60 s read timeout, and nginx passes a GET
+// on to another of the app's tasks (proxy_next_upstream), well within a
+// client's patience. A live app answers the probes from its kernel, so a
+// slow answer is never cut short.
+var deadPeerSysctls = map[string]string{
+	"net.ipv4.tcp_keepalive_time":   "1",
+	"net.ipv4.tcp_keepalive_intvl":  "1",
+	"net.ipv4.tcp_keepalive_probes": "2",
 }
 
 // Route sends a tenant's host names to its app.
@@ -161,6 +180,7 @@ func New(ctx *pulumi.Context, name string, args Args, opts ...pulumi.ResourceOpt
 			docker.ContainerNetworksAdvancedArgs{Name: args.EdgeNetwork},
 		},
 		Restart: pulumi.String("unless-stopped"),
+		Sysctls: sysctls(args.RemoteApps),
 		Labels:  routerLabels(args.Prefix, "router"),
 	}, parent, platform.Named)
 	if err != nil {
@@ -277,6 +297,15 @@ func installed(c *docker.Container, what, value string) pulumi.StringOutput {
 		}
 		return value, nil
 	}).(pulumi.StringOutput)
+}
+
+// sysctls returns the router's sysctls: none unless apps are remote, so a
+// router on one host is the container it always was.
+func sysctls(remote bool) pulumi.StringMapInput {
+	if !remote {
+		return nil
+	}
+	return pulumi.ToStringMap(deadPeerSysctls)
 }
 
 func routerLabels(prefix, role string) docker.ContainerLabelArray {

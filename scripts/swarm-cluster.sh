@@ -5,6 +5,9 @@
 #   scripts/swarm-cluster.sh up     # build it (exit 0 at once if already up)
 #   scripts/swarm-cluster.sh env    # export lines for tests: sockets, registry
 #   scripts/swarm-cluster.sh down   # tear it all down; safe to repeat
+#   scripts/swarm-cluster.sh link down|up
+#                                   # cut node 2's link, as a pulled cable or
+#                                   # a dead node does, and put it back
 #
 # Node 1 is the host's own dockerd (it becomes the manager). Node 2 is a
 # second dockerd in its own network namespace, joined as a worker over a veth
@@ -419,9 +422,30 @@ cmd_env() {
     POLLS_REGISTRY_CA "$STATE/certs/ca.crt"
 }
 
+# ---- link ------------------------------------------------------------------
+
+# Takes node 2's end of the veth pair down or up. The host's end stays up
+# with its address, as a manager's network card does when a worker's cable
+# is pulled: the host keeps its advertise address and the registry, and
+# what it sends to node 2 is lost, never refused.
+cmd_link() {
+  case "${1:-}" in
+    down | up) ;;
+    *) echo "usage: $0 link down|up" >&2; exit 64 ;;
+  esac
+  [ -e "/var/run/netns/$NETNS" ] || die "not up: no network namespace $NETNS"
+  ip -n "$NETNS" link set "$VETH_NODE" "$1"
+  if [ "$1" = up ]; then
+    # The address and the default route went with the link.
+    ip -n "$NETNS" addr replace "$NODE_ADDR/24" dev "$VETH_NODE"
+    ip -n "$NETNS" route replace default via "$HOST_ADDR"
+  fi
+}
+
 case "${1:-}" in
   up) cmd_up ;;
   down) cmd_down ;;
   env) cmd_env ;;
-  *) echo "usage: $0 up|down|env" >&2; exit 64 ;;
+  link) cmd_link "${2:-}" ;;
+  *) echo "usage: $0 up|down|env|link down|up" >&2; exit 64 ;;
 esac

@@ -2,6 +2,7 @@ package swarm
 
 import (
 	"fmt"
+	"maps"
 
 	"github.com/pulumi/pulumi-docker/sdk/v4/go/docker"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
@@ -28,36 +29,47 @@ func (p *Platform) App(ctx *pulumi.Context, t tenants.Parts, network, migrated p
 	}
 	name := t.Name("app")
 	image := p.image(t.Image)
-	app, err := docker.NewService(ctx, tenant+"-app", &docker.ServiceArgs{
-		Name:   pulumi.String(name),
-		Labels: labels(t, "app", map[string]pulumi.StringInput{"polls.migration": migrated}),
-		Auth:   p.auth(image),
-		Mode:   docker.ServiceModeArgs{Replicated: docker.ServiceModeReplicatedArgs{Replicas: pulumi.Int(t.Stack.AppReplicas(t.Tenant))}},
-		TaskSpec: docker.ServiceTaskSpecArgs{
-			ContainerSpec: docker.ServiceTaskSpecContainerSpecArgs{
-				Image:   image,
-				Args:    pulumi.ToStringArray(contract.AppCommand),
-				Env:     env(t.AppEnv()),
-				Secrets: docker.ServiceTaskSpecContainerSpecSecretArray{url},
-				Healthcheck: docker.ServiceTaskSpecContainerSpecHealthcheckArgs{
-					Tests:       pulumi.ToStringArray(contract.AppHealthCommand),
-					Interval:    pulumi.String("2s"),
-					Timeout:     pulumi.String("3s"),
-					Retries:     pulumi.Int(3),
-					StartPeriod: pulumi.String("30s"),
-				},
-				// SIGTERM, then the app drains requests in flight (8 s).
-				StopGracePeriod: pulumi.String("10s"),
-			},
-			NetworksAdvanceds: docker.ServiceTaskSpecNetworksAdvancedArray{
-				docker.ServiceTaskSpecNetworksAdvancedArgs{Name: network},
-				docker.ServiceTaskSpecNetworksAdvancedArgs{Name: p.Edge},
-			},
-			Placement: docker.ServiceTaskSpecPlacementArgs{Prefs: pulumi.StringArray{pulumi.String("spread=node.id")}},
-			Resources: docker.ServiceTaskSpecResourcesArgs{
-				Limits: docker.ServiceTaskSpecResourcesLimitsArgs{MemoryBytes: memoryBytes(t.Stack.AppMemory(t.Tenant))},
-			},
+	vars := env(t.AppEnv())
+	container := docker.ServiceTaskSpecContainerSpecArgs{
+		Image:   image,
+		Args:    pulumi.ToStringArray(contract.AppCommand),
+		Env:     vars,
+		Secrets: docker.ServiceTaskSpecContainerSpecSecretArray{url},
+		Healthcheck: docker.ServiceTaskSpecContainerSpecHealthcheckArgs{
+			Tests:       pulumi.ToStringArray(contract.AppHealthCommand),
+			Interval:    pulumi.String("2s"),
+			Timeout:     pulumi.String("3s"),
+			Retries:     pulumi.Int(3),
+			StartPeriod: pulumi.String("30s"),
 		},
+		// SIGTERM, then the app drains requests in flight (8 s).
+		StopGracePeriod: pulumi.String("10s"),
+	}
+	task := docker.ServiceTaskSpecArgs{
+		ContainerSpec: container,
+		NetworksAdvanceds: docker.ServiceTaskSpecNetworksAdvancedArray{
+			docker.ServiceTaskSpecNetworksAdvancedArgs{Name: network},
+			docker.ServiceTaskSpecNetworksAdvancedArgs{Name: p.Edge},
+		},
+		Placement: docker.ServiceTaskSpecPlacementArgs{Prefs: pulumi.StringArray{pulumi.String("spread=node.id")}},
+		Resources: docker.ServiceTaskSpecResourcesArgs{
+			Limits: docker.ServiceTaskSpecResourcesLimitsArgs{MemoryBytes: memoryBytes(t.Stack.AppMemory(t.Tenant))},
+		},
+	}
+	// A failed update is rolled back by Swarm (FailureAction): the
+	// template carries its own digest, so the wait tells a rollback of a
+	// change that kept the image.
+	digest := specDigest(task)
+	withDigest := pulumi.StringMap{SpecEnv: digest}
+	maps.Copy(withDigest, vars)
+	container.Env = withDigest
+	task.ContainerSpec = container
+	app, err := docker.NewService(ctx, tenant+"-app", &docker.ServiceArgs{
+		Name:     pulumi.String(name),
+		Labels:   labels(t, "app", map[string]pulumi.StringInput{"polls.migration": migrated}),
+		Auth:     p.auth(image),
+		Mode:     docker.ServiceModeArgs{Replicated: docker.ServiceModeReplicatedArgs{Replicas: pulumi.Int(t.Stack.AppReplicas(t.Tenant))}},
+		TaskSpec: task,
 		UpdateConfig: docker.ServiceUpdateConfigArgs{
 			Order: pulumi.String("start-first"), Parallelism: pulumi.Int(1), Delay: pulumi.String("6s"),
 			FailureAction: pulumi.String("rollback"), Monitor: pulumi.String("5s"),
@@ -70,7 +82,7 @@ func (p *Platform) App(ctx *pulumi.Context, t tenants.Parts, network, migrated p
 	if err != nil {
 		return pulumi.StringOutput{}, fmt.Errorf("service: %w", err)
 	}
-	ready := p.running(ctx, "tenant "+tenant+": app", app, image, appWait, nil)
+	ready := p.running(ctx, "tenant "+tenant+": app", app, image, digest, appWait, nil)
 	return pulumi.All(app.Name, ready).ApplyT(func(v []any) string {
 		return contract.Upstream(v[0].(string))
 	}).(pulumi.StringOutput), nil

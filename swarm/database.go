@@ -48,57 +48,58 @@ func (p *Platform) Database(ctx *pulumi.Context, t tenants.Parts, network pulumi
 			extra["polls.restore"] = pulumi.String(r.ID)
 		}
 	}
-	db, err := docker.NewService(ctx, tenant+"-db", &docker.ServiceArgs{
-		Name:   pulumi.String(t.Name("db")),
-		Labels: labels(t, "db", extra),
-		Auth:   auth,
-		Mode:   docker.ServiceModeArgs{Replicated: docker.ServiceModeReplicatedArgs{Replicas: pulumi.Int(1)}},
-		TaskSpec: docker.ServiceTaskSpecArgs{
-			ContainerSpec: docker.ServiceTaskSpecContainerSpecArgs{
-				Image:   image,
-				Env:     env(contract.DatabaseEnv()),
-				Secrets: secrets,
-				Mounts: docker.ServiceTaskSpecContainerSpecMountArray{docker.ServiceTaskSpecContainerSpecMountArgs{
-					Type: pulumi.String("volume"), Source: pulumi.String(t.Name("pgdata")), Target: pulumi.String(contract.PGMount),
-					VolumeOptions: docker.ServiceTaskSpecContainerSpecMountVolumeOptionsArgs{
-						Labels: docker.ServiceTaskSpecContainerSpecMountVolumeOptionsLabelArray{
-							// Sorted by label, as the provider reads them back:
-							// another order is a change on every preview.
-							docker.ServiceTaskSpecContainerSpecMountVolumeOptionsLabelArgs{Label: pulumi.String("polls.retained"), Value: pulumi.String("true")},
-							docker.ServiceTaskSpecContainerSpecMountVolumeOptionsLabelArgs{Label: pulumi.String("polls.tenant"), Value: pulumi.String(tenant)},
-						},
+	task := docker.ServiceTaskSpecArgs{
+		ContainerSpec: docker.ServiceTaskSpecContainerSpecArgs{
+			Image:   image,
+			Env:     env(contract.DatabaseEnv()),
+			Secrets: secrets,
+			Mounts: docker.ServiceTaskSpecContainerSpecMountArray{docker.ServiceTaskSpecContainerSpecMountArgs{
+				Type: pulumi.String("volume"), Source: pulumi.String(t.Name("pgdata")), Target: pulumi.String(contract.PGMount),
+				VolumeOptions: docker.ServiceTaskSpecContainerSpecMountVolumeOptionsArgs{
+					Labels: docker.ServiceTaskSpecContainerSpecMountVolumeOptionsLabelArray{
+						// Sorted by label, as the provider reads them back:
+						// another order is a change on every preview.
+						docker.ServiceTaskSpecContainerSpecMountVolumeOptionsLabelArgs{Label: pulumi.String("polls.retained"), Value: pulumi.String("true")},
+						docker.ServiceTaskSpecContainerSpecMountVolumeOptionsLabelArgs{Label: pulumi.String("polls.tenant"), Value: pulumi.String(tenant)},
 					},
-				}},
-				// A task is running only once its health check passed, and
-				// Swarm runs the first check one interval after start (API
-				// 1.41 has no start interval): the interval is what a
-				// database start or a rolling update waits at least.
-				Healthcheck: docker.ServiceTaskSpecContainerSpecHealthcheckArgs{
-					Tests:    pulumi.StringArray{pulumi.String("CMD-SHELL"), pulumi.String(contract.DatabaseHealthScript)},
-					Interval: pulumi.String("3s"),
-					Timeout:  pulumi.String("10s"),
-					Retries:  pulumi.Int(5),
-					// "2m", not "2m0s": the provider reads durations back
-					// in this form, and another is a change every time.
-					StartPeriod: pulumi.String("2m"),
 				},
-				// SIGINT is PostgreSQL's fast shutdown: it disconnects the
-				// clients and stops cleanly in a second, where SIGTERM waits
-				// for every app connection to close. Swarm kills after the
-				// grace period.
-				StopSignal:      pulumi.String("SIGINT"),
-				StopGracePeriod: pulumi.String("30s"),
+			}},
+			// A task is running only once its health check passed, and
+			// Swarm runs the first check one interval after start (API
+			// 1.41 has no start interval): the interval is what a
+			// database start or a rolling update waits at least.
+			Healthcheck: docker.ServiceTaskSpecContainerSpecHealthcheckArgs{
+				Tests:    pulumi.StringArray{pulumi.String("CMD-SHELL"), pulumi.String(contract.DatabaseHealthScript)},
+				Interval: pulumi.String("3s"),
+				Timeout:  pulumi.String("10s"),
+				Retries:  pulumi.Int(5),
+				// "2m", not "2m0s": the provider reads durations back
+				// in this form, and another is a change every time.
+				StartPeriod: pulumi.String("2m"),
 			},
-			NetworksAdvanceds: docker.ServiceTaskSpecNetworksAdvancedArray{
-				docker.ServiceTaskSpecNetworksAdvancedArgs{Name: network, Aliases: pulumi.StringArray{pulumi.String(contract.DBAlias)}},
-			},
-			Placement: docker.ServiceTaskSpecPlacementArgs{
-				Constraints: pulumi.StringArray{pulumi.String("node.hostname==" + node)},
-			},
-			Resources: docker.ServiceTaskSpecResourcesArgs{
-				Limits: docker.ServiceTaskSpecResourcesLimitsArgs{MemoryBytes: memoryBytes(t.Stack.DBMemoryMB)},
-			},
+			// SIGINT is PostgreSQL's fast shutdown: it disconnects the
+			// clients and stops cleanly in a second, where SIGTERM waits
+			// for every app connection to close. Swarm kills after the
+			// grace period.
+			StopSignal:      pulumi.String("SIGINT"),
+			StopGracePeriod: pulumi.String("30s"),
 		},
+		NetworksAdvanceds: docker.ServiceTaskSpecNetworksAdvancedArray{
+			docker.ServiceTaskSpecNetworksAdvancedArgs{Name: network, Aliases: pulumi.StringArray{pulumi.String(contract.DBAlias)}},
+		},
+		Placement: docker.ServiceTaskSpecPlacementArgs{
+			Constraints: pulumi.StringArray{pulumi.String("node.hostname==" + node)},
+		},
+		Resources: docker.ServiceTaskSpecResourcesArgs{
+			Limits: docker.ServiceTaskSpecResourcesLimitsArgs{MemoryBytes: memoryBytes(t.Stack.DBMemoryMB)},
+		},
+	}
+	db, err := docker.NewService(ctx, tenant+"-db", &docker.ServiceArgs{
+		Name:     pulumi.String(t.Name("db")),
+		Labels:   labels(t, "db", extra),
+		Auth:     auth,
+		Mode:     docker.ServiceModeArgs{Replicated: docker.ServiceModeReplicatedArgs{Replicas: pulumi.Int(1)}},
+		TaskSpec: task,
 		// One data directory, one server: a new version stops the old
 		// task before it starts (Swarm's default order, said here).
 		UpdateConfig: docker.ServiceUpdateConfigArgs{Order: pulumi.String("stop-first")},
@@ -124,5 +125,8 @@ func (p *Platform) Database(ctx *pulumi.Context, t tenants.Parts, network pulumi
 		}
 		return nil
 	}
-	return p.running(ctx, "tenant "+tenant+": database (pinned to node "+node+")", db, image, dbWait, remember), nil
+	// A failed update pauses (Swarm's default failure action), which the
+	// wait tells: a database is never rolled back, so its template needs
+	// no digest of itself.
+	return p.running(ctx, "tenant "+tenant+": database (pinned to node "+node+")", db, image, pulumi.String(""), dbWait, remember), nil
 }

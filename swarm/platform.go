@@ -20,7 +20,10 @@ package swarm
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -47,10 +50,9 @@ type Engine interface {
 	Nodes(ctx context.Context) ([]dockerapi.Node, error)
 	// Services lists the services carrying every label given.
 	Services(ctx context.Context, labels map[string]string) ([]dockerapi.Service, error)
-	// WaitService returns once every replica of service id runs its
-	// current spec with image and is healthy, and fails early when it will
-	// not.
-	WaitService(ctx context.Context, id, image string, within time.Duration) error
+	// WaitService returns once every replica of service id runs the
+	// declared spec and is healthy, and fails early when it will not.
+	WaitService(ctx context.Context, id string, want dockerapi.Declared, within time.Duration) error
 	// Digest returns the digest ref has in its registry now.
 	Digest(ctx context.Context, ref string, auth *dockerapi.RegistryAuth) (string, error)
 	// LabelNode sets a label on the node with the given hostname.
@@ -240,6 +242,10 @@ func (p *Platform) Declare(ctx *pulumi.Context, opts ...pulumi.ResourceOption) e
 // EdgeNetwork is the name of the network the router and every app share.
 func (p *Platform) EdgeNetwork() pulumi.StringOutput { return p.Edge }
 
+// RemoteApps is true: app tasks run on other nodes too, and a node that
+// is lost (power, kernel, network) closes nothing.
+func (p *Platform) RemoteApps() bool { return true }
+
 // AppliedRestore is the restore the tenant's database service was created
 // for, or "".
 func (p *Platform) AppliedRestore(tenant string) string { return p.restored[tenant] }
@@ -279,18 +285,50 @@ func (p *Platform) Backup(ctx *pulumi.Context, t tenants.Parts, network pulumi.S
 	return platform.BackupAgent(ctx, t, network)
 }
 
-// running resolves once service s runs every replica of its current spec
-// with image (see platform.Gate), then runs after, if any.
-func (p *Platform) running(ctx *pulumi.Context, what string, s *docker.Service, image pulumi.StringInput, within time.Duration, after func(context.Context) error) pulumi.StringOutput {
+// running resolves once service s runs every replica of the spec declared
+// with image and, if not "", the digest of its task template in SpecEnv
+// (see platform.Gate), then runs after, if any.
+func (p *Platform) running(ctx *pulumi.Context, what string, s *docker.Service, image, digest pulumi.StringInput, within time.Duration, after func(context.Context) error) pulumi.StringOutput {
 	return platform.Gate(ctx, what, func(ctx context.Context, v []any) error {
-		if err := p.Engine.WaitService(ctx, fmt.Sprint(v[0]), fmt.Sprint(v[1]), within); err != nil {
+		want := dockerapi.Declared{Image: fmt.Sprint(v[1])}
+		if d := fmt.Sprint(v[2]); d != "" {
+			want.Env = map[string]string{SpecEnv: d}
+		}
+		if err := p.Engine.WaitService(ctx, fmt.Sprint(v[0]), want, within); err != nil {
 			return err
 		}
 		if after != nil {
 			return after(ctx)
 		}
 		return nil
-	}, "running", s.ID(), image)
+	}, "running", s.ID(), image, digest)
+}
+
+// SpecEnv is the variable of the app's environment that carries the
+// digest of the rest of its declared task template (specDigest). Swarm
+// rolls a failed update back by putting the previous spec back whole: the
+// variable then says the declared template is not the one running, even
+// when the change kept the image (a rotated secret, a changed setting).
+//
+// It is in the environment because that is part of the task template,
+// which Swarm rolls back, and a change of it updates the service in place;
+// the provider replaces a service, delete-first, for any change of its
+// labels. It changes only with the rest of the template, so it never
+// restarts a task by itself.
+const SpecEnv = "POLLS_SPEC"
+
+// specDigest is the digest of a declared task template: it changes with
+// anything that makes Swarm replace the service's tasks, and with nothing
+// else (a service's labels and update settings are outside it).
+func specDigest(task docker.ServiceTaskSpecArgs) pulumi.StringOutput {
+	return task.ToServiceTaskSpecOutput().ApplyT(func(ts docker.ServiceTaskSpec) (string, error) {
+		b, err := json.Marshal(ts)
+		if err != nil {
+			return "", fmt.Errorf("digest of the task template: %w", err)
+		}
+		sum := sha256.Sum256(b)
+		return hex.EncodeToString(sum[:16]), nil
+	}).(pulumi.StringOutput)
 }
 
 // secret declares a Docker secret holding value and returns how a service

@@ -61,6 +61,8 @@ type Engine struct {
 	// Builds records the build cleanup's calls: "list key=value",
 	// "rm <id>", "rmi <id>", "tag <id> <repo>:<tag>".
 	Builds []string
+	// Waited records the spec WaitService was last asked for, by service ID.
+	Waited map[string]dockerapi.Declared
 }
 
 // BuildSet is what an image build leaves: step containers and untagged
@@ -120,8 +122,15 @@ func (e *Engine) Digest(_ context.Context, ref string, _ *dockerapi.RegistryAuth
 	return Digest(ref), nil
 }
 
-// WaitService reports every service running but SickApp's app.
-func (e *Engine) WaitService(_ context.Context, id, _ string, _ time.Duration) error {
+// WaitService records what it was asked to wait for, and reports every
+// service running but SickApp's app.
+func (e *Engine) WaitService(_ context.Context, id string, want dockerapi.Declared, _ time.Duration) error {
+	e.mu.Lock()
+	if e.Waited == nil {
+		e.Waited = map[string]dockerapi.Declared{}
+	}
+	e.Waited[id] = want
+	e.mu.Unlock()
 	if e.SickApp != "" && id == ID(e.SickApp+"-app") {
 		return errors.New("service polls-dev-" + e.SickApp + "-app update rollback completed: update paused due to failure or early termination of task")
 	}

@@ -244,6 +244,9 @@ func fromProgramService(t *testing.T, in resource.PropertyMap) svc {
 		Labels:     map[string]string{},
 	}
 	for k, v := range cs["env"].(map[string]any) {
+		if k == swarm.SpecEnv { // the digest only the program's wait reads
+			continue
+		}
 		s.Env = append(s.Env, k+"="+fmt.Sprint(v))
 	}
 	sort.Strings(s.Env)

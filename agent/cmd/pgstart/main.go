@@ -10,7 +10,9 @@
 //   - lets the tenant's backup agent stream the write-ahead log
 //     (a replication entry in pg_hba.conf);
 //
-// then it runs the image's own docker-entrypoint.sh with its arguments.
+// then it runs the image's own docker-entrypoint.sh with its arguments: as
+// its init when it is PID 1 (on Swarm, see superviseAsInit), else in its
+// place.
 package main
 
 import (
@@ -60,9 +62,15 @@ func main() {
 	}
 	stop()
 	args := append([]string{"docker-entrypoint.sh"}, os.Args[1:]...)
-	err := syscall.Exec("/usr/local/bin/docker-entrypoint.sh", args, os.Environ())
+	if os.Getpid() == 1 {
+		os.Exit(superviseAsInit(entrypoint, args, os.Environ()))
+	}
+	err := syscall.Exec(entrypoint, args, os.Environ())
 	log.Fatalf("exec docker-entrypoint.sh: %v", err)
 }
+
+// entrypoint is the image's own entrypoint, which starts the server.
+const entrypoint = "/usr/local/bin/docker-entrypoint.sh"
 
 func prepare(ctx context.Context) error {
 	pgdata := os.Getenv("PGDATA")
