@@ -26,6 +26,7 @@ var Keys = []string{
 	"platform", "registry", "registryUsername", "registryPassword",
 	"backups", "backupRepository", "backupSchedule", "backupKeepDays", "backupKeepWeeks",
 	"backupKey", "backupSshKey", "backupSshKnownHosts",
+	"monitoring", "monitoringPort", "prometheusImage", "alertmanagerImage", "alertWebhookUrl", "alertWebhookToken",
 }
 
 // SecretKeys are the keys whose values must be stored as Pulumi secrets,
@@ -35,6 +36,7 @@ var SecretKeys = []struct{ Key, Set string }{
 	{"registryPassword", `pulumi config set --secret polls:registryPassword -- "$PASSWORD"`},
 	{"backupKey", `pulumi config set --secret polls:backupKey -- "$(openssl rand -base64 32)"`},
 	{"backupSshKey", `pulumi config set --secret polls:backupSshKey -- "$(cat id_ed25519)"`},
+	{"alertWebhookToken", `pulumi config set --secret polls:alertWebhookToken -- "$TOKEN"`},
 }
 
 // tenantFields lists the fields a tenant object may have.
@@ -92,6 +94,7 @@ func parseAt(values map[string]string, now func() time.Time) (Stack, error) {
 	s.RegistryAuth = p.platform(s)
 	s.Backup = p.backup(s.Platform)
 	p.restores(s)
+	s.Monitoring = p.monitoring(s)
 	if s.SubnetPool.IsValid() && len(s.Tenants) > subnets.Slots(s.SubnetPool) {
 		p.addf("polls:subnetPool: %s holds %d tenant subnets (/%d), fewer than the %d tenants: choose a larger pool, e.g. `pulumi config set polls:subnetPool 10.230.0.0/16` (%d subnets)", s.SubnetPool, subnets.Slots(s.SubnetPool), subnets.TenantBits, len(s.Tenants), 1<<(subnets.TenantBits-16))
 	}
@@ -147,6 +150,8 @@ func (p *parser) unknownKeys() {
 var defaults = map[string]string{
 	"backupRepository": DefaultBackupRepository, "backupSchedule": DefaultBackupSchedule,
 	"backupKeepDays": strconv.Itoa(DefaultBackupKeepDays), "backupKeepWeeks": strconv.Itoa(DefaultBackupKeepWeeks),
+	"monitoring": DefaultMonitoring, "monitoringPort": strconv.Itoa(DefaultMonitoringPort),
+	"prometheusImage": DefaultPrometheusImage, "alertmanagerImage": DefaultAlertmanagerImage,
 }
 
 // defaultOf is key's default as Pulumi passes it.
