@@ -94,13 +94,15 @@ func TestRenderDeterministic(t *testing.T) {
 // refused, whatever validated it before.
 func TestRenderRefusesBadValues(t *testing.T) {
 	for name, f := range map[string]func(*Config){
-		"tenant":       func(c *Config) { c.Tenants = []string{"thor\n- job_name: evil"} },
-		"stack":        func(c *Config) { c.Stack = "polls dev" },
-		"metrics":      func(c *Config) { c.Metrics = "metrics" },
-		"rules file":   func(c *Config) { c.RulesFile = "rules.yml" },
-		"token file":   func(c *Config) { c.Webhook = &Webhook{URL: "https://a.example/", TokenFile: "token"} },
-		"no interval":  func(c *Config) { c.Backups = &Backups{Agent: agent} },
-		"agent":        func(c *Config) { c.Backups = &Backups{Agent: func(string) string { return "a b:1" }, Interval: time.Hour} },
+		"tenant":      func(c *Config) { c.Tenants = []string{"thor\n- job_name: evil"} },
+		"stack":       func(c *Config) { c.Stack = "polls dev" },
+		"metrics":     func(c *Config) { c.Metrics = "metrics" },
+		"rules file":  func(c *Config) { c.RulesFile = "rules.yml" },
+		"token file":  func(c *Config) { c.Webhook = &Webhook{URL: "https://a.example/", TokenFile: "token"} },
+		"no interval": func(c *Config) { c.Backups = &Backups{Agent: agent} },
+		"agent": func(c *Config) {
+			c.Backups = &Backups{Agent: func(string) string { return "a b:1" }, Interval: time.Hour}
+		},
 		"empty hook":   func(c *Config) { c.Webhook = &Webhook{} },
 		"alertmanager": func(c *Config) { c.Alertmanager = "http://alertmanager:9093" },
 	} {
