@@ -29,7 +29,16 @@ var cases = []struct {
 		{Name: "potter", Hosts: []string{"potter.polls.example.com"}, Upstream: "potter:8000"},
 	}}},
 	{"include", Config{Resolver: "127.0.0.11", Listen: "80", ListenTLS: "443", Include: "/etc/nginx/conf.d/tenants/*.conf"}},
+	{"metrics", Config{Resolver: "127.0.0.11", Listen: "80", ListenTLS: "443", Metrics: metrics, Servers: []Server{
+		{Name: "thor", Hosts: []string{"thor.polls.local"}, Upstream: "thor:8000"},
+		{Name: "potter", Hosts: []string{"potter.polls.local", "polls.potter.example"}, Upstream: "potter:8000"},
+	}}},
+	{"metrics-tls-include", Config{Resolver: "127.0.0.11", Listen: "80", ListenTLS: "443", Metrics: metrics, Include: "/etc/nginx/conf.d/tenants/*.conf",
+		TLS: &TLS{CertificatePath: "/etc/nginx/conf.d/tls/cert.pem", KeyPath: "/etc/nginx/conf.d/tls/key.pem"}}},
 }
+
+// metrics is the router's metrics socket.
+var metrics = &Metrics{Socket: "/run/polls-metrics/nginx.sock", NoTenant: "_none"}
 
 // serverCases are single tenants' files, as RenderServer writes them.
 var serverCases = []struct {
@@ -40,6 +49,10 @@ var serverCases = []struct {
 	{"server-thor", Config{Resolver: "127.0.0.11", Listen: "80", ListenTLS: "443"},
 		Server{Name: "thor", Hosts: []string{"thor.polls.local", "polls.thor.example"}, Upstream: "thor-app-1a2b3c4:8000"}},
 	{"server-thor-tls", Config{Resolver: "127.0.0.11", Listen: "80", ListenTLS: "443", TLS: &TLS{CertificatePath: "/etc/nginx/conf.d/tls/cert.pem", KeyPath: "/etc/nginx/conf.d/tls/key.pem"}},
+		Server{Name: "thor", Hosts: []string{"thor.polls.example.com"}, Upstream: "thor-app-1a2b3c4:8000"}},
+	{"server-thor-metrics", Config{Resolver: "127.0.0.11", Listen: "80", ListenTLS: "443", Metrics: metrics},
+		Server{Name: "thor", Hosts: []string{"thor.polls.local", "polls.thor.example"}, Upstream: "thor-app-1a2b3c4:8000"}},
+	{"server-thor-tls-metrics", Config{Resolver: "127.0.0.11", Listen: "80", ListenTLS: "443", Metrics: metrics, TLS: &TLS{CertificatePath: "/etc/nginx/conf.d/tls/cert.pem", KeyPath: "/etc/nginx/conf.d/tls/key.pem"}},
 		Server{Name: "thor", Hosts: []string{"thor.polls.example.com"}, Upstream: "thor-app-1a2b3c4:8000"}},
 }
 
@@ -132,6 +145,8 @@ func TestRenderRejectsInjection(t *testing.T) {
 		{"duplicate host", Config{Resolver: "127.0.0.11", Listen: "80", ListenTLS: "443", Servers: []Server{ok, {Name: "potter", Hosts: []string{"thor.polls.local"}, Upstream: "potter:8000"}}}, "claimed by servers"},
 		{"resolver", Config{Resolver: "127.0.0.11; include /etc/passwd", Listen: "80"}, "resolver"},
 		{"tls path", Config{Resolver: "127.0.0.11", Listen: "80", ListenTLS: "443", TLS: &TLS{CertificatePath: "/a b", KeyPath: "/k"}}, "TLS paths"},
+		{"metrics socket", Config{Resolver: "127.0.0.11", Listen: "80", Metrics: &Metrics{Socket: "/run/x.sock polls_metrics; include /etc/passwd", NoTenant: "_none"}}, "metrics socket"},
+		{"no-tenant label a tenant's", Config{Resolver: "127.0.0.11", Listen: "80", Metrics: &Metrics{Socket: "/run/x.sock", NoTenant: "thor"}}, "no-tenant label"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
