@@ -3,6 +3,7 @@
 //
 //	polls-agent backup ...   a tenant's backup agent and its commands
 //	                         (status, check, drill, ...)
+//	polls-agent metrics ...  the stack's metrics exporter (serve, check)
 //
 // The databases' entrypoint is a binary of its own, cmd/pgstart, so that
 // the database image changes only when it does.
@@ -16,9 +17,10 @@ import (
 	"syscall"
 
 	"github.com/polls-tenants/polls/agent/backup"
+	"github.com/polls-tenants/polls/agent/metrics"
 )
 
-const usage = "usage: polls-agent backup SUBCOMMAND ...\n" + backup.Usage
+const usage = "usage: polls-agent backup|metrics SUBCOMMAND ...\n" + backup.Usage + "\n" + metrics.Usage
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -38,6 +40,8 @@ func run(ctx context.Context, args []string) error {
 	switch name, rest := args[0], args[1:]; name {
 	case "backup":
 		return backup.Main(ctx, rest, os.Stdout)
+	case "metrics":
+		return metrics.Main(ctx, rest, os.Stdout)
 	default:
 		return fmt.Errorf("unknown subcommand %q; %s", name, usage)
 	}
