@@ -4,23 +4,26 @@ GO    ?= go
 
 .PHONY: test test-short vet up up-local destroy images bench bench-app bench-compose bench-swarm bench-add lint
 
-## test: every test of the program and of app/, including real nginx,
+## test: every test of the program, of app/ and of agent/, including real nginx,
 ## PostgreSQL and (when a Docker engine and the Pulumi toolchain are present)
 ## the end-to-end run; each part that lacks a tool skips naming it.
 test:
 	$(GO) test -count=1 $$($(GO) list ./... | grep -v /e2e$$)
 	cd app && $(GO) test -count=1 ./...
+	cd agent && $(GO) test -count=1 ./...
 	$(GO) test -count=1 -v -timeout 60m ./e2e
 
 ## test-short: the same without the slow end-to-end run.
 test-short:
 	$(GO) test -short -count=1 ./...
 	cd app && $(GO) test -short -count=1 ./...
+	cd agent && $(GO) test -short -count=1 ./...
 
 vet:
 	test -z "$$(gofmt -l . | tee /dev/stderr)"
 	$(GO) vet ./...
 	cd app && test -z "$$(gofmt -l . | tee /dev/stderr)" && $(GO) vet ./...
+	cd agent && test -z "$$(gofmt -l . | tee /dev/stderr)" && $(GO) vet ./...
 
 ## up: bring up the dev stack on a local file backend (no Pulumi account).
 up:
