@@ -144,42 +144,43 @@ func checkRestore(ctx context.Context, engine BackupEngine, agent dockerapi.Cont
 	return ""
 }
 
-// agentImages declares the builds of agent/: the databases' image (target
-// db) and the agents' (target agent), both on polls:postgresImage. The Go
-// build takes the module proxy settings of polls:appBuildArgs, never the
-// app's own args (a release does not rebuild them). On Swarm the database
-// image is pushed to polls:registry; agents run on the manager that builds.
-func agentImages(ctx *pulumi.Context, s spec.Stack, prefix string, opts ...pulumi.ResourceOption) (db, agent *docker.Image, err error) {
+// agentImage declares the build of polls-agent's image (target agent),
+// which runs the backup agents, the gateway and the metrics exporter.
+func agentImage(ctx *pulumi.Context, s spec.Stack, prefix string, opts ...pulumi.ResourceOption) (*docker.Image, error) {
+	agent, err := buildAgent(ctx, s, prefix, "agent", "agent", false, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("agent image: %w", err)
+	}
+	return agent, nil
+}
+
+// buildAgent declares a build of agent/'s target (db: the databases'
+// image, agent: polls-agent's), on polls:postgresImage; pushed to
+// polls:registry when push is set (the databases' on Swarm). The Go build
+// takes the module proxy settings of polls:appBuildArgs, never the app's
+// own args (a release does not rebuild it).
+func buildAgent(ctx *pulumi.Context, s spec.Stack, prefix, name, target string, push bool, opts ...pulumi.ResourceOption) (*docker.Image, error) {
 	args := pulumi.StringMap{"POSTGRES_IMAGE": pulumi.String(s.PostgresImage)}
 	for _, k := range []string{"GO_IMAGE", "GOPROXY", "GOSUMDB"} {
 		if v, ok := s.AppBuildArgs[k]; ok {
 			args[k] = pulumi.String(v)
 		}
 	}
-	build := func(name, target string, push bool) (*docker.Image, error) {
-		ia := &docker.ImageArgs{
-			ImageName: pulumi.String(imageName(s, prefix, name, push) + ":latest"),
-			SkipPush:  pulumi.Bool(!push),
-			Build: docker.DockerBuildArgs{
-				Context:        pulumi.String("agent"),
-				Target:         pulumi.String(target),
-				Args:           args,
-				Network:        optional(s.AppBuildNetwork),
-				BuilderVersion: docker.BuilderVersionBuilderV1,
-			},
-		}
-		if push {
-			ia.Registry = registry(s)
-		}
-		return docker.NewImage(ctx, name+"-image", ia, opts...)
+	ia := &docker.ImageArgs{
+		ImageName: pulumi.String(imageName(s, prefix, name, push) + ":latest"),
+		SkipPush:  pulumi.Bool(!push),
+		Build: docker.DockerBuildArgs{
+			Context:        pulumi.String("agent"),
+			Target:         pulumi.String(target),
+			Args:           args,
+			Network:        optional(s.AppBuildNetwork),
+			BuilderVersion: docker.BuilderVersionBuilderV1,
+		},
 	}
-	if db, err = build("db", "db", s.Platform == spec.PlatformSwarm); err != nil {
-		return nil, nil, fmt.Errorf("database image: %w", err)
+	if push {
+		ia.Registry = registry(s)
 	}
-	if agent, err = build("agent", "agent", false); err != nil {
-		return nil, nil, fmt.Errorf("agent image: %w", err)
-	}
-	return db, agent, nil
+	return docker.NewImage(ctx, name+"-image", ia, opts...)
 }
 
 // imageName is the repository an image of the stack is tagged with: in
@@ -203,13 +204,13 @@ func registry(s spec.Stack) docker.RegistryArgs {
 
 // declareBackups declares the gateway and returns each tenant's share of
 // the stack's backups; nil when backups are off.
-func declareBackups(ctx *pulumi.Context, s spec.Stack, engine BackupEngine, prefix string, bp *backupPlan, opts ...pulumi.ResourceOption) (map[string]*tenants.StackBackup, *backups.Backups, error) {
+func declareBackups(ctx *pulumi.Context, s spec.Stack, engine BackupEngine, prefix string, bp *backupPlan, agentImage *docker.Image, opts ...pulumi.ResourceOption) (map[string]*tenants.StackBackup, *backups.Backups, error) {
 	if s.Backup == nil {
 		return nil, nil, nil
 	}
-	dbImage, agentImage, err := agentImages(ctx, s, prefix, opts...)
+	dbImage, err := buildAgent(ctx, s, prefix, "db", "db", s.Platform == spec.PlatformSwarm, opts...)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("database image: %w", err)
 	}
 	names := make([]string, len(s.Tenants))
 	for i, t := range s.Tenants {

@@ -10,6 +10,7 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
 	"github.com/polls-tenants/polls/dockerapi"
+	"github.com/polls-tenants/polls/monitoring"
 	"github.com/polls-tenants/polls/nginx"
 	"github.com/polls-tenants/polls/onehost"
 	"github.com/polls-tenants/polls/router"
@@ -101,6 +102,8 @@ func readConfig(ctx *pulumi.Context) (spec.Stack, error) {
 type deployed struct {
 	Router  *router.Router
 	Tenants map[string]*tenants.Tenant
+	// Monitoring is nil when polls:monitoring is false.
+	Monitoring *monitoring.Monitoring
 }
 
 // declare registers every resource of the stack and exports its outputs.
@@ -129,7 +132,13 @@ func declare(ctx *pulumi.Context, s spec.Stack, engine Engine) (*deployed, error
 	if err := on.Declare(ctx, onDocker); err != nil {
 		return nil, err
 	}
-	perTenant, _, err := declareBackups(ctx, s, engine, prefix, bp, onDocker)
+	var agent *docker.Image
+	if s.Backup != nil || s.Monitoring != nil {
+		if agent, err = agentImage(ctx, s, prefix, onDocker); err != nil {
+			return nil, err
+		}
+	}
+	perTenant, stackBackups, err := declareBackups(ctx, s, engine, prefix, bp, agent, onDocker)
 	if err != nil {
 		return nil, err
 	}
@@ -158,6 +167,11 @@ func declare(ctx *pulumi.Context, s spec.Stack, engine Engine) (*deployed, error
 	}, pulumi.Providers(provider))
 	if err != nil {
 		return nil, err
+	}
+	if s.Monitoring != nil {
+		if d.Monitoring, err = declareMonitoring(ctx, s, engine, prefix, agent, r, stackBackups, pulumi.Providers(provider)); err != nil {
+			return nil, err
+		}
 	}
 
 	tenantOutputs := pulumi.Map{}

@@ -88,6 +88,9 @@ type Router struct {
 	// Routed maps each tenant to an output that resolves once its route is
 	// live, and fails with the reason otherwise.
 	Routed map[string]pulumi.StringOutput `pulumi:"-"`
+	// MetricsVolume is the volume nginx sends its per-request lines
+	// through, to the metrics exporter (with polls:monitoring only).
+	MetricsVolume pulumi.StringOutput `pulumi:"-"`
 }
 
 // New declares the router: the nginx container, the shared config and one
@@ -117,6 +120,18 @@ func New(ctx *pulumi.Context, name string, args Args, opts ...pulumi.ResourceOpt
 	mounts := docker.ContainerMountArray{
 		docker.ContainerMountArgs{Type: pulumi.String("volume"), Source: conf.Name, Target: pulumi.String(contract.RouterConfDir)},
 	}
+	routerMounts := mounts
+	if args.Stack.Monitoring != nil {
+		// Shared with the metrics exporter only. Mounting it replaces the
+		// router container once, when monitoring is turned on or off.
+		metrics, err := docker.NewVolume(ctx, name+"-metrics", &docker.VolumeArgs{Name: pulumi.String(args.Prefix + "-router-metrics")}, parent)
+		if err != nil {
+			return nil, fmt.Errorf("router: metrics volume: %w", err)
+		}
+		r.MetricsVolume = metrics.Name
+		routerMounts = append(append(docker.ContainerMountArray{}, mounts...),
+			docker.ContainerMountArgs{Type: pulumi.String("volume"), Source: metrics.Name, Target: pulumi.String(contract.RouterMetricsDir)})
+	}
 	ports := docker.ContainerPortArray{
 		docker.ContainerPortArgs{Internal: pulumi.Int(80), External: pulumi.Int(args.Stack.HTTPPort)},
 	}
@@ -134,7 +149,7 @@ func New(ctx *pulumi.Context, name string, args Args, opts ...pulumi.ResourceOpt
 		// removes it with the first config. The mount's noCopy option would
 		// avoid that, but the provider refuses volume options on engines
 		// older than API 1.45, such as Debian 12's docker.io.
-		Mounts: mounts,
+		Mounts: routerMounts,
 		NetworksAdvanced: docker.ContainerNetworksAdvancedArray{
 			docker.ContainerNetworksAdvancedArgs{Name: args.EdgeNetwork},
 		},
@@ -261,6 +276,9 @@ type File struct {
 // `nginx -t`. It also returns the config the tenants' routes render with.
 func Files(s spec.Stack, tenants []string, dir string) (nginx.Config, []File, error) {
 	cfg := nginx.Config{Resolver: contract.DockerDNS, Listen: "80", ListenTLS: "443", Include: dir + "/tenants/*.conf"}
+	if s.Monitoring != nil {
+		cfg.Metrics = &nginx.Metrics{Socket: contract.RouterMetricsSocket, NoTenant: contract.RouterNoTenant}
+	}
 	var files []File
 	if s.TLS != nil {
 		sum := sha256.Sum256([]byte(s.TLS.CertificatePEM + s.TLS.KeyPEM))
