@@ -19,8 +19,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -29,7 +31,7 @@ import (
 )
 
 // Usage lists the metrics subcommands.
-const Usage = `polls-agent metrics serve --stack PREFIX [--platform docker|swarm] [--listen :9100]
+const Usage = `polls-agent metrics serve --stack PREFIX [--platform docker|swarm] [--listen :9100|unix:PATH]
                            [--router-socket PATH] [--engine unix:///var/run/docker.sock]
                            serve the stack's metrics at /metrics
 polls-agent metrics check [--url http://127.0.0.1:9100/metrics]
@@ -45,7 +47,7 @@ func Main(ctx context.Context, args []string, stdout io.Writer) error {
 		fs := flag.NewFlagSet("metrics serve", flag.ContinueOnError)
 		stack := fs.String("stack", "", "the stack's Docker object prefix, e.g. polls-dev")
 		platform := fs.String("platform", PlatformDocker, "docker or swarm")
-		listen := fs.String("listen", ":9100", "address of /metrics")
+		listen := fs.String("listen", ":9100", "address of /metrics: host:port, or unix:PATH")
 		socket := fs.String("router-socket", "", "unix datagram socket for the router's lines (none: no router metrics)")
 		engine := fs.String("engine", "unix:///var/run/docker.sock", "the Docker engine's socket (empty: no engine metrics)")
 		if err := fs.Parse(args[1:]); err != nil {
@@ -87,11 +89,11 @@ func Serve(ctx context.Context, o Options, stdout io.Writer) error {
 	if o.RouterSocket != "" {
 		r := NewRouter(o.Stack)
 		reg.MustRegister(r.Collectors()...)
-		conn, err := ListenRouter(o.RouterSocket)
+		sock, err := ListenRouter(o.RouterSocket)
 		if err != nil {
 			return fmt.Errorf("listen for the router's lines on %s: %w", o.RouterSocket, err)
 		}
-		go func() { errs <- r.Serve(ctx, conn, logf) }()
+		go func() { errs <- r.Serve(ctx, sock, logf) }()
 	}
 	if o.Engine != "" {
 		e, err := NewEngine(o.Engine)
@@ -102,15 +104,18 @@ func Serve(ctx context.Context, o Options, stdout io.Writer) error {
 		reg.MustRegister(t)
 		go t.WatchRestarts(ctx, logf)
 	}
-	srv := &http.Server{Addr: o.Listen, ReadHeaderTimeout: 10 * time.Second,
+	srv := &http.Server{ReadHeaderTimeout: 10 * time.Second,
 		Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelError)})}
+	l, err := listen(o.Listen)
+	if err != nil {
+		return fmt.Errorf("serve /metrics on %s: %w", o.Listen, err)
+	}
 	go func() {
-		if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			errs <- fmt.Errorf("serve /metrics on %s: %w", o.Listen, err)
 		}
 	}()
 	log.Info("serving metrics", "listen", o.Listen, "routerSocket", o.RouterSocket, "engine", o.Engine, "platform", o.Platform)
-	var err error
 	select {
 	case <-ctx.Done():
 	case err = <-errs:
@@ -122,6 +127,19 @@ func Serve(ctx context.Context, o Options, stdout io.Writer) error {
 		_ = os.Remove(o.RouterSocket)
 	}
 	return err
+}
+
+// listen opens addr: host:port, or unix:PATH for a unix socket (which
+// reaches across network namespaces: the benchmark runs the exporter in one
+// of its own, as a container does).
+func listen(addr string) (net.Listener, error) {
+	if path, ok := strings.CutPrefix(addr, "unix:"); ok {
+		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, err
+		}
+		return net.Listen("unix", path)
+	}
+	return net.Listen("tcp", addr)
 }
 
 // check fails unless url answers 200.

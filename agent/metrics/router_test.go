@@ -3,6 +3,7 @@ package metrics
 import (
 	"context"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -86,21 +87,29 @@ func TestObserveRefuses(t *testing.T) {
 // datagram each) are counted, and that the socket can be written by others.
 func TestRouterSocket(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "nginx.sock")
-	conn, err := ListenRouter(path)
+	sock, err := ListenRouter(path)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o666 {
+		t.Errorf("socket mode %v, %v; want 0666, for nginx's workers", fi.Mode(), err)
 	}
 	r := NewRouter("polls-dev")
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- r.Serve(ctx, conn, t.Logf) }()
+	go func() { done <- r.Serve(ctx, sock, t.Logf) }()
 	c, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: path, Net: "unixgram"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for range 25 {
+	// A first line wakes the exporter; a burst then waits in the queue
+	// while it batches.
+	for i := range 25 {
 		if _, err := c.Write([]byte(nginxLine("thor", "200", "0.010"))); err != nil {
 			t.Fatal(err)
+		}
+		if i == 0 {
+			time.Sleep(2 * time.Millisecond)
 		}
 	}
 	c.Close()
