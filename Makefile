@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 GO    ?= go
 
-.PHONY: test test-short vet up up-local destroy images bench bench-app bench-compose bench-swarm bench-add lint
+.PHONY: test test-short vet up up-local destroy images bench bench-app bench-compose bench-swarm bench-add bench-monitoring lint
 
 ## test: every test of the program, of app/ and of agent/, including real nginx,
 ## PostgreSQL and (when a Docker engine and the Pulumi toolchain are present)
@@ -70,3 +70,9 @@ bench-add:
 ## release under a request loop (scripts/bench-swarm.sh).
 bench-swarm:
 	scripts/bench-swarm.sh
+
+## bench-monitoring: what polls:monitoring costs against monitoring off, in
+## one run: the router's median latency (BenchmarkMetricsOverhead) and the
+## idle RAM per tenant (scripts/bench-monitoring.sh).
+bench-monitoring:
+	scripts/bench-monitoring.sh
