@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 GO    ?= go
 
-.PHONY: test test-short vet up up-local destroy images bench bench-app bench-compose bench-swarm bench-add bench-monitoring lint
+.PHONY: test test-short vet up up-local destroy images bench bench-app bench-compose bench-swarm bench-add bench-backup bench-monitoring lint backup-status backup-drill
 
 ## test: every test of the program, of app/ and of agent/, including real nginx,
 ## PostgreSQL and (when a Docker engine and the Pulumi toolchain are present)
@@ -70,6 +70,23 @@ bench-add:
 ## release under a request loop (scripts/bench-swarm.sh).
 bench-swarm:
 	scripts/bench-swarm.sh
+
+## backup-status: every tenant's last base backup, last archived log and
+## problems (STACK=dev by default).
+backup-status:
+	@for c in $$(docker ps --filter label=polls.stack=polls-$${STACK:-dev} --filter label=polls.role=backup --format '{{.Names}}'); do \
+		docker exec $$c polls-agent backup status; echo; done
+
+## backup-drill: restore TENANT's latest backup into a scratch database,
+## compare it with the live one, print the evidence and the RPO.
+backup-drill:
+	docker exec polls-$${STACK:-dev}-$(TENANT)-backup polls-agent backup drill
+
+## bench-backup: what backups cost (idle memory and CPU per tenant, on vs
+## off), a 1 GiB tenant's base backup, drill and in-place restore, and the
+## RPO under a steady write load (scripts/bench-backup.sh).
+bench-backup:
+	scripts/bench-backup.sh
 
 ## bench-monitoring: what polls:monitoring costs against monitoring off, in
 ## one run: the router's median latency (BenchmarkMetricsOverhead) and the

@@ -44,6 +44,12 @@ type backupPlan struct {
 // changes, a moment no backup covers.
 func planBackups(ctx *pulumi.Context, s spec.Stack, engine BackupEngine, prefix string, applied func(tenant string) string) (*backupPlan, error) {
 	bp := &backupPlan{agents: map[string]dockerapi.ContainerSummary{}, pending: map[string]bool{}}
+	if s.Platform == spec.PlatformSwarm && s.Backup.Repository.Kind == spec.RepositoryLocal {
+		msg := fmt.Sprintf("polls:backupRepository is %s on the manager: the backups of a database on another node leave it, but those of a database on the manager stay on the manager's disk and are lost with it; use an SFTP repository (sftp://user@host/path) to keep every tenant's backups off its node", s.Backup.Repository.Path)
+		if err := ctx.Log.Warn(msg, nil); err != nil {
+			return nil, err
+		}
+	}
 	list, err := engine.Containers(ctx.Context(), map[string]string{contract.LabelStack: prefix, contract.LabelRole: "backup"})
 	if err != nil {
 		return nil, fmt.Errorf("list the backup agents: %w", err)
@@ -246,13 +252,17 @@ func declareBackups(ctx *pulumi.Context, s spec.Stack, engine BackupEngine, pref
 // the database as it is, so that restoring to the wrong moment can itself
 // be undone; the database is replaced only after it.
 func preRestoreBackup(ctx *pulumi.Context, engine BackupEngine, tenant, agentID string) pulumi.StringOutput {
-	return platform.Gate(ctx, "tenant "+tenant+": backup before the restore", func(ctx context.Context, _ []any) error {
-		code, out, err := engine.Exec(ctx, agentID, []string{contract.AgentBinary, "backup", "now"})
+	return platform.Gate(ctx, "tenant "+tenant+": backup before the restore", func(wctx context.Context, _ []any) error {
+		code, out, err := engine.Exec(wctx, agentID, []string{contract.AgentBinary, "backup", "now"})
 		if err != nil {
 			return err
 		}
 		if code != 0 {
 			return fmt.Errorf("failed (exit %d): %s; the restore did not start, the database is as it was", code, strings.TrimSpace(out))
+		}
+		var base struct{ End time.Time }
+		if json.Unmarshal([]byte(out), &base) == nil && !base.End.IsZero() {
+			_ = ctx.Log.Info(fmt.Sprintf("tenant %s: its data before the restore is backed up: restore to %s to get it back", tenant, base.End.UTC().Format(time.RFC3339)), nil)
 		}
 		return nil
 	}, "backed-up", pulumi.String(agentID))

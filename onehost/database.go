@@ -67,11 +67,14 @@ func (p *Platform) Database(ctx *pulumi.Context, t tenants.Parts, network pulumi
 		// child it reaps that died by a signal as a crashed backend and
 		// restarts every connection (seen here under load: "server process
 		// was terminated by signal 13"). Docker's init reaps them instead.
-		Init:       pulumi.Bool(true),
-		Restart:    pulumi.String("unless-stopped"),
-		Memory:     platform.Memory(t.Stack.DBMemoryMB),
-		MemorySwap: platform.Memory(t.Stack.DBMemoryMB),
-		Labels:     platform.ContainerLabels(t, "db", platform.ExtraLabels(platform.RestoreLabels(t))...),
+		Init:    pulumi.Bool(true),
+		Restart: pulumi.String("unless-stopped"),
+		// The image's stop signal (SIGINT, PostgreSQL's fast shutdown),
+		// then time to finish: without it the provider kills at once.
+		DestroyGraceSeconds: pulumi.Int(30),
+		Memory:              platform.Memory(t.Stack.DBMemoryMB),
+		MemorySwap:          platform.Memory(t.Stack.DBMemoryMB),
+		Labels:              platform.ContainerLabels(t, "db", platform.ExtraLabels(platform.RestoreLabels(t))...),
 	}, append(t.Opts, platform.Named, notUpdatedInPlace)...)
 	if err != nil {
 		return pulumi.StringOutput{}, wrap("container", err)

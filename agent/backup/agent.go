@@ -34,8 +34,10 @@ type Agent struct {
 	baseNow   chan chan baseResult
 	lastSig   string
 	lastPrune time.Time
-	segSize   uint64
-	plans     *plans
+	// lastRetention is when retention last ran.
+	lastRetention time.Time
+	segSize       uint64
+	plans         *plans
 }
 
 type baseResult struct {
@@ -120,6 +122,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		recvDone                       = make(chan error, 1)
 		recvCancel  context.CancelFunc = func() {}
 		recvAttempt int
+		recvSince   time.Time
 		// A base backup runs beside the loop, so the log keeps being sent
 		// while it does; requests for one wait for the next to start.
 		baseRunning bool
@@ -145,13 +148,24 @@ func (a *Agent) Run(ctx context.Context) error {
 				}
 				rctx, cancel := context.WithCancel(ctx)
 				recvCancel = cancel
-				receiving = true
+				receiving, recvSince = true, time.Now()
 				go func() {
 					recvDone <- Receiver{DB: a.db, Dir: a.walDir, Log: logWriter{a.log}}.Run(rctx)
 				}()
 			}
 		}
+		// Streaming again for a while: its earlier failure is over.
+		if receiving && time.Since(recvSince) > 15*time.Second {
+			a.update(func(s *State) { s.fail("wal", nil, now) })
+		}
 		a.sendWAL(ctx, receiving)
+		// Retention that failed (the repository was away) is tried again
+		// within minutes, not at the next base backup.
+		if _, failing := a.snapshotState().Errors["retention"]; failing && time.Since(a.lastRetention) > 10*time.Minute {
+			a.work.Lock()
+			a.retention(ctx)
+			a.work.Unlock()
+		}
 		if s := a.snapshotState(); dbUp && !baseRunning && (len(waiting) > 0 || s.Gen == "" || s.NextBase.IsZero() || !now.Before(s.NextBase)) {
 			reason := "schedule"
 			switch {
@@ -392,6 +406,7 @@ func (a *Agent) takeBase(ctx context.Context, gen, reason string, s State) (Base
 // holds a.work: pruning locks the repository.
 func (a *Agent) retention(ctx context.Context) {
 	now := time.Now().UTC()
+	a.lastRetention = now
 	err := a.repo.ForgetPolicy(ctx, tagKind+"="+kindBase, "--keep-within", strconv.Itoa(a.cfg.KeepDays)+"d", "--keep-weekly", strconv.Itoa(a.cfg.KeepWeeks))
 	if err == nil {
 		var snaps []Snapshot

@@ -89,8 +89,10 @@ func RunDrill(ctx context.Context, cfg Config, db DB, agentURL, dir, dbName stri
 	if err := os.WriteFile(hba, []byte("local all all trust\n"), 0o600); err != nil {
 		return d, err
 	}
+	// hot_standby off: no connections until promoted, and none of the live
+	// server's limits (max_connections, ...) to match during recovery.
 	pg := exec.CommandContext(ctx, "postgres", "-D", data, "-c", "listen_addresses=", "-c", "unix_socket_directories="+scratch,
-		"-c", "port=5433", "-c", "hba_file="+hba, "-c", "shared_buffers=16MB", "-c", "max_connections=10",
+		"-c", "port=5433", "-c", "hba_file="+hba, "-c", "shared_buffers=16MB", "-c", "hot_standby=off",
 		"-c", "archive_mode=off")
 	pgLog, err := os.Create(filepath.Join(scratch, "postgres.log"))
 	if err != nil {
@@ -104,11 +106,14 @@ func RunDrill(ctx context.Context, cfg Config, db DB, agentURL, dir, dbName stri
 	if err := pg.Start(); err != nil {
 		return d, fmt.Errorf("start the scratch PostgreSQL: %w", err)
 	}
+	exited := make(chan error, 1)
+	go func() { exited <- pg.Wait() }()
 	defer func() {
 		_ = pg.Process.Signal(os.Interrupt)
-		_ = pg.Wait()
+		<-exited
+		exited <- nil
 	}()
-	copyDB, err := waitPromoted(ctx, scratch, cfg.User, dbName, pgLog.Name())
+	copyDB, err := waitPromoted(ctx, scratch, cfg.User, dbName, pgLog.Name(), exited)
 	if err != nil {
 		return d, err
 	}
@@ -150,10 +155,17 @@ func lastCommit(ctx context.Context, c *pgx.Conn) time.Time {
 }
 
 // waitPromoted waits for the scratch server to finish recovery.
-func waitPromoted(ctx context.Context, socketDir, user, dbName, logPath string) (*pgx.Conn, error) {
+func waitPromoted(ctx context.Context, socketDir, user, dbName, logPath string, exited chan error) (*pgx.Conn, error) {
 	deadline := time.Now().Add(10 * time.Minute)
 	var lastErr error
 	for time.Now().Before(deadline) {
+		select {
+		case err := <-exited:
+			exited <- err
+			b, _ := os.ReadFile(logPath)
+			return nil, fmt.Errorf("the scratch PostgreSQL stopped during recovery (%v); its log:\n%s", err, lastLines(string(b), 10))
+		default:
+		}
 		// The restored cluster has the tenant's role; trust lets it in.
 		cfg, err := pgx.ParseConfig(fmt.Sprintf("host=%s port=5433 user=%s dbname=%s sslmode=disable", socketDir, user, dbName))
 		if err != nil {
