@@ -127,7 +127,7 @@ or
 					"All of its changes were last archived {{ $value | humanizeDuration }} ago: a restore would lose what came since.")},
 			rule{Alert: "BackupStepFailing", Labels: severity("warning"),
 				Expr:        fmt.Sprintf(`time() - max by (stack, tenant, step) (polls_backup_failing_since_timestamp_seconds) > %d`, seconds(FailingFor)),
-				Annotations: notes("Tenant {{ $labels.tenant }}'s backups of stack {{ $labels.stack }}: {{ $labels.step }} is failing", "Failing for {{ $value | humanizeDuration }}: see `docker exec <stack>-{{ $labels.tenant }}-backup polls-agent backup status`.")},
+				Annotations: notes("Tenant {{ $labels.tenant }}'s backups of stack {{ $labels.stack }}: {{ $labels.step }} is failing", "Failing for {{ $value | humanizeDuration }}: see `docker exec {{ $labels.stack }}-{{ $labels.tenant }}-backup polls-agent backup status`.")},
 		)
 	}
 	return []ruleGroup{records, alerts}
