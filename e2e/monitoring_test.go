@@ -76,14 +76,25 @@ func (e *env) useMonitoring() *monitor {
 }
 
 // hostAddress is an address of the Docker host that containers reach: the
-// default bridge's gateway.
+// default bridge's own, on the host's side (docker0).
 func (e *env) hostAddress() string {
 	e.t.Helper()
-	ip := e.docker("network", "inspect", "bridge", "-f", "{{range .IPAM.Config}}{{.Gateway}}{{end}}")
-	if net.ParseIP(ip) == nil {
-		e.t.Fatalf("the default bridge network has no gateway address (%q) for the webhook", ip)
+	name := e.docker("network", "inspect", "bridge", "-f", `{{index .Options "com.docker.network.bridge.name"}}`)
+	if name == "" || name == "<no value>" {
+		name = "docker0"
 	}
-	return ip
+	iface, err := net.InterfaceByName(name)
+	if err != nil {
+		e.t.Fatalf("the default bridge's interface %s: %v (the webhook needs an address of the host that containers reach)", name, err)
+	}
+	addrs, _ := iface.Addrs()
+	for _, a := range addrs {
+		if ipn, ok := a.(*net.IPNet); ok && ipn.IP.To4() != nil {
+			return ipn.IP.String()
+		}
+	}
+	e.t.Fatalf("the default bridge's interface %s has no IPv4 address for the webhook", name)
+	return ""
 }
 
 // value returns the sum of what a PromQL query gives now, and whether it
