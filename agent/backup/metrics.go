@@ -221,7 +221,9 @@ func (m *metrics) filesystem(ctx context.Context, conn *pgx.Conn) fsStats {
 	}
 	m.fsTime = time.Now()
 	const out = "/tmp/polls-agent-statfs"
-	if _, err := conn.Exec(ctx, `COPY (SELECT 1) TO PROGRAM 'stat -f -c "%S %b %a" . > `+out+`.new && mv `+out+`.new `+out+`'`); err != nil {
+	// The program reads the row COPY sends it, so COPY never writes to a
+	// pipe already closed.
+	if _, err := conn.Exec(ctx, `COPY (SELECT 1) TO PROGRAM 'cat >/dev/null; stat -f -c "%S %b %a" . > `+out+`.new && mv `+out+`.new `+out+`'`); err != nil {
 		m.a.log.Warn("metrics: stat the database's filesystem", "err", err)
 		return m.fs
 	}
