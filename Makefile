@@ -19,11 +19,15 @@ test-short:
 	cd app && $(GO) test -short -count=1 ./...
 	cd agent && $(GO) test -short -count=1 ./...
 
+## vet: gofmt, go vet, Go 1.26's modernizers (go fix -diff prints what
+## they would change: nothing) and staticcheck, in every module.
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 vet:
-	test -z "$$(gofmt -l . | tee /dev/stderr)"
-	$(GO) vet ./...
-	cd app && test -z "$$(gofmt -l . | tee /dev/stderr)" && $(GO) vet ./...
-	cd agent && test -z "$$(gofmt -l . | tee /dev/stderr)" && $(GO) vet ./...
+	@for m in . app agent; do \
+		echo "== vet $$m"; \
+		(cd $$m && test -z "$$(gofmt -l . | tee /dev/stderr)" && $(GO) vet ./... && \
+			test -z "$$($(GO) fix -diff ./... | tee /dev/stderr)" && $(GO) run $(STATICCHECK) ./...) || exit 1; \
+	done
 
 ## up: bring up the dev stack on a local file backend (no Pulumi account).
 up:

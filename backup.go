@@ -210,7 +210,7 @@ func registry(s spec.Stack) docker.RegistryArgs {
 
 // declareBackups declares the gateway and returns each tenant's share of
 // the stack's backups; nil when backups are off.
-func declareBackups(ctx *pulumi.Context, s spec.Stack, engine BackupEngine, prefix string, bp *backupPlan, agentImage *docker.Image, opts ...pulumi.ResourceOption) (map[string]*tenants.StackBackup, *backups.Backups, error) {
+func declareBackups(ctx *pulumi.Context, s spec.Stack, engine BackupEngine, prefix string, bp *backupPlan, moves func(string) bool, agentImage *docker.Image, opts ...pulumi.ResourceOption) (map[string]*tenants.StackBackup, *backups.Backups, error) {
 	if s.Backup == nil {
 		return nil, nil, nil
 	}
@@ -240,7 +240,7 @@ func declareBackups(ctx *pulumi.Context, s spec.Stack, engine BackupEngine, pref
 				sb.Copies = append(sb.Copies, other.Name)
 			}
 		}
-		if agent, ok := bp.agents[t.Name]; ok && bp.pending[t.Name] && agent.State == "running" {
+		if agent, ok := bp.agents[t.Name]; ok && bp.pending[t.Name] && agent.State == "running" && !moves(t.Name) {
 			sb.PreRestore = preRestoreBackup(ctx, engine, t.Name, agent.ID)
 		}
 		per[t.Name] = sb

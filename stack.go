@@ -60,6 +60,10 @@ type stackPlatform interface {
 	// AppliedRestore is the restore (contract.RestoreID) the tenant's
 	// running database was restored with, or "".
 	AppliedRestore(tenant string) string
+	// Moves reports whether the tenant's database moves to another node:
+	// its old copy stays there, untouched, so no backup is taken of it
+	// before a restore.
+	Moves(tenant string) bool
 }
 
 // plan reads what the platform needs from the engine and plans the stack
@@ -138,7 +142,7 @@ func declare(ctx *pulumi.Context, s spec.Stack, engine Engine) (*deployed, error
 			return nil, err
 		}
 	}
-	perTenant, stackBackups, err := declareBackups(ctx, s, engine, prefix, bp, agent, onDocker)
+	perTenant, stackBackups, err := declareBackups(ctx, s, engine, prefix, bp, on.Moves, agent, onDocker)
 	if err != nil {
 		return nil, err
 	}

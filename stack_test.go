@@ -49,7 +49,7 @@ func TestResourceCounts(t *testing.T) {
 	for _, n := range []int{0, 1, 2, 5} {
 		t.Run(fmt.Sprintf("%d tenants", n), func(t *testing.T) {
 			var names []string
-			for i := 0; i < n; i++ {
+			for i := range n {
 				names = append(names, fmt.Sprintf("t%d", i))
 			}
 			m := newMocks()

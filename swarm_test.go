@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/base64"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -263,4 +264,40 @@ func strs(v any) []string {
 		out = append(out, e.(string))
 	}
 	return out
+}
+
+// TestSwarmRestoreOnAnotherNode ensures a tenant whose database's node is
+// down is brought up on another node from its backups when its pin and a
+// restore say so: its service is pinned to the new node, no backup is taken
+// of the copy left behind, and the old node stops being labelled as holding
+// its data.
+func TestSwarmRestoreOnAnotherNode(t *testing.T) {
+	m := swarmMocks()
+	m.NodeList[1].Ready = false
+	m.NodeList[1].Labels = map[string]string{"polls.data.polls-dev.thor": "true"}
+	m.ServiceList = []dockerapi.Service{{Name: "polls-dev-thor-db", Labels: map[string]string{"polls.stack": "polls-dev", "polls.role": "db", "polls.tenant": "thor", "polls.node": "n2"}}}
+	m.ContainerList = []dockerapi.ContainerSummary{{ID: "thor-agent", State: "running", Health: "unhealthy",
+		Labels: map[string]string{"polls.stack": "polls-dev", "polls.tenant": "thor", "polls.role": "backup"}}}
+	m.ExecOut = map[string]string{"thor-agent": `{"generations":[{"id":"g1","from":"2026-11-01T00:10:00Z","to":"2026-11-01T23:50:00Z"}]}`}
+	cfg := swarmConfig()
+	cfg["tenants"] = `{"thor":{"node":"n1","restore":"latest"}}`
+	if err := run(t, m, cfg, "polls:registryPassword"); err != nil {
+		t.Fatal(err)
+	}
+	db := m.All()["docker:index/service:Service::thor-db"].Mappable()
+	constraints := db["taskSpec"].(map[string]any)["placement"].(map[string]any)["constraints"]
+	if fmt.Sprint(constraints) != "[node.hostname==n1]" {
+		t.Errorf("thor's database constraints = %v; want node.hostname==n1", constraints)
+	}
+	for _, e := range m.Execs {
+		if strings.Contains(e, "backup now") {
+			t.Errorf("a backup was taken of the copy left on the down node: %s", e)
+		}
+	}
+	if _, held := m.NodeList[1].Labels["polls.data.polls-dev.thor"]; held {
+		t.Errorf("n2 is still labelled as holding thor's data: %v", m.NodeList[1].Labels)
+	}
+	if m.NodeList[0].Labels["polls.data.polls-dev.thor"] != "true" {
+		t.Errorf("n1 is not labelled as holding thor's data: %v", m.NodeList[0].Labels)
+	}
 }

@@ -186,12 +186,10 @@ func TestConcurrentMigrateCommands(t *testing.T) {
 	var wg sync.WaitGroup
 	errs := make([]error, 2)
 	for i := range errs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			var out syncBuffer
 			errs[i] = run(context.Background(), []string{"polls", "migrate"}, env(e), &out)
-		}()
+		})
 	}
 	wg.Wait()
 	for i, err := range errs {

@@ -58,6 +58,31 @@ func (c *Client) Nodes(ctx context.Context) ([]Node, error) {
 // unless it has it already. Node updates are versioned: one that raced
 // another update ("update out of sequence") is retried on a fresh read.
 func (c *Client) LabelNode(ctx context.Context, hostname, key, value string) error {
+	return c.updateNodeLabels(ctx, hostname, func(l map[string]string) bool {
+		if v, ok := l[key]; ok && v == value {
+			return false
+		}
+		l[key] = value
+		return true
+	})
+}
+
+// UnlabelNode removes label key from the node with the given hostname, if
+// it has it; the node need not be up (its spec is the managers').
+func (c *Client) UnlabelNode(ctx context.Context, hostname, key string) error {
+	return c.updateNodeLabels(ctx, hostname, func(l map[string]string) bool {
+		if _, ok := l[key]; !ok {
+			return false
+		}
+		delete(l, key)
+		return true
+	})
+}
+
+// updateNodeLabels applies change to the node's labels and updates it when
+// change says it changed them. Node updates are versioned: one that raced
+// another update is retried.
+func (c *Client) updateNodeLabels(ctx context.Context, hostname string, change func(map[string]string) bool) error {
 	for attempt := 0; ; attempt++ {
 		res, err := c.api.NodeList(ctx, client.NodeListOptions{})
 		if err != nil {
@@ -74,21 +99,20 @@ func (c *Client) LabelNode(ctx context.Context, hostname, key, value string) err
 			return fmt.Errorf("no Swarm node has hostname %q", hostname)
 		}
 		n := res.Items[i]
-		if v, ok := n.Spec.Labels[key]; ok && v == value {
-			return nil
-		}
 		spec := n.Spec
 		spec.Labels = maps.Clone(spec.Labels)
 		if spec.Labels == nil {
 			spec.Labels = map[string]string{}
 		}
-		spec.Labels[key] = value
+		if !change(spec.Labels) {
+			return nil
+		}
 		_, err = c.api.NodeUpdate(ctx, n.ID, client.NodeUpdateOptions{Version: n.Version, Spec: spec})
 		if err != nil && strings.Contains(err.Error(), "out of sequence") && attempt < 10 {
 			continue
 		}
 		if err != nil {
-			return fmt.Errorf("label Swarm node %s %s=%s: %w", hostname, key, value, err)
+			return fmt.Errorf("update the labels of Swarm node %s: %w", hostname, err)
 		}
 		return nil
 	}

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -217,6 +218,21 @@ func (e *env) checkBackups(repoFiles string, breakRepo, fixRepo func(), tenantsJ
 	}
 	e.noChanges()
 
+	// A copy of alpha at the same moment, for an investigation: a new
+	// tenant restored from alpha's backups, alpha untouched.
+	alphaDB := e.inDB("alpha", "sh", "-c", "hostname")
+	e.setTenants(set("copy", `{"restoreFrom":"alpha","restore":"`+target.Format(time.RFC3339Nano)+`"}`))
+	e.up()
+	if got := e.psql("copy", "SELECT count(*) || ' ' || count(*) FILTER (WHERE note = '"+marker+"') FROM drill"); got != "100 100" {
+		t.Errorf("the copy of alpha holds %q (rows, marked); want the 100 rows of the moment", got)
+	}
+	if e.inDB("alpha", "sh", "-c", "hostname") != alphaDB {
+		t.Errorf("restoring a copy of alpha replaced alpha's database")
+	}
+	e.setTenants(set("copy", "-"))
+	e.up()
+	e.removeVolume(e.prefix + "-copy-pgdata")
+
 	// A broken repository: reported by the agent's health and by `pulumi
 	// preview`, naming the tenant; the tenant keeps serving; archiving
 	// catches up once it is fixed.
@@ -278,11 +294,18 @@ func (e *env) checkBackups(repoFiles string, breakRepo, fixRepo func(), tenantsJ
 	t.Logf("drill: %d tables equal, RPO %s", len(d.Tables), d.RPO)
 }
 
-// tenantsWith renders alpha, beta and gamma as polls:tenants, each with its
-// settings ("-" leaves a tenant out).
+// tenantsWith renders alpha, beta, gamma and any other tenant settings
+// name as polls:tenants, each with its settings ("-" leaves a tenant out).
 func tenantsWith(settings map[string]string) string {
+	names := []string{"alpha", "beta", "gamma"}
+	for t := range settings {
+		if !slices.Contains(names, t) {
+			names = append(names, t)
+		}
+	}
+	slices.Sort(names)
 	var parts []string
-	for _, t := range []string{"alpha", "beta", "gamma"} {
+	for _, t := range names {
 		s, ok := settings[t]
 		if s == "-" {
 			continue

@@ -707,7 +707,7 @@ func tailErr(err error) string { return tail(err.Error(), 4000) }
 // without the resources' logs and outputs around them.
 func errorLines(msg string) string {
 	var out []string
-	for _, l := range strings.Split(msg, "\n") {
+	for l := range strings.SplitSeq(msg, "\n") {
 		if strings.Contains(l, "error") || strings.Contains(l, "tenant ") || strings.Contains(l, "warning") {
 			out = append(out, strings.TrimSpace(l))
 		}

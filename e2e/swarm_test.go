@@ -57,7 +57,7 @@ func startCluster(t *testing.T) *cluster {
 		t.Fatalf("swarm-cluster.sh env: %v", err)
 	}
 	vars := map[string]string{}
-	for _, line := range strings.Split(string(envOut), "\n") {
+	for line := range strings.SplitSeq(string(envOut), "\n") {
 		k, v, ok := strings.Cut(strings.TrimPrefix(line, "export "), "=")
 		if ok {
 			vars[k] = strings.Trim(v, `'"`)
@@ -230,7 +230,7 @@ func TestSwarm(t *testing.T) {
 		t.Errorf("while releasing: %d requests, %d failed: %v", sent, len(failures), failures)
 	}
 	for _, tenant := range all {
-		for i := 0; i < 4; i++ { // each request may reach either replica
+		for range 4 { // each request may reach either replica
 			if v := e.version(tenant); v != "2" {
 				t.Errorf("%s serves version %q after the release; want 2", tenant, v)
 				break
@@ -261,7 +261,7 @@ func TestSwarm(t *testing.T) {
 	if len(failures) > 0 {
 		t.Errorf("while gamma's release failed: %d requests, %d failed: %v", sent, len(failures), failures)
 	}
-	for i := 0; i < 4; i++ {
+	for range 4 {
 		if v := e.version("gamma"); v != "2" {
 			t.Errorf("gamma serves version %q after its failed release; want the old version 2", v)
 			break
@@ -421,7 +421,7 @@ func (c *cluster) removeVolumes(prefix string) {
 			args = append(args, "-H", host)
 		}
 		out, _ := exec.Command("docker", append(args, "volume", "ls", "-q", "--filter", "name="+prefix)...).Output()
-		for _, v := range strings.Fields(string(out)) {
+		for v := range strings.FieldsSeq(string(out)) {
 			_ = exec.Command("docker", append(args, "volume", "rm", "-f", v)...).Run()
 		}
 	}
@@ -433,7 +433,7 @@ func (e *env) runningTasks(name string) []string {
 	e.t.Helper()
 	out := e.docker("service", "ps", "--filter", "desired-state=running", "--format", "{{.Node}} {{.CurrentState}}", e.prefix+"-"+name)
 	var nodes []string
-	for _, line := range strings.Split(out, "\n") {
+	for line := range strings.SplitSeq(out, "\n") {
 		if f := strings.Fields(line); len(f) >= 2 && f[1] == "Running" {
 			nodes = append(nodes, f[0])
 		}
@@ -490,7 +490,7 @@ func startSFTP(t *testing.T) *sftpServer {
 		t.Fatalf("sftp-server.sh env: %v", err)
 	}
 	vars := map[string]string{}
-	for _, line := range strings.Split(string(envOut), "\n") {
+	for line := range strings.SplitSeq(string(envOut), "\n") {
 		if k, v, ok := strings.Cut(strings.TrimPrefix(line, "export "), "="); ok {
 			vars[k] = strings.Trim(v, `'"`)
 		}

@@ -11,7 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -298,10 +298,8 @@ func load(tb testing.TB, base, host string, n, c int) loadResult {
 	var failed error
 	var wg sync.WaitGroup
 	start := time.Now()
-	for w := 0; w < c; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+	for range c {
+		wg.Go(func() {
 			for {
 				mu.Lock()
 				next++
@@ -328,13 +326,13 @@ func load(tb testing.TB, base, host string, n, c int) loadResult {
 					mu.Unlock()
 				}
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
 	if failed != nil {
 		tb.Fatalf("load on %s: %v", base, failed)
 	}
-	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	slices.Sort(lat)
 	return loadResult{rps: float64(n) / elapsed.Seconds(), p99: lat[n*99/100]}
 }

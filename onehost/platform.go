@@ -74,6 +74,9 @@ func New(ctx context.Context, engine Engine, s spec.Stack, prefix string) (*Plat
 	return p, nil
 }
 
+// Moves reports false: on one engine a database never moves.
+func (p *Platform) Moves(string) bool { return false }
+
 // AppliedRestore is the restore the tenant's database container was
 // created for, or "".
 func (p *Platform) AppliedRestore(tenant string) string { return p.restored[tenant] }

@@ -9,6 +9,7 @@ package placement
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -27,6 +28,10 @@ type Node struct {
 type Tenant struct {
 	Name string
 	Node string
+	// Restoring says the tenant's database is about to be restored from
+	// its backups: its data then comes from there, not from a node, so it
+	// may be pinned to a node other than the one holding its old copy.
+	Restoring bool
 }
 
 // Plan returns each tenant's database node:
@@ -36,6 +41,9 @@ type Tenant struct {
 //   - so does a tenant whose database is gone but whose data a node holds
 //     (data: the nodes labelled as holding it, e.g. after the tenant was
 //     removed and is now added back); data on several nodes needs a pin;
+//   - unless the tenant is being restored from its backups: then its pin
+//     wins over where its old copy is (a database lost with its node comes
+//     back on another);
 //   - a configured pin must name a node of the cluster;
 //   - any other tenant goes to the available node with the fewest
 //     databases, the first by hostname on a tie, counting the tenants
@@ -56,7 +64,7 @@ func Plan(tenants []Tenant, current map[string]string, data map[string][]string,
 		load[node]++
 	}
 	plan = map[string]string{}
-	var problems []string
+	var problems, moved []string
 	var unplaced []Tenant
 	for _, t := range tenants {
 		cur, placed := current[t.Name]
@@ -70,8 +78,12 @@ func Plan(tenants []Tenant, current map[string]string, data map[string][]string,
 		switch {
 		case t.Node != "" && byName[t.Node].Hostname == "":
 			problems = append(problems, fmt.Sprintf("polls:tenants.%s: node %q is not a node of the cluster: use one of %s (`docker node ls`)", t.Name, t.Node, strings.Join(names, ", ")))
+		case placed && t.Node != "" && t.Node != cur && !t.Restoring:
+			problems = append(problems, fmt.Sprintf("polls:tenants.%s: node is %q, but the tenant's database and its node-local volume are on %q: set it back to %q (or remove it); to move the database, restore it there from its backups (also set `pulumi config set --path 'polls:tenants.%s.restore' latest`), or copy its volume to %q first, then remove its service (`docker service rm`) and set the node", t.Name, t.Node, cur, cur, t.Name, t.Node))
 		case placed && t.Node != "" && t.Node != cur:
-			problems = append(problems, fmt.Sprintf("polls:tenants.%s: node is %q, but the tenant's database and its node-local volume are on %q: set it back to %q (or remove it); to move a database, copy its volume to %q first, then remove its service (`docker service rm`) and set the node", t.Name, t.Node, cur, cur, t.Node))
+			plan[t.Name] = t.Node
+			load[t.Node]++
+			moved = append(moved, fmt.Sprintf("tenant %s: its database moves from node %s to %s and is restored there from its backups; its old copy on %s is never started again", t.Name, cur, t.Node, cur))
 		case placed:
 			plan[t.Name] = cur
 		case t.Node != "":
@@ -98,19 +110,15 @@ func Plan(tenants []Tenant, current map[string]string, data map[string][]string,
 	if len(problems) > 0 {
 		return nil, nil, fmt.Errorf("invalid stack config (nothing was changed):\n%s", strings.Join(problems, "\n"))
 	}
+	warnings = moved
 	for _, t := range tenants {
 		if n, ok := byName[plan[t.Name]]; ok && !n.Available {
-			warnings = append(warnings, fmt.Sprintf("tenant %s: its database is pinned to node %s, which is %s: it stays down until the node is available again (`docker node update --availability active %s`), as its data is on that node", t.Name, n.Hostname, n.State, n.Hostname))
+			warnings = append(warnings, fmt.Sprintf("tenant %s: its database is pinned to node %s, which is %s: it stays down until the node is available again (`docker node update --availability active %s`), as its data is on that node; or bring it up on another node from its backups, losing at most their RPO: `pulumi config set --path 'polls:tenants.%s.node' <node>` and `pulumi config set --path 'polls:tenants.%s.restore' latest`, then `pulumi up`", t.Name, n.Hostname, n.State, n.Hostname, t.Name, t.Name))
 		}
 	}
 	return plan, warnings, nil
 }
 
 func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
+	return slices.Contains(list, s)
 }

@@ -43,6 +43,10 @@ func TestPlan(t *testing.T) {
 			map[string]string{"a": "n2", "b": "n1"}, nil},
 		{"a pin picks among nodes holding data", []Tenant{{Name: "a", Node: "n1"}}, nil, map[string][]string{"a": {"n1", "n2"}}, []Node{n1, n2},
 			map[string]string{"a": "n1"}, nil},
+		{"a database lost with its node is restored on another", []Tenant{{Name: "a", Node: "n1", Restoring: true}, {Name: "b"}}, map[string]string{"a": "n2", "b": "n1"}, nil, []Node{n1, {Hostname: "n2", State: "down"}},
+			map[string]string{"a": "n1", "b": "n1"}, []string{"tenant a: its database moves from node n2 to n1 and is restored there from its backups; its old copy on n2 is never started again"}},
+		{"a down node's database is named, with the way to restore it elsewhere", []Tenant{{Name: "a"}}, map[string]string{"a": "n2"}, nil, []Node{n1, {Hostname: "n2", State: "down"}},
+			map[string]string{"a": "n2"}, []string{"which is down: it stays down until the node is available again (`docker node update --availability active n2`), as its data is on that node; or bring it up on another node from its backups, losing at most their RPO: `pulumi config set --path 'polls:tenants.a.node' <node>` and `pulumi config set --path 'polls:tenants.a.restore' latest`"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -117,11 +117,15 @@ env_lines() {
   printf "export POLLS_SFTP_DATA='%s'\n" "$DATA/backups"
 }
 
+# stop_sshd stops the server and every session it has open (each sshd
+# session is a process of its own, which outlives the listening one): every
+# process in the namespace is the server's.
 stop_sshd() {
-  if alive; then
-    kill "$(cat "$PIDFILE")" 2>/dev/null || true
-    for _ in $(seq 40); do alive || break; sleep 0.25; done
-  fi
+  local pids
+  pids=$(ip netns pids "$NETNS" 2>/dev/null || true)
+  # shellcheck disable=SC2086 # one argument per pid
+  [ -z "$pids" ] || kill $pids 2>/dev/null || true
+  for _ in $(seq 40); do [ -z "$(ip netns pids "$NETNS" 2>/dev/null)" ] && break; sleep 0.25; done
   rm -f "$PIDFILE"
 }
 

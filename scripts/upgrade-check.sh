@@ -24,6 +24,7 @@ git worktree add -f "$work/old" "$old_rev" >/dev/null 2>&1
 mkdir -p "$work/new"
 tar -C "$root" --exclude=./.git --exclude=./.pulumi-state --exclude=./.pulumi-bin --exclude='./Pulumi.*.yaml' -cf - . | tar -C "$work/new" -xf -
 (cd app && go mod download)
+[ ! -d agent ] || (cd agent && go mod download)
 go build -o "$work/modproxy" ./tools/modproxy
 "$work/modproxy" -addr 127.0.0.1:0 >"$work/proxy.out" 2>/dev/null &
 proxy=$!
@@ -58,6 +59,10 @@ echo "== pulumi up with $old_rev"
 pulumi -C "$work/old" up --yes --skip-preview -s "$stack" >"$work/old-up.log" 2>&1 || { tail -30 "$work/old-up.log"; exit 1; }
 sed -n '/^Resources:/,/^Duration/p' "$work/old-up.log"
 cp "$work/old/Pulumi.$stack.yaml" "$work/new/"
+# The working tree's program backs tenants up: into the run's directory.
+if grep -q '"backupRepository"' "$work/new/spec/parse.go"; then
+  pulumi -C "$work/new" config set -s "$stack" polls:backupRepository "$work/repo" >/dev/null
+fi
 
 echo "== pulumi preview --diff with the working tree"
 pulumi -C "$work/new" preview --diff -s "$stack" >"$work/preview.log" 2>&1 || { tail -30 "$work/preview.log"; exit 1; }

@@ -17,6 +17,7 @@ package subnets
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -134,10 +135,5 @@ func advance(a netip.Addr) netip.Addr {
 }
 
 func overlapsAny(p netip.Prefix, list []netip.Prefix) bool {
-	for _, q := range list {
-		if p.Overlaps(q) {
-			return true
-		}
-	}
-	return false
+	return slices.ContainsFunc(list, p.Overlaps)
 }

@@ -132,7 +132,7 @@ func TestPlanErrors(t *testing.T) {
 // default pools allow networks, all distinct.
 func TestPlanHundreds(t *testing.T) {
 	var names []string
-	for i := 0; i < 1000; i++ {
+	for i := range 1000 {
 		names = append(names, "t"+strings.Repeat("x", i%7)+string(rune('a'+i%26))+string(rune('a'+i/26%26))+string(rune('a'+i/676)))
 	}
 	got, err := Plan(p("10.230.0.0/16"), names, nil, nil)

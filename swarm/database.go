@@ -107,10 +107,20 @@ func (p *Platform) Database(ctx *pulumi.Context, t tenants.Parts, network pulumi
 	if err != nil {
 		return pulumi.StringOutput{}, fmt.Errorf("service: %w", err)
 	}
-	// Once it runs, its node holds its data: say so on the node.
+	// Once it runs, its node holds its data: say so on the node. A node
+	// that held an older copy (the database was restored elsewhere from
+	// its backups) no longer does.
 	remember := func(ctx context.Context) error {
 		if err := p.Engine.LabelNode(ctx, node, DataLabel(t.Prefix, tenant), "true"); err != nil {
 			return fmt.Errorf("label node %s as holding its data: %w", node, err)
+		}
+		for _, old := range p.data[tenant] {
+			if old == node {
+				continue
+			}
+			if err := p.Engine.UnlabelNode(ctx, old, DataLabel(t.Prefix, tenant)); err != nil {
+				return fmt.Errorf("node %s no longer holds its data: %w", old, err)
+			}
 		}
 		return nil
 	}

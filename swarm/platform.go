@@ -32,6 +32,7 @@ import (
 	"github.com/pulumi/pulumi-docker/sdk/v4/go/docker"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
+	"github.com/polls-tenants/polls/contract"
 	"github.com/polls-tenants/polls/dockerapi"
 	"github.com/polls-tenants/polls/placement"
 	"github.com/polls-tenants/polls/platform"
@@ -54,6 +55,8 @@ type Engine interface {
 	Digest(ctx context.Context, ref string, auth *dockerapi.RegistryAuth) (string, error)
 	// LabelNode sets a label on the node with the given hostname.
 	LabelNode(ctx context.Context, hostname, key, value string) error
+	// UnlabelNode removes a label from the node with the given hostname.
+	UnlabelNode(ctx context.Context, hostname, key string) error
 }
 
 // DataLabel is the node label saying the node holds a tenant's database
@@ -80,7 +83,15 @@ type Platform struct {
 	existing map[string]bool
 	// restored maps each tenant to its database service's polls.restore.
 	restored map[string]string
+	// data maps each tenant to the nodes labelled as holding its data.
+	data map[string][]string
+	// moves are the tenants whose database moves to another node.
+	moves map[string]bool
 }
+
+// Moves reports whether the tenant's database moves to another node in
+// this update (restored there from its backups).
+func (p *Platform) Moves(tenant string) bool { return p.moves[tenant] }
 
 var _ tenants.Platform = (*Platform)(nil)
 
@@ -134,7 +145,10 @@ func New(ctx *pulumi.Context, engine Engine, s spec.Stack, prefix string) (*Plat
 	}
 	var pt []placement.Tenant
 	for _, t := range s.Tenants {
-		pt = append(pt, placement.Tenant{Name: t.Name, Node: t.Node})
+		// A restore not yet applied brings the data from the backups, so
+		// the database may move to the node the tenant names.
+		restoring := s.Backup != nil && t.Restore != "" && contract.RestoreID(t.Name, t.RestoreFrom, t.Restore) != restored[t.Name]
+		pt = append(pt, placement.Tenant{Name: t.Name, Node: t.Node, Restoring: restoring})
 	}
 	plan, warnings, err := placement.Plan(pt, current, data, pn)
 	if err != nil {
@@ -145,7 +159,13 @@ func New(ctx *pulumi.Context, engine Engine, s spec.Stack, prefix string) (*Plat
 			return nil, err
 		}
 	}
-	p := &Platform{Engine: engine, Nodes: plan, prefix: prefix, registryAuth: s.RegistryAuth, registryHost: s.RegistryHost(), pinned: map[string]string{}, existing: map[string]bool{}, restored: restored}
+	p := &Platform{Engine: engine, Nodes: plan, prefix: prefix, registryAuth: s.RegistryAuth, registryHost: s.RegistryHost(), pinned: map[string]string{}, existing: map[string]bool{}, restored: restored, data: data}
+	p.moves = map[string]bool{}
+	for t, n := range current {
+		if plan[t] != "" && plan[t] != n {
+			p.moves[t] = true
+		}
+	}
 	for t := range current {
 		p.existing[t] = true
 	}
@@ -320,9 +340,7 @@ func labels(t tenants.Parts, role string, extra map[string]pulumi.StringInput) d
 	for k, v := range t.Labels(role) {
 		all[k] = pulumi.String(v)
 	}
-	for k, v := range extra {
-		all[k] = v
-	}
+	maps.Copy(all, extra)
 	out := docker.ServiceLabelArray{}
 	for _, k := range slices.Sorted(maps.Keys(all)) {
 		out = append(out, docker.ServiceLabelArgs{Label: pulumi.String(k), Value: all[k]})

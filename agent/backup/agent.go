@@ -134,15 +134,19 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer tick.Stop()
 	for {
 		now := time.Now().UTC()
-		cluster, err := a.db.Identify(ctx)
-		dbUp := err == nil
-		a.update(func(s *State) { s.fail("database", err, now) })
-		if dbUp && !baseRunning {
-			if a.segSize == 0 {
-				a.segSize = a.walSegmentSize(ctx)
-			}
-			a.newCluster(ctx, cluster)
-			if !receiving {
+		// While pg_receivewal streams, the database is up and the same
+		// cluster (a restart or a restore ends the stream): it is asked who
+		// it is only before streaming starts, not every interval.
+		dbUp := receiving
+		if !receiving && !baseRunning {
+			cluster, err := a.db.Identify(ctx)
+			a.update(func(s *State) { s.fail("database", err, now) })
+			if err == nil {
+				dbUp = true
+				if a.segSize == 0 {
+					a.segSize = a.walSegmentSize(ctx)
+				}
+				a.newCluster(ctx, cluster)
 				if err := a.db.Prepare(ctx, "2GB"); err != nil {
 					a.log.Warn("bound the slot's log", "err", err)
 				}
@@ -383,7 +387,10 @@ func (a *Agent) takeBase(ctx context.Context, gen, reason string, s State) (Base
 	}
 	end := time.Now().UTC()
 	// Mark it complete: only a base with an end tag is restored from.
-	if err := a.repo.run(ctx, nil, io.Discard, "tag", "--add", tagEnd+"="+end.Format(time.RFC3339Nano), id); err != nil {
+	a.work.Lock()
+	err = a.repo.exclusive(ctx, "tag", "--add", tagEnd+"="+end.Format(time.RFC3339Nano), id)
+	a.work.Unlock()
+	if err != nil {
 		return BaseInfo{}, "", err
 	}
 	tl, _ := strconv.Atoi(timeline)

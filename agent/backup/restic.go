@@ -94,8 +94,31 @@ func (r Repo) Init(ctx context.Context) error {
 	return fmt.Errorf("%w (and %v)", readErr, initErr)
 }
 
-// Unlock removes locks a killed restic left behind.
-func (r Repo) Unlock(ctx context.Context) error { return r.run(ctx, nil, io.Discard, "unlock") }
+// Unlock removes every lock, also those restic cannot tell are stale: a
+// killed agent's, taken under another container's host name. Only at the
+// agent's start: it is the repository's one user (a replaced agent is gone
+// before its successor starts, and drills and restores go through it).
+func (r Repo) Unlock(ctx context.Context) error {
+	return r.run(ctx, nil, io.Discard, "unlock", "--remove-all")
+}
+
+// exclusive runs a command that locks the repository exclusively (tag,
+// forget, prune), waiting out another run's lock: restic 0.14 fails at once
+// where a later one would wait.
+func (r Repo) exclusive(ctx context.Context, args ...string) error {
+	var err error
+	for attempt := 0; attempt < 5; attempt++ {
+		if err = r.run(ctx, nil, io.Discard, args...); err == nil || !strings.Contains(err.Error(), "lock") {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(time.Duration(attempt+1) * 2 * time.Second):
+		}
+	}
+	return err
+}
 
 // summary is the last line of `restic backup --json`.
 type summary struct {
@@ -165,18 +188,18 @@ func (r Repo) Forget(ctx context.Context, ids ...string) error {
 	if len(ids) == 0 {
 		return nil
 	}
-	return r.run(ctx, nil, io.Discard, append([]string{"forget"}, ids...)...)
+	return r.exclusive(ctx, append([]string{"forget"}, ids...)...)
 }
 
 // ForgetPolicy removes the snapshots with tags that policy does not keep.
 func (r Repo) ForgetPolicy(ctx context.Context, tags string, policy ...string) error {
 	args := append([]string{"forget", "--host", r.Host, "--tag", tags, "--group-by", "host"}, policy...)
-	return r.run(ctx, nil, io.Discard, args...)
+	return r.exclusive(ctx, args...)
 }
 
 // Prune deletes the data no snapshot refers to any more.
 func (r Repo) Prune(ctx context.Context) error {
-	return r.run(ctx, nil, io.Discard, "prune", "--max-unused", "10%")
+	return r.exclusive(ctx, "prune", "--max-unused", "10%")
 }
 
 // Dump writes path of snapshot id to w: a file's content, or a directory
@@ -188,7 +211,7 @@ func (r Repo) Dump(ctx context.Context, id, path string, w io.Writer) error {
 // lastLines returns the last n non-empty lines of s, joined by "; ".
 func lastLines(s string, n int) string {
 	var lines []string
-	for _, l := range strings.Split(strings.TrimSpace(s), "\n") {
+	for l := range strings.SplitSeq(strings.TrimSpace(s), "\n") {
 		if l = strings.TrimSpace(l); l != "" {
 			lines = append(lines, l)
 		}

@@ -106,7 +106,7 @@ func (a *Agent) tokenAccepted(got string) bool {
 	}
 	if a.cfg.CopyTokensFile != "" {
 		if b, err := os.ReadFile(a.cfg.CopyTokensFile); err == nil {
-			for _, l := range strings.Split(string(b), "\n") {
+			for l := range strings.SplitSeq(string(b), "\n") {
 				if l = strings.TrimSpace(l); l != "" {
 					accepted = append(accepted, l)
 				}

@@ -50,7 +50,7 @@ func TestStopBefore(t *testing.T) {
 rmgr: Transaction len (rec/tot):     34/    34, tx:        736, lsn: 0/01A7D350, prev 0/01A7D318, desc: ABORT 2026-11-30 05:53:00.000001 UTC
 rmgr: Transaction len (rec/tot):    130/   130, tx:        737, lsn: 0/01A7D400, prev 0/01A7D3C8, desc: COMMIT 2026-11-30 05:54:00.250000 UTC; inval msgs: catcache 7`
 	var commits []Commit
-	for _, l := range strings.Split(out, "\n") {
+	for l := range strings.SplitSeq(out, "\n") {
 		m := commitRecord.FindStringSubmatch(l)
 		if m == nil {
 			t.Fatalf("commitRecord does not match %q", l)

@@ -210,7 +210,7 @@ func Configure(dataDir, walDir string, p Plan) error {
 		return err
 	}
 	var lines []string
-	for _, l := range strings.Split(string(old), "\n") {
+	for l := range strings.SplitSeq(string(old), "\n") {
 		if l != "" && !recoverySettings.MatchString(l) && !strings.HasPrefix(l, "# polls restore") {
 			lines = append(lines, l)
 		}

@@ -164,6 +164,19 @@ func (e *Engine) Exec(_ context.Context, id string, cmd []string) (int, string, 
 	return 0, out, nil
 }
 
+// UnlabelNode removes a node label.
+func (e *Engine) UnlabelNode(_ context.Context, hostname, key string) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for i := range e.NodeList {
+		if e.NodeList[i].Hostname == hostname {
+			delete(e.NodeList[i].Labels, key)
+			return nil
+		}
+	}
+	return fmt.Errorf("no node %s", hostname)
+}
+
 // Digest is the digest the fake engine's registry has for ref.
 func Digest(ref string) string {
 	return "sha256:" + strings.NewReplacer("/", "", ":", "", ".", "").Replace(ref)

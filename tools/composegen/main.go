@@ -54,7 +54,7 @@ func run(args []string, stdout io.Writer) error {
 	fs.StringVar(&o.PostgresImage, "postgres-image", o.PostgresImage, "database image")
 	fs.StringVar(&o.NginxImage, "nginx-image", o.NginxImage, "router image")
 	fs.Func("taken", "comma-separated subnets other stacks' tenant networks use on the engine; tenant subnets are planned around them, as the program does", func(v string) error {
-		for _, f := range strings.Split(v, ",") {
+		for f := range strings.SplitSeq(v, ",") {
 			if f = strings.TrimSpace(f); f == "" {
 				continue
 			}

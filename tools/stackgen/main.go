@@ -57,7 +57,7 @@ func run(args []string, stdout io.Writer) error {
 	fs.StringVar(&o.PostgresImage, "postgres-image", o.PostgresImage, "database image (one every node can pull)")
 	fs.StringVar(&o.NginxImage, "nginx-image", o.NginxImage, "router image (the router runs on the manager)")
 	fs.Func("nodes", "comma-separated hostnames of the cluster's nodes (required): databases are placed over them", func(v string) error {
-		for _, n := range strings.Split(v, ",") {
+		for n := range strings.SplitSeq(v, ",") {
 			if n = strings.TrimSpace(n); n != "" {
 				o.Nodes = append(o.Nodes, n)
 			}

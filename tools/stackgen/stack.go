@@ -223,7 +223,7 @@ func megabytes(mb int) *resources {
 	return &resources{Limits: limits{Memory: strconv.Itoa(mb) + "M"}}
 }
 
-func intp(n int) *int { return &n }
+//go:fix inline
 
 // secretName is the stack's secret for a tenant's file, e.g.
 // t01-database-url; its file is secrets/<secretName>.
@@ -325,10 +325,10 @@ func build(o options) (stackFile, error) {
 				Placement: placementSpec{Preferences: []preference{{Spread: "node.id"}}},
 				Resources: megabytes(defaultStack.AppMemory(tenant)),
 				UpdateConfig: &updateConfig{
-					Order: "start-first", Parallelism: intp(1), Delay: "6s",
+					Order: "start-first", Parallelism: new(1), Delay: "6s",
 					FailureAction: "rollback", Monitor: "5s",
 				},
-				RollbackConfig: &updateConfig{Order: "start-first", Parallelism: intp(0), FailureAction: "pause"},
+				RollbackConfig: &updateConfig{Order: "start-first", Parallelism: new(0), FailureAction: "pause"},
 			},
 		}
 	}

@@ -176,7 +176,7 @@ func allowReplication(pgdata string) error {
 	if err != nil {
 		return err
 	}
-	for _, l := range strings.Split(string(b), "\n") {
+	for l := range strings.SplitSeq(string(b), "\n") {
 		if strings.Join(strings.Fields(l), " ") == replicationLine {
 			return nil
 		}
@@ -230,7 +230,7 @@ func postgresUser() (int, int, bool) {
 	if err != nil {
 		return 0, 0, false
 	}
-	for _, l := range strings.Split(string(b), "\n") {
+	for l := range strings.SplitSeq(string(b), "\n") {
 		f := strings.Split(l, ":")
 		if len(f) > 3 && f[0] == "postgres" {
 			u, err1 := strconv.Atoi(f[2])

@@ -64,7 +64,7 @@ func FromEnv(getenv func(string) string) Config {
 	if strings.TrimSpace(hosts) == "" {
 		hosts = DefaultAllowedHosts
 	}
-	for _, h := range strings.Split(hosts, ",") {
+	for h := range strings.SplitSeq(hosts, ",") {
 		if h = strings.ToLower(strings.TrimSpace(h)); h != "" {
 			c.AllowedHosts = append(c.AllowedHosts, h)
 		}

@@ -85,11 +85,9 @@ func TestConcurrentMigrations(t *testing.T) {
 	results := make([][]int, 2)
 	errs := make([]error, 2)
 	for i := range 2 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			results[i], errs[i] = dbs[i].Migrate(ctx)
-		}()
+		})
 	}
 	wg.Wait()
 	for i, err := range errs {

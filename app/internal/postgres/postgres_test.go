@@ -134,12 +134,10 @@ func TestConcurrentVotesAllCount(t *testing.T) {
 	errs := make(chan error, n)
 	start := make(chan struct{})
 	for range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			<-start
 			errs <- db.Vote(ctx, p.ID, p.Choices[0].ID)
-		}()
+		})
 	}
 	close(start)
 	wg.Wait()

@@ -1,0 +1,49 @@
+package contract
+
+import (
+	"crypto/sha1"
+	"encoding/base64"
+	"strings"
+	"testing"
+)
+
+// TestDatabaseURL ensures the app's URL names the tenant's role, database
+// and the database's alias on the tenant network, with the password.
+func TestDatabaseURL(t *testing.T) {
+	if got, want := DatabaseURL("s3cret"), "postgres://polls:s3cret@db:5432/polls?sslmode=disable"; got != want {
+		t.Errorf("DatabaseURL = %q; want %q", got, want)
+	}
+	if !strings.HasPrefix(DatabaseHealthScript, DatabaseReadyCheck+" || exit 1\n") {
+		t.Errorf("the health script does not start with the readiness check compose runs")
+	}
+}
+
+// TestTenantSecret ensures a tenant's backup secrets come back the same
+// from the same key (a tenant added back reads its backups), differ by
+// purpose, tenant and key, and are 256-bit and URL-safe.
+func TestTenantSecret(t *testing.T) {
+	a := TenantSecret("key-1", "repository", "thor")
+	if again := TenantSecret("key-1", "repository", "thor"); again != a {
+		t.Errorf("TenantSecret is not deterministic: %q, %q", a, again)
+	}
+	for _, other := range []string{TenantSecret("key-1", "gateway", "thor"), TenantSecret("key-1", "repository", "potter"), TenantSecret("key-2", "repository", "thor")} {
+		if other == a {
+			t.Errorf("two different secrets are equal: %q", a)
+		}
+	}
+	if b, err := base64.RawURLEncoding.DecodeString(a); err != nil || len(b) != 32 {
+		t.Errorf("TenantSecret = %q: %d bytes, %v; want 32 URL-safe bytes", a, len(b), err)
+	}
+}
+
+// TestHtpasswdLine ensures the gateway's login line is the {SHA} form
+// rclone reads: the base64 of the password's SHA-1.
+func TestHtpasswdLine(t *testing.T) {
+	sum := sha1.Sum([]byte("pw"))
+	if got, want := HtpasswdLine("thor", "pw"), "thor:{SHA}"+base64.StdEncoding.EncodeToString(sum[:]); got != want {
+		t.Errorf("HtpasswdLine = %q; want %q", got, want)
+	}
+	if got := RepositoryURL("thor", "pw"); got != "rest:http://thor:pw@gateway:8000/thor/" {
+		t.Errorf("RepositoryURL = %q", got)
+	}
+}
