@@ -151,7 +151,7 @@ func (m *monitor) requests(tenant string) float64 {
 	m.e.t.Helper()
 	q := fmt.Sprintf(`sum(polls_router_requests_total{tenant=%q})`, tenant)
 	last, _ := m.value(q)
-	for i := 0; i < 10; i++ {
+	for range 10 {
 		time.Sleep(6 * time.Second)
 		v, _ := m.value(q)
 		if v == last {
@@ -286,7 +286,7 @@ func (m *monitor) checkIsolation(app string, routerPorts ...int) {
 		}
 	}
 	ports := e.docker("ps", "--filter", "label=polls.stack="+e.prefix, "--format", "{{.Names}} {{.Ports}}")
-	for _, line := range strings.Split(ports, "\n") {
+	for line := range strings.SplitSeq(ports, "\n") {
 		name, published, _ := strings.Cut(line, " ")
 		published = strings.TrimSpace(published)
 		if published == "" || !strings.Contains(published, "->") {
@@ -294,7 +294,7 @@ func (m *monitor) checkIsolation(app string, routerPorts ...int) {
 		}
 		switch name {
 		case e.prefix + "-router":
-			for _, p := range strings.Split(published, ", ") {
+			for p := range strings.SplitSeq(published, ", ") {
 				ok := false
 				for _, rp := range routerPorts {
 					ok = ok || strings.HasSuffix(strings.Split(p, "->")[0], ":"+strconv.Itoa(rp))

@@ -55,7 +55,7 @@ func TestRealNginxMetricsLines(t *testing.T) {
 	got := map[string]int{}
 	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
 	buf := make([]byte, 4096)
-	for i := 0; i < 6; i++ {
+	for i := range 6 {
 		n, err := conn.Read(buf)
 		if err != nil {
 			t.Fatalf("after %d lines: %v (got %v)", i, err, got)

@@ -190,7 +190,7 @@ func workingSet(usage, stat, key string) float64 {
 	if err != nil {
 		return -1
 	}
-	for _, l := range strings.Split(stat, "\n") {
+	for l := range strings.SplitSeq(stat, "\n") {
 		if k, v, ok := strings.Cut(l, " "); ok && k == key {
 			if n, err := strconv.ParseFloat(strings.TrimSpace(v), 64); err == nil && n < u {
 				return u - n

@@ -1,7 +1,6 @@
 package metrics
 
 import (
-	"context"
 	"encoding/json"
 	"net"
 	"net/http"
@@ -114,8 +113,7 @@ func TestTenantsOneEngine(t *testing.T) {
 		{"Id": "r", "State": "running", "Status": "Up", "Labels": map[string]string{labelStack: "polls-dev", labelRole: "router"}},
 	}
 	tn := NewTenants("polls-dev", PlatformDocker, e)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	ctx := t.Context()
 	go tn.WatchRestarts(ctx, t.Logf)
 	// Wait for the watcher to have read the list, then restart thor's app
 	// twice and start a new app container for potter (not a restart).
