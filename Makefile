@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 GO    ?= go
 
-.PHONY: test test-short vet up up-local destroy images bench bench-app bench-compose bench-swarm bench-add bench-build bench-backup bench-https lint backup-status backup-drill
+.PHONY: test test-short vet up up-local destroy images bench bench-app bench-compose bench-swarm bench-add bench-build bench-backup bench-https bench-monitoring lint backup-status backup-drill
 
 ## test: every test of the program, of app/ and of agent/, including real nginx,
 ## PostgreSQL and (when a Docker engine and the Pulumi toolchain are present)
@@ -105,3 +105,9 @@ bench-backup:
 bench-https:
 	$(GO) test -run '^$$' -bench BenchmarkCertificateLoading -benchtime 1x ./nginx
 	POLLS_BENCH_HTTPS=1 $(GO) test -count=1 -v -timeout 30m -run 'TestACMEBench$$' ./e2e
+
+## bench-monitoring: what polls:monitoring costs against monitoring off, in
+## one run: the router's median latency (BenchmarkMetricsOverhead) and the
+## idle RAM per tenant (scripts/bench-monitoring.sh).
+bench-monitoring:
+	scripts/bench-monitoring.sh

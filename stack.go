@@ -12,6 +12,7 @@ import (
 
 	"github.com/polls-tenants/polls/appbuild"
 	"github.com/polls-tenants/polls/dockerapi"
+	"github.com/polls-tenants/polls/monitoring"
 	"github.com/polls-tenants/polls/nginx"
 	"github.com/polls-tenants/polls/onehost"
 	"github.com/polls-tenants/polls/router"
@@ -112,6 +113,8 @@ func readConfig(ctx *pulumi.Context) (spec.Stack, error) {
 type deployed struct {
 	Router  *router.Router
 	Tenants map[string]*tenants.Tenant
+	// Monitoring is nil when polls:monitoring is false.
+	Monitoring *monitoring.Monitoring
 }
 
 // declare registers every resource of the stack and exports its outputs.
@@ -140,10 +143,11 @@ func declare(ctx *pulumi.Context, s spec.Stack, engine Engine) (*deployed, error
 	// The stack's own images first: a legacy build's leftovers are removed
 	// once every build of the update is done (see appImage).
 	w := prepareBuilds(ctx, s, prefix, builder, engine)
-	// One agent image for the backups and the certificate companion.
+	// One agent image for the backups, the certificate companion and the
+	// metrics exporter.
 	var db, agent *docker.Image
 	var built []pulumi.Output
-	if s.Backup != nil || s.ACME != nil {
+	if s.Backup != nil || s.ACME != nil || s.Monitoring != nil {
 		if agent, err = agentImage(ctx, s, prefix, builder, onDocker); err != nil {
 			return nil, err
 		}
@@ -162,7 +166,7 @@ func declare(ctx *pulumi.Context, s spec.Stack, engine Engine) (*deployed, error
 	if err := on.Declare(ctx, onDocker); err != nil {
 		return nil, err
 	}
-	perTenant, _, err := declareBackups(ctx, s, engine, prefix, bp, on.Moves, db, agent, onDocker)
+	perTenant, stackBackups, err := declareBackups(ctx, s, engine, prefix, bp, on.Moves, db, agent, onDocker)
 	if err != nil {
 		return nil, err
 	}
@@ -196,6 +200,11 @@ func declare(ctx *pulumi.Context, s spec.Stack, engine Engine) (*deployed, error
 	}, pulumi.Providers(provider))
 	if err != nil {
 		return nil, err
+	}
+	if s.Monitoring != nil {
+		if d.Monitoring, err = declareMonitoring(ctx, s, engine, prefix, agent, r, stackBackups, pulumi.Providers(provider)); err != nil {
+			return nil, err
+		}
 	}
 
 	tenantOutputs := pulumi.Map{}

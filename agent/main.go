@@ -5,6 +5,7 @@
 //	                         (status, check, drill, ...)
 //	polls-agent acme ...     the router's certificate companion and its
 //	                         commands (run, status, renew, providers)
+//	polls-agent metrics ...  the stack's metrics exporter (serve, check)
 //
 // The databases' entrypoint is a binary of its own, cmd/pgstart, so that
 // the database image changes only when it does.
@@ -19,9 +20,10 @@ import (
 
 	"github.com/polls-tenants/polls/agent/acme"
 	"github.com/polls-tenants/polls/agent/backup"
+	"github.com/polls-tenants/polls/agent/metrics"
 )
 
-const usage = "usage: polls-agent backup SUBCOMMAND ... | acme SUBCOMMAND ...\n" + backup.Usage
+const usage = "usage: polls-agent backup|acme|metrics SUBCOMMAND ...\n" + backup.Usage + "\n" + metrics.Usage
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -43,6 +45,8 @@ func run(ctx context.Context, args []string) error {
 		return backup.Main(ctx, rest, os.Stdout)
 	case "acme":
 		return acme.Main(ctx, rest, os.Stdout)
+	case "metrics":
+		return metrics.Main(ctx, rest, os.Stdout)
 	default:
 		return fmt.Errorf("unknown subcommand %q; %s", name, usage)
 	}

@@ -320,3 +320,39 @@ func HtpasswdLine(user, password string) string {
 func RepositoryURL(tenant, password string) string {
 	return fmt.Sprintf("rest:http://%s:%s@%s:%d/%s/", tenant, password, GatewayAlias, GatewayPort, tenant)
 }
+
+// Monitoring (polls:monitoring): the stack's metrics exporter, Prometheus
+// and Alertmanager, on the monitoring network.
+const (
+	// MetricsAlias and MetricsPort reach the metrics exporter (the
+	// router's per-tenant requests, the engine's view of every tenant).
+	MetricsAlias = "metrics"
+	MetricsPort  = 9100
+	// RouterMetricsDir is a volume of the router and the exporter only;
+	// the exporter listens on RouterMetricsSocket there, and nginx sends it
+	// one line per request.
+	RouterMetricsDir    = "/run/polls-metrics"
+	RouterMetricsSocket = RouterMetricsDir + "/nginx.sock"
+	// RouterNoTenant is the tenant label of requests for a host no tenant
+	// has (the router's default server); no tenant can be named so.
+	RouterNoTenant = "_none"
+	// PrometheusAlias, PrometheusPort, AlertmanagerAlias and
+	// AlertmanagerPort reach them on the monitoring network.
+	PrometheusAlias   = "prometheus"
+	PrometheusPort    = 9090
+	AlertmanagerAlias = "alertmanager"
+	AlertmanagerPort  = 9093
+	// Where their configuration and data are, as in the official images.
+	PrometheusConfigFile   = "/etc/prometheus/prometheus.yml"
+	PrometheusRulesFile    = "/etc/prometheus/rules.yml"
+	PrometheusTargetsDir   = "/etc/prometheus/targets"
+	PrometheusDataDir      = "/prometheus"
+	AlertmanagerConfigFile = "/etc/alertmanager/alertmanager.yml"
+	AlertmanagerDataDir    = "/alertmanager"
+	// AlertWebhookTokenFile is the webhook receiver's token in
+	// Alertmanager's container.
+	AlertWebhookTokenFile = "/run/secrets/alert-webhook-token"
+	// AgentMetricsPath is where a backup agent serves its tenant's
+	// database and backup metrics, on AgentPort.
+	AgentMetricsPath = "/metrics"
+)

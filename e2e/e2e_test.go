@@ -68,6 +68,7 @@ func TestEndToEnd(t *testing.T) {
 	requireToolchain(t)
 	e := newEnv(t)
 	repo := e.useBackupRepository()
+	mon := e.useMonitoring()
 
 	// 1. Two tenants answer through nginx, each with its own content, and
 	// the admin password from the stack output logs in.
@@ -99,9 +100,18 @@ func TestEndToEnd(t *testing.T) {
 		}
 	}
 
+	// 2b. Monitoring (e2e/monitoring_test.go): the router counts exactly
+	// the requests sent to each tenant, and each tenant's app, database
+	// and backups show in Prometheus.
+	mon.checkRequestCounts(map[string]int{"alpha": 7, "beta": 11})
+	mon.checkTenantMetrics("alpha", 256)
+
 	// 3. From alpha's app (both of its networks), alpha's database answers
-	// and beta's cannot be reached, by name or by address.
+	// and beta's cannot be reached, by name or by address; nor can
+	// anything monitoring adds, and only the router and Prometheus (on the
+	// host's loopback) publish a port.
 	alphaApp := e.app("alpha")
+	mon.checkIsolation(alphaApp, e.port)
 	if code := e.probe(alphaApp, "db"); code != 0 {
 		t.Errorf("alpha's app cannot reach its own database (pg_isready exit %d)", code)
 	}
@@ -119,7 +129,7 @@ func TestEndToEnd(t *testing.T) {
 
 	// 4. Adding gamma while requests hit alpha and beta: none fails, and
 	// their containers and the router are the same containers.
-	watched := []string{"alpha-db", "alpha-app", "beta-db", "beta-app", "router"}
+	watched := []string{"alpha-db", "alpha-app", "beta-db", "beta-app", "router", "metrics", "prometheus", "alertmanager"}
 	before := e.containerIDs(watched)
 	stop := e.hammer([]string{"alpha", "beta"})
 	e.setTenants(`["alpha","beta","gamma"]`)
@@ -135,6 +145,13 @@ func TestEndToEnd(t *testing.T) {
 	if code, body := e.get("gamma.polls.local", "/"); code != http.StatusOK || !strings.Contains(body, "gamma") {
 		t.Errorf("gamma through nginx = %d; want 200", code)
 	}
+	// gamma shows in the metrics with no other change (Prometheus, its
+	// Alertmanager and the exporter are the same containers, above).
+	mon.checkTenantMetrics("gamma", 256)
+
+	// 4b. alpha's app stopped: an alert naming alpha and the stack reaches
+	// the webhook within README's bound.
+	mon.checkAlert("alpha", func() { e.docker("stop", e.app("alpha")) }, func() { e.docker("start", e.app("alpha")) })
 
 	// 5. A release (a new app build) under load: every tenant moves to the
 	// new version with zero failed requests, its migration first; databases

@@ -125,6 +125,7 @@ func TestSwarm(t *testing.T) {
 	e.config["polls:backupSshKey"] = sftp.key
 	e.secret["polls:backupSshKey"] = true
 	e.config["polls:backupSshKnownHosts"] = sftp.knownHosts
+	mon := e.useMonitoring()
 
 	// 1. alpha's database is pinned to the second node, beta's goes to the
 	// emptier first; both answer through the router, with their own
@@ -159,6 +160,12 @@ func TestSwarm(t *testing.T) {
 		t.Errorf("GET / Host nobody.polls.local = %d; want 404", code)
 	}
 
+	// 2b. Monitoring: the router counts exactly the requests sent to each
+	// tenant; alpha's app (its service's tasks), its database on the
+	// second node and its backups show in Prometheus.
+	mon.checkRequestCounts(map[string]int{"alpha": 7, "beta": 11})
+	mon.checkTenantMetrics("alpha", 256)
+
 	// 3. From beta's app task on the manager, beta's database answers and
 	// alpha's, on the other node, cannot be reached by name or address.
 	betaApp := e.docker("ps", "-q", "--filter", "label=com.docker.swarm.service.name="+e.prefix+"-beta-app")
@@ -178,6 +185,7 @@ func TestSwarm(t *testing.T) {
 	if spec := e.docker("service", "inspect", "-f", "{{json .Spec.TaskTemplate.ContainerSpec.Env}}", e.prefix+"-alpha-db", e.prefix+"-alpha-app"); strings.Contains(strings.ToUpper(spec), "PASSWORD=") {
 		t.Errorf("a password shows in a service's environment: %s", spec)
 	}
+	mon.checkIsolation(betaApp, e.port)
 
 	// 3b. PostgreSQL is not PID 1 on either node: the stack's entrypoint is
 	// the databases' init (agent/cmd/pgstart).
@@ -189,6 +197,8 @@ func TestSwarm(t *testing.T) {
 	// their services are not touched.
 	watched := []string{"alpha-db", "alpha-app", "beta-db", "beta-app"}
 	before := e.serviceVersions(watched)
+	monitoring := []string{"metrics", "prometheus", "alertmanager"}
+	monBefore := e.containerIDs(monitoring)
 	stop := e.hammer([]string{"alpha", "beta"})
 	e.setTenants(`{"alpha":{"node":"` + c.n2 + `"},"beta":{},"gamma":{}}`)
 	e.up()
@@ -203,6 +213,17 @@ func TestSwarm(t *testing.T) {
 	if code, body := e.get("gamma.polls.local", "/"); code != http.StatusOK || !strings.Contains(body, "gamma") {
 		t.Errorf("gamma through nginx = %d; want 200", code)
 	}
+	// gamma shows in the metrics with no other change.
+	if after := e.containerIDs(monitoring); fmt.Sprint(after) != fmt.Sprint(monBefore) {
+		t.Errorf("monitoring containers changed by adding a tenant:\nbefore %v\nafter  %v", monBefore, after)
+	}
+	mon.checkTenantMetrics("gamma", 256)
+
+	// 4b. alpha's app scaled to no replica: an alert naming alpha and the
+	// stack reaches the webhook within README's bound.
+	mon.checkAlert("alpha",
+		func() { e.docker("service", "scale", "--detach", e.prefix+"-alpha-app=0") },
+		func() { e.docker("service", "scale", "--detach", e.prefix+"-alpha-app=2") })
 
 	// 5. A release under load: every tenant moves to the new version, which
 	// the workers pull from the registry, with zero failed requests.

@@ -12,6 +12,7 @@ import (
 // Local images the end-to-end stack runs on; scripts/images.sh builds them.
 var localImages = []string{
 	"polls-local/postgres:15", "polls-local/nginx:1", "polls-local/golang:1.26", "polls-local/static:bookworm",
+	"polls-local/prometheus:2.42", "polls-local/alertmanager:0.25",
 }
 
 // requireToolchain skips the test, naming exactly what is missing, unless a

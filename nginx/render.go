@@ -38,6 +38,18 @@ type Config struct {
 	// servers instead of Servers: each tenant's file is then rendered by
 	// RenderServer and installed on its own.
 	Include string
+	// Metrics, when set, sends a line per request, naming its tenant, to
+	// the metrics exporter.
+	Metrics *Metrics
+}
+
+// Metrics is where nginx sends its per-request lines.
+type Metrics struct {
+	// Socket is the exporter's unix datagram socket.
+	Socket string
+	// NoTenant names the requests for hosts of no tenant (the default
+	// server); it cannot be a tenant's name.
+	NoTenant string
 }
 
 // Server routes a tenant's host names to its app.
@@ -100,6 +112,8 @@ var (
 	globToken     = regexp.MustCompile(`^/[A-Za-z0-9._/*-]+$`)
 	resolverToken = regexp.MustCompile(`^[0-9a-f.:\[\]]+$`)
 	listenToken   = regexp.MustCompile(`^([0-9.]+:)?[0-9]{1,5}$`)
+	// noTenant is a label no tenant can have: tenants are DNS labels.
+	noTenant = regexp.MustCompile(`^_[a-z0-9_]{1,30}$`)
 )
 
 // Render returns the router configuration. Values are checked again here,
@@ -152,6 +166,9 @@ func check(c Config) error {
 		if c.ACME.HTTPSPort < 1 || c.ACME.HTTPSPort > 65535 || !listenToken.MatchString(c.ListenTLS) {
 			return fmt.Errorf("ACME HTTPS port %d and listen address %q must be a port and [ip:]port", c.ACME.HTTPSPort, c.ListenTLS)
 		}
+	}
+	if m := c.Metrics; m != nil && (!pathToken.MatchString(m.Socket) || !noTenant.MatchString(m.NoTenant)) {
+		return fmt.Errorf("metrics socket %q must be an absolute path of [A-Za-z0-9._/-], and its no-tenant label %q '_' and [a-z0-9_]", m.Socket, m.NoTenant)
 	}
 	if c.TLS != nil && (!pathToken.MatchString(c.TLS.CertificatePath) || !pathToken.MatchString(c.TLS.KeyPath)) {
 		return fmt.Errorf("TLS paths %q, %q must be absolute paths of [A-Za-z0-9._/-]", c.TLS.CertificatePath, c.TLS.KeyPath)

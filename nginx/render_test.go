@@ -34,6 +34,13 @@ var cases = []struct {
 		{Name: "thor", Hosts: []string{"thor.polls.example.com"}, Upstream: "thor:8000"},
 		{Name: "potter", Hosts: []string{"potter.polls.example.com", "polls.potter.example"}, Upstream: "potter:8000"},
 	}}},
+	{"metrics", Config{Resolver: "127.0.0.11", Listen: "80", ListenTLS: "443", Metrics: metrics, Servers: []Server{
+		{Name: "thor", Hosts: []string{"thor.polls.local"}, Upstream: "thor:8000"},
+		{Name: "potter", Hosts: []string{"potter.polls.local", "polls.potter.example"}, Upstream: "potter:8000"},
+	}}},
+	{"metrics-acme-include", Config{Resolver: "127.0.0.11", Listen: "80", ListenTLS: "443", Metrics: metrics, Include: "/etc/nginx/conf.d/tenants/*.conf", ACME: &acme443}},
+	{"metrics-tls-include", Config{Resolver: "127.0.0.11", Listen: "80", ListenTLS: "443", Metrics: metrics, Include: "/etc/nginx/conf.d/tenants/*.conf",
+		TLS: &TLS{CertificatePath: "/etc/nginx/conf.d/tls/cert.pem", KeyPath: "/etc/nginx/conf.d/tls/key.pem"}}},
 }
 
 // acme443 and acme8443 are the companion's directories, with HTTPS on the
@@ -42,6 +49,9 @@ var (
 	acme443  = ACME{CertDir: "/var/lib/polls-acme/live/certs", Webroot: "/var/lib/polls-acme/live/webroot", HTTPSPort: 443}
 	acme8443 = ACME{CertDir: "/var/lib/polls-acme/live/certs", Webroot: "/var/lib/polls-acme/live/webroot", HTTPSPort: 8443}
 )
+
+// metrics is the router's metrics socket.
+var metrics = &Metrics{Socket: "/run/polls-metrics/nginx.sock", NoTenant: "_none"}
 
 // serverCases are single tenants' files, as RenderServer writes them.
 var serverCases = []struct {
@@ -55,6 +65,12 @@ var serverCases = []struct {
 		Server{Name: "thor", Hosts: []string{"thor.polls.example.com"}, Upstream: "thor-app-1a2b3c4:8000"}},
 	{"server-thor-acme", Config{Resolver: "127.0.0.11", Listen: "80", ListenTLS: "443", ACME: &acme8443},
 		Server{Name: "thor", Hosts: []string{"thor.polls.example.com", "polls.thor.example"}, Upstream: "thor-app-1a2b3c4:8000"}},
+	{"server-thor-metrics", Config{Resolver: "127.0.0.11", Listen: "80", ListenTLS: "443", Metrics: metrics},
+		Server{Name: "thor", Hosts: []string{"thor.polls.local", "polls.thor.example"}, Upstream: "thor-app-1a2b3c4:8000"}},
+	{"server-thor-acme-metrics", Config{Resolver: "127.0.0.11", Listen: "80", ListenTLS: "443", ACME: &acme443, Metrics: metrics},
+		Server{Name: "thor", Hosts: []string{"thor.polls.example.com"}, Upstream: "thor-app-1a2b3c4:8000"}},
+	{"server-thor-tls-metrics", Config{Resolver: "127.0.0.11", Listen: "80", ListenTLS: "443", Metrics: metrics, TLS: &TLS{CertificatePath: "/etc/nginx/conf.d/tls/cert.pem", KeyPath: "/etc/nginx/conf.d/tls/key.pem"}},
+		Server{Name: "thor", Hosts: []string{"thor.polls.example.com"}, Upstream: "thor-app-1a2b3c4:8000"}},
 }
 
 // TestGoldenServer ensures one tenant's file matches testdata/ and is
@@ -149,6 +165,8 @@ func TestRenderRejectsInjection(t *testing.T) {
 		{"acme path", Config{Resolver: "127.0.0.11", Listen: "80", ListenTLS: "443", ACME: &ACME{CertDir: "/a;b", Webroot: "/w", HTTPSPort: 443}}, "ACME paths"},
 		{"acme port", Config{Resolver: "127.0.0.11", Listen: "80", ListenTLS: "443", ACME: &ACME{CertDir: "/c", Webroot: "/w"}}, "ACME HTTPS port"},
 		{"acme with tls", Config{Resolver: "127.0.0.11", Listen: "80", ListenTLS: "443", ACME: &acme443, TLS: &TLS{CertificatePath: "/c", KeyPath: "/k"}}, "exclusive"},
+		{"metrics socket", Config{Resolver: "127.0.0.11", Listen: "80", Metrics: &Metrics{Socket: "/run/x.sock polls_metrics; include /etc/passwd", NoTenant: "_none"}}, "metrics socket"},
+		{"no-tenant label a tenant's", Config{Resolver: "127.0.0.11", Listen: "80", Metrics: &Metrics{Socket: "/run/x.sock", NoTenant: "thor"}}, "no-tenant label"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -116,6 +116,9 @@ type Router struct {
 	Routed map[string]pulumi.StringOutput `pulumi:"-"`
 	// Companion is the certificate companion's container (ACME only).
 	Companion *docker.Container `pulumi:"-"`
+	// MetricsVolume is the volume nginx sends its per-request lines
+	// through, to the metrics exporter (with polls:monitoring only).
+	MetricsVolume pulumi.StringOutput `pulumi:"-"`
 }
 
 // New declares the router: the nginx container, the shared config and one
@@ -145,13 +148,24 @@ func New(ctx *pulumi.Context, name string, args Args, opts ...pulumi.ResourceOpt
 	mounts := docker.ContainerMountArray{
 		docker.ContainerMountArgs{Type: pulumi.String("volume"), Source: conf.Name, Target: pulumi.String(contract.RouterConfDir)},
 	}
+	routerMounts := mounts
+	if args.Stack.Monitoring != nil {
+		// Shared with the metrics exporter only. Mounting it replaces the
+		// router container once, when monitoring is turned on or off.
+		metrics, err := docker.NewVolume(ctx, name+"-metrics", &docker.VolumeArgs{Name: pulumi.String(args.Prefix + "-router-metrics")}, parent)
+		if err != nil {
+			return nil, fmt.Errorf("router: metrics volume: %w", err)
+		}
+		r.MetricsVolume = metrics.Name
+		routerMounts = append(append(docker.ContainerMountArray{}, routerMounts...),
+			docker.ContainerMountArgs{Type: pulumi.String("volume"), Source: metrics.Name, Target: pulumi.String(contract.RouterMetricsDir)})
+	}
 	ports := docker.ContainerPortArray{
 		docker.ContainerPortArgs{Internal: pulumi.Int(80), External: pulumi.Int(args.Stack.HTTPPort)},
 	}
 	if args.Stack.HTTPS() {
 		ports = append(ports, docker.ContainerPortArgs{Internal: pulumi.Int(443), External: pulumi.Int(args.Stack.HTTPSPort)})
 	}
-	routerMounts := mounts
 	var live *docker.Volume
 	if args.Stack.ACME != nil {
 		// Certificates and HTTP-01 answers, written by the companion.
@@ -161,8 +175,7 @@ func New(ctx *pulumi.Context, name string, args Args, opts ...pulumi.ResourceOpt
 		if err != nil {
 			return nil, fmt.Errorf("router: certificate volume: %w", err)
 		}
-		routerMounts = append(docker.ContainerMountArray{}, mounts...)
-		routerMounts = append(routerMounts, docker.ContainerMountArgs{Type: pulumi.String("volume"), Source: live.Name, Target: pulumi.String(contract.ACMELiveDir), ReadOnly: pulumi.Bool(true)})
+		routerMounts = append(append(docker.ContainerMountArray{}, routerMounts...), docker.ContainerMountArgs{Type: pulumi.String("volume"), Source: live.Name, Target: pulumi.String(contract.ACMELiveDir), ReadOnly: pulumi.Bool(true)})
 	}
 	router, err := docker.NewContainer(ctx, name, &docker.ContainerArgs{
 		Name:  pulumi.String(args.Prefix + "-router"),
@@ -331,6 +344,9 @@ type File struct {
 // `nginx -t`. It also returns the config the tenants' routes render with.
 func Files(s spec.Stack, tenants []string, dir string) (nginx.Config, []File, error) {
 	cfg := nginx.Config{Resolver: contract.DockerDNS, Listen: "80", ListenTLS: "443", Include: dir + "/tenants/*.conf"}
+	if s.Monitoring != nil {
+		cfg.Metrics = &nginx.Metrics{Socket: contract.RouterMetricsSocket, NoTenant: contract.RouterNoTenant}
+	}
 	var files []File
 	if s.ACME != nil {
 		cfg.ACME = acmeNginx(s)

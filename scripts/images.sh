@@ -19,6 +19,9 @@
 #                                 fetched by Debian's golang-1.23 (bookworm-backports)
 #   polls-local/static:bookworm   distroless-static-like runtime base: passwd/group
 #                                 with nonroot (65532), CA bundle, zoneinfo; no shell
+#   polls-local/prometheus:2.42   Debian prometheus laid out like prom/prometheus
+#   polls-local/alertmanager:0.25 Debian prometheus-alertmanager laid out like
+#                                 prom/alertmanager
 #
 # Dockerfiles (and entrypoints) live in scripts/images/<name>/.  Builds use the
 # legacy builder (DOCKER_BUILDKIT=0: the docker CLI here has no buildx) with
@@ -35,9 +38,10 @@
 #     rebuilds exactly what depends on it.  A second run takes seconds.
 #
 # Usage: scripts/images.sh [--force] [--refresh-rootfs] [NAME...]
-#        scripts/images.sh --check      # exit 0 iff all five images exist
+#        scripts/images.sh --check      # exit 0 iff all seven images exist
 #        scripts/images.sh --help
-# NAME is one of: debian postgres nginx golang static (default: all).
+# NAME is one of: debian postgres nginx golang static prometheus alertmanager
+# (default: all).
 #   --force           rebuild NAMEs from scratch (docker build --no-cache); the
 #                     base is re-imported (from the cached tarball) only when
 #                     building all images or when "debian" is named
@@ -89,7 +93,7 @@ readonly MIRROR SECURITY_MIRROR
 readonly BASE_INCLUDE="ca-certificates,tzdata,netbase"
 readonly ROOTFS_TAR="${CACHE_DIR}/debian-${SUITE}-minbase.tar"
 readonly LABEL_KEY="org.polls-tenants.images.input"
-readonly ALL_NAMES=(debian postgres nginx golang static)
+readonly ALL_NAMES=(debian postgres nginx golang static prometheus alertmanager)
 
 export DOCKER_BUILDKIT=0
 
@@ -122,6 +126,8 @@ image_ref() {
 		nginx) echo "polls-local/nginx:1" ;;
 		golang) echo "polls-local/golang:1.26" ;;
 		static) echo "polls-local/static:bookworm" ;;
+		prometheus) echo "polls-local/prometheus:2.42" ;;
+		alertmanager) echo "polls-local/alertmanager:0.25" ;;
 		*) return 1 ;;
 	esac
 }

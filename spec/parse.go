@@ -29,6 +29,7 @@ var Keys = []string{
 	"acmeDnsResolvers", "acmeRenewBefore",
 	"backups", "backupRepository", "backupSchedule", "backupKeepDays", "backupKeepWeeks",
 	"backupKey", "backupSshKey", "backupSshKnownHosts",
+	"monitoring", "monitoringPort", "prometheusImage", "alertmanagerImage", "alertWebhookUrl", "alertWebhookToken",
 }
 
 // SecretKeys are the keys whose values must be stored as Pulumi secrets,
@@ -39,6 +40,7 @@ var SecretKeys = []struct{ Key, Set string }{
 	{"acmeDnsCredentials", `pulumi config set --secret polls:acmeDnsCredentials '{"CF_DNS_API_TOKEN":"..."}'`},
 	{"backupKey", `pulumi config set --secret polls:backupKey -- "$(openssl rand -base64 32)"`},
 	{"backupSshKey", `pulumi config set --secret polls:backupSshKey -- "$(cat id_ed25519)"`},
+	{"alertWebhookToken", `pulumi config set --secret polls:alertWebhookToken -- "$TOKEN"`},
 }
 
 // tenantFields lists the fields a tenant object may have.
@@ -104,6 +106,7 @@ func parseAt(values map[string]string, now func() time.Time) (Stack, error) {
 	s.RegistryAuth = p.platform(s)
 	s.Backup = p.backup(s.Platform)
 	p.restores(s)
+	s.Monitoring = p.monitoring(s)
 	if s.SubnetPool.IsValid() && len(s.Tenants) > subnets.Slots(s.SubnetPool) {
 		p.addf("polls:subnetPool: %s holds %d tenant subnets (/%d), fewer than the %d tenants: choose a larger pool, e.g. `pulumi config set polls:subnetPool 10.230.0.0/16` (%d subnets)", s.SubnetPool, subnets.Slots(s.SubnetPool), subnets.TenantBits, len(s.Tenants), 1<<(subnets.TenantBits-16))
 	}
@@ -159,6 +162,8 @@ func (p *parser) unknownKeys() {
 var defaults = map[string]string{
 	"backupRepository": DefaultBackupRepository, "backupSchedule": DefaultBackupSchedule,
 	"backupKeepDays": strconv.Itoa(DefaultBackupKeepDays), "backupKeepWeeks": strconv.Itoa(DefaultBackupKeepWeeks),
+	"monitoring": DefaultMonitoring, "monitoringPort": strconv.Itoa(DefaultMonitoringPort),
+	"prometheusImage": DefaultPrometheusImage, "alertmanagerImage": DefaultAlertmanagerImage,
 }
 
 // defaultOf is key's default as Pulumi passes it.

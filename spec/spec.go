@@ -101,6 +101,8 @@ type Stack struct {
 	RegistryAuth *RegistryAuth
 	// Backup is how databases are backed up; nil when backups are off.
 	Backup *Backup
+	// Monitoring is the stack's metrics and alerts; nil when off.
+	Monitoring *Monitoring
 }
 
 // RegistryAuth is a registry user and password.

@@ -65,6 +65,7 @@ func (p *plans) get(id string) (planEntry, bool) {
 //	GET  /restore/wal?plan=ID                 its write-ahead log, a tar (token)
 //	GET  /backups                             generations and coverage (loopback)
 //	POST /backup                              a base backup now (loopback)
+//	GET  /metrics                             the database and backups, for Prometheus
 //
 // The restore endpoints take the tenant's restore token, which only its
 // database holds, or the token of a tenant declared as restored from this
@@ -82,6 +83,7 @@ func (a *Agent) handler() http.Handler {
 	mux.Handle("GET /restore/wal", restore(a.serveWAL))
 	mux.Handle("GET /backups", loopback(http.HandlerFunc(a.serveBackups)))
 	mux.Handle("POST /backup", loopback(http.HandlerFunc(a.serveBaseNow)))
+	mux.Handle("GET /metrics", a.metricsHandler())
 	return mux
 }
 
