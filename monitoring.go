@@ -22,6 +22,9 @@ func declareMonitoring(ctx *pulumi.Context, s spec.Stack, engine Engine, prefix 
 	if b != nil {
 		args.BackupNetwork = b.Network
 	}
+	if s.ACME != nil {
+		args.ACMEState = r.ACMEState
+	}
 	m, err := monitoring.New(ctx, "monitoring", args, opts...)
 	if err != nil {
 		return nil, err

@@ -97,7 +97,7 @@ func (a *acmeEnv) curl(host string) (int, string, error) {
 // status is the companion's status, read with its own command.
 type hostStatus struct {
 	Host, Tenant, State, Serial, Error, Certificate, Challenge string
-	FailingSince                                               time.Time
+	FailingSince, NotAfter                                     time.Time
 }
 
 func (a *acmeEnv) status() map[string]hostStatus {
@@ -193,6 +193,8 @@ func TestACME(t *testing.T) {
 		t.Skip("end-to-end test skipped with -short")
 	}
 	a := newACMEEnv(t, "blocked.example.org")
+	// Monitoring on: the certificates' metrics are checked in step 5.
+	m := a.useMonitoring()
 
 	// 1. HTTP-01: alpha, beta and beta's extra host.
 	a.setTenants(`{"alpha":{},"beta":{"hosts":["shop.example.org"]}}`)
@@ -327,6 +329,15 @@ func TestACME(t *testing.T) {
 			t.Errorf("%s is %s with the refused host present; want valid", h, s.State)
 		}
 	}
+	// The same in Prometheus, by tenant and host, for the alerts: the
+	// refused host is not valid and fails since when the status says; a
+	// served one expires when its certificate does.
+	m.waitFor(`polls_certificate_valid{tenant="gamma",host="blocked.example.org"} == 0`, time.Minute, "the refused host in the metrics", func(_ float64, found bool) bool { return found })
+	m.waitFor(`polls_certificate_failing_since_timestamp_seconds{tenant="gamma",host="blocked.example.org"}`, 30*time.Second, "the refused host's failures since the status says",
+		func(v float64, found bool) bool { return found && int64(v) == blocked.FailingSince.Unix() })
+	alpha := a.status()["alpha.polls.local"]
+	m.waitFor(`polls_certificate_expiry_timestamp_seconds{tenant="alpha",host="alpha.polls.local"}`, 30*time.Second, "alpha's certificate expiry as the status says",
+		func(v float64, found bool) bool { return found && int64(v) == alpha.NotAfter.Unix() })
 
 	// 6. gamma removed: its hosts are no longer served or renewed.
 	a.setTenants(`{"alpha":{},"beta":{"hosts":["shop.example.org"]}}`)

@@ -60,6 +60,9 @@ type Args struct {
 	// RouterMetrics is the router's metrics volume, where the exporter
 	// listens for its lines.
 	RouterMetrics pulumi.StringInput
+	// ACMEState is the certificate companion's state volume, read by the
+	// exporter for the certificates' expiry; nil without ACME.
+	ACMEState pulumi.StringInput
 	// BackupNetwork is where the backup agents are; nil without backups.
 	BackupNetwork pulumi.StringInput
 	// Engine watches the containers come up.
@@ -129,17 +132,28 @@ func New(ctx *pulumi.Context, name string, args Args, opts ...pulumi.ResourceOpt
 		return docker.ContainerNetworksAdvancedArgs{Name: network.Name, Aliases: pulumi.StringArray{pulumi.String(alias)}}
 	}
 
+	command := []string{"metrics", "serve", "--stack", prefix, "--platform", s.Platform,
+		"--listen", ":" + strconv.Itoa(contract.MetricsPort), "--router-socket", contract.RouterMetricsSocket, "--engine", "unix://" + dockerSocket}
+	exporterMounts := docker.ContainerMountArray{docker.ContainerMountArgs{
+		Type: pulumi.String("volume"), Source: args.RouterMetrics, Target: pulumi.String(contract.RouterMetricsDir),
+	}}
+	if args.ACMEState != nil {
+		// Read-only, and read for status.json alone: the exporter changes
+		// nothing of the companion's, and serves nothing but the metrics
+		// derived from it (expiry, validity, failing since).
+		command = append(command, "--acme-state", contract.ACMEStateDir)
+		exporterMounts = append(exporterMounts, docker.ContainerMountArgs{
+			Type: pulumi.String("volume"), Source: args.ACMEState, Target: pulumi.String(contract.ACMEStateDir), ReadOnly: pulumi.Bool(true),
+		})
+	}
 	m.Exporter, err = docker.NewContainer(ctx, "metrics", &docker.ContainerArgs{
-		Name:  pulumi.String(prefix + "-metrics"),
-		Image: args.AgentImage,
-		Command: pulumi.ToStringArray([]string{"metrics", "serve", "--stack", prefix, "--platform", s.Platform,
-			"--listen", ":" + strconv.Itoa(contract.MetricsPort), "--router-socket", contract.RouterMetricsSocket, "--engine", "unix://" + dockerSocket}),
+		Name:    pulumi.String(prefix + "-metrics"),
+		Image:   args.AgentImage,
+		Command: pulumi.ToStringArray(command),
 		// Root: it creates its socket in the router's volume, and reads
 		// the engine's socket, which is root's.
-		User: pulumi.String("0:0"),
-		Mounts: docker.ContainerMountArray{docker.ContainerMountArgs{
-			Type: pulumi.String("volume"), Source: args.RouterMetrics, Target: pulumi.String(contract.RouterMetricsDir),
-		}},
+		User:   pulumi.String("0:0"),
+		Mounts: exporterMounts,
 		// The engine's socket gives whoever holds it the whole engine
 		// (Docker has no read-only API, and :ro only keeps the socket
 		// file from being replaced): the exporter's code sends GETs only,
@@ -335,6 +349,9 @@ func Config(s spec.Stack, prefix string, tenants []string) prometheus.Config {
 		Metrics:      contract.MetricsAlias + ":" + strconv.Itoa(contract.MetricsPort),
 		Alertmanager: contract.AlertmanagerAlias + ":" + strconv.Itoa(contract.AlertmanagerPort),
 		RulesFile:    contract.PrometheusRulesFile, TargetsDir: contract.PrometheusTargetsDir,
+	}
+	if s.ACME != nil {
+		c.Certificates = &prometheus.Certificates{RenewBefore: s.ACME.RenewBefore}
 	}
 	if s.Backup != nil {
 		c.Backups = &prometheus.Backups{

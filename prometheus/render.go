@@ -44,6 +44,9 @@ type Config struct {
 	// Backups, when set, adds the backup agents' metrics and the rules
 	// on backup freshness; nil when the stack has no backups.
 	Backups *Backups
+	// Certificates, when set, adds the rules on the router's certificates
+	// (ACME); nil without ACME.
+	Certificates *Certificates
 	// Webhook, when set, receives every alert; nil keeps them in
 	// Prometheus' and Alertmanager's UIs only.
 	Webhook *Webhook
@@ -55,6 +58,13 @@ type Backups struct {
 	Agent func(tenant string) string
 	// Interval is how often each tenant takes a base backup.
 	Interval time.Duration
+}
+
+// Certificates is what the certificate rules need.
+type Certificates struct {
+	// RenewBefore is how long before expiry the companion renews a
+	// certificate (polls:acmeRenewBefore).
+	RenewBefore time.Duration
 }
 
 // Webhook is Alertmanager's receiver.
@@ -175,6 +185,9 @@ func check(c Config) error {
 	}
 	if c.Backups != nil && c.Backups.Interval <= 0 {
 		return fmt.Errorf("backup interval %s is not positive", c.Backups.Interval)
+	}
+	if c.Certificates != nil && c.Certificates.RenewBefore <= 0 {
+		return fmt.Errorf("certificate renewal lead %s is not positive", c.Certificates.RenewBefore)
 	}
 	if w := c.Webhook; w != nil && (w.URL == "" || (w.TokenFile != "" && !pathToken.MatchString(w.TokenFile))) {
 		return fmt.Errorf("webhook %q with token file %q: the URL is required, the file an absolute path", w.URL, w.TokenFile)

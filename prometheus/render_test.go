@@ -28,8 +28,9 @@ var configs = []struct {
 	{"backups-webhook", Config{
 		Stack: "polls-prod", Tenants: []string{"thor", "potter", "hermione"}, Metrics: "metrics:9100", Alertmanager: "alertmanager:9093",
 		RulesFile: "/etc/prometheus/rules.yml", TargetsDir: "/etc/prometheus/targets",
-		Backups: &Backups{Agent: func(t string) string { return "polls-prod-" + t + "-backup:7070" }, Interval: 24 * time.Hour},
-		Webhook: &Webhook{URL: "https://alerts.example.com/hook", TokenFile: "/run/secrets/alert-webhook-token"},
+		Backups:      &Backups{Agent: func(t string) string { return "polls-prod-" + t + "-backup:7070" }, Interval: 24 * time.Hour},
+		Certificates: &Certificates{RenewBefore: 30 * 24 * time.Hour},
+		Webhook:      &Webhook{URL: "https://alerts.example.com/hook", TokenFile: "/run/secrets/alert-webhook-token"},
 	}},
 	{"hourly-webhook-no-token", Config{
 		Stack: "polls-dev", Tenants: nil, Metrics: "metrics:9100", Alertmanager: "alertmanager:9093",
@@ -100,6 +101,7 @@ func TestRenderRefusesBadValues(t *testing.T) {
 		"rules file":  func(c *Config) { c.RulesFile = "rules.yml" },
 		"token file":  func(c *Config) { c.Webhook = &Webhook{URL: "https://a.example/", TokenFile: "token"} },
 		"no interval": func(c *Config) { c.Backups = &Backups{Agent: agent} },
+		"no renewal":  func(c *Config) { c.Certificates = &Certificates{} },
 		"agent": func(c *Config) {
 			c.Backups = &Backups{Agent: func(string) string { return "a b:1" }, Interval: time.Hour}
 		},
@@ -288,6 +290,32 @@ tests:
             exp_annotations:
               summary: Tenant potter's database of stack polls-prod is near a full disk
               description: The filesystem of its data is 95% full.
+  - name: a certificate whose renewals failed for half the renewal window; one renewed in time; orders failing for an hour
+    interval: 1h
+    input_series:
+      - series: 'polls_certificate_expiry_timestamp_seconds{stack="polls-prod",tenant="thor",host="thor.polls.example.com"}'
+        values: '1296000x3'
+      - series: 'polls_certificate_expiry_timestamp_seconds{stack="polls-prod",tenant="potter",host="potter.polls.example.com"}'
+        values: '1296000 1296000 7776000 7776000'
+      - series: 'polls_certificate_failing_since_timestamp_seconds{stack="polls-prod",tenant="potter",host="polls.potter.example"}'
+        values: '0x3'
+    alert_rule_test:
+      - {eval_time: 0h, alertname: CertificateExpiresSoon, exp_alerts: []}
+      - eval_time: 2h
+        alertname: CertificateExpiresSoon
+        exp_alerts:
+          - exp_labels: {severity: critical, stack: polls-prod, tenant: thor, host: thor.polls.example.com}
+            exp_annotations:
+              summary: The certificate of thor.polls.example.com (tenant thor, stack polls-prod) expires soon
+              description: 'It expires in 14d 22h 0m 0s and is renewed from 30 days before its expiry (polls:acmeRenewBefore): its renewals fail. The CA''s error: ` + "`docker exec polls-prod-acme polls-agent acme status`" + `.'
+      - {eval_time: 1h, alertname: CertificateOrdersFailing, exp_alerts: []}
+      - eval_time: 2h
+        alertname: CertificateOrdersFailing
+        exp_alerts:
+          - exp_labels: {severity: warning, stack: polls-prod, tenant: potter, host: polls.potter.example}
+            exp_annotations:
+              summary: Certificate orders for polls.potter.example (tenant potter, stack polls-prod) fail
+              description: 'They have failed for 2h 0m 0s; the host is served over HTTP (or with its current certificate) meanwhile. The CA''s error: ` + "`docker exec polls-prod-acme polls-agent acme status`" + `.'
 `
 
 // TestAlertRules runs ruleTests against the rendered rules with `promtool

@@ -52,6 +52,11 @@ const (
 	FirstBase = 15 * time.Minute
 	// FailingFor is how long a backup step may fail before it is reported.
 	FailingFor = 5 * time.Minute
+	// CertificateFailingFor is how long a host's certificate orders may
+	// fail in a row before it is reported: the companion backs off and
+	// retries, and a DNS record or port that is fixed within the hour
+	// needs nobody.
+	CertificateFailingFor = time.Hour
 )
 
 // StackWide is the tenant label of alerts about the whole stack: no tenant
@@ -130,6 +135,26 @@ or
 				Annotations: notes("Tenant {{ $labels.tenant }}'s backups of stack {{ $labels.stack }}: {{ $labels.step }} is failing", "Failing for {{ $value | humanizeDuration }}: see `docker exec {{ $labels.stack }}-{{ $labels.tenant }}-backup polls-agent backup status`.")},
 		)
 	}
+	if c.Certificates != nil {
+		// A certificate is renewed from RenewBefore ahead of its expiry:
+		// with half of that left, renewals have failed for as long, and
+		// there is still time to act.
+		left := c.Certificates.RenewBefore / 2
+		alerts.Rules = append(alerts.Rules,
+			rule{Alert: "CertificateExpiresSoon", Labels: severity("critical"),
+				Expr: fmt.Sprintf(`min by (stack, tenant, host) (polls_certificate_expiry_timestamp_seconds) - time() < %d`, seconds(left)),
+				Annotations: notes("The certificate of {{ $labels.host }} (tenant {{ $labels.tenant }}, stack {{ $labels.stack }}) expires soon",
+					fmt.Sprintf("It expires in {{ $value | humanizeDuration }} and is renewed from %s before its expiry (polls:acmeRenewBefore): its renewals fail. The CA's error: `docker exec {{ $labels.stack }}-acme polls-agent acme status`.", days(c.Certificates.RenewBefore)))},
+			rule{Alert: "CertificateOrdersFailing", Labels: severity("warning"),
+				Expr: fmt.Sprintf(`time() - max by (stack, tenant, host) (polls_certificate_failing_since_timestamp_seconds) > %d`, seconds(CertificateFailingFor)),
+				Annotations: notes("Certificate orders for {{ $labels.host }} (tenant {{ $labels.tenant }}, stack {{ $labels.stack }}) fail",
+					"They have failed for {{ $value | humanizeDuration }}; the host is served over HTTP (or with its current certificate) meanwhile. The CA's error: `docker exec {{ $labels.stack }}-acme polls-agent acme status`.")},
+			rule{Alert: "CertificateStatusUnreadable", For: "10m", Labels: map[string]string{"severity": "warning", "tenant": StackWide},
+				Expr: `polls_certificate_status_up == 0`,
+				Annotations: notes("The certificates of stack {{ $labels.stack }} are not watched",
+					"The metrics exporter cannot read the certificate companion's status.json: see `docker logs {{ $labels.stack }}-acme`.")},
+		)
+	}
 	return []ruleGroup{records, alerts}
 }
 
@@ -142,3 +167,11 @@ func notes(summary, description string) map[string]string {
 func num(f float64) string { return strconv.FormatFloat(f, 'g', -1, 64) }
 
 func seconds(d time.Duration) int { return int(d / time.Second) }
+
+// days writes d in days when it is whole days ("30 days"), else as Go does.
+func days(d time.Duration) string {
+	if d%(24*time.Hour) == 0 {
+		return strconv.Itoa(int(d/(24*time.Hour))) + " days"
+	}
+	return d.String()
+}

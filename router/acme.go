@@ -88,7 +88,7 @@ func companionArgs(s spec.Stack) (cmd, env []string, files map[string]string) {
 }
 
 // declareCompanion declares the companion's state volume and container.
-func declareCompanion(ctx *pulumi.Context, name string, args Args, router *docker.Container, conf, live *docker.Volume, parent pulumi.ResourceOption) (*docker.Container, error) {
+func declareCompanion(ctx *pulumi.Context, name string, args Args, router *docker.Container, conf, live *docker.Volume, parent pulumi.ResourceOption) (*docker.Container, *docker.Volume, error) {
 	state, err := docker.NewVolume(ctx, name+"-acme-state", &docker.VolumeArgs{
 		Name: pulumi.String(args.Prefix + "-acme"),
 		Labels: docker.VolumeLabelArray{
@@ -100,7 +100,7 @@ func declareCompanion(ctx *pulumi.Context, name string, args Args, router *docke
 		// ordered again into the CA's rate limits.
 	}, parent, pulumi.RetainOnDelete(true))
 	if err != nil {
-		return nil, fmt.Errorf("router: certificate state volume: %w", err)
+		return nil, nil, fmt.Errorf("router: certificate state volume: %w", err)
 	}
 	cmd, env, files := companionArgs(args.Stack)
 	uploads := docker.ContainerUploadArray{}
@@ -131,9 +131,9 @@ func declareCompanion(ctx *pulumi.Context, name string, args Args, router *docke
 		Labels:  routerLabels(args.Prefix, "acme"),
 	}, parent, platform.Named)
 	if err != nil {
-		return nil, fmt.Errorf("router: certificate companion: %w", err)
+		return nil, nil, fmt.Errorf("router: certificate companion: %w", err)
 	}
-	return c, nil
+	return c, state, nil
 }
 
 // acmeStatus is the part of the companion's status.json the program reads.

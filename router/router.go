@@ -116,6 +116,9 @@ type Router struct {
 	Routed map[string]pulumi.StringOutput `pulumi:"-"`
 	// Companion is the certificate companion's container (ACME only).
 	Companion *docker.Container `pulumi:"-"`
+	// ACMEState is the companion's state volume, whose status.json the
+	// metrics exporter reads (ACME only).
+	ACMEState pulumi.StringOutput `pulumi:"-"`
 	// MetricsVolume is the volume nginx sends its per-request lines
 	// through, to the metrics exporter (with polls:monitoring only).
 	MetricsVolume pulumi.StringOutput `pulumi:"-"`
@@ -274,11 +277,12 @@ func New(ctx *pulumi.Context, name string, args Args, opts ...pulumi.ResourceOpt
 		if a := args.Stack.ACME; (a.Directory == spec.LetsEncryptProduction || a.Directory == spec.LetsEncryptStaging) && args.Stack.HTTPPort != 80 {
 			_ = ctx.Log.Warn(fmt.Sprintf("certificates: polls:httpPort is %d, but Let's Encrypt validates HTTP-01 on port 80 only: HTTP-01 works only if port 80 reaches it (`pulumi config set polls:httpPort 80`)", args.Stack.HTTPPort), nil)
 		}
-		companion, err := declareCompanion(ctx, name, args, router, conf, live, parent)
+		companion, state, err := declareCompanion(ctx, name, args, router, conf, live, parent)
 		if err != nil {
 			return nil, err
 		}
 		r.Companion = companion
+		r.ACMEState = state.Name
 		for _, rt := range args.Routes {
 			if !rt.Installed {
 				tenant := rt.Server.Name

@@ -33,6 +33,7 @@ import (
 // Usage lists the metrics subcommands.
 const Usage = `polls-agent metrics serve --stack PREFIX [--platform docker|swarm] [--listen :9100|unix:PATH]
                            [--router-socket PATH] [--engine unix:///var/run/docker.sock]
+                           [--acme-state DIR]
                            serve the stack's metrics at /metrics
 polls-agent metrics check [--url http://127.0.0.1:9100/metrics]
                            exit 1 unless the exporter answers (the health check)`
@@ -50,13 +51,14 @@ func Main(ctx context.Context, args []string, stdout io.Writer) error {
 		listen := fs.String("listen", ":9100", "address of /metrics: host:port, or unix:PATH")
 		socket := fs.String("router-socket", "", "unix datagram socket for the router's lines (none: no router metrics)")
 		engine := fs.String("engine", "unix:///var/run/docker.sock", "the Docker engine's socket (empty: no engine metrics)")
+		acmeState := fs.String("acme-state", "", "the certificate companion's state directory, read-only (empty: no certificate metrics)")
 		if err := fs.Parse(args[1:]); err != nil {
 			return err
 		}
 		if *stack == "" || (*platform != PlatformDocker && *platform != PlatformSwarm) {
 			return errors.New("metrics serve: --stack is required and --platform is docker or swarm:\n" + Usage)
 		}
-		return Serve(ctx, Options{Stack: *stack, Platform: *platform, Listen: *listen, RouterSocket: *socket, Engine: *engine}, stdout)
+		return Serve(ctx, Options{Stack: *stack, Platform: *platform, Listen: *listen, RouterSocket: *socket, Engine: *engine, ACMEState: *acmeState}, stdout)
 	case "check":
 		fs := flag.NewFlagSet("metrics check", flag.ContinueOnError)
 		url := fs.String("url", "http://127.0.0.1:9100/metrics", "the exporter's metrics")
@@ -75,6 +77,9 @@ type Options struct {
 	// RouterSocket is where nginx sends its lines ("" for none); Engine
 	// the engine's socket ("" for none).
 	RouterSocket, Engine string
+	// ACMEState is the certificate companion's state directory ("" for
+	// none).
+	ACMEState string
 }
 
 // Serve runs the exporter until ctx ends.
@@ -103,6 +108,9 @@ func Serve(ctx context.Context, o Options, stdout io.Writer) error {
 		t := NewTenants(o.Stack, o.Platform, e)
 		reg.MustRegister(t)
 		go t.WatchRestarts(ctx, logf)
+	}
+	if o.ACMEState != "" {
+		reg.MustRegister(NewCertificates(o.Stack, o.ACMEState))
 	}
 	srv := &http.Server{ReadHeaderTimeout: 10 * time.Second,
 		Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelError)})}
