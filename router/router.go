@@ -105,6 +105,10 @@ type Router struct {
 
 	// URL is the router's base URL on the Docker host.
 	URL pulumi.StringOutput `pulumi:"url"`
+	// The outputs below are set by New and carry no pulumi tag: the SDK
+	// makes and awaits an output for every tagged one, and two sharing a
+	// tag ("-") leave one that never resolves, which hangs the program.
+
 	// Container is the nginx container.
 	Container *docker.Container `pulumi:"-"`
 	// Config is the container that installed the shared config.
@@ -113,15 +117,15 @@ type Router struct {
 	// live, and fails with the reason otherwise. With ACME, a new tenant's
 	// also waits (a bounded time) for its certificates, and warns when
 	// they fail.
-	Routed map[string]pulumi.StringOutput `pulumi:"-"`
+	Routed map[string]pulumi.StringOutput
 	// Companion is the certificate companion's container (ACME only).
 	Companion *docker.Container `pulumi:"-"`
 	// ACMEState is the companion's state volume, whose status.json the
 	// metrics exporter reads (ACME only).
-	ACMEState pulumi.StringOutput `pulumi:"-"`
+	ACMEState pulumi.StringOutput
 	// MetricsVolume is the volume nginx sends its per-request lines
 	// through, to the metrics exporter (with polls:monitoring only).
-	MetricsVolume pulumi.StringOutput `pulumi:"-"`
+	MetricsVolume pulumi.StringOutput
 }
 
 // New declares the router: the nginx container, the shared config and one

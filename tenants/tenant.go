@@ -154,7 +154,7 @@ type Tenant struct {
 	AdminPassword pulumi.StringOutput `pulumi:"adminPassword"`
 	// Upstream is host:port of the tenant's app on the edge network, known
 	// once the app serves: the router routes to it then.
-	Upstream pulumi.StringOutput `pulumi:"-"`
+	Upstream pulumi.StringOutput
 }
 
 // New declares tenant args.Tenant. Its children are named after the tenant,
