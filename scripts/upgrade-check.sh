@@ -17,6 +17,7 @@ root=$PWD
 work=$(mktemp -d /tmp/upgrade-check.XXXXXX)
 export PULUMI_BACKEND_URL=file://$work/state PULUMI_CONFIG_PASSPHRASE=upgrade-check
 export PULUMI_SKIP_UPDATE_CHECK=1 PULUMI_PARALLEL=${PULUMI_PARALLEL:-64}
+status=0
 stack=upg$(od -An -N2 -tx1 /dev/urandom | tr -d ' \n')
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 mkdir -p "$work/state"
@@ -59,6 +60,22 @@ echo "== pulumi up with $old_rev"
 pulumi -C "$work/old" up --yes --skip-preview -s "$stack" >"$work/old-up.log" 2>&1 || { tail -30 "$work/old-up.log"; exit 1; }
 sed -n '/^Resources:/,/^Duration/p' "$work/old-up.log"
 cp "$work/old/Pulumi.$stack.yaml" "$work/new/"
+# Data and secrets before the upgrade: a row in thor's database, and a
+# digest (never the values) of the tenants' admin passwords and of the
+# random passwords in the state.
+psql_thor() {
+  docker exec -i "polls-$stack-thor-db" sh -c 'psql -qAtX -v ON_ERROR_STOP=1 -h 127.0.0.1 -U "$POSTGRES_USER" -d "$POSTGRES_DB"' <<<"$1"
+}
+marker="upgrade-$stack"
+psql_thor "CREATE TABLE upgrade_check (note text); INSERT INTO upgrade_check VALUES ('$marker');" >/dev/null
+secrets_digest() {
+  pulumi -C "$1" stack export -s "$stack" --show-secrets 2>/dev/null |
+    python3 -c 'import hashlib, json, sys
+d = json.load(sys.stdin)["deployment"]
+vals = sorted(r["urn"].rsplit("::", 1)[1] + "=" + str(r.get("outputs", {}).get("result", "")) for r in d.get("resources", []) if r["type"] == "random:index/randomPassword:RandomPassword")
+print(len(vals), hashlib.sha256("\n".join(vals).encode()).hexdigest()[:16])'
+}
+before=$(secrets_digest "$work/old")
 # The working tree's program backs tenants up: into the run's directory.
 if grep -q '"backupRepository"' "$work/new/spec/parse.go"; then
   pulumi -C "$work/new" config set -s "$stack" polls:backupRepository "$work/repo" >/dev/null
@@ -98,6 +115,19 @@ touch "$work/stop"
 wait "$loop"
 loop=""
 sed -n '/^Resources:/,/^Duration/p' "$work/new-up.log"
+echo "== data and passwords after the upgrade"
+after=$(secrets_digest "$work/new")
+if [ "$(psql_thor "SELECT note FROM upgrade_check")" = "$marker" ]; then
+  echo "  thor's row written before the upgrade: kept"
+else
+  echo "  thor's row written before the upgrade: LOST"; status=1
+fi
+if [ "$before" = "$after" ]; then
+  echo "  random passwords (count, digest of the values): $after, unchanged"
+else
+  echo "  random passwords changed: $before before, $after after"; status=1
+fi
 echo "== requests during the upgrade"
 grep ' failed$' "$work/loop.log" | awk '{print $1}' | uniq -c | awk '{print "  " $1 " failed at " $2}' || true
 tail -n 1 "$work/loop.log"
+exit "$status"
