@@ -79,7 +79,7 @@ func Plan(tenants []Tenant, current map[string]string, data map[string][]string,
 		case t.Node != "" && byName[t.Node].Hostname == "":
 			problems = append(problems, fmt.Sprintf("polls:tenants.%s: node %q is not a node of the cluster: use one of %s (`docker node ls`)", t.Name, t.Node, strings.Join(names, ", ")))
 		case placed && t.Node != "" && t.Node != cur && !t.Restoring:
-			problems = append(problems, fmt.Sprintf("polls:tenants.%s: node is %q, but the tenant's database and its node-local volume are on %q: set it back to %q (or remove it); to move the database, restore it there from its backups (also set `pulumi config set --path 'polls:tenants.%s.restore' latest`), or copy its volume to %q first, then remove its service (`docker service rm`) and set the node", t.Name, t.Node, cur, cur, t.Name, t.Node))
+			problems = append(problems, fmt.Sprintf("polls:tenants.%s: node is %q, but the tenant's database and its node-local volume are on %q: set it back to %q (or remove it); to move the database, restore it there from its backups (also set `pulumi config set --path 'polls:tenants.%s.restore' latest`; a restore is applied once per value, so if it is latest already, give the current time instead), or copy its volume to %q first, then remove its service (`docker service rm`) and set the node", t.Name, t.Node, cur, cur, t.Name, t.Node))
 		case placed && t.Node != "" && t.Node != cur:
 			plan[t.Name] = t.Node
 			load[t.Node]++
