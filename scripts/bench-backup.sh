@@ -124,7 +124,7 @@ based() {
 }
 
 echo "bench-backup: what backups cost and how fast they restore, $n tenants, on $(nproc) cores"
-mkdir -p "$src" "$work/bin"
+mkdir -p "$src" "$work/bin" "$work/state"
 tar -C "$root" --exclude=./.git --exclude=./.pulumi-state --exclude='./Pulumi.*.yaml' -cf - . | tar -C "$src" -xf -
 (cd "$src/app" && go mod download && cd ../agent && go mod download) >>"$log" 2>&1
 (cd "$src" && go build -o "$work/bin/modproxy" ./tools/modproxy) >>"$log" 2>&1
