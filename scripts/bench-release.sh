@@ -114,9 +114,22 @@ cleanup() {
     pulumi -C "$src" destroy --yes --skip-preview -s "$stack" >>"$log" 2>&1
     pulumi -C "$src" stack rm --yes --force -s "$stack" >>"$log" 2>&1
     docker ps -aq --filter "label=polls.stack=$prefix" | xargs -r docker rm -f >>"$log" 2>&1
-    docker network ls -q --filter "name=$prefix-" | xargs -r docker network rm >>"$log" 2>&1
+    # Docker 20.10 may answer "has active endpoints" for a while after the
+    # last container on a network is gone; after one run at N=30 it still
+    # did for the edge network minutes later, so what is left is named.
+    for _ in 1 2 3; do
+      docker network ls -q --filter "name=$prefix-" | xargs -r docker network rm >>"$log" 2>&1 && break
+      sleep 3
+    done
     docker volume ls -q | grep "^$prefix-" | xargs -r docker volume rm >>"$log" 2>&1
     docker images -q --filter "reference=$prefix-*" | sort -u | xargs -r docker image rm -f >>"$log" 2>&1
+    local left
+    left=$({
+      docker ps -aq --filter "label=polls.stack=$prefix"
+      docker network ls --format '{{.Name}}' --filter "name=$prefix-"
+      docker volume ls -q | grep "^$prefix-"
+    } 2>/dev/null | tr '\n' ' ')
+    [ -z "$left" ] || echo "bench-release: could not remove: $left(remove them by hand)" >&2
   fi
   remove_build_stages
   [ -n "$proxy" ] && kill "$proxy" 2>/dev/null && wait "$proxy" 2>/dev/null
