@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 GO    ?= go
 
-.PHONY: test test-short vet up up-local destroy images bench bench-app bench-compose bench-swarm bench-add bench-build bench-backup bench-https bench-monitoring lint backup-status backup-drill
+.PHONY: test test-short vet up up-local destroy images bench bench-app bench-compose bench-swarm bench-add bench-build bench-backup bench-https bench-monitoring bench-release lint backup-status backup-drill
 
 ## test: every test of the program, of app/ and of agent/, including real nginx,
 ## PostgreSQL and (when a Docker engine and the Pulumi toolchain are present)
@@ -111,3 +111,9 @@ bench-https:
 ## idle RAM per tenant (scripts/bench-monitoring.sh).
 bench-monitoring:
 	scripts/bench-monitoring.sh
+
+## bench-release: a release at N=BENCH_N tenants (default 30) with the file
+## backend's checkpoint after every step against PULUMI_SKIP_CHECKPOINTS=true,
+## alternating A/B/A/B on one stack: time, CPU, state, failed requests, B/A.
+bench-release:
+	scripts/bench-release.sh

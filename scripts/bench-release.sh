@@ -1,0 +1,293 @@
+#!/usr/bin/env bash
+# What the file backend's checkpoints cost a release at many tenants: the
+# same release with the engine's checkpoint after every step (A, Pulumi's
+# default) and with PULUMI_SKIP_CHECKPOINTS=true (B: the state is written
+# once, at the end of the update), alternating A/B/A/B on one stack, in one
+# run, and the B/A ratios of the medians.
+#
+#   scripts/bench-release.sh                  # or: make bench-release; N=30
+#   BENCH_N=60 scripts/bench-release.sh
+#   BENCH_LOG=/tmp/bench.log scripts/bench-release.sh   # keep the full log
+#
+# One stack (a file backend in a temp dir, the local images, polls:backups
+# false, as make bench-compose's Pulumi side) is brought up at N tenants
+# (t01..tNN), untimed but reported. Then four releases, VERSION=2..5 in
+# polls:appBuildArgs, each `pulumi up --skip-preview` (which builds the new
+# app image and replaces every tenant's migration and app) until every
+# tenant answers through nginx with the new X-Polls-Version. A request loop
+# (bench-lib.sh: a GET every 50 ms to each of t01..t03) runs through each
+# release. Per release it prints:
+#
+#   wall       seconds from the start of `pulumi up` until every tenant
+#              answers with the new version; up: the command alone
+#   orch CPU   CPU-seconds of pulumi with its plugins and program, the
+#              orchestrator of cpu_report (bench-lib.sh), whose line with
+#              the host's whole split follows each release
+#   engine     of that, the pulumi CLI process's own CPU-seconds (where the
+#              engine and the backend's checkpoint writes run), read from
+#              /proc when it has exited and before it is reaped
+#   writes     how many versions of the state file were seen, polled every
+#              50 ms (a lower bound of the writes: two within 50 ms count once)
+#   state      the state file's size after the release
+#   failed     the request loop's failed/sent requests
+#
+# The host is shared (2 cores here): the load average is printed at start
+# and end, and A and B alternate so that drift hits both.
+#
+# What B costs users: with PULUMI_SKIP_CHECKPOINTS=true an update that is
+# interrupted (Ctrl-C twice, a crash, a lost machine) leaves the state as
+# it was before the update: whatever it created or replaced up to then is
+# unknown to the state, and the next update must be preceded by `pulumi
+# refresh` and, for created resources, imports or manual removal.
+#
+# Needs: a Docker engine, go, python3, curl, the local images
+# (scripts/images.sh), the Pulumi CLI, pulumi-language-go and the docker
+# 4.10.0 and random 4.19.0 plugins. Runs on a copy of the working tree;
+# removes the request loop, the stack (destroy, stack rm, its containers,
+# networks, volumes and images), this run's build stages, the module proxy
+# and the temp dir on exit, also on failure or Ctrl-C.
+set -euo pipefail
+export LC_ALL=C PULUMI_SKIP_UPDATE_CHECK=1
+# As scripts/up.sh and the workflows run it (README, "Performance").
+export PULUMI_PARALLEL=${PULUMI_PARALLEL:-64}
+# A is Pulumi's default; only B sets it.
+unset PULUMI_SKIP_CHECKPOINTS
+cd "$(dirname "$0")/.."
+root=$PWD
+n=${BENCH_N:-30}
+images=(polls-local/postgres:15 polls-local/nginx:1 polls-local/golang:1.26 polls-local/static:bookworm)
+
+die() {
+  echo "bench-release: $*" >&2
+  exit 1
+}
+
+missing=()
+for tool in curl go python3 pulumi pulumi-language-go; do
+  command -v "$tool" >/dev/null || missing+=("$tool on PATH")
+done
+if ! docker info >/dev/null 2>&1; then
+  missing+=("a running Docker engine (docker info fails)")
+else
+  for img in "${images[@]}"; do
+    docker image inspect "$img" >/dev/null 2>&1 || missing+=("image $img (run scripts/images.sh)")
+  done
+fi
+[[ $n =~ ^[0-9]+$ ]] && ((n >= 3)) || missing+=("BENCH_N ($n) a number >= 3 (the request loop asks t01..t03)")
+if ((${#missing[@]})); then
+  printf -v list '\n  - %s' "${missing[@]}"
+  die "cannot run, missing:$list"
+fi
+
+work=$(mktemp -d /tmp/bench-release.XXXXXX)
+log=$work/bench.log
+src=$work/src
+id=$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')
+stack=benchrel-$id
+prefix=polls-$stack
+export PULUMI_BACKEND_URL=file://$work/state
+PULUMI_CONFIG_PASSPHRASE=$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')
+export PULUMI_CONFIG_PASSPHRASE
+proxy="" goproxy="" stack_up="" hammer=""
+
+# ours reports whether image $1 was built by this run (its build args name
+# this run's module proxy); build_container whether stopped container $1 is
+# a step of such a build. remove_build_stages (bench-lib.sh) uses both.
+ours() {
+  [ -n "$goproxy" ] && docker history --no-trunc --format '{{.CreatedBy}}' "$1" 2>/dev/null | grep -qF -- "GOPROXY=$goproxy "
+}
+build_container() {
+  local img
+  img=$(docker inspect -f '{{.Image}}' "$1" 2>/dev/null) && ours "$img"
+}
+
+cleanup() {
+  local status=$?
+  set +e
+  trap - EXIT INT TERM
+  [ -n "$hammer" ] && kill "$hammer" 2>/dev/null && wait "$hammer" 2>/dev/null
+  if [ "$status" -ne 0 ] && [ -f "$log" ]; then
+    echo "bench-release: failed; last lines of the log:" >&2
+    tail -n 30 "$log" >&2
+  fi
+  if [ -n "$stack_up" ]; then
+    pulumi -C "$src" destroy --yes --skip-preview -s "$stack" >>"$log" 2>&1
+    pulumi -C "$src" stack rm --yes --force -s "$stack" >>"$log" 2>&1
+    docker ps -aq --filter "label=polls.stack=$prefix" | xargs -r docker rm -f >>"$log" 2>&1
+    # Docker 20.10 may answer "has active endpoints" for a while after the
+    # last container on a network is gone; after one run at N=30 it still
+    # did for the edge network minutes later, so what is left is named.
+    for _ in 1 2 3; do
+      docker network ls -q --filter "name=$prefix-" | xargs -r docker network rm >>"$log" 2>&1 && break
+      sleep 3
+    done
+    docker volume ls -q | grep "^$prefix-" | xargs -r docker volume rm >>"$log" 2>&1
+    docker images -q --filter "reference=$prefix-*" | sort -u | xargs -r docker image rm -f >>"$log" 2>&1
+    local left
+    left=$({
+      docker ps -aq --filter "label=polls.stack=$prefix"
+      docker network ls --format '{{.Name}}' --filter "name=$prefix-"
+      docker volume ls -q | grep "^$prefix-"
+    } 2>/dev/null | tr '\n' ' ')
+    [ -z "$left" ] || echo "bench-release: could not remove: $left(remove them by hand)" >&2
+  fi
+  remove_build_stages
+  [ -n "$proxy" ] && kill "$proxy" 2>/dev/null && wait "$proxy" 2>/dev/null
+  [ -z "${BENCH_LOG:-}" ] || cp "$log" "$BENCH_LOG"
+  rm -rf "$work"
+  exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# shellcheck source=scripts/bench-lib.sh
+. "$root/scripts/bench-lib.sh"
+
+# engine.py OUT STATE CMD...: runs CMD; once it has exited, and before it is
+# reaped, reads its own CPU-seconds and its reaped children's from /proc
+# (a zombie keeps them) into OUT, with the count of the versions of the
+# file STATE seen meanwhile (inode and mtime, polled every 50 ms).
+cat >"$work/engine.py" <<'PY'
+import os, subprocess, sys, threading
+
+out, state, cmd = sys.argv[1], sys.argv[2], sys.argv[3:]
+seen, done = set(), threading.Event()
+
+
+def poll():
+    while not done.is_set():
+        try:
+            st = os.stat(state)
+            seen.add((st.st_ino, st.st_mtime_ns))
+        except FileNotFoundError:
+            pass
+        done.wait(0.05)
+
+
+poller = threading.Thread(target=poll)
+poller.start()
+p = subprocess.Popen(cmd)
+os.waitid(os.P_PID, p.pid, os.WEXITED | os.WNOWAIT)
+with open("/proc/%d/stat" % p.pid) as f:
+    x = f.read().rsplit(")", 1)[1].split()
+hz = os.sysconf("SC_CLK_TCK")
+rc = p.wait()
+done.set()
+poller.join()
+try:
+    st = os.stat(state)
+    seen.add((st.st_ino, st.st_mtime_ns))
+except FileNotFoundError:
+    pass
+with open(out, "w") as f:
+    f.write("%.2f %.2f %d\n" % ((int(x[11]) + int(x[12])) / hz, (int(x[13]) + int(x[14])) / hz, len(seen) - 1))
+sys.exit(rc)
+PY
+
+echo "bench-release: a release at N=$n tenants, with the file backend's checkpoints (A, the default) and with PULUMI_SKIP_CHECKPOINTS=true (B)"
+echo "  pulumi $(pulumi version), file backend, PULUMI_PARALLEL=$PULUMI_PARALLEL; docker engine $(docker version --format '{{.Server.Version}}')"
+echo "  host: $(nproc) cores, $(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo) RAM, load average $(cut -d' ' -f1-3 /proc/loadavg) at start"
+mkdir -p "$src" "$work/bin" "$work/state"
+tar -C "$root" --exclude=./.git --exclude=./.pulumi-state --exclude=./.pulumi-bin --exclude=./.e2e --exclude='./Pulumi.*.yaml' -cf - . | tar -C "$src" -xf -
+echo "  source: working tree at $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?')"
+(cd "$src/app" && go mod download) >>"$log" 2>&1
+(cd "$src" && go build -o "$work/bin/modproxy" ./tools/modproxy) >>"$log" 2>&1
+# The flags pulumi-language-go builds the program with, so that no update
+# compiles more than another.
+(cd "$src" && go build -buildvcs=false -trimpath -ldflags "-w -s" -o /dev/null .) >>"$log" 2>&1
+start_module_proxy
+port=$(free_port)
+pulumi -C "$src" stack init "$stack" --non-interactive >>"$log" 2>&1
+stack_up=$stack
+set_config() { pulumi -C "$src" config set -s "$stack" "$@" >>"$log" 2>&1; }
+set_config polls:httpPort "$port"
+set_config polls:postgresImage polls-local/postgres:15
+set_config polls:nginxImage polls-local/nginx:1
+set_config polls:appBuildNetwork host
+set_config polls:appBuildArgs "$(pulumi_args)"
+set_config polls:backups false
+set_config polls:tenants "$(tenant_json "$n")"
+read -ra tenants <<<"$(tenant_list "$n")"
+
+# up runs pulumi up under engine.py, with PULUMI_SKIP_CHECKPOINTS=true when
+# $1 is B, and writes the command's seconds to $work/up.s (it runs in
+# cpu_of's subshell).
+up() {
+  local t0=$EPOCHREALTIME rc=0
+  if [ "$1" = B ]; then
+    PULUMI_SKIP_CHECKPOINTS=true python3 "$work/engine.py" "$work/engine.out" "$statefile" pulumi -C "$src" up --yes --skip-preview -s "$stack" >"$work/up.out" 2>&1 || rc=$?
+  else
+    python3 "$work/engine.py" "$work/engine.out" "$statefile" pulumi -C "$src" up --yes --skip-preview -s "$stack" >"$work/up.out" 2>&1 || rc=$?
+  fi
+  cat "$work/up.out" >>"$log"
+  awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f\n", b - a }' >"$work/up.s"
+  return $rc
+}
+# changes prints the last update's resource summary, e.g. "+-60 replaced, 33 unchanged".
+changes() {
+  awk '/^Resources:/ { on = 1; next } /^Duration/ { on = 0 }
+    on && NF { $1 = $1; printf "%s%s", sep, $0; sep = ", " } END { print "" }' "$work/up.out"
+}
+
+statefile=$work/state/.pulumi/stacks/polls/$stack.json
+echo "cold up of N=$n (untimed for the comparison):"
+clock
+cpu_mark
+cpu_of up A || die "the cold pulumi up failed (see the log)"
+answer "$port" "" "${tenants[@]}"
+wall=$(seconds)
+up_s=$(cat "$work/up.s")
+[ -f "$statefile" ] || statefile=$(find "$work/state/.pulumi" -name "$stack.json" 2>/dev/null | head -n 1 || true)
+[ -f "$statefile" ] || die "no state file $stack.json under $work/state/.pulumi/stacks"
+printf '  %ss until every tenant answers (pulumi up %ss); state %d KiB; %s\n' "$wall" "$up_s" $(($(stat -c %s "$statefile") / 1024)) "$(changes)"
+cpu_report "$wall"
+
+# Results by release; the table's columns.
+declare -a r_mode r_wall r_up r_orch r_engine r_writes r_kib r_failed
+echo "releases (each until every tenant answers with the new X-Polls-Version):"
+modes=(A B A B)
+for i in 0 1 2 3; do
+  mode=${modes[$i]} version=$((i + 2))
+  set_config polls:appBuildArgs "$(pulumi_args VERSION="$version")"
+  hammer_start "$port" t01 t02 t03
+  clock
+  cpu_mark
+  cpu_of up "$mode" || die "release VERSION=$version ($mode) failed (see the log)"
+  answer "$port" "$version" "${tenants[@]}"
+  wall=$(seconds)
+  up_s=$(cat "$work/up.s")
+  hammer_stop
+  read -r own kids writes <"$work/engine.out"
+  r_mode[i]=$mode r_wall[i]=$wall r_up[i]=$up_s r_orch[i]=$cpu_orch r_engine[i]=$own r_writes[i]=$writes
+  r_kib[i]=$(($(stat -c %s "$statefile") / 1024)) r_failed[i]=$hammered
+  printf '  %d. %s VERSION=%d: %ss (pulumi up %ss); engine %s CPU-s, plugins and program %s; %s state writes seen; %s\n' \
+    $((i + 1)) "$mode" "$version" "$wall" "$up_s" "$own" "$kids" "$writes" "$(changes)"
+  cpu_report "$wall"
+done
+
+echo "results (N=$n; A = checkpoint after every step, the default; B = PULUMI_SKIP_CHECKPOINTS=true):"
+printf '  %-9s %7s %7s %9s %8s %7s %9s %13s\n' release wall up "orch CPU" engine writes state failed/sent
+for i in 0 1 2 3; do
+  printf '  %d. %-6s %6ss %6ss %8ss %7ss %7s %5d KiB %13s\n' $((i + 1)) "${r_mode[i]}" "${r_wall[i]}" "${r_up[i]}" \
+    "${r_orch[i]}" "${r_engine[i]}" "${r_writes[i]}" "${r_kib[i]}" "${r_failed[i]}"
+done
+# ratio prints the medians of A's and B's values in the named column
+# (releases 1 and 3 are A, 2 and 4 are B; the median of two is their mean)
+# and B/A.
+ratio() {
+  local -n col=$1
+  awk -v a1="${col[0]}" -v a2="${col[2]}" -v b1="${col[1]}" -v b2="${col[3]}" 'BEGIN {
+    ma = (a1 + a2) / 2; mb = (b1 + b2) / 2
+    printf "A %.2f, B %.2f: B/A %s\n", ma, mb, ma == 0 ? "-" : sprintf("%.3f", mb / ma) }'
+}
+# shellcheck disable=SC2034 # read by ratio, through its nameref
+failed_counts=("${r_failed[@]%%/*}")
+echo "medians (of 2 each) and B/A:"
+printf '  %-38s %s\n' "wall time, s" "$(ratio r_wall)"
+printf '  %-38s %s\n' "pulumi up alone, s" "$(ratio r_up)"
+printf '  %-38s %s\n' "orchestrator CPU-s" "$(ratio r_orch)"
+printf '  %-38s %s\n' "pulumi CLI's own CPU-s (engine)" "$(ratio r_engine)"
+printf '  %-38s %s\n' "state writes seen" "$(ratio r_writes)"
+printf '  %-38s %s\n' "state size, KiB" "$(ratio r_kib)"
+printf '  %-38s %s\n' "failed requests" "$(ratio failed_counts)"
+echo "  load average $(cut -d' ' -f1-3 /proc/loadavg) at the end ($(nproc) cores, shared)"
