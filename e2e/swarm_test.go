@@ -469,14 +469,14 @@ func TestSwarm(t *testing.T) {
 	}
 	// Every tenant whose database was on the cut node comes back on the
 	// first: alpha to its latest state; a tenant whose last restore was
-	// "latest" already names the current time (a restore is applied once
-	// per value).
+	// "latest" already names a moment (a restore is applied once per
+	// value): the last one its archived log covers, as its agent says.
 	moved := time.Now()
 	settings := map[string]string{"alpha": `{}`, "beta": `{}`, "gamma": `{"restore":"latest"}`}
 	for _, tenant := range loss.lost {
 		to := "latest"
 		if strings.Contains(settings[tenant], `"latest"`) {
-			to = time.Now().UTC().Add(-time.Second).Format(time.RFC3339Nano)
+			to = e.archived(tenant, time.Time{}, 30*time.Second).CaughtUp.Add(-time.Second).UTC().Format(time.RFC3339Nano)
 		}
 		settings[tenant] = `{"node":"` + c.n1 + `","restore":"` + to + `"}`
 	}
