@@ -137,7 +137,6 @@ set_config polls:nginxImage polls-local/nginx:1
 set_config polls:appBuildNetwork host
 set_config polls:appBuildArgs "$(pulumi_args)"
 set_config polls:tenants "$(tenant_json "$n")"
-set_config polls:backupRepository "$work/repo"
 
 # --- idle cost --------------------------------------------------------------
 set_config polls:backups false
@@ -152,6 +151,8 @@ off_cpu=$cpu
 note "backups off: memory, idle CPU" "$off_mib MiB, $off_cpu % of a core"
 
 set_config polls:backups true
+# Only with backups on: the config check refuses a repository without them.
+set_config polls:backupRepository "$work/repo"
 clock
 up
 based
