@@ -3,14 +3,11 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -123,47 +120,10 @@ func (a *acmeEnv) orders() int {
 // hammerTLS sends GET / over HTTPS to each host, a new connection (so a
 // new handshake, verified against pebble's root) per request, until stop.
 func (a *acmeEnv) hammerTLS(hosts []string) func() (int64, []string) {
-	var (
-		sent     atomic.Int64
-		mu       sync.Mutex
-		failures []string
-		done     = make(chan struct{})
-		wg       sync.WaitGroup
-	)
 	client := a.ca.tlsClient(a.httpsPort, false)
-	deadline := time.Now().Add(15 * time.Minute)
-	for _, host := range hosts {
-		wg.Add(1)
-		go func(host string) {
-			defer wg.Done()
-			for time.Now().Before(deadline) {
-				select {
-				case <-done:
-					return
-				case <-time.After(10 * time.Millisecond):
-				}
-				resp, err := client.Get("https://" + host + "/")
-				sent.Add(1)
-				if err == nil {
-					_, _ = io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-					if resp.StatusCode != http.StatusOK {
-						err = fmt.Errorf("status %d", resp.StatusCode)
-					}
-				}
-				if err != nil {
-					mu.Lock()
-					failures = append(failures, fmt.Sprintf("%s %s: %v", time.Now().Format("15:04:05.000"), host, err))
-					mu.Unlock()
-				}
-			}
-		}(host)
-	}
-	return func() (int64, []string) {
-		close(done)
-		wg.Wait()
-		return sent.Load(), failures
-	}
+	return hammerEach(hosts, 10*time.Millisecond, func(host string) (*http.Response, error) {
+		return client.Get("https://" + host + "/")
+	})
 }
 
 // upWithOutput runs `pulumi up` and returns its output too (warnings).

@@ -550,6 +550,19 @@ func (e *env) brokenImage() string {
 // until the returned stop function is called (or 15 minutes pass); stop
 // returns how many requests were sent and the failures.
 func (e *env) hammer(tenants []string) func() (int64, []string) {
+	client := &http.Client{Timeout: 5 * time.Second}
+	return hammerEach(tenants, 20*time.Millisecond, func(tenant string) (*http.Response, error) {
+		req, _ := http.NewRequest(http.MethodGet, e.base()+"/", nil)
+		req.Host = tenant + ".polls.local"
+		return client.Do(req)
+	})
+}
+
+// hammerEach runs get for each name in a loop of its own, a request every
+// period, until the returned stop function is called (or 15 minutes
+// pass); stop returns how many requests were sent and the failures (an
+// error, or an answer other than 200), each with its time and name.
+func hammerEach(names []string, period time.Duration, get func(name string) (*http.Response, error)) func() (int64, []string) {
 	var (
 		sent     atomic.Int64
 		mu       sync.Mutex
@@ -557,21 +570,18 @@ func (e *env) hammer(tenants []string) func() (int64, []string) {
 		done     = make(chan struct{})
 		wg       sync.WaitGroup
 	)
-	client := &http.Client{Timeout: 5 * time.Second}
 	deadline := time.Now().Add(15 * time.Minute)
-	for _, tenant := range tenants {
+	for _, name := range names {
 		wg.Add(1)
-		go func(tenant string) {
+		go func(name string) {
 			defer wg.Done()
 			for time.Now().Before(deadline) {
 				select {
 				case <-done:
 					return
-				case <-time.After(20 * time.Millisecond):
+				case <-time.After(period):
 				}
-				req, _ := http.NewRequest(http.MethodGet, e.base()+"/", nil)
-				req.Host = tenant + ".polls.local"
-				resp, err := client.Do(req)
+				resp, err := get(name)
 				sent.Add(1)
 				if err == nil {
 					_, _ = io.Copy(io.Discard, resp.Body)
@@ -582,11 +592,11 @@ func (e *env) hammer(tenants []string) func() (int64, []string) {
 				}
 				if err != nil {
 					mu.Lock()
-					failures = append(failures, fmt.Sprintf("%s %s: %v", time.Now().Format("15:04:05.000"), tenant, err))
+					failures = append(failures, fmt.Sprintf("%s %s: %v", time.Now().Format("15:04:05.000"), name, err))
 					mu.Unlock()
 				}
 			}
-		}(tenant)
+		}(name)
 	}
 	return func() (int64, []string) {
 		close(done)
