@@ -225,11 +225,16 @@ const (
 	RestoreTokenFile   = "/run/secrets/polls-restore-token"
 )
 
-// AgentCommand runs a tenant's backup agent; AgentHealthCommand is its
-// health check, failing with what is late or failing.
+// AgentEntrypoint and AgentCommand run a tenant's backup agent;
+// AgentHealthCommand is its health check, failing with what is late or
+// failing. Both run polls-backup, the backup role alone: one agent runs
+// per tenant, and its health check starts a process every interval, so
+// they skip polls-agent's ACME code (agent/cmd/polls-backup says what it
+// saves). `polls-agent backup ...` runs the same commands for operators.
 var (
-	AgentCommand       = []string{"backup", "agent"}
-	AgentHealthCommand = []string{"CMD", AgentBinary, "backup", "check"}
+	AgentEntrypoint    = []string{"polls-backup"}
+	AgentCommand       = []string{"agent"}
+	AgentHealthCommand = []string{"CMD", "polls-backup", "check"}
 )
 
 // AgentConfig is what a tenant's backup agent reads from AgentConfigFile

@@ -32,9 +32,10 @@ func BackupAgent(ctx *pulumi.Context, t tenants.Parts, network pulumi.StringOutp
 		return fmt.Errorf("spool volume: %w", err)
 	}
 	_, err = docker.NewContainer(ctx, tenant+"-backup", &docker.ContainerArgs{
-		Name:    pulumi.String(contract.AgentName(t.Prefix, tenant)),
-		Image:   b.AgentImage,
-		Command: pulumi.ToStringArray(contract.AgentCommand),
+		Name:        pulumi.String(contract.AgentName(t.Prefix, tenant)),
+		Image:       b.AgentImage,
+		Entrypoints: pulumi.ToStringArray(contract.AgentEntrypoint),
+		Command:     pulumi.ToStringArray(contract.AgentCommand),
 		Uploads: docker.ContainerUploadArray{
 			docker.ContainerUploadArgs{File: pulumi.String(contract.AgentConfigFile), Content: pulumi.String(b.Config)},
 			docker.ContainerUploadArgs{File: pulumi.String(contract.DBPasswordFile), Content: t.Secrets.DBPassword},
@@ -53,9 +54,13 @@ func BackupAgent(ctx *pulumi.Context, t tenants.Parts, network pulumi.StringOutp
 		},
 		// Late or failing backups show as unhealthy (`docker ps`), and
 		// `pulumi preview` warns naming the tenant. Nothing waits on it.
+		// Every 60 s: each check is a process started through the engine
+		// (about 0.15 CPU-s with dockerd and runc), paid per tenant while
+		// it idles; the agent's own limits (DefaultLimits) already wait a
+		// minute before they call a backup late.
 		Healthcheck: docker.ContainerHealthcheckArgs{
 			Tests:       pulumi.ToStringArray(contract.AgentHealthCommand),
-			Interval:    pulumi.String("30s"),
+			Interval:    pulumi.String("1m0s"),
 			Timeout:     pulumi.String("10s"),
 			Retries:     pulumi.Int(1),
 			StartPeriod: pulumi.String("1m0s"),
