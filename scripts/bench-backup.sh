@@ -3,10 +3,14 @@
 # machine in one run (make bench-backup):
 #
 #   idle cost      N tenants (BENCH_N, default 5) with backups off, then the
-#                  same stack with backups on: the memory of the stack's
-#                  containers (docker stats) and the host's busy CPU over
-#                  60 s of idleness, per tenant; the difference is what
-#                  backups add, printed with the ratio on/off
+#                  same stack with backups on, once the agents have sent
+#                  what the base backups' checkpoints wrote: the memory of
+#                  the stack's containers (resident, and as docker stats
+#                  counts it) and the CPU they, dockerd and containerd
+#                  spend over 120 s of idleness, from the cgroups; the
+#                  difference is what backups add, per tenant (the agents,
+#                  the databases' log streaming, the health checks), and
+#                  once per stack (the repository gateway)
 #   1 GiB tenant   t01 filled to about 1 GiB with pgbench -i: a base backup
 #                  (polls-agent backup now, as the agent times it), a drill
 #                  (the latest backup restored into a scratch database:
@@ -87,24 +91,63 @@ trap 'exit 130' INT TERM
 
 note() { printf '  %-52s %s\n' "$1" "$2"; }
 
-# ram sets mib to the memory of the stack's running containers, in MiB.
-mib=""
-ram() {
-  # shellcheck disable=SC2046 # one argument per container
-  mib=$(docker stats --no-stream --format '{{.MemUsage}}' $(docker ps -q --filter "label=polls.stack=$prefix") |
-    awk '{ v = $1; unit = v; sub(/^[0-9.]+/, "", unit); sub(/[A-Za-z]+$/, "", v)
-      f = unit == "GiB" ? 1024 : unit == "MiB" ? 1 : unit == "KiB" ? 1 / 1024 : 1 / 1048576
-      sum += v * f } END { printf "%.1f", sum }')
+# sample prints, for each running container of the stack, "c TENANT
+# CPU-NS WORKING-SET RESIDENT" (TENANT "-" for the stack's shared
+# containers: the router, the backup gateway), then "e TICKS" for dockerd,
+# containerd and the shims (where Docker's health checks cost) and "h
+# TICKS" for the whole host. WORKING-SET is what `docker stats` shows (the
+# cgroup's usage less its inactive file cache); RESIDENT is its anonymous
+# and shared memory, what no memory pressure takes back (file cache, such
+# as the data files a base backup read, is left out). cgroup v1 or v2 with
+# Docker's cgroupfs layout.
+sample() {
+  local id tenant cpu ws res d
+  for id in $(docker ps -q --no-trunc --filter "label=polls.stack=$prefix"); do
+    tenant=$(docker inspect -f '{{index .Config.Labels "polls.tenant"}}' "$id")
+    if [ -d "/sys/fs/cgroup/memory/docker/$id" ]; then
+      cpu=$(cat "/sys/fs/cgroup/cpuacct/docker/$id/cpuacct.usage")
+      d=/sys/fs/cgroup/memory/docker/$id
+      ws=$(awk -v u="$(cat "$d/memory.usage_in_bytes")" '$1 == "total_inactive_file" { print u - $2 }' "$d/memory.stat")
+      res=$(awk '$1 == "total_rss" || $1 == "total_shmem" { s += $2 } END { print s }' "$d/memory.stat")
+    elif [ -d "/sys/fs/cgroup/docker/$id" ]; then
+      d=/sys/fs/cgroup/docker/$id
+      cpu=$(awk '$1 == "usage_usec" { print $2 * 1000 }' "$d/cpu.stat")
+      ws=$(awk -v u="$(cat "$d/memory.current")" '$1 == "inactive_file" { print u - $2 }' "$d/memory.stat")
+      res=$(awk '$1 == "anon" || $1 == "shmem" { s += $2 } END { print s }' "$d/memory.stat")
+    else
+      die "cannot read the containers' cgroups (neither cgroup v1 nor v2 with Docker's cgroupfs layout)"
+    fi
+    echo "c ${tenant:--} $cpu $ws $res"
+  done
+  local engine=0 pid
+  for pid in $(pidof dockerd containerd containerd-shim-runc-v2); do
+    engine=$((engine + $(awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$pid/stat")))
+  done
+  echo "e $engine"
+  awk '$1 == "cpu" { print "h", $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat
 }
 
-# idle_cpu sets cpu to the host's busy CPU, in % of one core, over 60 s.
-cpu=""
-idle_cpu() {
-  local a b
-  a=$(awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat)
-  sleep 60
-  b=$(awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat)
-  cpu=$(awk -v a="$a" -v b="$b" -v hz="$hz" 'BEGIN { printf "%.1f", 100 * (b - a) / hz / 60 }')
+# idle measures the idle stack over 120 s into $work/idle-$1: its
+# memory at the end, and the CPU its containers, the engine and the host
+# spent meanwhile (containers that restart meanwhile would count wrong:
+# none does when idle).
+idle() {
+  sample >"$work/idle-$1.a"
+  sleep 120
+  sample >"$work/idle-$1.b"
+  awk -v hz="$hz" '
+    FNR == 1 { f++ }
+    $1 == "c" { key = $2 == "-" ? "shared" : "tenant"
+      if (f == 1) cpu[key] -= $3; else { cpu[key] += $3; ws[key] += $4; res[key] += $5 } }
+    $1 == "e" { eng += f == 1 ? -$2 : $2 }
+    $1 == "h" { host += f == 1 ? -$2 : $2 }
+    END { printf "%.2f %.2f %.2f %.2f %.3f %.3f %.3f %.3f\n", ws["tenant"] / 2^20, res["tenant"] / 2^20, ws["shared"] / 2^20, res["shared"] / 2^20,
+      100 * cpu["tenant"] / 1e9 / 120, 100 * cpu["shared"] / 1e9 / 120, 100 * eng / hz / 120, 100 * host / hz / 120 }
+  ' "$work/idle-$1.a" "$work/idle-$1.b" >"$work/idle-$1"
+  read -r ws res sws sres tcpu scpu ecpu hcpu <"$work/idle-$1"
+  note "backups $1: the tenants' containers, memory" "$ws MiB (resident: $res MiB)"
+  note "backups $1: the shared containers, memory" "$sws MiB (resident: $sres MiB)"
+  note "backups $1: CPU, % of a core" "tenants' containers $tcpu, shared $scpu, dockerd+containerd $ecpu, host $hcpu"
 }
 
 set_config() { pulumi -C "$src" config set -s "$stack" "$@" >>"$log" 2>&1; }
@@ -144,11 +187,7 @@ up
 # shellcheck disable=SC2046 # one argument per tenant
 answer "$port" "" $(tenant_list "$n")
 sleep 30
-ram
-off_mib=$mib
-idle_cpu
-off_cpu=$cpu
-note "backups off: memory, idle CPU" "$off_mib MiB, $off_cpu % of a core"
+idle off
 
 set_config polls:backups true
 # Only with backups on: the config check refuses a repository without them.
@@ -157,16 +196,24 @@ clock
 up
 based
 note "backups on: pulumi up until every tenant has a base backup" "$(seconds) s"
-sleep 30
-ram
-on_mib=$mib
-idle_cpu
-on_cpu=$cpu
-note "backups on: memory, idle CPU" "$on_mib MiB, $on_cpu % of a core"
-awk -v n="$n" -v a="$off_mib" -v b="$on_mib" -v c="$off_cpu" -v d="$on_cpu" 'BEGIN {
-  printf "  %-52s %.1f MiB (aim <= 10), ratio on/off %.2f\n", "extra idle memory per tenant", (b - a) / n, b / a
-  printf "  %-52s %.2f %% of a core, ratio on/off %.2f\n", "extra idle CPU per tenant", (d - c) / n, (c > 0 ? d / c : 0)
-}'
+# The checkpoint PostgreSQL makes in the minutes after a base backup
+# writes log the agents then send: make it now, so that the idle minutes
+# measured come after it.
+for t in $(tenant_list "$n"); do
+  docker exec "$prefix-$t-db" psql -U polls -d polls -qAtc CHECKPOINT >>"$log" 2>&1 || die "CHECKPOINT in $t failed"
+done
+sleep 60
+idle on
+awk -v n="$n" '
+  FNR == 1 { f++ }
+  { for (i = 1; i <= NF; i++) v[f, i] = $i }
+  END {
+    printf "  %-52s %.1f MiB (aim <= 10); as docker stats counts it %.1f MiB\n", "extra idle memory per tenant, resident", (v[2, 2] - v[1, 2]) / n, (v[2, 1] - v[1, 1]) / n
+    printf "  %-52s %.1f MiB resident, once per stack\n", "extra idle memory of the shared containers (gateway)", v[2, 4] - v[1, 4]
+    printf "  %-52s %.2f %% of a core (its containers %.2f, dockerd+containerd %.2f)\n", "extra idle CPU per tenant",
+      ((v[2, 5] - v[1, 5]) + (v[2, 7] - v[1, 7])) / n, (v[2, 5] - v[1, 5]) / n, (v[2, 7] - v[1, 7]) / n
+    printf "  %-52s %.2f %% of a core, once per stack; the whole host %.1f %% against %.1f %%\n", "extra idle CPU of the shared containers", v[2, 6] - v[1, 6], v[2, 8], v[1, 8]
+  }' "$work/idle-off" "$work/idle-on"
 
 # --- a 1 GiB tenant -----------------------------------------------------------
 docker exec "$prefix-t01-db" pgbench -i -q -s 68 -U polls polls >>"$log" 2>&1 || die "pgbench -i failed"
