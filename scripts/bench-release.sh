@@ -7,11 +7,13 @@
 #
 #   scripts/bench-release.sh                  # or: make bench-release; N=30
 #   BENCH_N=60 scripts/bench-release.sh
+#   BENCH_N=100 BENCH_ROUNDS=1 scripts/bench-release.sh   # one A, one B
 #   BENCH_LOG=/tmp/bench.log scripts/bench-release.sh   # keep the full log
 #
 # One stack (a file backend in a temp dir, the local images, polls:backups
 # false, as make bench-compose's Pulumi side) is brought up at N tenants
-# (t01..tNN), untimed but reported. Then four releases, VERSION=2..5 in
+# (t01..tNN), untimed but reported. Then BENCH_ROUNDS (default 2) rounds
+# of an A and a B release, VERSION=2, 3, ... in
 # polls:appBuildArgs, each `pulumi up --skip-preview` (which builds the new
 # app image and replaces every tenant's migration and app) until every
 # tenant answers through nginx with the new X-Polls-Version. A request loop
@@ -55,6 +57,7 @@ unset PULUMI_SKIP_CHECKPOINTS
 cd "$(dirname "$0")/.."
 root=$PWD
 n=${BENCH_N:-30}
+rounds=${BENCH_ROUNDS:-2}
 images=(polls-local/postgres:15 polls-local/nginx:1 polls-local/golang:1.26 polls-local/static:bookworm)
 
 die() {
@@ -74,6 +77,7 @@ else
   done
 fi
 [[ $n =~ ^[0-9]+$ ]] && ((n >= 3)) || missing+=("BENCH_N ($n) a number >= 3 (the request loop asks t01..t03)")
+[[ $rounds =~ ^[1-9][0-9]*$ ]] || missing+=("BENCH_ROUNDS ($rounds) a number >= 1 (rounds of an A and a B release)")
 if ((${#missing[@]})); then
   printf -v list '\n  - %s' "${missing[@]}"
   die "cannot run, missing:$list"
@@ -245,8 +249,9 @@ cpu_report "$wall"
 # Results by release; the table's columns.
 declare -a r_mode r_wall r_up r_orch r_engine r_writes r_kib r_failed
 echo "releases (each until every tenant answers with the new X-Polls-Version):"
-modes=(A B A B)
-for i in 0 1 2 3; do
+modes=()
+for ((i = 0; i < rounds; i++)); do modes+=(A B); done
+for i in "${!modes[@]}"; do
   mode=${modes[$i]} version=$((i + 2))
   set_config polls:appBuildArgs "$(pulumi_args VERSION="$version")"
   hammer_start "$port" t01 t02 t03
@@ -267,22 +272,25 @@ done
 
 echo "results (N=$n; A = checkpoint after every step, the default; B = PULUMI_SKIP_CHECKPOINTS=true):"
 printf '  %-9s %7s %7s %9s %8s %7s %9s %13s\n' release wall up "orch CPU" engine writes state failed/sent
-for i in 0 1 2 3; do
+for i in "${!modes[@]}"; do
   printf '  %d. %-6s %6ss %6ss %8ss %7ss %7s %5d KiB %13s\n' $((i + 1)) "${r_mode[i]}" "${r_wall[i]}" "${r_up[i]}" \
     "${r_orch[i]}" "${r_engine[i]}" "${r_writes[i]}" "${r_kib[i]}" "${r_failed[i]}"
 done
 # ratio prints the medians of A's and B's values in the named column
-# (releases 1 and 3 are A, 2 and 4 are B; the median of two is their mean)
-# and B/A.
+# (odd releases are A, even ones B; the median of two is their mean) and
+# B/A.
 ratio() {
   local -n col=$1
-  awk -v a1="${col[0]}" -v a2="${col[2]}" -v b1="${col[1]}" -v b2="${col[3]}" 'BEGIN {
-    ma = (a1 + a2) / 2; mb = (b1 + b2) / 2
-    printf "A %.2f, B %.2f: B/A %s\n", ma, mb, ma == 0 ? "-" : sprintf("%.3f", mb / ma) }'
+  local i
+  for i in "${!modes[@]}"; do echo "${modes[i]} ${col[i]}"; done | sort -k1,1 -k2,2g | awk '
+    { v[$1, ++k[$1]] = $2 }
+    function median(m, n) { n = k[m]; return n % 2 ? v[m, (n + 1) / 2] : (v[m, n / 2] + v[m, n / 2 + 1]) / 2 }
+    END { ma = median("A"); mb = median("B")
+      printf "A %.2f, B %.2f: B/A %s\n", ma, mb, ma == 0 ? "-" : sprintf("%.3f", mb / ma) }'
 }
 # shellcheck disable=SC2034 # read by ratio, through its nameref
 failed_counts=("${r_failed[@]%%/*}")
-echo "medians (of 2 each) and B/A:"
+echo "medians (of $rounds each) and B/A:"
 printf '  %-38s %s\n' "wall time, s" "$(ratio r_wall)"
 printf '  %-38s %s\n' "pulumi up alone, s" "$(ratio r_up)"
 printf '  %-38s %s\n' "orchestrator CPU-s" "$(ratio r_orch)"
