@@ -158,8 +158,10 @@ func (a *Agent) Run(ctx context.Context) error {
 				}()
 			}
 		}
-		// Streaming again for a while: its earlier failure is over.
-		if receiving && time.Since(recvSince) > 15*time.Second {
+		// Streaming again for a while: its earlier failure is over. (Only
+		// then: each update rewrites the state file, and this runs every
+		// interval of every tenant's agent.)
+		if _, failing := a.snapshotState().Errors["wal"]; failing && receiving && time.Since(recvSince) > 15*time.Second {
 			a.update(func(s *State) { s.fail("wal", nil, now) })
 		}
 		a.sendWAL(ctx, receiving)
