@@ -112,8 +112,10 @@ bench-https:
 bench-monitoring:
 	scripts/bench-monitoring.sh
 
-## bench-release: a release at N=BENCH_N tenants (default 30) with the file
-## backend's checkpoint after every step against PULUMI_SKIP_CHECKPOINTS=true,
-## alternating A/B/A/B on one stack: time, CPU, state, failed requests, B/A.
+## bench-release: a no-op preview, then a release at N=BENCH_N tenants (default
+## 30) with the file backend's checkpoint after every step against
+## PULUMI_SKIP_CHECKPOINTS=true, alternating A/B for BENCH_ROUNDS rounds
+## (default 2) on one stack: time, CPU (split by process), state, failed
+## requests, B/A.
 bench-release:
 	scripts/bench-release.sh
