@@ -55,8 +55,8 @@ func BackupAgent(ctx *pulumi.Context, t tenants.Parts, network pulumi.StringOutp
 		// Late or failing backups show as unhealthy (`docker ps`), and
 		// `pulumi preview` warns naming the tenant. Nothing waits on it.
 		// Every 60 s: each check is a process started through the engine
-		// (about 0.15 CPU-s with dockerd and runc), paid per tenant while
-		// it idles; the agent's own limits (DefaultLimits) already wait a
+		// (about 0.4 CPU-s of dockerd and containerd, measured by
+		// make bench-backup), paid per tenant while it idles; the agent's own limits (DefaultLimits) already wait a
 		// minute before they call a backup late.
 		Healthcheck: docker.ContainerHealthcheckArgs{
 			Tests:       pulumi.ToStringArray(contract.AgentHealthCommand),

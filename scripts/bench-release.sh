@@ -12,7 +12,8 @@
 #
 # One stack (a file backend in a temp dir, the local images, polls:backups
 # false, as make bench-compose's Pulumi side) is brought up at N tenants
-# (t01..tNN), untimed but reported. Then BENCH_ROUNDS (default 2) rounds
+# (t01..tNN), untimed but reported, then previewed (a no-op: timed, with
+# its CPU split). Then BENCH_ROUNDS (default 2) rounds
 # of an A and a B release, VERSION=2, 3, ... in
 # polls:appBuildArgs, each `pulumi up --skip-preview` (which builds the new
 # app image and replaces every tenant's migration and app) until every
@@ -150,27 +151,72 @@ trap 'exit 130' INT TERM
 # engine.py OUT STATE CMD...: runs CMD; once it has exited, and before it is
 # reaped, reads its own CPU-seconds and its reaped children's from /proc
 # (a zombie keeps them) into OUT, with the count of the versions of the
-# file STATE seen meanwhile (inode and mtime, polled every 50 ms).
+# file STATE seen meanwhile (inode and mtime, polled every 50 ms). OUT.split
+# gets the CPU-seconds of each kind of process under it (the docker and
+# random providers, the language host, the program), read from /proc every
+# 200 ms while they run (so each loses at most its last 200 ms).
 cat >"$work/engine.py" <<'PY'
 import os, subprocess, sys, threading
 
 out, state, cmd = sys.argv[1], sys.argv[2], sys.argv[3:]
 seen, done = set(), threading.Event()
+cpu = {}  # pid -> (kind, ticks)
 
 
-def poll():
+def stat(pid):
+    with open("/proc/%s/stat" % pid) as f:
+        x = f.read().rsplit(")", 1)[1].split()
+    return int(x[1]), int(x[11]) + int(x[12])  # ppid, utime + stime
+
+
+def kind(pid):
+    with open("/proc/%s/cmdline" % pid, "rb") as f:
+        argv0 = os.path.basename(f.read().split(b"\0")[0].decode(errors="replace"))
+    if argv0 in ("go", "compile", "link", "asm", "cgo"):
+        return "go build"
+    return argv0 if argv0.startswith("pulumi") else "program"
+
+
+def walk(root):
+    parent = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                parent[int(d)] = stat(d)
+            except (OSError, IndexError):
+                pass
+    under = {root}
+    changed = True
+    while changed:
+        changed = False
+        for pid, (ppid, _) in parent.items():
+            if ppid in under and pid not in under:
+                under.add(pid)
+                changed = True
+    for pid in under - {root}:
+        try:
+            cpu[pid] = (cpu[pid][0] if pid in cpu else kind(pid), parent[pid][1])
+        except OSError:
+            pass
+
+
+def poll(root):
+    n = 0
     while not done.is_set():
         try:
             st = os.stat(state)
             seen.add((st.st_ino, st.st_mtime_ns))
         except FileNotFoundError:
             pass
+        if n % 4 == 0:
+            walk(root)
+        n += 1
         done.wait(0.05)
 
 
-poller = threading.Thread(target=poll)
-poller.start()
 p = subprocess.Popen(cmd)
+poller = threading.Thread(target=poll, args=(p.pid,))
+poller.start()
 os.waitid(os.P_PID, p.pid, os.WEXITED | os.WNOWAIT)
 with open("/proc/%d/stat" % p.pid) as f:
     x = f.read().rsplit(")", 1)[1].split()
@@ -185,6 +231,11 @@ except FileNotFoundError:
     pass
 with open(out, "w") as f:
     f.write("%.2f %.2f %d\n" % ((int(x[11]) + int(x[12])) / hz, (int(x[13]) + int(x[14])) / hz, len(seen) - 1))
+by = {}
+for k, t in cpu.values():
+    by[k] = by.get(k, 0) + t
+with open(out + ".split", "w") as f:
+    f.write(", ".join("%s %.1f" % (k, t / hz) for k, t in sorted(by.items(), key=lambda kv: -kv[1])) + "\n")
 sys.exit(rc)
 PY
 
@@ -245,6 +296,17 @@ up_s=$(cat "$work/up.s")
 [ -f "$statefile" ] || die "no state file $stack.json under $work/state/.pulumi/stacks"
 printf '  %ss until every tenant answers (pulumi up %ss); state %d KiB; %s\n' "$wall" "$up_s" $(($(stat -c %s "$statefile") / 1024)) "$(changes)"
 cpu_report "$wall"
+echo "    CPU-s by process under pulumi: $(cat "$work/engine.out.split")"
+
+# A no-op preview of the stack as it stands: what a reviewer waits for.
+clock
+cpu_mark
+cpu_of python3 "$work/engine.py" "$work/engine.out" "$statefile" pulumi -C "$src" preview -s "$stack" >>"$log" 2>&1 || die "the no-op pulumi preview failed (see the log)"
+wall=$(seconds)
+read -r own kids _ <"$work/engine.out"
+echo "no-op pulumi preview at N=$n: ${wall}s; engine $own CPU-s, plugins and program $kids"
+cpu_report "$wall"
+echo "    CPU-s by process under pulumi: $(cat "$work/engine.out.split")"
 
 # Results by release; the table's columns.
 declare -a r_mode r_wall r_up r_orch r_engine r_writes r_kib r_failed
@@ -268,6 +330,7 @@ for i in "${!modes[@]}"; do
   printf '  %d. %s VERSION=%d: %ss (pulumi up %ss); engine %s CPU-s, plugins and program %s; %s state writes seen; %s\n' \
     $((i + 1)) "$mode" "$version" "$wall" "$up_s" "$own" "$kids" "$writes" "$(changes)"
   cpu_report "$wall"
+  echo "    CPU-s by process under pulumi: $(cat "$work/engine.out.split")"
 done
 
 echo "results (N=$n; A = checkpoint after every step, the default; B = PULUMI_SKIP_CHECKPOINTS=true):"
