@@ -22,6 +22,7 @@ type nodeLoss struct {
 	survivors []string // tenants whose database is on the first node
 	lost      []string // tenants whose database is on the second node
 	cut       time.Time
+	returned  time.Time // when back restored the link
 	stop      func() []request
 	frozen    int // survivors' app tasks frozen with requests in flight
 }
@@ -97,6 +98,7 @@ func (l *nodeLoss) back() []request {
 	e.t.Helper()
 	c.link(e.t, "up")
 	restored := time.Now()
+	l.returned = restored
 	deadline := restored.Add(3 * time.Minute)
 	for {
 		ready := e.docker("node", "inspect", "-f", "{{.Status.State}}", c.n2) == "ready"
