@@ -247,7 +247,9 @@ func (e *env) checkBackups(repoFiles string, breakRepo, fixRepo func(), tenantsJ
 	breakRepo()
 	broken := time.Now()
 	e.psql("beta", "CREATE TABLE during_outage AS SELECT g FROM generate_series(1, 1000) g")
-	e.waitHealth(e.agent("beta"), "unhealthy", 3*time.Minute)
+	// The agent calls a step failing after a minute of failures, and its
+	// health check runs every minute: 1m12s and 2m4s seen.
+	e.waitHealth(e.agent("beta"), "unhealthy", 4*time.Minute)
 	t.Logf("beta's agent unhealthy %s after the repository broke", time.Since(broken).Round(time.Second))
 	warnings := strings.Join(e.previewWarnings(), "\n")
 	if !strings.Contains(warnings, "tenant beta: backups need attention") {
