@@ -190,8 +190,10 @@ var ACMEStatusCommand = []string{"polls-agent", "acme", "status", "--json"}
 // The backups: the stack's own images (built from agent/), each tenant's
 // backup agent, the stack's repository gateway.
 const (
-	// AgentBinary is the agent image's entrypoint.
-	AgentBinary = "polls-agent"
+	// AgentBinary is the agent image's entrypoint; BackupBinary, beside
+	// it, the backup role alone, which the tenants' agents run.
+	AgentBinary  = "polls-agent"
+	BackupBinary = "polls-backup"
 	// AgentAlias is the backup agent's name on its tenant's network, where
 	// the database asks it for restores; AgentPort where it listens.
 	AgentAlias = "backup"
@@ -232,9 +234,9 @@ const (
 // they skip polls-agent's ACME code (agent/cmd/polls-backup says what it
 // saves). `polls-agent backup ...` runs the same commands for operators.
 var (
-	AgentEntrypoint    = []string{"polls-backup"}
+	AgentEntrypoint    = []string{BackupBinary}
 	AgentCommand       = []string{"agent"}
-	AgentHealthCommand = []string{"CMD", "polls-backup", "check"}
+	AgentHealthCommand = []string{"CMD", BackupBinary, "check"}
 )
 
 // AgentConfig is what a tenant's backup agent reads from AgentConfigFile
