@@ -317,7 +317,15 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	name := "e2e" + randomHex(3)
-	logPath := filepath.Join(t.TempDir(), "pulumi.log")
+	// POLLS_E2E_LOGS keeps every pulumi command's output (CI sets it), to
+	// read after a failure; by default it goes with the test's directory.
+	logDir := os.Getenv("POLLS_E2E_LOGS")
+	if logDir == "" {
+		logDir = t.TempDir()
+	} else if err := os.MkdirAll(logDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	logPath := filepath.Join(logDir, t.Name()+"-"+name+".log")
 	logFile, err := os.Create(logPath)
 	if err != nil {
 		t.Fatal(err)

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
 	"sort"
 	"strings"
@@ -58,6 +59,10 @@ func (r Repo) command(ctx context.Context, args ...string) *exec.Cmd {
 		all = append(all, "--cache-dir", r.CacheDir)
 	}
 	cmd := exec.CommandContext(ctx, "restic", append(all, args...)...)
+	// Stopped (the agent's own stop, a drill's deadline): interrupted, so
+	// that restic removes its lock; killed only if it has not ended 10 s
+	// later. A killed restic leaves its lock behind.
+	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
 	cmd.WaitDelay = 10 * time.Second
 	return cmd
 }
@@ -71,16 +76,27 @@ func (r Repo) run(ctx context.Context, stdin io.Reader, stdout io.Writer, args .
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("restic %s: %w: %s", args[0], err, lastLines(stderr.String(), 3))
+		verb := args[0]
+		for _, a := range args {
+			if !strings.HasPrefix(a, "-") {
+				verb = a
+				break
+			}
+		}
+		return fmt.Errorf("restic %s: %w: %s", verb, err, lastLines(stderr.String(), 3))
 	}
 	return nil
 }
 
 // Init creates the repository unless it exists. restic cannot ask whether
 // one exists: when reading its config fails, init is tried, and init refuses
-// to overwrite an existing repository, so a wrong key stays an error.
+// to overwrite an existing repository, so a wrong key stays an error. The
+// config is read without a lock: restic 0.14 locks for `cat`, and a lock
+// left by a predecessor killed in an exclusive step (tag, forget, prune)
+// would fail that read until the lock turns stale, 30 minutes later, and
+// so keep the agent from reaching Unlock, which removes it.
 func (r Repo) Init(ctx context.Context) error {
-	readErr := r.run(ctx, nil, io.Discard, "cat", "config")
+	readErr := r.run(ctx, nil, io.Discard, "--no-lock", "cat", "config")
 	if readErr == nil {
 		return nil
 	}
