@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/pulumi/pulumi-docker/sdk/v4/go/docker"
@@ -23,8 +24,8 @@ import (
 type BackupEngine interface {
 	// Containers lists the containers carrying every label given.
 	Containers(ctx context.Context, labels map[string]string) ([]dockerapi.ContainerSummary, error)
-	// Inspect reads a container's state, its last health check included.
-	Inspect(ctx context.Context, id string) (dockerapi.Container, error)
+	// ReadFile reads a file of a container through the archive API.
+	ReadFile(ctx context.Context, id, path string) ([]byte, error)
 	// Exec runs a command in a running container.
 	Exec(ctx context.Context, id string, cmd []string) (int, string, error)
 }
@@ -58,20 +59,8 @@ func planBackups(ctx *pulumi.Context, s spec.Stack, engine BackupEngine, prefix 
 	for _, c := range list {
 		bp.agents[c.Labels[contract.LabelTenant]] = c
 	}
-	for _, t := range s.Tenants {
-		a, ok := bp.agents[t.Name]
-		if !ok || a.Health != "unhealthy" && a.State == "running" {
-			continue
-		}
-		why := "its agent is " + a.State
-		if a.Health == "unhealthy" {
-			if c, err := engine.Inspect(ctx.Context(), a.ID); err == nil && c.HealthLog != "" {
-				why = c.HealthLog
-			} else {
-				why = "its agent is unhealthy"
-			}
-		}
-		if err := ctx.Log.Warn(fmt.Sprintf("tenant %s: backups need attention: %s (see `docker exec %s polls-agent backup status`)", t.Name, why, contract.AgentName(prefix, t.Name)), nil); err != nil {
+	for _, w := range agentWarnings(ctx.Context(), engine, bp.agents, s.Tenants, prefix, time.Now()) {
+		if err := ctx.Log.Warn(w, nil); err != nil {
 			return nil, err
 		}
 	}
@@ -113,6 +102,48 @@ func planBackups(ctx *pulumi.Context, s spec.Stack, engine BackupEngine, prefix 
 		return nil, fmt.Errorf("invalid stack config (nothing was changed):\n%s", strings.Join(problems, "\n"))
 	}
 	return bp, nil
+}
+
+// agentWarnings names every tenant whose backups need attention, from its
+// agent's state file (contract.AgentStateFile): what the agent found
+// wrong, or that it is stuck or not running. The files are read a few at
+// a time, one archive call each: no process starts in any container.
+func agentWarnings(ctx context.Context, engine BackupEngine, agents map[string]dockerapi.ContainerSummary, ts []spec.Tenant, prefix string, now time.Time) []string {
+	why := make([]string, len(ts))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 8)
+	for i, t := range ts {
+		a, ok := agents[t.Name]
+		switch {
+		case !ok:
+			continue
+		case a.State != "running":
+			why[i] = "its agent is " + a.State
+			continue
+		}
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			b, err := engine.ReadFile(ctx, a.ID, contract.AgentStateFile)
+			var st contract.AgentStatus
+			if err == nil {
+				err = json.Unmarshal(b, &st)
+			}
+			if err != nil {
+				why[i] = fmt.Sprintf("its agent's state cannot be read (%v)", err)
+				return
+			}
+			why[i] = strings.Join(st.Verdict(now), "; ")
+		})
+	}
+	wg.Wait()
+	var out []string
+	for i, t := range ts {
+		if why[i] != "" {
+			out = append(out, fmt.Sprintf("tenant %s: backups need attention: %s (see `docker exec %s polls-agent backup status`)", t.Name, why[i], contract.AgentName(prefix, t.Name)))
+		}
+	}
+	return out
 }
 
 // checkRestore says what is wrong with restoring t from source's backups,

@@ -1,19 +1,23 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/polls-tenants/polls/contract"
 	"github.com/polls-tenants/polls/dockerapi"
+	"github.com/polls-tenants/polls/internal/fakes"
+	"github.com/polls-tenants/polls/spec"
 )
 
 // withAgent gives the mock engine thor's running backup agent, whose
 // backups restore to any moment of 2026-11-01.
 func withAgent(m *mocks, dbRestore string) {
 	m.ContainerList = []dockerapi.ContainerSummary{
-		{ID: "thor-agent", Name: "polls-dev-thor-backup", State: "running", Health: "healthy",
+		{ID: "thor-agent", Name: "polls-dev-thor-backup", State: "running",
 			Labels: map[string]string{contract.LabelStack: "polls-dev", contract.LabelTenant: "thor", contract.LabelRole: "backup"}},
 		{ID: "thor-db-c", Name: "polls-dev-thor-db", State: "running",
 			Labels: map[string]string{contract.LabelStack: "polls-dev", contract.LabelTenant: "thor", contract.LabelRole: "db", "polls.restore": dbRestore}},
@@ -92,16 +96,68 @@ func TestRestorePending(t *testing.T) {
 }
 
 // TestUnhealthyBackupsWarn ensures late or failing backups do not stop an
-// update: the tenant still deploys (the warning names it, see the e2e).
+// update: the tenant still deploys (the warning names it, see the e2e),
+// and the agent's health is read from its state file, running nothing in
+// its container.
 func TestUnhealthyBackupsWarn(t *testing.T) {
 	m := newMocks()
 	withAgent(m, "")
-	m.ContainerList[0].Health = "unhealthy"
-	m.HealthLogs = map[string]string{"thor-agent": "repository failing since 2026-11-01T10:00:00Z: connection refused"}
+	m.Files = map[string]string{"thor-agent:" + contract.AgentStateFile: `{"updated":"` + time.Now().UTC().Format(time.RFC3339) + `","problems":["repository failing since 2026-11-01T10:00:00Z: connection refused"]}`}
 	if err := run(t, m, map[string]string{"tenants": `["thor"]`}); err != nil {
-		t.Fatalf("an unhealthy backup agent failed the update: %v", err)
+		t.Fatalf("a backup agent with problems failed the update: %v", err)
 	}
 	if _, ok := m.All()["docker:index/container:Container::thor-app"]; !ok {
 		t.Errorf("thor's app was not declared")
+	}
+	if m.FileReads != 1 {
+		t.Errorf("the program read %d agent state files; want thor's one", m.FileReads)
+	}
+	if len(m.Execs) != 0 {
+		t.Errorf("reading the agents' health ran %v in a container; want nothing run", m.Execs)
+	}
+}
+
+// TestAgentWarnings ensures every tenant whose backups need attention is
+// named with why, read from its agent's state file: the agent's own
+// problems, a state not written for minutes (a stuck agent), an agent not
+// running, a state that cannot be read; and only those tenants.
+func TestAgentWarnings(t *testing.T) {
+	now := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	state := func(updated time.Time, problems ...string) string {
+		b, _ := json.Marshal(contract.AgentStatus{Updated: updated, Problems: problems})
+		return string(b)
+	}
+	e := &fakes.Engine{Files: map[string]string{
+		"a-ok:" + contract.AgentStateFile:    state(now.Add(-20 * time.Second)),
+		"a-late:" + contract.AgentStateFile:  state(now.Add(-10*time.Second), "last base backup 26h0m0s ago (2026-11-29T10:00:00Z), schedule every 24h0m0s"),
+		"a-stuck:" + contract.AgentStateFile: state(now.Add(-5 * time.Minute)),
+		"a-bad:" + contract.AgentStateFile:   "{not json",
+	}}
+	agents := map[string]dockerapi.ContainerSummary{
+		"ok": {ID: "a-ok", State: "running"}, "late": {ID: "a-late", State: "running"}, "stuck": {ID: "a-stuck", State: "running"},
+		"bad": {ID: "a-bad", State: "running"}, "gone": {ID: "a-gone", State: "running"}, "stopped": {ID: "a-stopped", State: "exited"},
+	}
+	var ts []spec.Tenant
+	for _, n := range []string{"ok", "late", "stuck", "bad", "gone", "stopped", "new"} {
+		ts = append(ts, spec.Tenant{Name: n})
+	}
+	got := agentWarnings(context.Background(), e, agents, ts, "polls-dev", now)
+	want := []string{
+		"tenant late: backups need attention: last base backup 26h0m0s ago",
+		"tenant stuck: backups need attention: the agent has not updated its state since 2026-11-30T11:55:00Z",
+		"tenant bad: backups need attention: its agent's state cannot be read",
+		"tenant gone: backups need attention: its agent's state cannot be read (Could not find the file /spool/state.json",
+		"tenant stopped: backups need attention: its agent is exited (see `docker exec polls-dev-stopped-backup polls-agent backup status`)",
+	}
+	if len(got) != len(want) {
+		t.Fatalf("agentWarnings =\n%s\nwant %d warnings, for late, stuck, bad, gone and stopped", strings.Join(got, "\n"), len(want))
+	}
+	for i := range want {
+		if !strings.HasPrefix(got[i], want[i]) {
+			t.Errorf("warning %d = %q; want it to start %q", i, got[i], want[i])
+		}
+	}
+	if e.FileReads != 5 {
+		t.Errorf("%d state files read; want one per running agent (5)", e.FileReads)
 	}
 }

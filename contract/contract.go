@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // The app image.
@@ -227,17 +228,43 @@ const (
 	RestoreTokenFile   = "/run/secrets/polls-restore-token"
 )
 
-// AgentEntrypoint and AgentCommand run a tenant's backup agent;
-// AgentHealthCommand is its health check, failing with what is late or
-// failing. Both run polls-backup, the backup role alone: one agent runs
-// per tenant, and its health check starts a process every interval, so
-// they skip polls-agent's ACME code (agent/cmd/polls-backup says what it
-// saves). `polls-agent backup ...` runs the same commands for operators.
+// AgentEntrypoint and AgentCommand run a tenant's backup agent: polls-backup,
+// the backup role alone, one per tenant, without polls-agent's ACME code
+// (agent/cmd/polls-backup says what that saves). `polls-agent backup ...`
+// runs the same commands for operators.
 var (
-	AgentEntrypoint    = []string{BackupBinary}
-	AgentCommand       = []string{"agent"}
-	AgentHealthCommand = []string{"CMD", BackupBinary, "check"}
+	AgentEntrypoint = []string{BackupBinary}
+	AgentCommand    = []string{"agent"}
 )
+
+// AgentStateFile is where the agent keeps its state, with its own verdict
+// on its tenant's backups; `pulumi preview` reads it through the engine's
+// archive API. The agents have no Docker health check: each check is a
+// process the engine starts in the container (runc, dockerd and
+// containerd: about 0.4 CPU-s on the bench host), every interval, for
+// every tenant, idle or not.
+const AgentStateFile = SpoolMount + "/state.json"
+
+// AgentStaleAfter is how long an agent that runs may leave its state
+// unwritten before it is reported as stuck: it writes it at least every
+// 30 s (agent/backup.Check has the same bound).
+const AgentStaleAfter = 2 * time.Minute
+
+// AgentStatus is what the program reads of an agent's state file
+// (agent/backup.State): when it wrote it, and what it found wrong then.
+type AgentStatus struct {
+	Updated  time.Time `json:"updated"`
+	Problems []string  `json:"problems,omitempty"`
+}
+
+// Verdict is what is wrong with the tenant's backups at now, one
+// sentence each; none means they are kept as the schedule says.
+func (s AgentStatus) Verdict(now time.Time) []string {
+	if now.Sub(s.Updated) > AgentStaleAfter {
+		return append([]string{"the agent has not updated its state since " + s.Updated.UTC().Format(time.RFC3339)}, s.Problems...)
+	}
+	return s.Problems
+}
 
 // AgentConfig is what a tenant's backup agent reads from AgentConfigFile
 // (agent/backup.Config).

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestDatabaseURL ensures the app's URL names the tenant's role, database
@@ -45,5 +46,23 @@ func TestHtpasswdLine(t *testing.T) {
 	}
 	if got := RepositoryURL("thor", "pw"); got != "rest:http://thor:pw@gateway:8000/thor/" {
 		t.Errorf("RepositoryURL = %q", got)
+	}
+}
+
+// TestAgentVerdict ensures a state written within AgentStaleAfter carries
+// the agent's own problems only, and an older one names the stuck agent.
+func TestAgentVerdict(t *testing.T) {
+	now := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	fresh := AgentStatus{Updated: now.Add(-90 * time.Second)}
+	if v := fresh.Verdict(now); len(v) != 0 {
+		t.Errorf("a state written 90 s ago without problems: %v; want none", v)
+	}
+	fresh.Problems = []string{"repository failing since …"}
+	if v := fresh.Verdict(now); len(v) != 1 || v[0] != fresh.Problems[0] {
+		t.Errorf("Verdict = %v; want the agent's problem", v)
+	}
+	stale := AgentStatus{Updated: now.Add(-3 * time.Minute)}
+	if v := stale.Verdict(now); len(v) != 1 || v[0] != "the agent has not updated its state since 2026-11-30T11:57:00Z" {
+		t.Errorf("a state written 3 min ago: %v; want it named stuck", v)
 	}
 }

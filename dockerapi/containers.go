@@ -1,6 +1,7 @@
 package dockerapi
 
 import (
+	"archive/tar"
 	"context"
 	"fmt"
 	"io"
@@ -81,6 +82,26 @@ func (c *Client) Exec(ctx context.Context, id string, cmd []string) (int, string
 		return 0, "", fmt.Errorf("exec in %s still running after its output closed", id)
 	}
 	return inspect.ExitCode, out, nil
+}
+
+// ReadFile returns a regular file of a container, up to 1 MiB, through
+// the engine's archive API (what `docker cp` uses): no process starts in
+// the container.
+func (c *Client) ReadFile(ctx context.Context, id, path string) ([]byte, error) {
+	res, err := c.api.CopyFromContainer(ctx, id, client.CopyFromContainerOptions{SourcePath: path})
+	if err != nil {
+		return nil, err
+	}
+	defer res.Content.Close()
+	tr := tar.NewReader(res.Content)
+	h, err := tr.Next()
+	if err != nil {
+		return nil, fmt.Errorf("%s in %s: %w", path, id, err)
+	}
+	if h.Typeflag != tar.TypeReg {
+		return nil, fmt.Errorf("%s in %s is not a regular file", path, id)
+	}
+	return io.ReadAll(io.LimitReader(tr, 1<<20))
 }
 
 // Logs returns the last lines of a container's output.

@@ -38,7 +38,7 @@ func run(t *testing.T, args ...string) string {
 		t.Fatalf("docker run %v: %v\n%s", args, err, out)
 	}
 	id := strings.TrimSpace(string(out))
-	t.Cleanup(func() { _ = exec.Command("docker", "rm", "-f", id).Run() })
+	t.Cleanup(func() { _ = exec.Command("docker", "rm", "-f", "-v", id).Run() })
 	return id
 }
 
@@ -144,5 +144,34 @@ func TestContainers(t *testing.T) {
 			t.Fatalf("Containers never showed %s unhealthy: %+v", sick, list)
 		}
 		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// TestReadFile reads a file a running container wrote, in a volume as the
+// agents' state is, through the archive API; a directory or a missing
+// path is an error.
+func TestReadFile(t *testing.T) {
+	c := engine(t)
+	id := run(t, "--mount", "type=volume,target=/spool", testImage, "sh", "-c", `printf '{"updated":"x"}' > /spool/state.json && sleep 300`)
+	ctx := context.Background()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		b, err := c.ReadFile(ctx, id, "/spool/state.json")
+		if err == nil {
+			if string(b) != `{"updated":"x"}` {
+				t.Fatalf("ReadFile = %q; want what the container wrote", b)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("ReadFile: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if _, err := c.ReadFile(ctx, id, "/spool"); err == nil {
+		t.Error("ReadFile of a directory succeeded; want an error")
+	}
+	if _, err := c.ReadFile(ctx, id, "/spool/missing.json"); err == nil {
+		t.Error("ReadFile of a missing file succeeded; want an error")
 	}
 }

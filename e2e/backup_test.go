@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"archive/tar"
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -13,6 +15,8 @@ import (
 
 	"github.com/pulumi/pulumi/sdk/v3/go/auto/events"
 	"github.com/pulumi/pulumi/sdk/v3/go/auto/optpreview"
+
+	"github.com/polls-tenants/polls/contract"
 )
 
 // backupState is the part of a backup agent's state the tests read
@@ -106,19 +110,37 @@ func (e *env) removeVolume(name string) {
 	}
 }
 
-// health returns the Docker health of container c.
-func (e *env) health(c string) string {
-	out, _ := exec.Command("docker", "inspect", "-f", "{{if .State.Health}}{{.State.Health.Status}}{{end}}", c).Output()
-	return strings.TrimSpace(string(out))
+// agentProblems returns what tenant's agent last wrote as wrong with its
+// backups, read from its state file as `pulumi preview` reads it (the
+// archive API, here through `docker cp`).
+func (e *env) agentProblems(tenant string) ([]string, error) {
+	out, err := exec.Command("docker", "cp", e.agent(tenant)+":"+contract.AgentStateFile, "-").Output()
+	if err != nil {
+		return nil, err
+	}
+	tr := tar.NewReader(bytes.NewReader(out))
+	if _, err := tr.Next(); err != nil {
+		return nil, err
+	}
+	var st contract.AgentStatus
+	if err := json.NewDecoder(tr).Decode(&st); err != nil {
+		return nil, err
+	}
+	return st.Verdict(time.Now()), nil
 }
 
-// waitHealth waits until container c's health is want.
-func (e *env) waitHealth(c, want string, within time.Duration) {
+// waitProblems waits until tenant's agent reports a problem (or none, if
+// !want) and returns how long that took.
+func (e *env) waitProblems(tenant string, want bool, within time.Duration) []string {
 	e.t.Helper()
 	deadline := time.Now().Add(within)
-	for e.health(c) != want {
+	for {
+		p, err := e.agentProblems(tenant)
+		if err == nil && (len(p) > 0) == want {
+			return p
+		}
 		if time.Now().After(deadline) {
-			e.t.Fatalf("%s is %q after %s; want %s", c, e.health(c), within, want)
+			e.t.Fatalf("%s's agent reports %q (%v) after %s; want problems: %v", tenant, p, err, within, want)
 		}
 		time.Sleep(2 * time.Second)
 	}
@@ -241,26 +263,29 @@ func (e *env) checkBackups(repoFiles string, breakRepo, fixRepo func(), tenantsJ
 	e.up()
 	e.removeVolume(e.prefix + "-copy-pgdata")
 
-	// A broken repository: reported by the agent's health and by `pulumi
+	// A broken repository: reported by the agent's state and by `pulumi
 	// preview`, naming the tenant; the tenant keeps serving; archiving
 	// catches up once it is fixed.
 	breakRepo()
 	broken := time.Now()
 	e.psql("beta", "CREATE TABLE during_outage AS SELECT g FROM generate_series(1, 1000) g")
-	// The agent calls a step failing after a minute of failures, and its
-	// health check runs every minute: 1m12s and 2m4s seen.
-	e.waitHealth(e.agent("beta"), "unhealthy", 4*time.Minute)
-	t.Logf("beta's agent unhealthy %s after the repository broke", time.Since(broken).Round(time.Second))
+	// The agent calls a step failing after a minute of failures, and
+	// writes its verdict at least every 30 s.
+	problems := e.waitProblems("beta", true, 3*time.Minute)
+	t.Logf("beta's agent reports %q %s after the repository broke", problems, time.Since(broken).Round(time.Second))
 	warnings := strings.Join(e.previewWarnings(), "\n")
-	if !strings.Contains(warnings, "tenant beta: backups need attention") {
-		t.Errorf("pulumi preview with beta's repository broken warns:\n%s\nwant a warning naming beta", warnings)
+	if !strings.Contains(warnings, "tenant beta: backups need attention") || !strings.Contains(warnings, "failing since") {
+		t.Errorf("pulumi preview with beta's repository broken warns:\n%s\nwant a warning naming beta and its failing step", warnings)
 	}
 	if code, _ := e.get("beta.polls.local", "/"); code != http.StatusOK {
 		t.Errorf("beta with its repository broken answers %d; want 200", code)
 	}
 	fixRepo()
 	e.archived("beta", time.Now(), 2*time.Minute)
-	e.waitHealth(e.agent("beta"), "healthy", 2*time.Minute)
+	e.waitProblems("beta", false, 2*time.Minute)
+	if warnings := strings.Join(e.previewWarnings(), "\n"); strings.Contains(warnings, "tenant beta: backups need attention") {
+		t.Errorf("pulumi preview with beta's repository fixed still warns:\n%s", warnings)
+	}
 
 	// A tenant whose volume was deleted comes back from the repository.
 	question := "Back from the repository " + randomHex(3) + "?"

@@ -52,19 +52,12 @@ func BackupAgent(ctx *pulumi.Context, t tenants.Parts, network pulumi.StringOutp
 			docker.ContainerNetworksAdvancedArgs{Name: network, Aliases: pulumi.StringArray{pulumi.String(contract.AgentAlias)}},
 			docker.ContainerNetworksAdvancedArgs{Name: b.Network},
 		},
-		// Late or failing backups show as unhealthy (`docker ps`), and
-		// `pulumi preview` warns naming the tenant. Nothing waits on it.
-		// Every 60 s: each check is a process started through the engine
-		// (about 0.4 CPU-s of dockerd and containerd, measured by
-		// make bench-backup), paid per tenant while it idles; the agent's own limits (DefaultLimits) already wait a
-		// minute before they call a backup late.
-		Healthcheck: docker.ContainerHealthcheckArgs{
-			Tests:       pulumi.ToStringArray(contract.AgentHealthCommand),
-			Interval:    pulumi.String("1m0s"),
-			Timeout:     pulumi.String("10s"),
-			Retries:     pulumi.Int(1),
-			StartPeriod: pulumi.String("1m0s"),
-		},
+		// No Docker health check: each check would be a process the engine
+		// starts in the container every interval, for every tenant (see
+		// contract.AgentStateFile). The agent writes its verdict to its
+		// state file at least every 30 s; `pulumi preview` and `pulumi up`
+		// read it and warn naming the tenant, and the monitoring alerts
+		// read its metrics.
 		Init:       pulumi.Bool(true),
 		Restart:    pulumi.String("unless-stopped"),
 		Memory:     Memory(agentMemoryMB),

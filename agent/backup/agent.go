@@ -76,7 +76,11 @@ func (a *Agent) update(f func(s *State)) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	f(&a.state)
-	a.state.Updated = time.Now().UTC()
+	now := time.Now().UTC()
+	a.state.Updated = now
+	// The verdict goes with the state: `pulumi preview` reads the file
+	// through the engine, starting no process in the container.
+	a.state.Problems = Check(a.state, now, DefaultLimits)
 	if err := a.state.Save(a.statePath); err != nil {
 		a.log.Error("save state", "err", err)
 	}
@@ -99,6 +103,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}()
 	defer srv.Close()
 	a.update(func(*State) {})
+	go a.heartbeat(ctx, heartbeat)
 
 	// The repository first: nothing can be kept without it.
 	for attempt := 0; ; attempt++ {
@@ -229,6 +234,29 @@ func (a *Agent) Run(ctx context.Context) error {
 			baseRunning = false
 		case <-tick.C:
 			recvAttempt = 0
+		}
+	}
+}
+
+// heartbeat is the longest the agent leaves its state unwritten: its
+// verdict ages (a base backup turns late without any step running), and a
+// state older than Check's two minutes says the agent is stuck.
+const heartbeat = 30 * time.Second
+
+// heartbeat rewrites the state when nothing else did for every: the loop
+// can wait behind a long step (a prune), and the repository's first
+// contact backs off for minutes.
+func (a *Agent) heartbeat(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every / 2)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if time.Since(a.snapshotState().Updated) >= every {
+				a.update(func(*State) {})
+			}
 		}
 	}
 }

@@ -16,7 +16,7 @@ import (
 // Usage lists the backup subcommands.
 const Usage = `polls-agent backup agent            run the tenant's backup agent
 polls-agent backup status [--json]  its last base backup, last archived log, problems
-polls-agent backup check            exit 1 naming what is late or failing (the health check)
+polls-agent backup check            exit 1 naming what is late or failing
 polls-agent backup backups          the generations the repository holds, as JSON
 polls-agent backup now              take a base backup now and wait for it
 polls-agent backup drill [--json]   restore the latest backup into a scratch database and compare`

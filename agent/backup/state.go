@@ -41,6 +41,9 @@ type State struct {
 	// Started is when the agent started; Updated when it wrote this.
 	Started time.Time `json:"started"`
 	Updated time.Time `json:"updated"`
+	// Problems is Check's verdict when it wrote this (the program's
+	// contract.AgentStatus reads it, with Updated).
+	Problems []string `json:"problems,omitempty"`
 }
 
 // BaseInfo describes a base backup.
@@ -129,7 +132,8 @@ type Limits struct {
 var DefaultLimits = Limits{WAL: 60 * time.Second, Failure: 60 * time.Second, BaseGrace: time.Hour, FirstBase: 15 * time.Minute}
 
 // Check returns what is wrong with the tenant's backups at now, one
-// sentence each; none means healthy.
+// sentence each; none means healthy. A state not written for two minutes
+// (contract.AgentStaleAfter) is a stuck agent's.
 func Check(s State, now time.Time, l Limits) []string {
 	var problems []string
 	if now.Sub(s.Updated) > 2*time.Minute {

@@ -1,7 +1,10 @@
 package backup
 
 import (
+	"context"
 	"errors"
+	"log/slog"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -48,5 +51,53 @@ func TestCheck(t *testing.T) {
 	s.fail("repository", errors.New("timeout"), now.Add(-10*time.Second))
 	if p := Check(s, now, DefaultLimits); len(p) != 0 {
 		t.Errorf("a 10 s old failure is reported: %v", p)
+	}
+}
+
+// The state file carries the agent's verdict when it was written, and the
+// heartbeat keeps writing it while nothing else does: that file is all
+// `pulumi preview` reads of an agent (contract.AgentStatus).
+func TestStateFileCarriesTheVerdict(t *testing.T) {
+	dir := t.TempDir()
+	a := &Agent{statePath: filepath.Join(dir, "state.json"), log: slog.New(slog.DiscardHandler)}
+	a.state = State{Tenant: "thor", Started: time.Now().Add(-time.Hour), Schedule: 24 * time.Hour}
+	read := func() State {
+		t.Helper()
+		s, err := LoadState(a.statePath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	a.update(func(s *State) {
+		s.fail("repository", errors.New("connection refused"), time.Now().Add(-2*time.Minute))
+	})
+	got := strings.Join(read().Problems, "; ")
+	for _, want := range []string{"repository failing since", "connection refused", "no base backup since the agent started"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("saved problems %q; want them to contain %q", got, want)
+		}
+	}
+	a.update(func(s *State) {
+		s.fail("repository", nil, time.Now())
+		s.LastBase = &BaseInfo{End: time.Now()}
+	})
+	if p := read().Problems; len(p) != 0 {
+		t.Errorf("saved problems after the repository came back and a base backup: %v; want none", p)
+	}
+
+	// Nothing else writes: the heartbeat does, within its period.
+	a.mu.Lock()
+	a.state.Updated = time.Now().Add(-time.Minute)
+	a.mu.Unlock()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go a.heartbeat(ctx, 200*time.Millisecond)
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Since(read().Updated) > 30*time.Second {
+		if time.Now().After(deadline) {
+			t.Fatal("the heartbeat did not write the state within 5 s")
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

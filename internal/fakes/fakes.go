@@ -43,8 +43,10 @@ type Engine struct {
 	// ContainerList is the engine's containers (the backup agents and
 	// databases the program looks at).
 	ContainerList []dockerapi.ContainerSummary
-	// HealthLogs are containers' last health check outputs, by ID.
-	HealthLogs map[string]string
+	// Files are containers' files, by ID and path ("id:/path"); ReadFile
+	// answers from them, and counts its calls in FileReads.
+	Files     map[string]string
+	FileReads int
 	// ExecOut answers `docker exec` in a container, by ID: exit code 0 and
 	// this output; a container missing here answers exit code 1.
 	ExecOut map[string]string
@@ -169,14 +171,16 @@ func (e *Engine) Containers(_ context.Context, labels map[string]string) ([]dock
 	return out, nil
 }
 
-// Inspect returns a container of ContainerList with its health log.
-func (e *Engine) Inspect(_ context.Context, id string) (dockerapi.Container, error) {
-	for _, c := range e.ContainerList {
-		if c.ID == id {
-			return dockerapi.Container{Name: c.Name, Status: c.State, Health: c.Health, HealthLog: e.HealthLogs[id]}, nil
-		}
+// ReadFile answers from Files.
+func (e *Engine) ReadFile(_ context.Context, id, path string) ([]byte, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.FileReads++
+	f, ok := e.Files[id+":"+path]
+	if !ok {
+		return nil, fmt.Errorf("Could not find the file %s in container %s", path, id)
 	}
-	return dockerapi.Container{}, fmt.Errorf("no such container: %s", id)
+	return []byte(f), nil
 }
 
 // Exec answers from ExecOut and records the command.

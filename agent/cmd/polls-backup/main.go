@@ -2,9 +2,8 @@
 // subcommands as `polls-agent backup` (agent, check, status, ...), in a
 // binary without the ACME companion and its DNS providers.
 //
-// One backup agent runs per tenant, and Docker runs its health check as a
-// new process every interval, so what the binary costs at start is paid
-// per tenant, all the time. polls-agent links lego's DNS providers, whose
+// One backup agent runs per tenant, all the time, so what the binary costs
+// is paid per tenant. polls-agent links lego's DNS providers, whose
 // package initialisation allocates about 2 MiB and takes about 14 ms of
 // CPU at every start; this binary idles at about 3 MiB of anonymous memory
 // against 5.5 MiB, and starts in about 5 ms. Operators keep typing
