@@ -9,7 +9,7 @@
 #                  counts it) and the CPU they, dockerd and containerd
 #                  spend over 120 s of idleness, from the cgroups; the
 #                  difference is what backups add, per tenant (the agents,
-#                  the databases' log streaming, the health checks), and
+#                  the databases' log streaming), and
 #                  once per stack (the repository gateway)
 #   1 GiB tenant   t01 filled to about 1 GiB with pgbench -i: a base backup
 #                  (polls-agent backup now, as the agent times it), a drill
