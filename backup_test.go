@@ -146,7 +146,7 @@ func TestAgentWarnings(t *testing.T) {
 		"tenant late: backups need attention: last base backup 26h0m0s ago",
 		"tenant stuck: backups need attention: the agent has not updated its state since 2026-11-30T11:55:00Z",
 		"tenant bad: backups need attention: its agent's state cannot be read",
-		"tenant gone: backups need attention: its agent's state cannot be read (Could not find the file /spool/state.json",
+		"tenant gone: backups need attention: its agent's state cannot be read (no file /spool/state.json",
 		"tenant stopped: backups need attention: its agent is exited (see `docker exec polls-dev-stopped-backup polls-agent backup status`)",
 	}
 	if len(got) != len(want) {

@@ -1,7 +1,6 @@
 package backup
 
 import (
-	"context"
 	"errors"
 	"log/slog"
 	"path/filepath"
@@ -90,8 +89,7 @@ func TestStateFileCarriesTheVerdict(t *testing.T) {
 	a.mu.Lock()
 	a.state.Updated = time.Now().Add(-time.Minute)
 	a.mu.Unlock()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	ctx := t.Context()
 	go a.heartbeat(ctx, 200*time.Millisecond)
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Since(read().Updated) > 30*time.Second {

@@ -178,7 +178,7 @@ func (e *Engine) ReadFile(_ context.Context, id, path string) ([]byte, error) {
 	e.FileReads++
 	f, ok := e.Files[id+":"+path]
 	if !ok {
-		return nil, fmt.Errorf("Could not find the file %s in container %s", path, id)
+		return nil, fmt.Errorf("no file %s in container %s", path, id)
 	}
 	return []byte(f), nil
 }
