@@ -22,7 +22,6 @@ type nodeLoss struct {
 	survivors []string // tenants whose database is on the first node
 	lost      []string // tenants whose database is on the second node
 	cut       time.Time
-	returned  time.Time // when back restored the link
 	stop      func() []request
 	frozen    int // survivors' app tasks frozen with requests in flight
 }
@@ -92,13 +91,16 @@ func (e *env) loseNode(c *cluster, tenants []string, d time.Duration) *nodeLoss 
 
 // back puts the second node's link back and returns once the node is
 // ready, every tenant answers and no task stopped by the node's return is
-// still running; then it stops the requests and returns them.
+// still running: neither an app task nor the stale database copy of a
+// tenant brought up elsewhere, which ran on, cut off, all through the loss
+// (the node lost its link, not its processes) and stops once the node
+// hears from the managers again. Then it stops the requests and returns
+// them.
 func (l *nodeLoss) back() []request {
 	e, c := l.e, l.c
 	e.t.Helper()
 	c.link(e.t, "up")
 	restored := time.Now()
-	l.returned = restored
 	deadline := restored.Add(3 * time.Minute)
 	for {
 		ready := e.docker("node", "inspect", "-f", "{{.Status.State}}", c.n2) == "ready"
@@ -114,15 +116,20 @@ func (l *nodeLoss) back() []request {
 				}
 			}
 		}
+		for _, tenant := range l.lost {
+			if c.docker(e.t, "ps", "-q", "--filter", "label=com.docker.swarm.service.name="+e.prefix+"-"+tenant+"-db") != "" {
+				settled = false // its stale database copy still runs
+			}
+		}
 		if ready && serving && settled {
 			break
 		}
 		if time.Now().After(deadline) {
-			e.t.Fatalf("3 min after %s's link is back: node ready: %v, every tenant serving: %v, stopped tasks gone: %v", c.n2, ready, serving, settled)
+			e.t.Fatalf("3 min after %s's link is back: node ready: %v, every tenant serving: %v, stopped tasks and stale database copies of %v gone: %v", c.n2, ready, serving, l.lost, settled)
 		}
 		time.Sleep(time.Second)
 	}
-	e.t.Logf("%s back: ready, every tenant serving, %s after its link", c.n2, time.Since(restored).Round(time.Second))
+	e.t.Logf("%s back: ready, every tenant serving, stopped tasks and stale database copies of %v gone, %s after its link", c.n2, l.lost, time.Since(restored).Round(time.Second))
 	// The requests run on a while, across the end of the tasks the node's
 	// return stopped and the DNS cache of the router.
 	time.Sleep(10 * time.Second)
