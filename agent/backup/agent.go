@@ -243,9 +243,9 @@ func (a *Agent) Run(ctx context.Context) error {
 // state older than Check's two minutes says the agent is stuck.
 const heartbeat = 30 * time.Second
 
-// heartbeat rewrites the state when nothing else did for every: the loop
-// can wait behind a long step (a prune), and the repository's first
-// contact backs off for minutes.
+// heartbeat rewrites the state when nothing else has written it for the
+// period every: the loop can wait behind a long step (a prune), and the
+// repository's first contact backs off for minutes.
 func (a *Agent) heartbeat(ctx context.Context, every time.Duration) {
 	t := time.NewTicker(every / 2)
 	defer t.Stop()
