@@ -1,8 +1,6 @@
 package e2e
 
 import (
-	"archive/tar"
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -17,6 +15,7 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/auto/optpreview"
 
 	"github.com/polls-tenants/polls/contract"
+	"github.com/polls-tenants/polls/dockerapi"
 )
 
 // backupState is the part of a backup agent's state the tests read
@@ -111,19 +110,20 @@ func (e *env) removeVolume(name string) {
 }
 
 // agentProblems returns what tenant's agent last wrote as wrong with its
-// backups, read from its state file as `pulumi preview` reads it (the
-// archive API, here through `docker cp`).
+// backups, read from its state file as `pulumi preview` reads it
+// (dockerapi.ReadFile, the engine's archive API).
 func (e *env) agentProblems(tenant string) ([]string, error) {
-	out, err := exec.Command("docker", "cp", e.agent(tenant)+":"+contract.AgentStateFile, "-").Output()
+	engine, err := dockerapi.New("")
 	if err != nil {
 		return nil, err
 	}
-	tr := tar.NewReader(bytes.NewReader(out))
-	if _, err := tr.Next(); err != nil {
+	defer engine.Close()
+	b, err := engine.ReadFile(e.ctx, e.agent(tenant), contract.AgentStateFile)
+	if err != nil {
 		return nil, err
 	}
 	var st contract.AgentStatus
-	if err := json.NewDecoder(tr).Decode(&st); err != nil {
+	if err := json.Unmarshal(b, &st); err != nil {
 		return nil, err
 	}
 	return st.Verdict(time.Now()), nil

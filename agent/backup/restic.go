@@ -76,14 +76,7 @@ func (r Repo) run(ctx context.Context, stdin io.Reader, stdout io.Writer, args .
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Run(); err != nil {
-		verb := args[0]
-		for _, a := range args {
-			if !strings.HasPrefix(a, "-") {
-				verb = a
-				break
-			}
-		}
-		return fmt.Errorf("restic %s: %w: %s", verb, err, lastLines(stderr.String(), 3))
+		return fmt.Errorf("restic %s: %w: %s", args[0], err, lastLines(stderr.String(), 3))
 	}
 	return nil
 }
@@ -96,7 +89,7 @@ func (r Repo) run(ctx context.Context, stdin io.Reader, stdout io.Writer, args .
 // would fail that read until the lock turns stale, 30 minutes later, and
 // so keep the agent from reaching Unlock, which removes it.
 func (r Repo) Init(ctx context.Context) error {
-	readErr := r.run(ctx, nil, io.Discard, "--no-lock", "cat", "config")
+	readErr := r.run(ctx, nil, io.Discard, "cat", "--no-lock", "config")
 	if readErr == nil {
 		return nil
 	}
