@@ -76,22 +76,31 @@ if ! nginx -t -q 2>/tmp/nginx-t.log; then
     exit 1
 fi
 
+# workers lists the workers that take new requests. On a reload nginx
+# starts new workers first and only then tells the old ones to quit; an old
+# one still open to requests would serve the old config, also on a client's
+# kept-alive connection. One told to quit renames itself "worker process is
+# shutting down" and closes its idle connections.
 workers() {
     for p in /proc/[0-9]*; do
-        case "$(tr '\0' ' ' < "$p/cmdline" 2>/dev/null)" in
+        case "$({ tr '\0' ' ' < "$p/cmdline"; } 2>/dev/null)" in
+        "nginx: worker process is shutting down"*) ;;
         "nginx: worker"*) echo "${p#/proc/}" ;;
         esac
     done
 }
 old=" $(workers | tr '\n' ' ') "
 kill -HUP 1
-# nginx reloads asynchronously: wait for a worker started by this reload.
+# nginx reloads asynchronously: wait until every worker that takes requests
+# was started by this reload.
 i=0
 while :; do
+    new=0 stale=0
     for p in $(workers); do
-        case "$old" in *" $p "*) ;; *) echo "installed $what and reloaded nginx"; exit 0 ;; esac
+        case "$old" in *" $p "*) stale=1 ;; *) new=1 ;; esac
     done
+    [ "$new" = 1 ] && [ "$stale" = 0 ] && { echo "installed $what and reloaded nginx"; exit 0; }
     i=$((i + 1))
-    [ "$i" -lt 100 ] || { echo "nginx started no new worker within 10s of SIGHUP" >&2; exit 1; }
+    [ "$i" -lt 100 ] || { echo "nginx did not replace its workers within 10s of SIGHUP" >&2; exit 1; }
     sleep 0.1
 done
