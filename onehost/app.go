@@ -31,13 +31,13 @@ func (p *Platform) App(ctx *pulumi.Context, t tenants.Parts, network, migrated p
 			docker.ContainerNetworksAdvancedArgs{Name: p.Edge},
 		},
 		// The program probes the check itself while the app starts (see
-		// healthy), so the engine's interval only paces checks afterwards:
-		// long enough that hundreds of idle tenants cost little.
+		// healthy), so the engine's interval only paces checks afterwards
+		// (checkEvery).
 		Healthcheck: docker.ContainerHealthcheckArgs{
 			Tests:       pulumi.ToStringArray(contract.AppHealthCommand),
-			Interval:    pulumi.String("30s"),
+			Interval:    pulumi.String(checkEvery),
 			Timeout:     pulumi.String("3s"),
-			Retries:     pulumi.Int(3),
+			Retries:     pulumi.Int(checkRetries),
 			StartPeriod: pulumi.String("30s"),
 		},
 		// An init reaps health-check processes left behind by a timeout.

@@ -54,12 +54,13 @@ func (p *Platform) Database(ctx *pulumi.Context, t tenants.Parts, network pulumi
 		},
 		// No StartInterval: it needs Docker API 1.44, and Debian 12 ships
 		// 1.41. The program probes the check itself while the database
-		// starts (see healthy), so the interval only paces later checks.
+		// starts (see healthy), so the interval only paces later checks
+		// (checkEvery).
 		Healthcheck: docker.ContainerHealthcheckArgs{
 			Tests:       pulumi.StringArray{pulumi.String("CMD-SHELL"), pulumi.String(contract.DatabaseHealthScript)},
-			Interval:    pulumi.String("30s"),
+			Interval:    pulumi.String(checkEvery),
 			Timeout:     pulumi.String("10s"),
-			Retries:     pulumi.Int(5),
+			Retries:     pulumi.Int(checkRetries),
 			StartPeriod: pulumi.String("2m0s"),
 		},
 		// PostgreSQL must not be PID 1: a health check that times out

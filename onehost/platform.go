@@ -113,6 +113,27 @@ const (
 	appWait = 2 * time.Minute
 )
 
+// The engine's health checks of a running app or database: every
+// checkEvery, and unhealthy after checkRetries failures in a row (about
+// 6 min for a container that hangs while it runs).
+//
+// Each check is a process the engine starts in the container, a tenth to a
+// third of a CPU-second of dockerd, containerd and runc on this project's
+// host whatever the check itself does. At 30 s, 100 idle tenants kept about
+// 0.9 of its 2 cores busy, and every `pulumi up` and release at that size
+// ran on what was left (README, "Hundreds of tenants on one host"). Nothing
+// waits for this interval: `pulumi up` runs the check itself while a
+// container starts (dockerapi.Wait) and fails on one that does not pass; a
+// container that exits is restarted and counted at once
+// (polls_restarts_total); with polls:monitoring, a tenant whose requests
+// fail is alerted on from the router's figures within a minute. The
+// interval only bounds how soon a container that hangs while it runs is
+// marked unhealthy.
+const (
+	checkEvery   = "2m0s"
+	checkRetries = 3
+)
+
 // healthy resolves once container c is healthy (see platform.Gate).
 func (p *Platform) healthy(ctx *pulumi.Context, what string, c *docker.Container, within time.Duration) pulumi.StringOutput {
 	return platform.Gate(ctx, what, func(ctx context.Context, id []any) error {

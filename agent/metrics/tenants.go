@@ -54,7 +54,7 @@ func NewTenants(stack, platform string, engine *Engine) *Tenants {
 	return &Tenants{
 		stack: stack, platform: platform, engine: engine,
 		replicas: prometheus.NewDesc("polls_replicas", "Replicas of a tenant's part (app, db, backup) that should run: its containers, or its Swarm service's replicas.", labels, constant),
-		healthy:  prometheus.NewDesc("polls_replicas_healthy", "Replicas of a tenant's part that run and pass their health check.", labels, constant),
+		healthy:  prometheus.NewDesc("polls_replicas_healthy", "Replicas of a tenant's part that run and have not failed their health check.", labels, constant),
 		restarts: prometheus.NewDesc("polls_restarts_total", "Restarts of a tenant's part seen since the exporter started: a container started again, or a Swarm task that failed.", labels, constant),
 		engineUp: prometheus.NewDesc("polls_engine_up", "1 if the exporter's last look at the Docker engine succeeded.", nil, constant),
 		counts:   map[[2]string]float64{}, started: map[string]bool{}, failed: map[string]bool{},
@@ -112,7 +112,12 @@ func (t *Tenants) look(ctx context.Context) (map[[2]string]part, error) {
 		}
 		p := parts[k]
 		p.replicas++
-		if c.State == "running" && !strings.Contains(c.Status, "(unhealthy)") && !strings.Contains(c.Status, "(health: starting)") {
+		// A container counts from its start, before the engine's first
+		// check, which on one host comes minutes later (onehost's
+		// checkEvery): `pulumi up` ran the check itself before it routed
+		// to a container it started, and one that fails again once
+		// running turns unhealthy.
+		if c.State == "running" && !strings.Contains(c.Status, "(unhealthy)") {
 			p.healthy++
 		}
 		parts[k] = p

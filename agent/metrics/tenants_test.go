@@ -98,9 +98,11 @@ func gather(t *testing.T, c prometheus.Collector, want string, names ...string) 
 
 // TestTenantsOneEngine ensures every tenant's app, database and backup
 // agent are reported from its containers: how many there are, how many run
-// healthy (a stopped app is none), and their restarts, counted from the
-// engine's start events of containers that had started before; other
-// containers (a migration, the router's) are not reported.
+// and have not failed their health check (a stopped app and an unhealthy
+// database are none; one whose first check has not run yet counts, as
+// `pulumi up` checked it before routing to it), and their restarts,
+// counted from the engine's start events of containers that had started
+// before; other containers (a migration, the router's) are not reported.
 func TestTenantsOneEngine(t *testing.T) {
 	f, e := startEngine(t)
 	f.containers = []map[string]any{
@@ -137,11 +139,11 @@ polls_replicas{role="app",stack="polls-dev",tenant="thor"} 1
 polls_replicas{role="backup",stack="polls-dev",tenant="thor"} 1
 polls_replicas{role="db",stack="polls-dev",tenant="potter"} 1
 polls_replicas{role="db",stack="polls-dev",tenant="thor"} 1
-# HELP polls_replicas_healthy Replicas of a tenant's part that run and pass their health check.
+# HELP polls_replicas_healthy Replicas of a tenant's part that run and have not failed their health check.
 # TYPE polls_replicas_healthy gauge
-polls_replicas_healthy{role="app",stack="polls-dev",tenant="potter"} 0
+polls_replicas_healthy{role="app",stack="polls-dev",tenant="potter"} 1
 polls_replicas_healthy{role="app",stack="polls-dev",tenant="thor"} 1
-polls_replicas_healthy{role="backup",stack="polls-dev",tenant="thor"} 0
+polls_replicas_healthy{role="backup",stack="polls-dev",tenant="thor"} 1
 polls_replicas_healthy{role="db",stack="polls-dev",tenant="potter"} 0
 polls_replicas_healthy{role="db",stack="polls-dev",tenant="thor"} 1
 # HELP polls_restarts_total Restarts of a tenant's part seen since the exporter started: a container started again, or a Swarm task that failed.
@@ -185,7 +187,7 @@ func TestTenantsSwarm(t *testing.T) {
 polls_replicas{role="app",stack="polls-dev",tenant="thor"} 2
 polls_replicas{role="backup",stack="polls-dev",tenant="thor"} 1
 polls_replicas{role="db",stack="polls-dev",tenant="thor"} 1
-# HELP polls_replicas_healthy Replicas of a tenant's part that run and pass their health check.
+# HELP polls_replicas_healthy Replicas of a tenant's part that run and have not failed their health check.
 # TYPE polls_replicas_healthy gauge
 polls_replicas_healthy{role="app",stack="polls-dev",tenant="thor"} 1
 polls_replicas_healthy{role="backup",stack="polls-dev",tenant="thor"} 1

@@ -186,7 +186,7 @@ func build(o options, nginxConf []byte) (composeFile, error) {
 			// test over TCP. "$$" is compose's literal '$'.
 			Healthcheck: &healthcheck{
 				Test:     []string{"CMD-SHELL", esc(contract.DatabaseReadyCheck)},
-				Interval: "2s", Timeout: "10s", Retries: 5, StartPeriod: "2m",
+				Interval: "2s", Timeout: "10s", Retries: 3, StartPeriod: "2m",
 			},
 			// Not PID 1: see the init comment in tenants/database.go.
 			Init:         true,
