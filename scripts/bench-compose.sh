@@ -5,7 +5,8 @@
 #
 #   scripts/bench-compose.sh                        # or: make bench-compose
 #   BENCH_COMPOSE_ONLY=1 scripts/bench-compose.sh   # the compose half only
-#   BENCH_N100=1 scripts/bench-compose.sh           # also a pulumi-only N=100 run
+#   BENCH_N100=1 scripts/bench-compose.sh           # also both sides at N=100, and issue 20's aims
+#   BENCH_N100=1 BENCH_LARGE_N=20 scripts/bench-compose.sh   # the same at N=20 (a quick check)
 #   BENCH_LOG=/tmp/bench.log scripts/bench-compose.sh   # keep the full log
 #   BENCH_REV=HEAD scripts/bench-compose.sh         # measure a commit, not the working tree
 #
@@ -41,9 +42,16 @@
 # or a connection error or timeout. Both sides' counts are printed; the
 # failures themselves are in the log.
 #
-# BENCH_N100=1 then runs the Pulumi side alone at N=100: cold up, no-op
-# preview, add t101 (under the request loop), release (under the request
-# loop) and idle RAM per tenant.
+# BENCH_N100=1 then runs both sides at N=100 (BENCH_LARGE_N): cold, a
+# release (VERSION=2, under the request loop) and adding t101 (under the
+# request loop); on the Pulumi side also a no-op preview, a preview of
+# adding t101 (before that up) and the idle RAM per tenant. Each Pulumi cold
+# up and release, at N=10 and N=100, records the orchestrator's CPU-seconds
+# per tenant. It ends with issue 20's aims, each as a figure or ratio
+# against its bound: a release in <= 4 min and <= 1.5x compose's, previews
+# in <= 8 s, adding a tenant in <= 15 s, the orchestrator's CPU-seconds per
+# tenant at N=100 <= 1.3x N=10's (cold up and release), cold up <= 1.0x
+# compose's at N=10, 30 and 100.
 #
 # Fairness: both sides run the same images (the local polls-local/* images
 # and the app built from app/), health checks, init, memory limits, gating
@@ -85,7 +93,8 @@ cd "$(dirname "$0")/.."
 root=$PWD
 compose_only=${BENCH_COMPOSE_ONLY:-}
 n100=${BENCH_N100:-}
-[ -z "$compose_only" ] || n100="" # N=100 is the Pulumi side only
+big=${BENCH_LARGE_N:-100}
+[ -z "$compose_only" ] || n100="" # the aims need both sides
 app_image=polls-bench-app:latest
 app_image_v2=polls-bench-app:v2
 pool=10.230.0.0/16 # spec.DefaultSubnetPool, which composegen plans from
@@ -274,6 +283,9 @@ note_mib() { printf '  %-46s %6s MiB\n' "$1" "$2"; }
 # Results, by scenario; failed_* are "failed/sent" of the request loop.
 declare -A pulumi_s compose_s pulumi_failed compose_failed
 declare -A n100_s n100_failed
+# pulumi_cpu and n100_cpu: the orchestrator's CPU-seconds of a Pulumi cold
+# up and release, by scenario.
+declare -A pulumi_cpu n100_cpu
 scenarios=("cold N=10" "cold N=30" "no-op N=10" "release N=10" "add t11 to N=10" "idle RAM N=10")
 
 # --- setup (untimed) ------------------------------------------------------
@@ -321,7 +333,7 @@ fi
 
 # --- compose --------------------------------------------------------------
 bench_compose() {
-  local n=$1 project=polls-bc$1-$id dir=$work/compose-$1 port
+  local n=$1 project=polls-bc$1-$id dir=$work/compose-$1 port added
   port=$(free_port)
   pool_check
   "$work/bin/composegen" -n "$n" -out "$dir" -port "$port" -project "$project" -taken "$taken" >>"$log"
@@ -342,38 +354,41 @@ bench_compose() {
     "${compose[@]}" up -d >>"$log" 2>&1
     compose_s["no-op N=10"]=$(seconds)
     note "compose no-op up -d (reruns migrations)" "${compose_s["no-op N=10"]}"
-
+  fi
+  if [ "$n" = 10 ] || [ "$n" = "$big" ]; then
     # A release: build the new version, point the file at it, up -d.
-    "$work/bin/composegen" -n 10 -out "$dir" -port "$port" -project "$project" -taken "$taken" -app-image "$app_image_v2" >>"$log"
+    "$work/bin/composegen" -n "$n" -out "$dir" -port "$port" -project "$project" -taken "$taken" -app-image "$app_image_v2" >>"$log"
     hammer_start "$port" t01 t02 t03
     clock
     build_app "$app_image_v2" VERSION=2
     built=$(seconds)
     "${compose[@]}" up -d >>"$log" 2>&1
     # shellcheck disable=SC2046 # one argument per tenant
-    answer "$port" 2 $(tenant_list 10)
-    compose_s["release N=10"]=$(seconds)
+    answer "$port" 2 $(tenant_list "$n")
+    compose_s["release N=$n"]=$(seconds)
     hammer_stop
-    compose_failed["release N=10"]=$hammered
-    note "compose release (build + up -d)" "${compose_s["release N=10"]}" "failed/sent ${compose_failed["release N=10"]}; the build took ${built}s"
+    compose_failed["release N=$n"]=$hammered
+    note "compose release (build + up -d)" "${compose_s["release N=$n"]}" "failed/sent ${compose_failed["release N=$n"]}; the build took ${built}s"
 
-    "$work/bin/composegen" -n 11 -out "$dir" -port "$port" -project "$project" -taken "$taken" -app-image "$app_image_v2" >>"$log"
+    added=$(printf 't%02d' $((n + 1)))
+    "$work/bin/composegen" -n $((n + 1)) -out "$dir" -port "$port" -project "$project" -taken "$taken" -app-image "$app_image_v2" >>"$log"
     hammer_start "$port" t01 t02 t03
     clock
     "${compose[@]}" up -d >>"$log" 2>&1
-    answer "$port" "" t11
-    compose_s["add t11 to N=10"]=$(seconds)
+    answer "$port" "" "$added"
+    compose_s["add $added to N=$n"]=$(seconds)
     hammer_stop
-    compose_failed["add t11 to N=10"]=$hammered
-    note "compose add t11" "${compose_s["add t11 to N=10"]}" "failed/sent ${compose_failed["add t11 to N=10"]}"
-
+    compose_failed["add $added to N=$n"]=$hammered
+    note "compose add $added" "${compose_s["add $added to N=$n"]}" "failed/sent ${compose_failed["add $added to N=$n"]}"
+  fi
+  if [ "$n" = 10 ]; then
     ram_per_tenant "$project" 11
     compose_s["idle RAM N=10"]=$mib
     note_mib "compose idle RAM per tenant ($count containers, 11 tenants)" "$mib"
   fi
   compose_down "$compose_up"
   compose_up=""
-  if [ "$n" = 10 ]; then
+  if [ "$n" = 10 ] || [ "$n" = "$big" ]; then
     # The Pulumi side's VERSION=2 build starts from the cache compose's did.
     docker image rm "$app_image_v2" >>"$log" 2>&1 || true
     remove_build_stages VERSION=2
@@ -382,10 +397,12 @@ bench_compose() {
 
 # --- pulumi ---------------------------------------------------------------
 # bench_pulumi runs the scenarios for n tenants; results go into the arrays
-# named by $2 (seconds) and $3 (failed requests).
+# named by $2 (seconds), $3 (failed requests) and $4 (the orchestrator's
+# CPU-seconds of the cold up and the release).
+# shellcheck disable=SC2034 # the caller reads res_cpu, through its nameref
 bench_pulumi() {
   local n=$1 stack=bench-$1-$id port next
-  local -n res_s=$2 res_f=$3
+  local -n res_s=$2 res_f=$3 res_cpu=$4
   port=$(free_port)
   mkdir -p "$work/state"
   pulumi -C "$src" stack init "$stack" --non-interactive >>"$log" 2>&1
@@ -415,11 +432,12 @@ bench_pulumi() {
   # shellcheck disable=SC2046 # one argument per tenant
   answer "$port" "" $(tenant_list "$n")
   res_s["cold N=$n"]=$(seconds)
+  res_cpu["cold N=$n"]=$cpu_orch
   note "pulumi cold N=$n" "${res_s["cold N=$n"]}"
   cpu_report "${res_s["cold N=$n"]}"
   changes
 
-  if [ "$n" = 10 ] || [ "$n" = 100 ]; then
+  if [ "$n" = 10 ] || [ "$n" = "$big" ]; then
     clock
     pulumi -C "$src" preview -s "$stack_up" 2>&1 | tee -a "$log" >"$work/up.out"
     res_s["no-op N=$n"]=$(seconds)
@@ -429,18 +447,27 @@ bench_pulumi() {
     set_config polls:appBuildArgs "$(pulumi_args VERSION=2)"
     hammer_start "$port" t01 t02 t03
     clock
-    up
+    cpu_mark
+    cpu_of up
     # shellcheck disable=SC2046 # one argument per tenant
     answer "$port" 2 $(tenant_list "$n")
     res_s["release N=$n"]=$(seconds)
+    res_cpu["release N=$n"]=$cpu_orch
     hammer_stop
     res_f["release N=$n"]=$hammered
     built=$(sed -n 's/.*docker:index:Image app updated (\([0-9.]*s\)).*/\1/p' "$work/up.out" | head -n 1)
     note "pulumi release (up, builds VERSION=2)" "${res_s["release N=$n"]}" "failed/sent ${res_f["release N=$n"]}; the image build took ${built:-?}"
+    cpu_report "${res_s["release N=$n"]}"
     changes
 
     next=$(printf 't%02d' $((n + 1)))
     set_config polls:tenants "$(tenant_json $((n + 1)))"
+    # What a reviewer of the PR that adds the tenant waits for.
+    clock
+    pulumi -C "$src" preview -s "$stack_up" 2>&1 | tee -a "$log" >"$work/up.out"
+    res_s["preview add $next to N=$n"]=$(seconds)
+    note "pulumi preview of adding $next" "${res_s["preview add $next to N=$n"]}"
+    changes
     hammer_start "$port" t01 t02 t03
     clock
     up
@@ -463,7 +490,7 @@ bench_pulumi() {
 echo "runs (cold: until every tenant answers 200 through nginx; failed/sent: request loop on t01..t03):"
 for n in 10 30; do
   bench_compose "$n"
-  [ -n "$compose_only" ] || bench_pulumi "$n" pulumi_s pulumi_failed
+  [ -n "$compose_only" ] || bench_pulumi "$n" pulumi_s pulumi_failed pulumi_cpu
 done
 
 echo "results (seconds; ratio = pulumi / compose; failed = failed/sent requests to t01..t03 during the step):"
@@ -482,13 +509,48 @@ echo "  (no-op: pulumi preview vs compose up -d; idle RAM: MiB per tenant, N=10 
 echo "  load average $(cut -d' ' -f1-3 /proc/loadavg) after the N=10/30 runs ($(nproc) cores, shared)"
 
 if [ -n "$n100" ]; then
-  echo "pulumi only, N=100 (BENCH_N100=1):"
-  bench_pulumi 100 n100_s n100_failed
-  echo "results N=100 (pulumi only; failed = failed/sent requests to t01..t03 during the step):"
-  printf '  %-18s %9s\n' "cold N=100" "${n100_s["cold N=100"]}s"
-  printf '  %-18s %9s\n' "no-op preview" "${n100_s["no-op N=100"]}s"
-  printf '  %-18s %9s  failed %s\n' "release" "${n100_s["release N=100"]}s" "${n100_failed["release N=100"]}"
-  printf '  %-18s %9s  failed %s\n' "add t101" "${n100_s["add t101 to N=100"]}s" "${n100_failed["add t101 to N=100"]}"
-  printf '  %-18s %9s\n' "idle RAM/tenant" "${n100_s["idle RAM N=100"]} MiB"
+  echo "both sides, N=$big (BENCH_N100=1):"
+  bench_compose "$big"
+  bench_pulumi "$big" n100_s n100_failed n100_cpu
+  nx=$(printf 't%02d' $((big + 1)))
+  echo "results N=$big (seconds; failed = failed/sent requests to t01..t03 during the step):"
+  printf '  %-26s %9s %9s %7s %15s %15s\n' scenario pulumi compose ratio "pulumi failed" "compose failed"
+  for s in "cold N=$big" "release N=$big" "add $nx to N=$big" "no-op N=$big" "preview add $nx to N=$big" "idle RAM N=$big"; do
+    p=${n100_s[$s]:-} c=${compose_s[$s]:-}
+    unit=s
+    [[ $s != idle* ]] || unit=M
+    awk -v s="$s" -v p="$p" -v c="$c" -v u="$unit" -v pf="${n100_failed[$s]:--}" -v cf="${compose_failed[$s]:--}" 'BEGIN {
+      ps = p == "" ? "-" : sprintf("%.1f%s", p, u); cs = c == "" ? "-" : sprintf("%.1f%s", c, u)
+      r = (p == "" || c == "" || c == 0) ? "-" : sprintf("%.2f", p / c)
+      printf "  %-26s %9s %9s %7s %15s %15s\n", s, ps, cs, r, pf, cf
+    }'
+  done
+  # aim prints one of issue 20's aims: what, the figure, its bound, and
+  # whether the figure is within it.
+  aim() {
+    awk -v what="$1" -v v="$2" -v bound="$3" -v unit="$4" 'BEGIN {
+      if (v == "") { printf "  %-58s %10s  (aim <= %s%s)\n", what, "-", bound, unit; exit }
+      printf "  %-58s %10s  (aim <= %s%s: %s)\n", what, sprintf("%.2f%s", v, unit), bound, unit, v + 0 <= bound + 0 ? "met" : "not met"
+    }'
+  }
+  ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a != "" && b != "" && b + 0 > 0) printf "%.3f", a / b }'; }
+  per_tenant() { awk -v c="$1" -v n="$2" 'BEGIN { if (c != "") printf "%.3f", c / n }'; }
+  echo "issue 20's aims, N=$big against N=10 and compose, this run:"
+  aim "release to every tenant at N=$big, s" "${n100_s["release N=$big"]}" 240 s
+  aim "  the same, pulumi / compose" "$(ratio "${n100_s["release N=$big"]}" "${compose_s["release N=$big"]}")" 1.5 x
+  printf '  %-58s %10s\n' "  failed requests, pulumi / compose" "${n100_failed["release N=$big"]} / ${compose_failed["release N=$big"]}"
+  aim "no-op pulumi preview at N=$big, s" "${n100_s["no-op N=$big"]}" 8 s
+  aim "pulumi preview of adding $nx, s" "${n100_s["preview add $nx to N=$big"]}" 8 s
+  aim "adding $nx until it serves, s" "${n100_s["add $nx to N=$big"]}" 15 s
+  printf '  %-58s %10s\n' "  failed requests of the others, pulumi / compose" "${n100_failed["add $nx to N=$big"]} / ${compose_failed["add $nx to N=$big"]}"
+  for step in cold release; do
+    a=$(per_tenant "${pulumi_cpu["$step N=10"]}" 10) b=$(per_tenant "${n100_cpu["$step N=$big"]}" "$big")
+    printf '  %-58s %10s\n' "orchestrator CPU-s per tenant, $step, N=10 / N=$big" "$a / $b"
+    aim "  N=$big / N=10" "$(ratio "$b" "$a")" 1.3 x
+  done
+  for n in 10 30 "$big"; do
+    p=${pulumi_s["cold N=$n"]:-${n100_s["cold N=$n"]:-}}
+    aim "cold up at N=$n, pulumi / compose" "$(ratio "$p" "${compose_s["cold N=$n"]:-}")" 1.0 x
+  done
   echo "  load average $(cut -d' ' -f1-3 /proc/loadavg) at the end"
 fi
