@@ -112,10 +112,10 @@ bench-https:
 bench-monitoring:
 	scripts/bench-monitoring.sh
 
-## bench-release: a no-op preview, then a release at N=BENCH_N tenants (default
-## 30) with the file backend's checkpoint after every step against
-## PULUMI_SKIP_CHECKPOINTS=true, alternating A/B for BENCH_ROUNDS rounds
-## (default 2) on one stack: time, CPU (split by process), state, failed
-## requests, B/A.
+## bench-release: no-op previews, then releases at N=BENCH_N tenants (default
+## 30) with Pulumi's defaults against the engine setting BENCH_B (default
+## PULUMI_SKIP_CHECKPOINTS=true), alternating A/B for BENCH_PREVIEWS and
+## BENCH_ROUNDS rounds on one stack: time, CPU (split by process), state,
+## failed requests, B/A.
 bench-release:
 	scripts/bench-release.sh

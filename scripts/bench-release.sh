@@ -1,19 +1,22 @@
 #!/usr/bin/env bash
-# What the file backend's checkpoints cost a release at many tenants: the
-# same release with the engine's checkpoint after every step (A, Pulumi's
-# default) and with PULUMI_SKIP_CHECKPOINTS=true (B: the state is written
-# once, at the end of the update), alternating A/B/A/B on one stack, in one
+# What a setting of the Pulumi engine changes at many tenants: the same
+# no-op preview and the same release with Pulumi's defaults (A) and with
+# the environment BENCH_B names (B; by default PULUMI_SKIP_CHECKPOINTS=true,
+# where the file backend writes the state once, at the end of the update,
+# instead of after every step), alternating A/B/A/B on one stack, in one
 # run, and the B/A ratios of the medians.
 #
 #   scripts/bench-release.sh                  # or: make bench-release; N=30
 #   BENCH_N=60 scripts/bench-release.sh
 #   BENCH_N=100 BENCH_ROUNDS=1 scripts/bench-release.sh   # one A, one B
+#   BENCH_B="PULUMI_PARALLEL_DIFF=true" scripts/bench-release.sh
 #   BENCH_LOG=/tmp/bench.log scripts/bench-release.sh   # keep the full log
 #
 # One stack (a file backend in a temp dir, the local images, polls:backups
 # false, as make bench-compose's Pulumi side) is brought up at N tenants
-# (t01..tNN), untimed but reported, then previewed (a no-op: timed, with
-# its CPU split). Then BENCH_ROUNDS (default 2) rounds
+# (t01..tNN), untimed but reported, then previewed with nothing changed,
+# BENCH_PREVIEWS (default 3) rounds of an A and a B preview, each timed
+# with its CPU split. Then BENCH_ROUNDS (default 2) rounds
 # of an A and a B release, VERSION=2, 3, ... in
 # polls:appBuildArgs, each `pulumi up --skip-preview` (which builds the new
 # app image and replaces every tenant's migration and app) until every
@@ -37,7 +40,7 @@
 # The host is shared (2 cores here): the load average is printed at start
 # and end, and A and B alternate so that drift hits both.
 #
-# What B costs users: with PULUMI_SKIP_CHECKPOINTS=true an update that is
+# What the default B costs users: with PULUMI_SKIP_CHECKPOINTS=true an update that is
 # interrupted (Ctrl-C twice, a crash, a lost machine) leaves the state as
 # it was before the update: whatever it created or replaced up to then is
 # unknown to the state, and the next update must be preceded by `pulumi
@@ -53,12 +56,20 @@ set -euo pipefail
 export LC_ALL=C PULUMI_SKIP_UPDATE_CHECK=1
 # As scripts/up.sh and the workflows run it (README, "Performance").
 export PULUMI_PARALLEL=${PULUMI_PARALLEL:-64}
-# A is Pulumi's default; only B sets it.
-unset PULUMI_SKIP_CHECKPOINTS
+# B: VAR=value words, set for B's commands only; A runs without them.
+read -ra b_env <<<"${BENCH_B:-PULUMI_SKIP_CHECKPOINTS=true}"
+for kv in "${b_env[@]}"; do
+  [[ $kv =~ ^PULUMI_[A-Z_]+=[^[:space:]]*$ ]] || {
+    echo "bench-release: BENCH_B: $kv is not PULUMI_NAME=value (e.g. BENCH_B=\"PULUMI_SKIP_CHECKPOINTS=true\")" >&2
+    exit 1
+  }
+  unset "${kv%%=*}"
+done
 cd "$(dirname "$0")/.."
 root=$PWD
 n=${BENCH_N:-30}
 rounds=${BENCH_ROUNDS:-2}
+previews=${BENCH_PREVIEWS:-3}
 images=(polls-local/postgres:15 polls-local/nginx:1 polls-local/golang:1.26 polls-local/static:bookworm)
 
 die() {
@@ -79,6 +90,7 @@ else
 fi
 [[ $n =~ ^[0-9]+$ ]] && ((n >= 3)) || missing+=("BENCH_N ($n) a number >= 3 (the request loop asks t01..t03)")
 [[ $rounds =~ ^[1-9][0-9]*$ ]] || missing+=("BENCH_ROUNDS ($rounds) a number >= 1 (rounds of an A and a B release)")
+[[ $previews =~ ^[1-9][0-9]*$ ]] || missing+=("BENCH_PREVIEWS ($previews) a number >= 1 (rounds of an A and a B preview)")
 if ((${#missing[@]})); then
   printf -v list '\n  - %s' "${missing[@]}"
   die "cannot run, missing:$list"
@@ -239,7 +251,7 @@ with open(out + ".split", "w") as f:
 sys.exit(rc)
 PY
 
-echo "bench-release: a release at N=$n tenants, with the file backend's checkpoints (A, the default) and with PULUMI_SKIP_CHECKPOINTS=true (B)"
+echo "bench-release: a no-op preview and a release at N=$n tenants, with Pulumi's defaults (A) and with ${b_env[*]} (B)"
 echo "  pulumi $(pulumi version), file backend, PULUMI_PARALLEL=$PULUMI_PARALLEL; docker engine $(docker version --format '{{.Server.Version}}')"
 echo "  host: $(nproc) cores, $(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo) RAM, load average $(cut -d' ' -f1-3 /proc/loadavg) at start"
 mkdir -p "$src" "$work/bin" "$work/state"
@@ -264,16 +276,22 @@ set_config polls:backups false
 set_config polls:tenants "$(tenant_json "$n")"
 read -ra tenants <<<"$(tenant_list "$n")"
 
-# up runs pulumi up under engine.py, with PULUMI_SKIP_CHECKPOINTS=true when
-# $1 is B, and writes the command's seconds to $work/up.s (it runs in
-# cpu_of's subshell).
+# as MODE CMD... runs CMD under engine.py, with B's environment when MODE
+# is B.
+as() {
+  local mode=$1
+  shift
+  if [ "$mode" = B ]; then
+    env "${b_env[@]}" python3 "$work/engine.py" "$work/engine.out" "$statefile" "$@"
+  else
+    python3 "$work/engine.py" "$work/engine.out" "$statefile" "$@"
+  fi
+}
+# up runs pulumi up as $1 (A or B), and writes the command's seconds to
+# $work/up.s (it runs in cpu_of's subshell).
 up() {
   local t0=$EPOCHREALTIME rc=0
-  if [ "$1" = B ]; then
-    PULUMI_SKIP_CHECKPOINTS=true python3 "$work/engine.py" "$work/engine.out" "$statefile" pulumi -C "$src" up --yes --skip-preview -s "$stack" >"$work/up.out" 2>&1 || rc=$?
-  else
-    python3 "$work/engine.py" "$work/engine.out" "$statefile" pulumi -C "$src" up --yes --skip-preview -s "$stack" >"$work/up.out" 2>&1 || rc=$?
-  fi
+  as "$1" pulumi -C "$src" up --yes --skip-preview -s "$stack" >"$work/up.out" 2>&1 || rc=$?
   cat "$work/up.out" >>"$log"
   awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f\n", b - a }' >"$work/up.s"
   return $rc
@@ -298,18 +316,23 @@ printf '  %ss until every tenant answers (pulumi up %ss); state %d KiB; %s\n' "$
 cpu_report "$wall"
 echo "    CPU-s by process under pulumi: $(cat "$work/engine.out.split")"
 
-# A no-op preview of the stack as it stands: what a reviewer waits for.
-clock
-cpu_mark
-if cpu_of python3 "$work/engine.py" "$work/engine.out" "$statefile" pulumi -C "$src" preview -s "$stack" >>"$log" 2>&1; then
+# No-op previews of the stack as it stands: what a reviewer waits for.
+# shellcheck disable=SC2034 # read by ratio, through its nameref
+declare -a p_wall p_orch p_engine
+echo "no-op pulumi previews at N=$n:"
+pmodes=()
+for ((i = 0; i < previews; i++)); do pmodes+=(A B); done
+for i in "${!pmodes[@]}"; do
+  clock
+  cpu_mark
+  cpu_of as "${pmodes[i]}" pulumi -C "$src" preview -s "$stack" >>"$log" 2>&1 || die "no-op preview $((i + 1)) (${pmodes[i]}) failed (see the log)"
   wall=$(seconds)
   read -r own kids _ <"$work/engine.out"
-  echo "no-op pulumi preview at N=$n: ${wall}s; engine $own CPU-s, plugins and program $kids"
+  p_wall[i]=$wall p_orch[i]=$cpu_orch p_engine[i]=$own
+  echo "  $((i + 1)). ${pmodes[i]}: ${wall}s; engine $own CPU-s, plugins and program $kids"
   cpu_report "$wall"
   echo "    CPU-s by process under pulumi: $(cat "$work/engine.out.split")"
-else
-  echo "no-op pulumi preview at N=$n: failed (see the log); the releases follow"
-fi
+done
 
 # Results by release; the table's columns.
 declare -a r_mode r_wall r_up r_orch r_engine r_writes r_kib r_failed
@@ -336,19 +359,18 @@ for i in "${!modes[@]}"; do
   echo "    CPU-s by process under pulumi: $(cat "$work/engine.out.split")"
 done
 
-echo "results (N=$n; A = checkpoint after every step, the default; B = PULUMI_SKIP_CHECKPOINTS=true):"
+echo "results (N=$n; A = Pulumi's defaults; B = ${b_env[*]}):"
 printf '  %-9s %7s %7s %9s %8s %7s %9s %13s\n' release wall up "orch CPU" engine writes state failed/sent
 for i in "${!modes[@]}"; do
   printf '  %d. %-6s %6ss %6ss %8ss %7ss %7s %5d KiB %13s\n' $((i + 1)) "${r_mode[i]}" "${r_wall[i]}" "${r_up[i]}" \
     "${r_orch[i]}" "${r_engine[i]}" "${r_writes[i]}" "${r_kib[i]}" "${r_failed[i]}"
 done
 # ratio prints the medians of A's and B's values in the named column
-# (odd releases are A, even ones B; the median of two is their mean) and
-# B/A.
+# (odd runs are A, even ones B; the median of two is their mean) and B/A.
 ratio() {
   local -n col=$1
   local i
-  for i in "${!modes[@]}"; do echo "${modes[i]} ${col[i]}"; done | sort -k1,1 -k2,2g | awk '
+  for i in "${!col[@]}"; do echo "$((i % 2 ? 1 : 0)) ${col[i]}"; done | sed 's/^0/A/; s/^1/B/' | sort -k1,1 -k2,2g | awk '
     { v[$1, ++k[$1]] = $2 }
     function median(m, n) { n = k[m]; return n % 2 ? v[m, (n + 1) / 2] : (v[m, n / 2] + v[m, n / 2 + 1]) / 2 }
     END { ma = median("A"); mb = median("B")
@@ -356,8 +378,11 @@ ratio() {
 }
 # shellcheck disable=SC2034 # read by ratio, through its nameref
 failed_counts=("${r_failed[@]%%/*}")
-echo "medians (of $rounds each) and B/A:"
-printf '  %-38s %s\n' "wall time, s" "$(ratio r_wall)"
+echo "medians (of $previews previews and $rounds releases each) and B/A:"
+printf '  %-38s %s\n' "no-op preview, s" "$(ratio p_wall)"
+printf '  %-38s %s\n' "no-op preview, orchestrator CPU-s" "$(ratio p_orch)"
+printf '  %-38s %s\n' "no-op preview, engine CPU-s" "$(ratio p_engine)"
+printf '  %-38s %s\n' "release: wall time, s" "$(ratio r_wall)"
 printf '  %-38s %s\n' "pulumi up alone, s" "$(ratio r_up)"
 printf '  %-38s %s\n' "orchestrator CPU-s" "$(ratio r_orch)"
 printf '  %-38s %s\n' "pulumi CLI's own CPU-s (engine)" "$(ratio r_engine)"
