@@ -281,6 +281,7 @@ note() { printf '  %-46s %6ss%s\n' "$1" "$2" "${3:+  $3}"; }
 note_mib() { printf '  %-46s %6s MiB\n' "$1" "$2"; }
 
 # Results, by scenario; failed_* are "failed/sent" of the request loop.
+# shellcheck disable=SC2034 # pulumi_failed is read by table, through its nameref
 declare -A pulumi_s compose_s pulumi_failed compose_failed
 declare -A n100_s n100_failed
 # pulumi_cpu and n100_cpu: the orchestrator's CPU-seconds of a Pulumi cold
@@ -498,18 +499,28 @@ for n in 10 30; do
   [ -n "$compose_only" ] || bench_pulumi "$n" pulumi_s pulumi_failed pulumi_cpu
 done
 
+# table prints the named scenarios' results: pulumi's (seconds, or MiB for
+# idle RAM, and failed requests, from the arrays named by $1 and $2)
+# against compose's, and their ratio.
+table() {
+  local -n t_s=$1 t_f=$2
+  shift 2
+  local s p c unit
+  printf '  %-26s %9s %9s %7s %15s %15s\n' scenario pulumi compose ratio "pulumi failed" "compose failed"
+  for s in "$@"; do
+    p=${t_s[$s]:-} c=${compose_s[$s]:-}
+    unit=s
+    [[ $s != idle* ]] || unit=M
+    awk -v s="$s" -v p="$p" -v c="$c" -v u="$unit" -v pf="${t_f[$s]:--}" -v cf="${compose_failed[$s]:--}" 'BEGIN {
+      ps = p == "" ? "-" : sprintf("%.1f%s", p, u); cs = c == "" ? "-" : sprintf("%.1f%s", c, u)
+      r = (p == "" || c == "" || c == 0) ? "-" : sprintf("%.2f", p / c)
+      printf "  %-26s %9s %9s %7s %15s %15s\n", s, ps, cs, r, pf, cf
+    }'
+  done
+}
+
 echo "results (seconds; ratio = pulumi / compose; failed = failed/sent requests to t01..t03 during the step):"
-printf '  %-18s %9s %9s %7s %15s %15s\n' scenario pulumi compose ratio "pulumi failed" "compose failed"
-for s in "${scenarios[@]}"; do
-  p=${pulumi_s[$s]:-} c=${compose_s[$s]:-}
-  unit=s
-  [[ $s != idle* ]] || unit=M
-  awk -v s="$s" -v p="$p" -v c="$c" -v u="$unit" -v pf="${pulumi_failed[$s]:--}" -v cf="${compose_failed[$s]:--}" 'BEGIN {
-    ps = p == "" ? "-" : sprintf("%.1f%s", p, u); cs = c == "" ? "-" : sprintf("%.1f%s", c, u)
-    r = (p == "" || c == "" || c == 0) ? "-" : sprintf("%.2f", p / c)
-    printf "  %-18s %9s %9s %7s %15s %15s\n", s, ps, cs, r, pf, cf
-  }'
-done
+table pulumi_s pulumi_failed "${scenarios[@]}"
 echo "  (no-op: pulumi preview vs compose up -d; idle RAM: MiB per tenant, N=10 plus t11)"
 echo "  load average $(cut -d' ' -f1-3 /proc/loadavg) after the N=10/30 runs ($(nproc) cores, shared)"
 
@@ -519,17 +530,7 @@ if [ -n "$n100" ]; then
   bench_pulumi "$big" n100_s n100_failed n100_cpu
   nx=$(printf 't%02d' $((big + 1)))
   echo "results N=$big (seconds; failed = failed/sent requests to t01..t03 during the step):"
-  printf '  %-26s %9s %9s %7s %15s %15s\n' scenario pulumi compose ratio "pulumi failed" "compose failed"
-  for s in "cold N=$big" "release N=$big" "add $nx to N=$big" "no-op N=$big" "preview add $nx to N=$big" "idle RAM N=$big"; do
-    p=${n100_s[$s]:-} c=${compose_s[$s]:-}
-    unit=s
-    [[ $s != idle* ]] || unit=M
-    awk -v s="$s" -v p="$p" -v c="$c" -v u="$unit" -v pf="${n100_failed[$s]:--}" -v cf="${compose_failed[$s]:--}" 'BEGIN {
-      ps = p == "" ? "-" : sprintf("%.1f%s", p, u); cs = c == "" ? "-" : sprintf("%.1f%s", c, u)
-      r = (p == "" || c == "" || c == 0) ? "-" : sprintf("%.2f", p / c)
-      printf "  %-26s %9s %9s %7s %15s %15s\n", s, ps, cs, r, pf, cf
-    }'
-  done
+  table n100_s n100_failed "cold N=$big" "release N=$big" "add $nx to N=$big" "no-op N=$big" "preview add $nx to N=$big" "idle RAM N=$big"
   # aim prints one of issue 20's aims: what, the figure, its bound, and
   # whether the figure is within it.
   aim() {
