@@ -317,7 +317,6 @@ cpu_report "$wall"
 echo "    CPU-s by process under pulumi: $(cat "$work/engine.out.split")"
 
 # No-op previews of the stack as it stands: what a reviewer waits for.
-# shellcheck disable=SC2034 # read by ratio, through its nameref
 declare -a p_wall p_orch p_engine
 echo "no-op pulumi previews at N=$n:"
 pmodes=()
@@ -328,6 +327,7 @@ for i in "${!pmodes[@]}"; do
   cpu_of as "${pmodes[i]}" pulumi -C "$src" preview -s "$stack" >>"$log" 2>&1 || die "no-op preview $((i + 1)) (${pmodes[i]}) failed (see the log)"
   wall=$(seconds)
   read -r own kids _ <"$work/engine.out"
+  # shellcheck disable=SC2034 # read by ratio, through its nameref
   p_wall[i]=$wall p_orch[i]=$cpu_orch p_engine[i]=$own
   echo "  $((i + 1)). ${pmodes[i]}: ${wall}s; engine $own CPU-s, plugins and program $kids"
   cpu_report "$wall"
