@@ -117,9 +117,9 @@ const (
 // checkEvery, and unhealthy after checkRetries failures in a row (about
 // 6 min for a container that hangs while it runs).
 //
-// Each check is a process the engine starts in the container, a tenth to a
-// third of a CPU-second of dockerd, containerd and runc on this project's
-// host whatever the check itself does. At 30 s, 100 idle tenants kept about
+// Each check is a process the engine starts in the container, 0.1 to 0.4
+// CPU-seconds of dockerd, containerd and runc on this project's host
+// whatever the check itself does. At 30 s, 100 idle tenants kept about
 // 0.9 of its 2 cores busy, and every `pulumi up` and release at that size
 // ran on what was left (README, "Hundreds of tenants on one host"). Nothing
 // waits for this interval: `pulumi up` runs the check itself while a
