@@ -422,11 +422,6 @@ bench_pulumi() {
   set_config polls:nginxImage polls-local/nginx:1
   set_config polls:appBuildNetwork host
   set_config polls:appBuildArgs "$(pulumi_args)"
-  # The builder compose's side builds with (the CLI has no buildx), so
-  # that Pulumi's build hits the layer cache of the warm build; with
-  # BuildKit (polls:appBuilder auto) each cold up compiled the app's
-  # dependencies again, about 34 s of a cold N=10 here.
-  set_config polls:appBuilder legacy
   # Compose's side has no backups: compare like with like (make
   # bench-backup measures what backups cost).
   set_config polls:backups false
