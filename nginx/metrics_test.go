@@ -53,16 +53,7 @@ func TestRealNginxMetricsLines(t *testing.T) {
 	sent := map[string]int{"thor.polls.local": 3, "potter.polls.local": 2, "nobody.polls.local": 1}
 	for host, n := range sent {
 		for range n {
-			req, err := http.NewRequest(http.MethodGet, "http://"+listen+"/", nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			req.Host = host
-			resp, err := client.Do(req)
-			if err != nil {
-				t.Fatalf("GET / Host %s: %v", host, err)
-			}
-			resp.Body.Close()
+			getWith(t, client, "http://"+listen, host, "/")
 		}
 	}
 	got := map[string]int{}

@@ -122,12 +122,18 @@ func waitReady(tb testing.TB, url string) {
 // get sends GET base+path with the given Host and returns status and body.
 func get(tb testing.TB, base, host, path string) (int, string) {
 	tb.Helper()
+	return getWith(tb, http.DefaultClient, base, host, path)
+}
+
+// getWith is get through client.
+func getWith(tb testing.TB, client *http.Client, base, host, path string) (int, string) {
+	tb.Helper()
 	req, err := http.NewRequest(http.MethodGet, base+path, nil)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	req.Host = host
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		tb.Fatalf("GET %s (Host %s): %v", base+path, host, err)
 	}
