@@ -535,7 +535,6 @@ if [ -n "$n100" ]; then
     }'
   }
   ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a != "" && b != "" && b + 0 > 0) printf "%.3f", a / b }'; }
-  per_tenant() { awk -v c="$1" -v n="$2" 'BEGIN { if (c != "") printf "%.3f", c / n }'; }
   echo "issue 20's aims, N=$big against N=10 and compose, this run:"
   aim "release to every tenant at N=$big, s" "${n100_s["release N=$big"]}" 240 s
   aim "  the same, pulumi / compose" "$(ratio "${n100_s["release N=$big"]}" "${compose_s["release N=$big"]}")" 1.5 x
@@ -545,7 +544,7 @@ if [ -n "$n100" ]; then
   aim "adding $nx until it serves, s" "${n100_s["add $nx to N=$big"]}" 15 s
   printf '  %-58s %10s\n' "  failed requests of the others, pulumi / compose" "${n100_failed["add $nx to N=$big"]} / ${compose_failed["add $nx to N=$big"]}"
   for step in cold release; do
-    a=$(per_tenant "${pulumi_cpu["$step N=10"]}" 10) b=$(per_tenant "${n100_cpu["$step N=$big"]}" "$big")
+    a=$(ratio "${pulumi_cpu["$step N=10"]}" 10) b=$(ratio "${n100_cpu["$step N=$big"]}" "$big")
     printf '  %-58s %10s\n' "orchestrator CPU-s per tenant, $step, N=10 / N=$big" "$a / $b"
     aim "  N=$big / N=10" "$(ratio "$b" "$a")" 1.3 x
   done
