@@ -154,6 +154,15 @@ func IsStep(prefix string, c Container) bool {
 // between the container's creation and its commit.
 const argStep = `/bin/sh -c '#(nop) ' 'ARG ` + BuildArg + `'`
 
+// isArgStep reports whether command is argStep's, after the base image's
+// entrypoint when it has one: the engine lists a step's command behind it,
+// as for agent/Dockerfile's stages on the postgres image
+// ("docker-entrypoint.sh /bin/sh -c …"), whose step containers also hold
+// an anonymous volume for the image's VOLUME.
+func isArgStep(command string) bool {
+	return command == argStep || strings.HasSuffix(command, " "+argStep)
+}
+
 // Image is an untagged image carrying Label.
 type Image struct {
 	ID      string
@@ -182,7 +191,7 @@ func Plan(prefix string, containers []Container, dangling []Image, keepCache boo
 	var c Cleanup
 	for _, ct := range containers {
 		stopped := ct.State == "created" || ct.State == "exited" || ct.State == "dead"
-		if stopped && (IsStep(prefix, ct) || (ct.State == "created" && ct.Command == argStep)) {
+		if stopped && (IsStep(prefix, ct) || (ct.State == "created" && isArgStep(ct.Command))) {
 			c.Containers = append(c.Containers, ct.ID)
 		}
 	}

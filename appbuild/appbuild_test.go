@@ -71,7 +71,12 @@ func TestPlan(t *testing.T) {
 		{ID: "task", State: "exited", Command: "/usr/local/bin/polls serve", Labels: app("com.docker.swarm.task.id=x1")},
 		{ID: "by-hand", State: "exited", Command: "/usr/local/bin/polls version", Labels: label("polls-dev")},
 		{ID: "arg", State: "created", Command: `/bin/sh -c '#(nop) ' 'ARG POLLS_BUILD'`},
+		// The same step on a base image with an entrypoint (the postgres
+		// image's, under agent/Dockerfile's stages).
+		{ID: "arg-pg", State: "created", Command: `docker-entrypoint.sh /bin/sh -c '#(nop) ' 'ARG POLLS_BUILD'`},
 		{ID: "arg-other", State: "created", Command: `/bin/sh -c '#(nop) ' 'ARG VERSION=dev'`},
+		{ID: "arg-pg-other", State: "created", Command: `docker-entrypoint.sh /bin/sh -c '#(nop) ' 'ARG POSTGRES_IMAGE'`},
+		{ID: "arg-in-cmd", State: "created", Command: `/usr/local/bin/polls x/bin/sh -c '#(nop) ' 'ARG POLLS_BUILD'`},
 		{ID: "app", State: "created", Command: "/usr/local/bin/polls serve"},
 	}
 	stage := map[string]string{Label: "polls-dev", StageLabel: "build"}
@@ -85,8 +90,8 @@ func TestPlan(t *testing.T) {
 		keepCache bool
 		want      Cleanup
 	}{
-		{"after a successful build", true, Cleanup{Containers: []string{"arg", "cmd", "copy", "dead", "run"}, Cache: "stage-2"}},
-		{"after a failed build", false, Cleanup{Containers: []string{"arg", "cmd", "copy", "dead", "run"}}},
+		{"after a successful build", true, Cleanup{Containers: []string{"arg", "arg-pg", "cmd", "copy", "dead", "run"}, Cache: "stage-2"}},
+		{"after a failed build", false, Cleanup{Containers: []string{"arg", "arg-pg", "cmd", "copy", "dead", "run"}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -43,7 +43,9 @@ func (e *env) appImageID(ref string) string {
 // and left: containers the stack does not own (neither its label nor one
 // of its Swarm services) that a build step of this stack ran (the
 // stack's build label, or this test's module proxy in their environment),
-// and untagged images of this stack's builds other than allowed (the
+// or the legacy builder's unlabelled `ARG POLLS_BUILD` step, created and
+// never started, whatever the base image's entrypoint; and untagged images
+// of this stack's builds other than allowed (the
 // release just replaced, which its old containers used until the end of
 // the update). Other users of the engine may make containers meanwhile:
 // only this stack's are counted.
@@ -72,7 +74,8 @@ func (e *env) buildLeftovers(before hostState, allowed ...string) []string {
 			continue
 		}
 		env := strings.Join(c.Config.Env, " ")
-		if l["polls.build"] == e.prefix || strings.Contains(env, "GOPROXY="+e.proxy) || strings.Contains(env, "GOPROXY="+deadProxy) {
+		argStep := c.State.Status == "created" && strings.HasSuffix(strings.Join(c.Config.Cmd, " "), "#(nop)  ARG POLLS_BUILD")
+		if l["polls.build"] == e.prefix || argStep || strings.Contains(env, "GOPROXY="+e.proxy) || strings.Contains(env, "GOPROXY="+deadProxy) {
 			left = append(left, "container "+c.Name+" ("+c.State.Status+"): "+strings.Join(c.Config.Cmd, " "))
 		}
 	}

@@ -326,7 +326,7 @@ start_module_proxy
 clock
 build_app "$app_image"
 note "app image warm build ($app_image)" "$(seconds)"
-echo "  both sides then reuse its layer cache (Pulumi builds the same context and args)"
+echo "  compose runs it; each Pulumi stack first builds its own once, untimed (its build label differs)"
 if [ -z "$compose_only" ]; then
   clock
   # The flags pulumi-language-go builds the program with, so its build
