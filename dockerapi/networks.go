@@ -9,6 +9,7 @@ import (
 
 // Network is a network on the engine, as far as subnet planning needs it.
 type Network struct {
+	ID      string
 	Name    string
 	Labels  map[string]string
 	Subnets []netip.Prefix
@@ -24,7 +25,7 @@ func (c *Client) Networks(ctx context.Context) ([]Network, error) {
 	}
 	nets := make([]Network, 0, len(res.Items))
 	for _, r := range res.Items {
-		n := Network{Name: r.Name, Labels: r.Labels, Gateways: map[netip.Prefix]netip.Addr{}}
+		n := Network{ID: r.ID, Name: r.Name, Labels: r.Labels, Gateways: map[netip.Prefix]netip.Addr{}}
 		for _, cfg := range r.IPAM.Config {
 			if !cfg.Subnet.IsValid() || !cfg.Subnet.Addr().Is4() {
 				continue

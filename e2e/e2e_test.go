@@ -283,6 +283,13 @@ func TestEndToEnd(t *testing.T) {
 		t.Errorf("beta re-added: login with the new stack output password failed (%d)", code)
 	}
 
+	// 8b. A release killed mid-way (the CLI and its plugins SIGKILLed once
+	// a tenant serves the new version, without checkpoints) is recovered by
+	// scripts/recover.sh: no request fails, every tenant serves the new
+	// version, and nothing is left that the state does not hold
+	// (e2e/interrupt_test.go).
+	e.killedRelease("4", `["alpha","beta","gamma"]`, all)
+
 	// 9. Backups: point-in-time restore, a broken repository, a lost
 	// volume, a drill (e2e/backup_test.go). The repository is a directory
 	// on the Docker host.

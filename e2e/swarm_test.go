@@ -447,6 +447,11 @@ func TestSwarm(t *testing.T) {
 		t.Errorf("alpha over HTTP after turning ACME off = %d; want 200", code)
 	}
 
+	// 7c. A release killed mid-way, recovered by scripts/recover.sh, as on
+	// one host (e2e/interrupt_test.go): here Swarm goes on rolling the
+	// services the killed update had updated.
+	e.killedRelease("3", `{"alpha":{"node":"`+c.n2+`"},"beta":{},"gamma":{}}`, all)
+
 	// 8. Backups to the SFTP server: point-in-time restore of alpha (its
 	// database on the second node), a broken repository (the server
 	// stopped), a lost volume, a drill (e2e/backup_test.go).
