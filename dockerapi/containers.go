@@ -150,11 +150,7 @@ type ContainerSummary struct {
 // Containers lists the containers, running or not, that carry every label
 // given.
 func (c *Client) Containers(ctx context.Context, labels map[string]string) ([]ContainerSummary, error) {
-	f := make(client.Filters)
-	for k, v := range labels {
-		f.Add("label", k+"="+v)
-	}
-	res, err := c.api.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: f})
+	res, err := c.api.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: labelFilter(labels)})
 	if err != nil {
 		return nil, err
 	}

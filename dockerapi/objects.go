@@ -15,11 +15,7 @@ type Secret struct {
 
 // Secrets lists the Swarm secrets that carry every label given.
 func (c *Client) Secrets(ctx context.Context, labels map[string]string) ([]Secret, error) {
-	f := make(client.Filters)
-	for k, v := range labels {
-		f.Add("label", k+"="+v)
-	}
-	res, err := c.api.SecretList(ctx, client.SecretListOptions{Filters: f})
+	res, err := c.api.SecretList(ctx, client.SecretListOptions{Filters: labelFilter(labels)})
 	if err != nil {
 		return nil, err
 	}
@@ -58,4 +54,14 @@ func (c *Client) RemoveSecret(ctx context.Context, id string) error {
 func (c *Client) RemoveNetwork(ctx context.Context, id string) error {
 	_, err := c.api.NetworkRemove(ctx, id, client.NetworkRemoveOptions{})
 	return err
+}
+
+// labelFilter filters a listing to the objects that carry every label
+// given.
+func labelFilter(labels map[string]string) client.Filters {
+	f := make(client.Filters)
+	for k, v := range labels {
+		f.Add("label", k+"="+v)
+	}
+	return f
 }

@@ -155,11 +155,7 @@ type Service struct {
 
 // Services lists the services that carry every label given.
 func (c *Client) Services(ctx context.Context, labels map[string]string) ([]Service, error) {
-	f := make(client.Filters)
-	for k, v := range labels {
-		f.Add("label", k+"="+v)
-	}
-	res, err := c.api.ServiceList(ctx, client.ServiceListOptions{Filters: f})
+	res, err := c.api.ServiceList(ctx, client.ServiceListOptions{Filters: labelFilter(labels)})
 	if err != nil {
 		return nil, err
 	}
