@@ -60,7 +60,8 @@ bench-app:
 	$(GO) test -run '^$$' -bench BenchmarkNginxOverhead -benchtime 1x ./nginx
 
 ## bench-compose: pulumi vs docker-compose: cold N=10/30, no-op, release and
-## add under a request loop, idle RAM (BENCH_N100=1: also pulumi at N=100).
+## add under a request loop, idle RAM (BENCH_N100=1: also pulumi at N=100;
+## BENCH_PULUMI_ENV: engine settings for the Pulumi side).
 bench-compose:
 	scripts/bench-compose.sh
 

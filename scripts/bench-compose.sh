@@ -9,6 +9,9 @@
 #   BENCH_N100=1 BENCH_LARGE_N=20 scripts/bench-compose.sh   # the same at N=20 (a quick check)
 #   BENCH_LOG=/tmp/bench.log scripts/bench-compose.sh   # keep the full log
 #   BENCH_REV=HEAD scripts/bench-compose.sh         # measure a commit, not the working tree
+#   BENCH_PULUMI_ENV="PULUMI_SKIP_CHECKPOINTS=true" scripts/bench-compose.sh
+#                    # the Pulumi side's commands run with these settings
+#                    # (README recommends this one from a few dozen tenants on)
 #
 # Scenarios (tenants are t01..tNN; "answers" means through nginx on
 # 127.0.0.1 with curl -H 'Host: tNN.polls.local'):
@@ -92,6 +95,15 @@ export LC_ALL=C PULUMI_SKIP_UPDATE_CHECK=1
 # As scripts/up.sh and the workflows run it (README, "Performance");
 # docker-compose's own default parallelism is 64 too.
 export PULUMI_PARALLEL=${PULUMI_PARALLEL:-64}
+# PULUMI_NAME=value words for the Pulumi side (compose reads none of them).
+read -ra pulumi_env <<<"${BENCH_PULUMI_ENV:-}"
+for kv in "${pulumi_env[@]}"; do
+  [[ $kv =~ ^PULUMI_[A-Z_]+=[^[:space:]]*$ ]] || {
+    echo "bench-compose: BENCH_PULUMI_ENV: $kv is not PULUMI_NAME=value (e.g. BENCH_PULUMI_ENV=\"PULUMI_SKIP_CHECKPOINTS=true\")" >&2
+    exit 1
+  }
+  export "${kv?}"
+done
 cd "$(dirname "$0")/.."
 root=$PWD
 compose_only=${BENCH_COMPOSE_ONLY:-}
@@ -300,7 +312,7 @@ echo "bench-compose: pulumi vs docker-compose, same tenants, images, gating and 
 echo "  compose client: docker-compose $compose_version (python, Debian package); file format 2.4"
 echo "  docker engine:  $engine, storage driver $(docker info --format '{{.Driver}}'), cgroup $(docker info --format '{{.CgroupVersion}}')"
 if [ -z "$compose_only" ]; then
-  echo "  pulumi:         $(pulumi version), plugins docker 4.10.0 and random 4.19.0, file backend, PULUMI_PARALLEL=$PULUMI_PARALLEL"
+  echo "  pulumi:         $(pulumi version), plugins docker 4.10.0 and random 4.19.0, file backend, PULUMI_PARALLEL=$PULUMI_PARALLEL${pulumi_env[*]:+ ${pulumi_env[*]}}"
 fi
 echo "  host:           $(nproc) cores (${cpu:-unknown CPU}), $(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo) RAM, load average $(cut -d' ' -f1-3 /proc/loadavg) at start"
 echo "setup (untimed):"
