@@ -95,6 +95,37 @@ func StateIDs(export []byte) (map[string]bool, error) {
 	return ids, nil
 }
 
+// RefreshTargets returns the URNs of the containers in a deployment, as
+// `pulumi stack export` prints it: what `pulumi refresh` must read back
+// after an interrupted update, and all it may. A container the update
+// removed is still in the state, and the next update would fail to remove
+// it again. Swarm services are left out: the docker provider reads a
+// service's task template back with fields the program does not declare,
+// and the next update then replaces the service, delete-first (seen in
+// TestSwarm: every database service replaced, a third of the requests
+// failed meanwhile). The update updates a service the killed one left
+// half-way in place, to the spec Swarm already runs.
+func RefreshTargets(export []byte) ([]string, error) {
+	var d struct {
+		Deployment struct {
+			Resources []struct {
+				URN  string `json:"urn"`
+				Type string `json:"type"`
+			} `json:"resources"`
+		} `json:"deployment"`
+	}
+	if err := json.Unmarshal(export, &d); err != nil {
+		return nil, fmt.Errorf("read the stack's state (pulumi stack export): %w", err)
+	}
+	var urns []string
+	for _, r := range d.Deployment.Resources {
+		if r.Type == "docker:index/container:Container" {
+			urns = append(urns, r.URN)
+		}
+	}
+	return urns, nil
+}
+
 // Orphans returns the plan for the objects of the stack named prefix that
 // state (provider IDs) does not hold. An object is the stack's when it
 // carries the stack's label, or, for a network, when it has one of the

@@ -116,3 +116,22 @@ func TestStateIDs(t *testing.T) {
 		}
 	}
 }
+
+// TestRefreshTargets ensures only containers are refreshed: a refreshed
+// Swarm service would be replaced, delete-first, by the next update.
+func TestRefreshTargets(t *testing.T) {
+	export := `{"version": 3, "deployment": {"resources": [
+		{"urn": "urn:pulumi:dev::polls::pulumi:pulumi:Stack::polls-dev", "type": "pulumi:pulumi:Stack"},
+		{"urn": "urn:pulumi:dev::polls::polls:index:Tenant$docker:index/container:Container::alpha-app", "type": "docker:index/container:Container", "id": "c1"},
+		{"urn": "urn:pulumi:dev::polls::polls:index:Tenant$docker:index/service:Service::beta-db", "type": "docker:index/service:Service", "id": "s1"},
+		{"urn": "urn:pulumi:dev::polls::docker:index/network:Network::edge", "type": "docker:index/network:Network", "id": "n1"}
+	]}}`
+	got, err := RefreshTargets([]byte(export))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"urn:pulumi:dev::polls::polls:index:Tenant$docker:index/container:Container::alpha-app"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("RefreshTargets (-want +got):\n%s", diff)
+	}
+}

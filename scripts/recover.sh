@@ -8,9 +8,11 @@
 # 1. With --cancel, `pulumi cancel` removes the lock the killed update left
 #    (the file backend refuses every command until then). Give it only when
 #    no update of the stack runs anywhere.
-# 2. `pulumi refresh --clear-pending-creates` reads back what the state
-#    holds: objects the update deleted leave it, and the creates it had
-#    begun leave it too (step 3 removes what they made).
+# 2. `pulumi refresh --clear-pending-creates` reads back the containers the
+#    state holds (those the update removed leave it) and drops the creates
+#    it had begun (step 3 removes what they made). Only containers: a
+#    refreshed Swarm service would be replaced, delete-first, by step 4
+#    (package recovery, RefreshTargets).
 # 3. tools/recover removes what the update made that the state does not
 #    hold, except a tenant's running app, which its route may point at
 #    (package recovery says why).
@@ -50,8 +52,11 @@ if [ -n "$cancel" ]; then
   echo "== pulumi cancel (the lock of the interrupted update)"
   pulumi cancel --yes --stack "$stack"
 fi
-echo "== pulumi refresh"
-pulumi refresh --yes --skip-preview --clear-pending-creates --stack "$stack"
+echo "== pulumi refresh of the state's containers"
+pulumi stack export --stack "$stack" --file "$state"
+mapfile -t targets < <("$tool" -state "$state" -refresh-targets)
+[ "${#targets[@]}" -gt 0 ] || { echo "the state of $stack holds no container: nothing to recover (run scripts/up.sh $stack)" >&2; exit 1; }
+pulumi refresh --yes --skip-preview --clear-pending-creates "${targets[@]/#/--target=}" --stack "$stack"
 echo "== remove what the state does not hold and nothing serves"
 pulumi stack export --stack "$stack" --file "$state"
 "$tool" -prefix "$prefix" -state "$state" -phase before -host "$host" $swarm

@@ -3,6 +3,8 @@
 // and why). scripts/recover.sh runs it around the update it runs again:
 //
 //	pulumi stack export --file state.json
+//	pulumi refresh --clear-pending-creates --target … (recover -state state.json -refresh-targets)
+//	pulumi stack export --file state.json
 //	recover -prefix polls-dev -state state.json -phase before
 //	pulumi up
 //	pulumi stack export --file state.json
@@ -46,11 +48,23 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	host := fs.String("host", "", "the Docker engine (polls:dockerHost; default DOCKER_HOST, else the local socket)")
 	swarm := fs.Bool("swarm", false, "the stack runs on Swarm (polls:platform swarm): services and secrets too")
 	dryRun := fs.Bool("dry-run", false, "print the plan, remove nothing")
+	targets := fs.Bool("refresh-targets", false, "print the URNs pulumi refresh must read back, one per line, and nothing else")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	if *targets && *statePath != "" {
+		export, err := os.ReadFile(*statePath)
+		if err != nil {
+			return err
+		}
+		urns, err := recovery.RefreshTargets(export)
+		for _, u := range urns {
+			fmt.Fprintln(out, u)
+		}
+		return err
+	}
 	if *prefix == "" || *statePath == "" || (*phase != "before" && *phase != "after") {
-		return errors.New("usage: recover -prefix PREFIX -state FILE -phase before|after [-host URL] [-swarm] [-dry-run]")
+		return errors.New("usage: recover -prefix PREFIX -state FILE -phase before|after [-host URL] [-swarm] [-dry-run], or recover -state FILE -refresh-targets")
 	}
 	export, err := os.ReadFile(*statePath)
 	if err != nil {
