@@ -166,6 +166,15 @@ func (c *Client) Services(ctx context.Context, labels map[string]string) ([]Serv
 	return out, nil
 }
 
+// retryAsIs is how an operator makes `pulumi up` apply a service's declared
+// spec again once Swarm runs another. Only a refresh tells the engine the
+// running spec differs, and the docker provider reads a refreshed service
+// back with fields the program does not declare, so the next update
+// replaces it, delete-first: a refresh of every service (`pulumi up
+// --refresh` alone) would interrupt every tenant (seen in TestSwarm), one
+// targeted at the service only its own.
+const retryAsIs = "`pulumi up --refresh --target` with the service's URN (`pulumi stack --show-urns`; it replaces the service, delete-first, a short interruption of its tenant; not --refresh alone, which replaces every service of the stack)"
+
 // updateFailed reports whether the update was paused, or is rolling back,
 // and that is still the service's last word: Swarm keeps an update's status
 // after the spec is updated again, so a status older than the service's
@@ -244,14 +253,14 @@ func (c *Client) WaitService(ctx context.Context, id string, want Declared, with
 		case u != nil && (!declared && strings.HasPrefix(string(u.State), "rollback") || updateFailed(u, svc.UpdatedAt)):
 			what := fmt.Sprintf("service %s update %s: %s", name, strings.ReplaceAll(string(u.State), "_", " "), u.Message)
 			if !declared {
-				what += " (Swarm put its previous spec back, which keeps running: correct the change and run `pulumi up` again, or `pulumi up --refresh` to retry it as it is)"
+				what += " (Swarm put its previous spec back, which keeps running: correct the change and run `pulumi up` again, or " + retryAsIs + " to retry it as it is)"
 			}
 			return c.serviceFailed(ctx, id, what, lastErr)
 		case !declared:
 			// Every update through the API clears the update status, so a
 			// spec other than the declared one with no rollback under way
 			// was set by someone else since the program's update.
-			return c.serviceFailed(ctx, id, fmt.Sprintf("service %s runs a spec other than the one declared, changed outside this program: `pulumi up --refresh` puts the declared one back", name), lastErr)
+			return c.serviceFailed(ctx, id, fmt.Sprintf("service %s runs a spec other than the one declared, changed outside this program: %s puts the declared one back", name, retryAsIs), lastErr)
 		}
 		tasks, err := c.api.TaskList(ctx, client.TaskListOptions{Filters: make(client.Filters).Add("service", id)})
 		if err != nil {

@@ -305,7 +305,7 @@ func TestWaitService(t *testing.T) {
 			update: map[string]any{"State": "rollback_completed", "StartedAt": ago(time.Minute), "CompletedAt": ago(time.Second),
 				"Message": "rollback completed"},
 			tasks: []map[string]any{task("t-old", want, "running", "running", "", ago(time.Minute))},
-			want:  []string{"service polls-thor-app update rollback completed: rollback completed (Swarm put its previous spec back", "`pulumi up --refresh`"}},
+			want:  []string{"service polls-thor-app update rollback completed: rollback completed (Swarm put its previous spec back", "`pulumi up --refresh --target` with the service's URN"}},
 		{name: "rolling back from a change that kept the image", image: want, spec: "old", updated: ago(time.Second),
 			update: map[string]any{"State": "rollback_started", "StartedAt": ago(time.Minute),
 				"Message": "update rolled back due to failure or early termination of task t-new"},
