@@ -69,17 +69,31 @@ func (o options) check() error {
 	return errors.Join(errs...)
 }
 
-// tenantSubnets returns the subnet the program gives each new tenant's
-// network: subnets.Plan over the default polls:subnetPool, around the
-// subnets other stacks' tenant networks take (none on an engine of its own).
+// tenantSubnets returns the subnet the program gives each tenant's network
+// when the tenants are added one at a time, in the order given (t01, t02,
+// …): subnets.Plan over the default polls:subnetPool, around the subnets
+// other stacks' tenant networks take (none on an engine of its own).
 // Compose takes the same addresses, so it too needs no room in the engine's
 // default address pools (which hold about 30 networks).
+//
+// One at a time, as a stack grows, so that the file for N+1 tenants keeps
+// every subnet of the file for N, which compose needs to add a tenant in
+// place: planned at once, the names sort as strings, so t100 and t101 would
+// come between t10 and t11 and move every later tenant's subnet, and
+// compose could not create t101's network in a subnet t11's still holds.
 func tenantSubnets(names []string, taken []netip.Prefix) (map[string]netip.Prefix, error) {
-	var others []subnets.Network
-	if len(taken) > 0 {
-		others = []subnets.Network{{Name: "-taken", Subnets: taken, Shared: true}}
+	pool := netip.MustParsePrefix(spec.DefaultSubnetPool)
+	plan := map[string]netip.Prefix{}
+	planned := append([]netip.Prefix(nil), taken...)
+	for i, name := range names {
+		p, err := subnets.Plan(pool, names[:i+1], plan, []subnets.Network{{Name: "-taken", Subnets: planned, Shared: true}})
+		if err != nil {
+			return nil, err
+		}
+		plan = p
+		planned = append(planned, p[name])
 	}
-	return subnets.Plan(netip.MustParsePrefix(spec.DefaultSubnetPool), names, nil, others)
+	return plan, nil
 }
 
 // composeFile is the subset of compose file format 2.4 the stack needs. 2.4

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -83,8 +84,11 @@ func TestTwoTenants(t *testing.T) {
 }
 
 // TestSubnets ensures the largest deployment composegen writes gives every
-// tenant its own /28 of the default pool, as subnets.Plan does, labelled
-// with the tenant, and that more tenants than that are refused.
+// tenant its own /28 of the default pool, in the order the tenants were
+// added (as the program's plan gives a growing stack), labelled with the
+// tenant; that the file for 101 tenants keeps every subnet of the file for
+// 100 (compose adds t101 in place); and that more tenants than 200 are
+// refused.
 func TestSubnets(t *testing.T) {
 	dir := t.TempDir()
 	if err := run([]string{"-n", "200", "-out", dir}, io.Discard); err != nil {
@@ -95,9 +99,13 @@ func TestSubnets(t *testing.T) {
 		t.Fatalf("parse docker-compose.yml: %v", err)
 	}
 	names := gen.TenantNames(200)
-	plan, err := subnets.Plan(netip.MustParsePrefix(spec.DefaultSubnetPool), names, nil, nil)
-	if err != nil {
-		t.Fatal(err)
+	// The i-th tenant added to an empty pool takes its i-th /28.
+	plan := map[string]netip.Prefix{}
+	first := netip.MustParsePrefix(spec.DefaultSubnetPool).Addr().As4()
+	for i, name := range names {
+		a := first
+		a[2], a[3] = byte(i*16/256), byte(i*16%256)
+		plan[name] = netip.PrefixFrom(netip.AddrFrom4(a), subnets.TenantBits)
 	}
 	seen := map[string]string{}
 	for _, name := range names {
@@ -119,6 +127,27 @@ func TestSubnets(t *testing.T) {
 	}
 	if got := c.Networks["t01"].IPAM.Config[0].Subnet; got != "10.230.0.0/28" {
 		t.Errorf("t01's subnet is %s; want the pool's first /28, 10.230.0.0/28", got)
+	}
+	subnetsOf := func(n int) map[string]string {
+		dir := t.TempDir()
+		if err := run([]string{"-n", strconv.Itoa(n), "-out", dir}, io.Discard); err != nil {
+			t.Fatalf("run -n %d: %v", n, err)
+		}
+		var c composeFile
+		if err := yaml.Unmarshal(readFile(t, filepath.Join(dir, "docker-compose.yml")), &c); err != nil {
+			t.Fatal(err)
+		}
+		m := map[string]string{}
+		for _, name := range gen.TenantNames(n) {
+			m[name] = c.Networks[name].IPAM.Config[0].Subnet
+		}
+		return m
+	}
+	hundred, more := subnetsOf(100), subnetsOf(101)
+	for name, s := range hundred {
+		if more[name] != s {
+			t.Errorf("with t101 added, %s's subnet moves from %s to %s; want it kept", name, s, more[name])
+		}
 	}
 	if err := run([]string{"-n", "201", "-out", t.TempDir()}, io.Discard); err == nil || !strings.Contains(err.Error(), "want 1 to 200 tenants") {
 		t.Errorf("run -n 201: %v; want an error naming the 1 to 200 bound", err)
