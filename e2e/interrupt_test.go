@@ -90,14 +90,8 @@ func (e *env) killedRelease(v, list string, tenants []string) {
 // servedVersion is the X-Polls-Version tenant answers with, "" on any
 // failure (the request loop counts those).
 func servedVersion(base, tenant string) string {
-	req, _ := http.NewRequest(http.MethodGet, base+"/", nil)
-	req.Host = tenant + ".polls.local"
-	resp, err := (&http.Client{Timeout: 2 * time.Second}).Do(req)
-	if err != nil {
-		return ""
-	}
-	resp.Body.Close()
-	return resp.Header.Get("X-Polls-Version")
+	v, _ := versionOf(&http.Client{Timeout: 2 * time.Second}, base, tenant)
+	return v
 }
 
 // killTree sends SIGKILL to pid and every process descended from it (the

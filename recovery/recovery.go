@@ -73,18 +73,12 @@ const swarmTask = "com.docker.swarm.task.id"
 // StateIDs reads the provider IDs of every resource in a deployment, as
 // `pulumi stack export` prints it.
 func StateIDs(export []byte) (map[string]bool, error) {
-	var d struct {
-		Deployment struct {
-			Resources []struct {
-				ID string `json:"id"`
-			} `json:"resources"`
-		} `json:"deployment"`
-	}
-	if err := json.Unmarshal(export, &d); err != nil {
-		return nil, fmt.Errorf("read the stack's state (pulumi stack export): %w", err)
+	resources, err := readExport(export)
+	if err != nil {
+		return nil, err
 	}
 	ids := map[string]bool{}
-	for _, r := range d.Deployment.Resources {
+	for _, r := range resources {
 		if r.ID != "" {
 			ids[r.ID] = true
 		}
@@ -106,24 +100,37 @@ func StateIDs(export []byte) (map[string]bool, error) {
 // failed meanwhile). The update updates a service the killed one left
 // half-way in place, to the spec Swarm already runs.
 func RefreshTargets(export []byte) ([]string, error) {
-	var d struct {
-		Deployment struct {
-			Resources []struct {
-				URN  string `json:"urn"`
-				Type string `json:"type"`
-			} `json:"resources"`
-		} `json:"deployment"`
-	}
-	if err := json.Unmarshal(export, &d); err != nil {
-		return nil, fmt.Errorf("read the stack's state (pulumi stack export): %w", err)
+	resources, err := readExport(export)
+	if err != nil {
+		return nil, err
 	}
 	var urns []string
-	for _, r := range d.Deployment.Resources {
+	for _, r := range resources {
 		if r.Type == "docker:index/container:Container" {
 			urns = append(urns, r.URN)
 		}
 	}
 	return urns, nil
+}
+
+// resource is a resource of a deployment as `pulumi stack export` prints
+// it, as far as recovery reads it.
+type resource struct {
+	URN  string `json:"urn"`
+	Type string `json:"type"`
+	ID   string `json:"id"`
+}
+
+func readExport(export []byte) ([]resource, error) {
+	var d struct {
+		Deployment struct {
+			Resources []resource `json:"resources"`
+		} `json:"deployment"`
+	}
+	if err := json.Unmarshal(export, &d); err != nil {
+		return nil, fmt.Errorf("read the stack's state (pulumi stack export): %w", err)
+	}
+	return d.Deployment.Resources, nil
 }
 
 // Orphans returns the plan for the objects of the stack named prefix that
@@ -146,25 +153,18 @@ func Orphans(prefix string, state map[string]bool, objs []Object) Plan {
 		}
 	}
 	var p Plan
-	var nets, secrets []Object
 	for _, o := range orphans {
-		switch {
-		case o.Kind == Network:
-			nets = append(nets, o)
-		case o.Kind == Secret && !adding[o.Labels[contract.LabelTenant]]:
-			secrets = append(secrets, o)
-		case o.Kind == Container && o.Running && o.Labels[contract.LabelRole] == "app" && !adding[o.Labels[contract.LabelTenant]]:
+		known := !adding[o.Labels[contract.LabelTenant]]
+		if known && (o.Kind == Secret || o.Kind == Container && o.Running && o.Labels[contract.LabelRole] == "app") {
 			p.After = append(p.After, o)
-		default:
+		} else {
 			p.Before = append(p.Before, o)
 		}
 	}
+	// By kind, so networks come after what is attached to them, secrets
+	// after the containers.
 	sortObjects(p.Before)
-	sortObjects(nets)
 	sortObjects(p.After)
-	sortObjects(secrets)
-	p.Before = append(p.Before, nets...)
-	p.After = append(p.After, secrets...)
 	return p
 }
 
