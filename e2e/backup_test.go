@@ -55,7 +55,8 @@ func (e *env) archived(tenant string, since time.Time, within time.Duration) bac
 			return s
 		}
 		if time.Now().After(deadline) {
-			e.t.Fatalf("%s's backups did not catch up with %s within %s: %+v, %v", tenant, since.Format(time.RFC3339Nano), within, s, err)
+			logs, _ := exec.Command("docker", "logs", "--tail", "40", e.agent(tenant)).CombinedOutput()
+			e.t.Fatalf("%s's backups did not catch up with %s within %s: %+v, %v\nthe agent's last log lines:\n%s", tenant, since.Format(time.RFC3339Nano), within, s, err, logs)
 		}
 		time.Sleep(time.Second)
 	}

@@ -128,6 +128,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		recvCancel  context.CancelFunc = func() {}
 		recvAttempt int
 		recvSince   time.Time
+		// recvQuick counts the streams in a row that ended within
+		// seconds of starting (see stuckStream).
+		recvQuick int
 		// A base backup runs beside the loop, so the log keeps being sent
 		// while it does; requests for one wait for the next to start.
 		baseRunning bool
@@ -217,12 +220,26 @@ func (a *Agent) Run(ctx context.Context) error {
 			recvCancel()
 			a.update(func(s *State) { s.fail("wal", err, time.Now().UTC()) })
 			a.log.Warn("write-ahead log streaming stopped", "err", err)
-			if err != nil && strings.Contains(err.Error(), "has already been removed") {
+			if time.Since(recvSince) < 15*time.Second {
+				recvQuick++
+			} else {
+				recvQuick = 0
+			}
+			spooled, _ := segments(a.walDir)
+			switch {
+			case err != nil && strings.Contains(err.Error(), "has already been removed"):
 				// The server gave the slot's log up (max_slot_wal_keep_size):
 				// the log has a gap, so start over with a new base backup.
 				a.log.Warn("the database removed log the agent had not received: new slot, new base backup")
 				_ = a.db.DropSlot(ctx)
 				a.resetSpool()
+				recvQuick = 0
+			case stuckStream(recvQuick, len(spooled)):
+				a.log.Warn("pg_receivewal cannot go on from the spool: sending it, then a new slot and a new base backup", "failures", recvQuick, "err", err)
+				a.sendWAL(ctx, false)
+				_ = a.db.DropSlot(ctx)
+				a.resetSpool()
+				recvQuick = 0
 			}
 			recvAttempt++
 			if !sleep(ctx, backoff(recvAttempt)) {
@@ -237,6 +254,18 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 	}
 }
+
+// stuckStream says the stream should start over, from a new slot and an
+// empty spool: it failed within seconds of starting quick times in a row,
+// each time after the database answered, while the spool held log.
+// pg_receivewal goes on from where the spool ends, so a spool it cannot
+// continue (log of a timeline the server no longer has, or beyond what
+// the server has written) fails every retry the same way, and the tenant
+// would stay without backups until someone came. Starting over costs a
+// new base backup; what the spool held is sent first. (barman's
+// `receive-wal --reset` is the same remedy, by hand.) An empty spool is
+// never the cause: the stream then starts at the slot.
+func stuckStream(quick, spooled int) bool { return quick >= 3 && spooled > 0 }
 
 // heartbeat is the longest the agent leaves its state unwritten: its
 // verdict ages (a base backup turns late without any step running), and a

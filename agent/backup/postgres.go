@@ -132,17 +132,23 @@ func (r Receiver) Run(ctx context.Context) error {
 	if err := cmd.Start(); err != nil {
 		return err
 	}
-	var last string
+	// With --no-loop, pg_receivewal's last line is only "disconnected":
+	// the cause is on the lines before it.
+	var last []string
 	sc := bufio.NewScanner(stderr)
 	for sc.Scan() {
-		last = sc.Text()
-		fmt.Fprintln(r.Log, last)
+		line := sc.Text()
+		fmt.Fprintln(r.Log, line)
+		last = append(last, line)
+		if len(last) > 3 {
+			last = last[1:]
+		}
 	}
 	err = cmd.Wait()
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
-	return fmt.Errorf("pg_receivewal exited: %v: %s", err, last)
+	return fmt.Errorf("pg_receivewal exited: %v: %s", err, strings.Join(last, "; "))
 }
 
 // DropSlot removes the agent's slot, e.g. after the server gave it up.
