@@ -424,7 +424,12 @@ bench_pulumi() {
   pulumi -C "$src" stack init "$stack" --non-interactive >>"$log" 2>&1
   stack_up=$stack
   # up runs pulumi up, keeping its output for the change summary.
-  up() { pulumi -C "$src" up --yes --skip-preview -s "$stack_up" 2>&1 | tee -a "$log" >"$work/up.out"; }
+  # It runs under scripts/cpu-by-process.py: by_process then prints where
+  # the orchestrator's CPU went (the CLI's own figure is the engine's).
+  up() { pulumi_split up --yes --skip-preview -s "$stack_up"; }
+  preview() { pulumi_split preview -s "$stack_up"; }
+  pulumi_split() { python3 "$root/scripts/cpu-by-process.py" "$work/split" /dev/null pulumi -C "$src" "$@" 2>&1 | tee -a "$log" >"$work/up.out"; }
+  by_process() { echo "    CPU-s by process under pulumi: pulumi (the engine) $(cut -d' ' -f1 "$work/split"), $(cat "$work/split.split")"; }
   # changes prints the last command's resource summary, e.g. "~ 3 updated, 93 unchanged".
   changes() {
     awk '/^Resources:/ { on = 1; next } /^Duration/ { on = 0 }
@@ -465,13 +470,15 @@ bench_pulumi() {
   built=$(sed -n 's/.*docker:index:Image app created (\([0-9.]*s\)).*/\1/p' "$work/up.out" | head -n 1)
   note "pulumi cold N=$n" "${res_s["cold N=$n"]}" "the image build took ${built:-?}"
   cpu_report "${res_s["cold N=$n"]}"
+  by_process
   changes
 
   if [ "$n" = 10 ] || [ "$n" = "$big" ]; then
     clock
-    pulumi -C "$src" preview -s "$stack_up" 2>&1 | tee -a "$log" >"$work/up.out"
+    preview
     res_s["no-op N=$n"]=$(seconds)
     note "pulumi no-op preview" "${res_s["no-op N=$n"]}"
+    by_process
     changes
 
     set_config polls:appBuildArgs "$(pulumi_args VERSION=2)"
@@ -488,15 +495,17 @@ bench_pulumi() {
     built=$(sed -n 's/.*docker:index:Image app updated (\([0-9.]*s\)).*/\1/p' "$work/up.out" | head -n 1)
     note "pulumi release (up, builds VERSION=2)" "${res_s["release N=$n"]}" "failed/sent ${res_f["release N=$n"]}; the image build took ${built:-?}"
     cpu_report "${res_s["release N=$n"]}"
+    by_process
     changes
 
     next=$(printf 't%02d' $((n + 1)))
     set_config polls:tenants "$(tenant_json $((n + 1)))"
     # What a reviewer of the PR that adds the tenant waits for.
     clock
-    pulumi -C "$src" preview -s "$stack_up" 2>&1 | tee -a "$log" >"$work/up.out"
+    preview
     res_s["preview add $next to N=$n"]=$(seconds)
     note "pulumi preview of adding $next" "${res_s["preview add $next to N=$n"]}"
+    by_process
     changes
     hammer_start "$port" t01 t02 t03
     clock
@@ -506,6 +515,7 @@ bench_pulumi() {
     hammer_stop
     res_f["add $next to N=$n"]=$hammered
     note "pulumi add $next" "${res_s["add $next to N=$n"]}" "failed/sent ${res_f["add $next to N=$n"]}"
+    by_process
     changes
 
     ram_per_tenant "polls-$stack" $((n + 1))
