@@ -33,10 +33,8 @@ stack=${1:?usage: scripts/recover.sh STACK [--cancel]}
 cancel=${2:-}
 [ -z "$cancel" ] || [ "$cancel" = --cancel ] || { echo "usage: scripts/recover.sh STACK [--cancel]" >&2; exit 2; }
 
-export PULUMI_BACKEND_URL=${PULUMI_BACKEND_URL:-file://$PWD/.pulumi-state}
-export PULUMI_CONFIG_PASSPHRASE=${PULUMI_CONFIG_PASSPHRASE-polls-dev-only}
-export PULUMI_SKIP_UPDATE_CHECK=1
-command -v pulumi >/dev/null || { echo "pulumi CLI not found on PATH" >&2; exit 1; }
+# shellcheck source=scripts/pulumi-env.sh
+. scripts/pulumi-env.sh
 
 project=$(awk '$1 == "name:" { print $2; exit }' Pulumi.yaml)
 prefix=$project-${stack##*/}

@@ -6,21 +6,20 @@
 #   scripts/up.sh local          # registry-less host: local images, module proxy
 #   scripts/up.sh dev --destroy  # pulumi destroy; tenant data volumes stay
 #
-# PULUMI_CONFIG_PASSPHRASE encrypts the stack's secrets; it defaults to a
-# fixed development passphrase only when unset, and must be set for anything
-# that is not a throwaway dev stack.
+# The backend and PULUMI_CONFIG_PASSPHRASE, which encrypts the stack's
+# secrets, come from scripts/pulumi-env.sh: the passphrase defaults to a
+# fixed development one only when unset, and must be set for anything that
+# is not a throwaway dev stack.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 stack=${1:?usage: scripts/up.sh STACK [--destroy]}
 action=${2:-up}
 
-export PULUMI_BACKEND_URL=${PULUMI_BACKEND_URL:-file://$PWD/.pulumi-state}
-export PULUMI_CONFIG_PASSPHRASE=${PULUMI_CONFIG_PASSPHRASE-polls-dev-only}
-export PULUMI_SKIP_UPDATE_CHECK=1
+# shellcheck source=scripts/pulumi-env.sh
+. scripts/pulumi-env.sh
 # Pulumi's default is 4 steps per core; see README, "Performance".
 export PULUMI_PARALLEL=${PULUMI_PARALLEL:-64}
 mkdir -p .pulumi-state
-command -v pulumi >/dev/null || { echo "pulumi CLI not found on PATH" >&2; exit 1; }
 
 pulumi stack select --create "$stack" >/dev/null
 
