@@ -92,9 +92,15 @@
 # leaves), the module proxy and the temp dir.
 set -euo pipefail
 export LC_ALL=C PULUMI_SKIP_UPDATE_CHECK=1
-# As scripts/up.sh and the workflows run it (README, "Performance");
-# docker-compose's own default parallelism is 64 too.
+# As scripts/up.sh and the workflows run it (README, "Performance").
 export PULUMI_PARALLEL=${PULUMI_PARALLEL:-64}
+# docker-compose 1.29 runs each service's containers in a thread pool
+# nested in the pool of services, both bounded by this (default 64): with
+# more services waiting on their dependencies than that, the nested tasks
+# never get a thread and `up -d` hangs (docker/compose#5864). At N=100
+# (300 services) it did, twice, with 18 and 35 databases up and nothing
+# more for minutes. Above the number of services, it cannot.
+export COMPOSE_PARALLEL_LIMIT=${COMPOSE_PARALLEL_LIMIT:-1024}
 # PULUMI_NAME=value words for the Pulumi side (compose reads none of them).
 read -ra pulumi_env <<<"${BENCH_PULUMI_ENV:-}"
 for kv in "${pulumi_env[@]}"; do
@@ -309,7 +315,7 @@ compose_version=$(docker-compose version --short 2>/dev/null || docker-compose -
 engine=$(docker version --format '{{.Server.Version}} (API {{.Server.APIVersion}})')
 cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
 echo "bench-compose: pulumi vs docker-compose, same tenants, images, gating and subnets"
-echo "  compose client: docker-compose $compose_version (python, Debian package); file format 2.4"
+echo "  compose client: docker-compose $compose_version (python, Debian package); file format 2.4, COMPOSE_PARALLEL_LIMIT=$COMPOSE_PARALLEL_LIMIT"
 echo "  docker engine:  $engine, storage driver $(docker info --format '{{.Driver}}'), cgroup $(docker info --format '{{.CgroupVersion}}')"
 if [ -z "$compose_only" ]; then
   echo "  pulumi:         $(pulumi version), plugins docker 4.10.0 and random 4.19.0, file backend, PULUMI_PARALLEL=$PULUMI_PARALLEL${pulumi_env[*]:+ ${pulumi_env[*]}}"
