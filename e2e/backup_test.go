@@ -62,6 +62,23 @@ func (e *env) archived(tenant string, since time.Time, within time.Duration) bac
 	}
 }
 
+// breakSpool puts in the tenant's agent's spool a segment beyond what its
+// database has written and stops pg_receivewal, which then goes on from
+// that segment: what a spool left from a timeline the database no longer
+// has looks like to it. It returns when.
+func (e *env) breakSpool(tenant string) time.Time {
+	e.t.Helper()
+	e.docker("exec", "-u", "postgres", e.agent(tenant), "sh", "-c", `set -e
+last=$(ls /spool/wal | grep -E '^[0-9A-F]{24}' | tail -n 1)
+head -c 16777216 /dev/zero > "/spool/wal/$(echo "$last" | cut -c1-8)00000000000000F0"
+for p in /proc/[0-9]*; do
+  case "$(tr '\0' ' ' < "$p/cmdline" 2>/dev/null)" in
+  "pg_receivewal -D "*) kill -INT "${p#/proc/}" ;;
+  esac
+done`)
+	return time.Now()
+}
+
 // psql runs SQL in the tenant's database and returns its unaligned output.
 func (e *env) psql(tenant, sql string) string {
 	e.t.Helper()
@@ -263,6 +280,17 @@ func (e *env) checkBackups(repoFiles string, breakRepo, fixRepo func(), tenantsJ
 	e.setTenants(set("copy", "-"))
 	e.up()
 	e.removeVolume(e.prefix + "-copy-pgdata")
+
+	// A spool pg_receivewal cannot go on from (here a segment beyond what
+	// alpha's database has written): the agent starts over by itself, with
+	// a new slot and a new base backup, and archives again.
+	broke := e.breakSpool("alpha")
+	s = e.archived("alpha", broke, 2*time.Minute)
+	logs, _ := exec.Command("docker", "logs", "--since", broke.Add(-time.Second).Format(time.RFC3339Nano), e.agent("alpha")).CombinedOutput()
+	t.Logf("alpha's agent archiving again %s after its spool broke", time.Since(broke).Round(100*time.Millisecond))
+	if s.LastBase == nil || !s.LastBase.End.After(broke) || !strings.Contains(string(logs), "cannot go on from the spool") || !strings.Contains(string(logs), "ahead of the WAL flush position") {
+		t.Errorf("alpha's agent with a spool it cannot go on from: last base backup %+v (want one after %s), its log (want the cause and the new start):\n%s", s.LastBase, broke.Format(time.RFC3339Nano), logs)
+	}
 
 	// A broken repository: reported by the agent's state and by `pulumi
 	// preview`, naming the tenant; the tenant keeps serving; archiving
