@@ -101,6 +101,11 @@ export PULUMI_PARALLEL=${PULUMI_PARALLEL:-64}
 # (300 services) it did, twice, with 18 and 35 databases up and nothing
 # more for minutes. Above the number of services, it cannot.
 export COMPOSE_PARALLEL_LIMIT=${COMPOSE_PARALLEL_LIMIT:-1024}
+# Without that bound, its release at N=100 recreates the 100 apps at once,
+# and requests to the engine took longer than compose's default 60 s: it
+# gave up with "Read timed out" on a dozen apps. Ten minutes, as compose's
+# own message advises raising it.
+export COMPOSE_HTTP_TIMEOUT=${COMPOSE_HTTP_TIMEOUT:-600}
 # PULUMI_NAME=value words for the Pulumi side (compose reads none of them).
 read -ra pulumi_env <<<"${BENCH_PULUMI_ENV:-}"
 for kv in "${pulumi_env[@]}"; do
@@ -315,7 +320,7 @@ compose_version=$(docker-compose version --short 2>/dev/null || docker-compose -
 engine=$(docker version --format '{{.Server.Version}} (API {{.Server.APIVersion}})')
 cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
 echo "bench-compose: pulumi vs docker-compose, same tenants, images, gating and subnets"
-echo "  compose client: docker-compose $compose_version (python, Debian package); file format 2.4, COMPOSE_PARALLEL_LIMIT=$COMPOSE_PARALLEL_LIMIT"
+echo "  compose client: docker-compose $compose_version (python, Debian package); file format 2.4, COMPOSE_PARALLEL_LIMIT=$COMPOSE_PARALLEL_LIMIT COMPOSE_HTTP_TIMEOUT=$COMPOSE_HTTP_TIMEOUT"
 echo "  docker engine:  $engine, storage driver $(docker info --format '{{.Driver}}'), cgroup $(docker info --format '{{.CgroupVersion}}')"
 if [ -z "$compose_only" ]; then
   echo "  pulumi:         $(pulumi version), plugins docker 4.10.0 and random 4.19.0, file backend, PULUMI_PARALLEL=$PULUMI_PARALLEL${pulumi_env[*]:+ ${pulumi_env[*]}}"
