@@ -231,14 +231,12 @@ func (a *Agent) Run(ctx context.Context) error {
 				// The server gave the slot's log up (max_slot_wal_keep_size):
 				// the log has a gap, so start over with a new base backup.
 				a.log.Warn("the database removed log the agent had not received: new slot, new base backup")
-				_ = a.db.DropSlot(ctx)
-				a.resetSpool()
+				a.startOver(ctx)
 				recvQuick = 0
 			case stuckStream(recvQuick, len(spooled)):
 				a.log.Warn("pg_receivewal cannot go on from the spool: sending it, then a new slot and a new base backup", "failures", recvQuick, "err", err)
 				a.sendWAL(ctx, false)
-				_ = a.db.DropSlot(ctx)
-				a.resetSpool()
+				a.startOver(ctx)
 				recvQuick = 0
 			}
 			recvAttempt++
@@ -322,6 +320,13 @@ func (a *Agent) newCluster(ctx context.Context, c Cluster) {
 		a.resetSpool()
 	}
 	a.update(func(s *State) { s.System, s.Timeline, s.Gen = c.System, c.Timeline, "" })
+}
+
+// startOver drops the slot and empties the spool: the next stream starts
+// at a new slot, and the next base backup starts a generation.
+func (a *Agent) startOver(ctx context.Context) {
+	_ = a.db.DropSlot(ctx)
+	a.resetSpool()
 }
 
 // resetSpool empties the spool; the next base backup starts a generation.
