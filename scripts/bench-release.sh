@@ -65,6 +65,7 @@ for kv in "${b_env[@]}"; do
   }
   unset "${kv%%=*}"
 done
+[ -z "${BENCH_LOG:-}" ] || BENCH_LOG=$(realpath -m -- "$BENCH_LOG") # before the cd
 cd "$(dirname "$0")/.."
 root=$PWD
 n=${BENCH_N:-30}
@@ -97,7 +98,10 @@ if ((${#missing[@]})); then
 fi
 
 work=$(mktemp -d /tmp/bench-release.XXXXXX)
-log=$work/bench.log
+# The log goes straight to BENCH_LOG when set: it is all there, however
+# the run ends (a copy at exit was lost once, when a run ended without it).
+log=${BENCH_LOG:-$work/bench.log}
+: >"$log"
 src=$work/src
 id=$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')
 stack=benchrel-$id
@@ -150,7 +154,6 @@ cleanup() {
   fi
   remove_build_stages
   [ -n "$proxy" ] && kill "$proxy" 2>/dev/null && wait "$proxy" 2>/dev/null
-  [ -z "${BENCH_LOG:-}" ] || cp "$log" "$BENCH_LOG"
   rm -rf "$work"
   exit "$status"
 }

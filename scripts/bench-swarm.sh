@@ -52,6 +52,7 @@
 set -euo pipefail
 export LC_ALL=C PULUMI_SKIP_UPDATE_CHECK=1
 export PULUMI_PARALLEL=${PULUMI_PARALLEL:-64}
+[ -z "${BENCH_LOG:-}" ] || BENCH_LOG=$(realpath -m -- "$BENCH_LOG") # before the cd
 cd "$(dirname "$0")/.."
 root=$PWD
 n=10
@@ -93,7 +94,10 @@ fi
 
 # --- state and cleanup ----------------------------------------------------
 work=$(mktemp -d /tmp/bench-swarm.XXXXXX)
-log=$work/bench.log
+# The log goes straight to BENCH_LOG when set: it is all there, however
+# the run ends (a copy at exit was lost once, when a run ended without it).
+log=${BENCH_LOG:-$work/bench.log}
+: >"$log"
 id=$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')
 src=$work/src
 export PULUMI_BACKEND_URL=file://$work/state
@@ -276,7 +280,6 @@ cleanup() {
   if [ -n "$brought_up" ]; then
     scripts/swarm-cluster.sh down >>"$log" 2>&1 || echo "bench-swarm: scripts/swarm-cluster.sh down failed; see the log" >&2
   fi
-  [ -z "${BENCH_LOG:-}" ] || cp "$log" "$BENCH_LOG"
   rm -rf "$work"
   exit "$status"
 }
