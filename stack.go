@@ -154,7 +154,15 @@ func declare(ctx *pulumi.Context, s spec.Stack, engine Engine) (*deployed, error
 		built = append(built, agent.ImageName)
 	}
 	if s.Backup != nil {
-		if db, err = dbImage(ctx, s, prefix, builder, onDocker); err != nil {
+		// After the agent's image: both targets start from the same Go
+		// build stage, which the second build then takes from the cache.
+		// Built side by side, each compiled it: with the legacy builder,
+		// 316 s and 367 s in one e2e run, against the app's 162 s.
+		dbOpts := []pulumi.ResourceOption{onDocker}
+		if agent != nil {
+			dbOpts = append(dbOpts, pulumi.DependsOn([]pulumi.Resource{agent}))
+		}
+		if db, err = dbImage(ctx, s, prefix, builder, dbOpts...); err != nil {
 			return nil, err
 		}
 		built = append(built, db.ImageName)

@@ -52,11 +52,6 @@ func (a *acmeEnv) enable(refused ...string) {
 	e, t := a.env, a.t
 	a.httpsPort = freePorts(t, 1, []int{e.port})[0]
 	a.ca = startPebble(t, e.port, []int{a.httpsPort}, refused...)
-	var args map[string]string
-	_ = json.Unmarshal([]byte(e.config["polls:appBuildArgs"]), &args)
-	args["GO_IMAGE"] = "polls-local/golang:1.26"
-	b, _ := json.Marshal(args)
-	e.config["polls:appBuildArgs"] = string(b)
 	e.config["polls:httpsPort"] = strconv.Itoa(a.httpsPort)
 	e.config["polls:acmeEmail"] = "ops@polls.example"
 	e.config["polls:acmeDirectory"] = a.ca.Directory

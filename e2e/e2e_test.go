@@ -367,7 +367,7 @@ func newEnv(t *testing.T) *env {
 		}
 	})
 	args, _ := json.Marshal(map[string]string{
-		"GO_IMAGE": "polls-local/golang:1.26", "RUNTIME_IMAGE": "polls-local/static:bookworm",
+		"GO_IMAGE": warmGoImage(t, root, proxy), "RUNTIME_IMAGE": "polls-local/static:bookworm",
 		"GOPROXY": proxy, "GOSUMDB": "off",
 	})
 	e.config = map[string]string{
