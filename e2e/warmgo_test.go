@@ -104,7 +104,7 @@ func warmGoImage(t *testing.T, root, proxy string) string {
 	t.Logf("built %s, the Go image with app/'s and agent/'s dependencies compiled", image)
 	// The ones built for earlier dependencies go.
 	if old, err := exec.Command("docker", "images", "--format", "{{.Repository}}:{{.Tag}}", "polls-e2e/golang-warm").Output(); err == nil {
-		for _, ref := range strings.Fields(string(old)) {
+		for ref := range strings.FieldsSeq(string(old)) {
 			if ref != image {
 				_ = exec.Command("docker", "image", "rm", ref).Run()
 			}
