@@ -149,10 +149,18 @@ func (e *env) buildArg(k, v string) {
 func (e *env) failedBuild(tenants string, version string, serving []string) {
 	e.t.Helper()
 	before := e.hostNow()
+	var args map[string]string
+	if err := json.Unmarshal([]byte(e.config["polls:appBuildArgs"]), &args); err != nil {
+		e.t.Fatal(err)
+	}
+	// From the plain Go image: the warm one (warmgo_test.go) holds every
+	// module already, so nothing would need the proxy.
+	e.buildArg("GO_IMAGE", goBaseImage)
 	e.buildArg("GOPROXY", deadProxy)
 	e.buildArg("VERSION", version+"-broken")
 	e.setTenants(tenants)
 	err := e.upErr()
+	e.buildArg("GO_IMAGE", args["GO_IMAGE"])
 	e.buildArg("GOPROXY", e.proxy)
 	e.buildArg("VERSION", version)
 	if err == nil {
