@@ -60,8 +60,13 @@ func warmGoImage(t *testing.T, root, proxy string) string {
 	}
 	h.Write(base)
 	h.Write([]byte(warmDockerfile))
-	// The targets each Dockerfile builds.
-	for m, targets := range map[string][]string{"app": {"./internal/deps"}, "agent": {".", "./cmd/pgstart", "./cmd/polls-backup"}} {
+	// The targets each Dockerfile builds, in a fixed order: the hash names
+	// the image.
+	for _, mod := range []struct {
+		dir     string
+		targets []string
+	}{{"app", []string{"./internal/deps"}}, {"agent", []string{".", "./cmd/pgstart", "./cmd/polls-backup"}}} {
+		m, targets := mod.dir, mod.targets
 		list := exec.Command("go", append([]string{"list", "-deps", "-f", "{{if and (not .Standard) .Module}}{{if not .Module.Main}}{{.ImportPath}}{{end}}{{end}}"}, targets...)...)
 		list.Dir = filepath.Join(root, m)
 		list.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOFLAGS=-mod=readonly")
