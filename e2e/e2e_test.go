@@ -504,13 +504,7 @@ func (e *env) container(tenant, role string) string {
 // release makes the next `pulumi up` build and roll out app version v.
 func (e *env) release(v string) {
 	e.t.Helper()
-	var args map[string]string
-	if err := json.Unmarshal([]byte(e.config["polls:appBuildArgs"]), &args); err != nil {
-		e.t.Fatal(err)
-	}
-	args["VERSION"] = v
-	b, _ := json.Marshal(args)
-	e.config["polls:appBuildArgs"] = string(b)
+	e.buildArg("VERSION", v)
 }
 
 // version returns the X-Polls-Version a tenant answers with.

@@ -130,16 +130,18 @@ func (e *env) inspect(id string, v any) bool {
 	return json.Unmarshal(list[0], v) == nil
 }
 
-// buildArg sets one app build arg for the next `pulumi up`.
-func (e *env) buildArg(k, v string) {
+// buildArg sets one app build arg for the next `pulumi up` and returns
+// the value it had.
+func (e *env) buildArg(k, v string) (was string) {
 	e.t.Helper()
 	var args map[string]string
 	if err := json.Unmarshal([]byte(e.config["polls:appBuildArgs"]), &args); err != nil {
 		e.t.Fatal(err)
 	}
-	args[k] = v
+	was, args[k] = args[k], v
 	b, _ := json.Marshal(args)
 	e.config["polls:appBuildArgs"] = string(b)
+	return was
 }
 
 // failedBuild runs `pulumi up` with a build that fails at `go mod
@@ -149,18 +151,14 @@ func (e *env) buildArg(k, v string) {
 func (e *env) failedBuild(tenants string, version string, serving []string) {
 	e.t.Helper()
 	before := e.hostNow()
-	var args map[string]string
-	if err := json.Unmarshal([]byte(e.config["polls:appBuildArgs"]), &args); err != nil {
-		e.t.Fatal(err)
-	}
 	// From the plain Go image: the warm one (warmgo_test.go) holds every
 	// module already, so nothing would need the proxy.
-	e.buildArg("GO_IMAGE", goBaseImage)
+	goImage := e.buildArg("GO_IMAGE", goBaseImage)
 	e.buildArg("GOPROXY", deadProxy)
 	e.buildArg("VERSION", version+"-broken")
 	e.setTenants(tenants)
 	err := e.upErr()
-	e.buildArg("GO_IMAGE", args["GO_IMAGE"])
+	e.buildArg("GO_IMAGE", goImage)
 	e.buildArg("GOPROXY", e.proxy)
 	e.buildArg("VERSION", version)
 	if err == nil {
