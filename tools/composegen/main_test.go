@@ -200,3 +200,40 @@ func readFile(t *testing.T, path string) []byte {
 	}
 	return b
 }
+
+// TestHealthInterval ensures -health-interval paces both health checks,
+// the default keeps the fastest gating, and an interval longer than the
+// program's own is refused.
+func TestHealthInterval(t *testing.T) {
+	for _, tc := range []struct {
+		args        []string
+		db, app     string
+		errContains string
+	}{
+		{args: nil, db: "2s", app: "3s"},
+		{args: []string{"-health-interval", "60s"}, db: "60s", app: "60s"},
+		{args: []string{"-health-interval", "3m"}, errContains: "-health-interval 3m0s: want at most 2m"},
+	} {
+		dir := t.TempDir()
+		err := run(append([]string{"-n", "1", "-out", dir}, tc.args...), io.Discard)
+		if tc.errContains != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.errContains) {
+				t.Errorf("%v: error %v; want one containing %q", tc.args, err, tc.errContains)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%v: run: %v", tc.args, err)
+		}
+		var c composeFile
+		if err := yaml.Unmarshal(readFile(t, filepath.Join(dir, "docker-compose.yml")), &c); err != nil {
+			t.Fatalf("parse docker-compose.yml: %v", err)
+		}
+		if got := c.Services["t01-db"].Healthcheck.Interval; got != tc.db {
+			t.Errorf("%v: t01-db interval %s; want %s", tc.args, got, tc.db)
+		}
+		if got := c.Services["t01-app"].Healthcheck.Interval; got != tc.app {
+			t.Errorf("%v: t01-app interval %s; want %s", tc.args, got, tc.app)
+		}
+	}
+}
