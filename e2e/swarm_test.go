@@ -84,6 +84,8 @@ func TestSwarm(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end test skipped with -short")
 	}
+	// Side by side with TestEndToEnd: see there.
+	t.Parallel()
 	requireToolchain(t)
 	requirePebble(t)
 	c := startCluster(t)
