@@ -12,7 +12,10 @@ import (
 
 // holdLock starts a real restic that takes the repository's exclusive
 // lock and then blocks: `key passwd` reading its new password from a FIFO
-// nobody writes. It returns once the lock is in the repository.
+// nobody writes. It returns once the lock is in the repository, whole:
+// restic 0.14's local backend creates the file before it writes it, and
+// another restic skips a lock it cannot read (a CI run killed the holder
+// in that moment, and `snapshots` then passed the lock).
 func holdLock(t *testing.T, ctx context.Context, r Repo, dir string) *exec.Cmd {
 	t.Helper()
 	fifo := filepath.Join(dir, "never-written")
@@ -24,12 +27,21 @@ func holdLock(t *testing.T, ctx context.Context, r Repo, dir string) *exec.Cmd {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	for deadline := time.Now().Add(30 * time.Second); len(locks(t, dir)) == 0; time.Sleep(50 * time.Millisecond) {
+	for deadline := time.Now().Add(30 * time.Second); !lockWritten(ctx, r, dir); time.Sleep(50 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatal("restic key passwd took no lock within 30 s")
+			t.Fatal("restic key passwd took no readable lock within 30 s")
 		}
 	}
 	return cmd
+}
+
+// lockWritten says the repository holds one lock and restic can read it.
+func lockWritten(ctx context.Context, r Repo, dir string) bool {
+	l, err := os.ReadDir(filepath.Join(dir, "repo", "locks"))
+	if err != nil || len(l) != 1 {
+		return false
+	}
+	return r.command(ctx, "--no-lock", "cat", "lock", l[0].Name()).Run() == nil
 }
 
 func locks(t *testing.T, dir string) []os.DirEntry {
