@@ -130,10 +130,10 @@ n100=${BENCH_N100:-}
 big=${BENCH_LARGE_N:-100}
 # Compose's health checks at N=big. Each check is a process the engine
 # starts, about a third of a CPU-second on this host: 100 tenants' 200
-# checked containers every 2-3 s ask for some 25 cores. In five attempts
-# at N=100 (a load average near 300) the databases' checks timed out,
-# compose gave up its `up -d` on a dependency it saw unhealthy ("Container
-# ... is unhealthy"), and three runs of it in a row did. At 60 s the checks
+# checked containers every 2-3 s ask for some 25 cores. At N=100 (a load
+# average near 300) the databases' checks timed out, and compose gave up
+# its cold `up -d` on a dependency it saw unhealthy ("Container ... is
+# unhealthy"), in three runs of it in a row. At 60 s the checks
 # ask about one core; the program's own idle interval is 2 min (it probes a
 # starting container itself, so that interval does not slow its gating).
 large_interval=${BENCH_COMPOSE_LARGE_INTERVAL:-60s}
