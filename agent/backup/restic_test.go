@@ -27,7 +27,7 @@ func holdLock(t *testing.T, ctx context.Context, r Repo, dir string) *exec.Cmd {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	for deadline := time.Now().Add(30 * time.Second); !lockWritten(ctx, r, dir); time.Sleep(50 * time.Millisecond) {
+	for deadline := time.Now().Add(30 * time.Second); !lockWritten(t, ctx, r, dir); time.Sleep(50 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatal("restic key passwd took no readable lock within 30 s")
 		}
@@ -36,9 +36,9 @@ func holdLock(t *testing.T, ctx context.Context, r Repo, dir string) *exec.Cmd {
 }
 
 // lockWritten says the repository holds one lock and restic can read it.
-func lockWritten(ctx context.Context, r Repo, dir string) bool {
-	l, err := os.ReadDir(filepath.Join(dir, "repo", "locks"))
-	if err != nil || len(l) != 1 {
+func lockWritten(t *testing.T, ctx context.Context, r Repo, dir string) bool {
+	l := locks(t, dir)
+	if len(l) != 1 {
 		return false
 	}
 	return r.command(ctx, "--no-lock", "cat", "lock", l[0].Name()).Run() == nil
