@@ -577,7 +577,7 @@ func (e *env) brokenImage() string {
 // until the returned stop function is called (or 15 minutes pass); stop
 // returns how many requests were sent and the failures.
 func (e *env) hammer(tenants []string) func() (int64, []string) {
-	client := &http.Client{Timeout: 5 * time.Second}
+	client := &http.Client{Timeout: 5 * time.Second, Transport: ownTransport()}
 	return hammerEach(tenants, 20*time.Millisecond, func(tenant string) (*http.Response, error) {
 		req, _ := http.NewRequest(http.MethodGet, e.base()+"/", nil)
 		req.Host = tenant + ".polls.local"
@@ -634,14 +634,24 @@ func hammerEach(names []string, period time.Duration, get func(name string) (*ht
 
 func (e *env) base() string { return "http://127.0.0.1:" + strconv.Itoa(e.port) }
 
+// get asks as a new visitor: over a connection of its own, closed after.
 func (e *env) get(host, path string) (int, string) {
 	e.t.Helper()
-	return e.client(strings.TrimSuffix(host, ".polls.local")).get(path)
+	c := e.client(strings.TrimSuffix(host, ".polls.local"))
+	defer c.http.CloseIdleConnections()
+	return c.get(path)
 }
 
 // tenantClient talks to one tenant through the router as a browser does:
 // it keeps cookies, sends the Host with the router's port, and sends its
-// forms with the Origin of the page they are on.
+// forms with the Origin of the page they are on. It has connections of its
+// own, as a browser does: a check never sends its request over a
+// connection another client opened before the router's last reload. nginx
+// serves such a connection, accepted but not yet used, from the worker
+// that accepted it, with the config from before the reload (README,
+// "Routing changes and open connections"); Go's transport leaves one in
+// its pool whenever a dial it started loses the race to a connection
+// freed meanwhile (the hammers' loops, a redirect after a form post).
 type tenantClient struct {
 	e    *env
 	host string
@@ -656,8 +666,12 @@ func (e *env) client(tenant string) *tenantClient {
 	}
 	host += ":" + strconv.Itoa(e.port)
 	return &tenantClient{e: e, host: host, http: &http.Client{Jar: jar, Timeout: 30 * time.Second,
-		Transport: hostHeader{host: host, next: http.DefaultTransport}}}
+		Transport: hostHeader{host: host, next: ownTransport()}}}
 }
+
+// ownTransport returns a transport with connections of its own, not shared
+// with any other client of the test; see tenantClient.
+func ownTransport() *http.Transport { return http.DefaultTransport.(*http.Transport).Clone() }
 
 // hostHeader sets the Host header of every request, redirects included.
 type hostHeader struct {
@@ -669,6 +683,14 @@ func (h hostHeader) RoundTrip(r *http.Request) (*http.Response, error) {
 	r = r.Clone(r.Context())
 	r.Host = h.host
 	return h.next.RoundTrip(r)
+}
+
+// CloseIdleConnections closes the idle connections of the transport below,
+// for http.Client.CloseIdleConnections.
+func (h hostHeader) CloseIdleConnections() {
+	if c, ok := h.next.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
 }
 
 func (c *tenantClient) do(method, path string, form url.Values) (int, string) {

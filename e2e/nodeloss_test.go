@@ -186,7 +186,7 @@ func (e *env) load(tenants []string, period time.Duration) func() []request {
 		done = make(chan struct{})
 		wg   sync.WaitGroup
 	)
-	client := &http.Client{Timeout: 5 * time.Second}
+	client := &http.Client{Timeout: 5 * time.Second, Transport: ownTransport()}
 	for _, tenant := range tenants {
 		wg.Go(func() {
 			next := time.Now()
