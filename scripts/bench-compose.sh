@@ -57,6 +57,9 @@
 # tenant at N=100 <= 1.3x N=10's (cold up and release), cold up <= 1.0x
 # compose's at N=10, 30 and 100.
 #
+# Before each cold up the run waits until the host's load average is below
+# its number of cores (at most 5 min, printed when it waits).
+#
 # Fairness: both sides run the same images (the local polls-local/* images
 # and the app built from app/), health checks, init, memory limits, gating
 # (migration after a healthy database, app after a successful migration),
@@ -218,8 +221,13 @@ hammer=""     # pid of the running request loop
 compose_up="" # "project dir" of the compose deployment that exists
 stack_up=""   # name of the Pulumi stack that exists
 
+# compose_down takes a compose deployment down, with a second try: after
+# compose's N=100 the engine once still held an endpoint on the edge
+# network, and `down` stopped there, leaving every network and volume.
 compose_down() {
   local project=${1%% *} dir=${1#* }
+  docker-compose -p "$project" -f "$dir/docker-compose.yml" down -v --remove-orphans >>"$log" 2>&1 && return 0
+  sleep 10
   docker-compose -p "$project" -f "$dir/docker-compose.yml" down -v --remove-orphans >>"$log" 2>&1 || true
 }
 
@@ -337,6 +345,22 @@ for line in sys.stdin:
   [ -z "$taken" ] || echo "  (other stacks' tenant networks use $taken of the pool; both sides plan around them)"
 }
 
+# settle waits, before a cold up, until the host's 1-minute load average is
+# below its number of cores, at most 5 minutes, and says how long it
+# waited: the side before leaves hundreds of processes' exits and
+# removals behind it. At N=100 the Pulumi cold up that started right after
+# compose's N=100 teardown, at a load average near 60, failed: a tenant's
+# database was not ready within the program's 3 min.
+settle() {
+  local cores waited=0
+  cores=$(nproc)
+  while awk -v c="$cores" '{ exit !($1 >= c) }' /proc/loadavg && ((waited < 300)); do
+    sleep 5
+    waited=$((waited + 5))
+  done
+  ((waited == 0)) || echo "    (waited ${waited}s for the host to settle: load average $(cut -d' ' -f1-3 /proc/loadavg))"
+}
+
 # note prints a measurement: label, seconds, and anything more.
 note() { printf '  %-46s %6ss%s\n' "$1" "$2" "${3:+  $3}"; }
 # note_mib prints a memory measurement.
@@ -440,6 +464,7 @@ bench_compose() {
   compose_up="$project $dir"
   local compose=(docker-compose -p "$project" -f "$dir/docker-compose.yml")
 
+  settle
   clock
   cpu_mark
   cpu_of compose_apply "${compose[@]}"
@@ -596,6 +621,7 @@ bench_pulumi() {
   pulumi -C "$src" state delete -s "$stack" --yes "$image_urn" >>"$log" 2>&1 || die "could not drop the warm app image from $stack's state"
   note "pulumi app image warm build, N=$n (untimed)" "$(seconds)"
 
+  settle
   clock
   cpu_mark
   cpu_of up
