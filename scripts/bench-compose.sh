@@ -244,9 +244,11 @@ stack_down() {
 }
 
 # ours reports whether image $1 was built by this run: one of its steps
-# names this run's module proxy among its build args.
+# names this run's module proxy among its build args. (grep reads it all:
+# with -q it would stop at the match, and under pipefail docker history's
+# SIGPIPE would make a match a failure.)
 ours() {
-  [ -n "$goproxy" ] && docker history --no-trunc --format '{{.CreatedBy}}' "$1" 2>/dev/null | grep -qF -- "GOPROXY=$goproxy "
+  [ -n "$goproxy" ] && docker history --no-trunc --format '{{.CreatedBy}}' "$1" 2>/dev/null | grep -F -- "GOPROXY=$goproxy " >/dev/null
 }
 
 # build_container reports whether stopped container $1 is a step of one of
@@ -629,7 +631,7 @@ bench_pulumi() {
   answer "$port" "" $(tenant_list "$n")
   res_s["cold N=$n"]=$(seconds)
   res_cpu["cold N=$n"]=$cpu_orch
-  built=$(sed -n 's/.*docker:index:Image app created (\([0-9.]*s\)).*/\1/p' "$work/up.out" | head -n 1)
+  built=$(sed -n 's/.*docker:index:Image app created (\([0-9.]*s\)).*/\1/p' "$work/up.out" | sed -n 1p)
   note "pulumi cold N=$n" "${res_s["cold N=$n"]}" "the image build took ${built:-?}"
   cpu_report "${res_s["cold N=$n"]}"
   by_process
@@ -654,7 +656,7 @@ bench_pulumi() {
     res_cpu["release N=$n"]=$cpu_orch
     hammer_stop
     res_f["release N=$n"]=$hammered
-    built=$(sed -n 's/.*docker:index:Image app updated (\([0-9.]*s\)).*/\1/p' "$work/up.out" | head -n 1)
+    built=$(sed -n 's/.*docker:index:Image app updated (\([0-9.]*s\)).*/\1/p' "$work/up.out" | sed -n 1p)
     note "pulumi release (up, builds VERSION=2)" "${res_s["release N=$n"]}" "failed/sent ${res_f["release N=$n"]}; the image build took ${built:-?}"
     cpu_report "${res_s["release N=$n"]}"
     by_process

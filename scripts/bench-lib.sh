@@ -150,7 +150,10 @@ hammer_stop() {
   read -r h_sent h_failed <"$work/hammer.out"
   {
     echo "request loop: $h_sent sent, $h_failed failed"
-    tail -n +2 "$work/hammer.out" | head -n 200
+    # Not `tail | head`: under pipefail, head closing the pipe early fails
+    # the step (SIGPIPE, status 141), as it did after compose's release
+    # at N=100 with 839 failures.
+    sed -n '2,201p' "$work/hammer.out"
   } >>"$log"
   hammered="$h_failed/$h_sent"
 }
@@ -211,7 +214,7 @@ remove_build_stages() {
     removed=""
     for img in $(docker images -q --filter dangling=true); do
       if [ -n "$also" ]; then
-        step=$(docker history --no-trunc --format '{{.CreatedBy}}' "$img" 2>/dev/null | head -n 1)
+        step=$(docker history --no-trunc --format '{{.CreatedBy}}' "$img" 2>/dev/null | sed -n 1p)
         [[ $step == *"GOPROXY=$goproxy "* && $step == *"$also"* ]] || continue
       else
         ours "$img" || continue
