@@ -221,14 +221,24 @@ hammer=""     # pid of the running request loop
 compose_up="" # "project dir" of the compose deployment that exists
 stack_up=""   # name of the Pulumi stack that exists
 
-# compose_down takes a compose deployment down, with a second try: after
-# compose's N=100 the engine once still held an endpoint on the edge
-# network, and `down` stopped there, leaving every network and volume.
+# compose_down takes a compose deployment down, with a second try, then
+# removes what is left: after compose's N=100, twice, the engine still held
+# an endpoint on the edge network with no container on it, and `down`
+# stopped there, leaving every network and volume.
 compose_down() {
   local project=${1%% *} dir=${1#* }
   docker-compose -p "$project" -f "$dir/docker-compose.yml" down -v --remove-orphans >>"$log" 2>&1 && return 0
   sleep 10
-  docker-compose -p "$project" -f "$dir/docker-compose.yml" down -v --remove-orphans >>"$log" 2>&1 || true
+  docker-compose -p "$project" -f "$dir/docker-compose.yml" down -v --remove-orphans >>"$log" 2>&1 && return 0
+  compose_leftovers "$project"
+}
+
+# compose_leftovers removes the networks and volumes of compose project $1
+# that `down` left; a network the engine will not let go of stays, and is
+# logged.
+compose_leftovers() {
+  docker network ls -q --filter "label=com.docker.compose.project=$1" | xargs -r docker network rm >>"$log" 2>&1 || true
+  docker volume ls -q --filter "label=com.docker.compose.project=$1" | xargs -r docker volume rm >>"$log" 2>&1 || true
 }
 
 # stack_down destroys a stack and removes what `pulumi destroy` keeps on
@@ -563,6 +573,7 @@ compose_big() {
     compose_up=""
   else
     echo "  docker-compose down failed or took over 15 min; see the log"
+    compose_leftovers "$project"
   fi
   timeout 60 docker ps -q >/dev/null 2>&1 && timeout 60 docker info >/dev/null 2>&1 ||
     die "the Docker engine does not answer docker ps / docker info within 60 s after compose's failure at N=$big: restart dockerd (README, Performance), then run again"
