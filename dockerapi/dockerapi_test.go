@@ -2,8 +2,12 @@ package dockerapi
 
 import (
 	"context"
+	"os"
 	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -174,4 +178,42 @@ func TestReadFile(t *testing.T) {
 	if _, err := c.ReadFile(ctx, id, "/spool/missing.json"); err == nil {
 		t.Error("ReadFile of a missing file succeeded; want an error")
 	}
+}
+
+// TestWaitBoundsProbes ensures that however many containers are waited for
+// at once, at most Probes health checks run at a time, and that they do
+// run side by side: each check counts the checks in flight in a folder all
+// the containers share.
+func TestWaitBoundsProbes(t *testing.T) {
+	c := engine(t)
+	dir := t.TempDir()
+	check := `f=/shared/$(hostname).$$; touch $f; ls /shared | grep -vc log >>/shared/log; sleep 0.5; rm $f; exit 1`
+	ids := make([]string, Probes+4)
+	for i := range ids {
+		ids[i] = run(t, "-v", dir+":/shared", "--health-cmd", check, "--health-interval", "1h", testImage, "sleep", "300")
+	}
+	var wg sync.WaitGroup
+	for _, id := range ids {
+		wg.Go(func() { _ = c.Wait(context.Background(), id, 8*time.Second) })
+	}
+	wg.Wait()
+	b, err := os.ReadFile(filepath.Join(dir, "log"))
+	if err != nil {
+		t.Fatalf("no check ran: %v", err)
+	}
+	most, checks := 0, strings.Fields(string(b))
+	for _, f := range checks {
+		n, err := strconv.Atoi(f)
+		if err != nil {
+			t.Fatalf("log line %q: %v", f, err)
+		}
+		most = max(most, n)
+	}
+	if most > Probes {
+		t.Errorf("%d checks ran at once; want at most Probes = %d", most, Probes)
+	}
+	if most < 2 {
+		t.Errorf("at most %d check ran at once; want them side by side (up to %d)", most, Probes)
+	}
+	t.Logf("%d checks over %d containers, at most %d at once", len(checks), len(ids), most)
 }
