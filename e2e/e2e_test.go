@@ -651,7 +651,7 @@ func (e *env) get(host, path string) (int, string) {
 // that accepted it, with the config from before the reload (README,
 // "Routing changes and open connections"); Go's transport leaves one in
 // its pool whenever a dial it started loses the race to a connection
-// freed meanwhile (the hammers' loops, a redirect after a form post).
+// freed meanwhile, as request loops side by side (the hammers) make it.
 type tenantClient struct {
 	e    *env
 	host string
