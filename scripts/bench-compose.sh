@@ -224,12 +224,15 @@ stack_up=""   # name of the Pulumi stack that exists
 # compose_down takes a compose deployment down, with a second try, then
 # removes what is left: after compose's N=100, twice, the engine still held
 # an endpoint on the edge network with no container on it, and `down`
-# stopped there, leaving every network and volume.
+# stopped there, leaving every network and volume. Each try is bounded (15
+# min), for an engine that no longer answers.
 compose_down() {
   local project=${1%% *} dir=${1#* }
-  docker-compose -p "$project" -f "$dir/docker-compose.yml" down -v --remove-orphans >>"$log" 2>&1 && return 0
+  local down=(timeout 900 docker-compose -p "$project" -f "$dir/docker-compose.yml" down -v --remove-orphans)
+  "${down[@]}" >>"$log" 2>&1 && return 0
   sleep 10
-  docker-compose -p "$project" -f "$dir/docker-compose.yml" down -v --remove-orphans >>"$log" 2>&1 && return 0
+  "${down[@]}" >>"$log" 2>&1 && return 0
+  echo "  docker-compose down of $project failed twice or took over 15 min; see the log"
   compose_leftovers "$project"
 }
 
@@ -569,12 +572,8 @@ compose_big() {
   compose_big_failed="$compose_step: ${why:-exit status $status} (the log has the rest)"
   echo "  compose at N=$big failed at $compose_big_failed"
   echo "  taking compose's deployment down, then checking that the engine answers"
-  if timeout 900 docker-compose -p "$project" -f "$work/compose-$big/docker-compose.yml" down -v --remove-orphans >>"$log" 2>&1; then
-    compose_up=""
-  else
-    echo "  docker-compose down failed or took over 15 min; see the log"
-    compose_leftovers "$project"
-  fi
+  compose_down "$compose_up"
+  compose_up=""
   timeout 60 docker ps -q >/dev/null 2>&1 && timeout 60 docker info >/dev/null 2>&1 ||
     die "the Docker engine does not answer docker ps / docker info within 60 s after compose's failure at N=$big: restart dockerd (README, Performance), then run again"
   local left
