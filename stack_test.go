@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/polls-tenants/polls/dockerapi"
 	"github.com/polls-tenants/polls/internal/fakes"
+	"github.com/polls-tenants/polls/platform"
 )
 
 // mocks are the shared fakes of the providers and the Docker engine.
@@ -362,6 +364,49 @@ func TestSubnets(t *testing.T) {
 	if len(counts) != 0 {
 		t.Errorf("resources registered despite the overlapping pool: %v", counts)
 	}
+}
+
+// TestNewTenantsGetLongerWaits ensures a tenant's database and app are
+// waited for longer the more tenants the update deploys for the first time
+// (platform.StartWait), on both platforms: every new tenant's database
+// initialises at once, sharing the host.
+func TestNewTenantsGetLongerWaits(t *testing.T) {
+	check := func(name string, m *mocks, db, app time.Duration) {
+		t.Helper()
+		for _, tn := range []string{"thor", "potter"} {
+			if got := m.Within[fakes.ID(tn+"-db")]; got != db {
+				t.Errorf("%s: %s's database waited for within %s; want %s", name, tn, got, db)
+			}
+			if got := m.Within[fakes.ID(tn+"-app")]; got != app {
+				t.Errorf("%s: %s's app waited for within %s; want %s", name, tn, got, app)
+			}
+		}
+	}
+	first := newMocks()
+	if err := run(t, first, map[string]string{"tenants": tenantList("thor", "potter")}); err != nil {
+		t.Fatal(err)
+	}
+	check("two new tenants", first, 3*time.Minute+2*platform.PerNewTenant, 2*time.Minute+2*platform.PerNewTenant)
+
+	grown := newMocks()
+	grown.NetworkList = first.declaredNetworks()
+	if err := run(t, grown, map[string]string{"tenants": tenantList("thor", "potter", "albus", "hermione", "ron")}); err != nil {
+		t.Fatal(err)
+	}
+	check("three added to two", grown, 3*time.Minute+3*platform.PerNewTenant, 2*time.Minute+3*platform.PerNewTenant)
+
+	same := newMocks()
+	same.NetworkList = first.declaredNetworks()
+	if err := run(t, same, map[string]string{"tenants": tenantList("thor", "potter")}); err != nil {
+		t.Fatal(err)
+	}
+	check("none new", same, 3*time.Minute, 2*time.Minute)
+
+	cluster := swarmMocks()
+	if err := run(t, cluster, swarmConfig(), "polls:registryPassword"); err != nil {
+		t.Fatal(err)
+	}
+	check("Swarm, three new tenants", cluster, 3*time.Minute+3*platform.PerNewTenant, 3*time.Minute+3*platform.PerNewTenant)
 }
 
 // TestUnhealthyAppKeepsTheOldRoute ensures an app that never becomes

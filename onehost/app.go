@@ -54,7 +54,7 @@ func (p *Platform) App(ctx *pulumi.Context, t tenants.Parts, network, migrated p
 	if err != nil {
 		return pulumi.StringOutput{}, wrap("container", err)
 	}
-	ready := p.healthy(ctx, "tenant "+tenant+": app", app, appWait)
+	ready := p.healthy(ctx, "tenant "+tenant+": app", app, p.appWithin)
 	return pulumi.All(app.Name, ready).ApplyT(func(v []any) string {
 		return contract.Upstream(v[0].(string))
 	}).(pulumi.StringOutput), nil

@@ -80,5 +80,5 @@ func (p *Platform) Database(ctx *pulumi.Context, t tenants.Parts, network pulumi
 	if err != nil {
 		return pulumi.StringOutput{}, wrap("container", err)
 	}
-	return p.healthy(ctx, "tenant "+tenant+": database", db, dbWait), nil
+	return p.healthy(ctx, "tenant "+tenant+": database", db, p.dbWithin), nil
 }

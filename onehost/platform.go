@@ -50,6 +50,9 @@ type Platform struct {
 
 	prefix   string
 	existing map[string]bool
+	// dbWithin and appWithin bound the wait for a tenant's database and app
+	// (platform.StartWait).
+	dbWithin, appWithin time.Duration
 	// restored maps each tenant to its database's polls.restore label.
 	restored map[string]string
 }
@@ -62,6 +65,8 @@ func New(ctx context.Context, engine Engine, s spec.Stack, prefix string) (*Plat
 		return nil, err
 	}
 	p := &Platform{Engine: engine, Subnets: subnets, Gateways: gateways, prefix: prefix, existing: existing, restored: map[string]string{}}
+	fresh := len(s.Tenants) - len(existing)
+	p.dbWithin, p.appWithin = platform.StartWait(dbWait, fresh), platform.StartWait(appWait, fresh)
 	if s.Backup != nil {
 		dbs, err := engine.Containers(ctx, map[string]string{contract.LabelStack: prefix, contract.LabelRole: "db"})
 		if err != nil {
@@ -106,8 +111,9 @@ func (p *Platform) RemoteApps() bool { return false }
 var _ tenants.Platform = (*Platform)(nil)
 
 // How long a container may take to become healthy before `pulumi up`
-// fails for its tenant. A database's first start initialises its data
-// directory; the app starts in a second or two.
+// fails for its tenant, with no other tenant new (platform.StartWait). A
+// database's first start initialises its data directory; the app starts in
+// a second or two.
 const (
 	dbWait  = 3 * time.Minute
 	appWait = 2 * time.Minute

@@ -12,6 +12,7 @@ package platform
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 )
@@ -27,6 +28,27 @@ var Named = pulumi.DeleteBeforeReplace(true)
 // provider asks for delete-first replacement of every container, and Pulumi
 // then also replaces delete-first everything that depends on it.
 var CreateFirst = pulumi.DeleteBeforeReplace(false)
+
+// PerNewTenant is what StartWait adds for each tenant the update deploys
+// for the first time.
+const PerNewTenant = 3 * time.Second
+
+// StartWait is how long a tenant's database or app may take to become
+// healthy before `pulumi up` fails for its tenant: base, plus PerNewTenant
+// for each of the newTenants this update deploys for the first time.
+//
+// base is ample for one container. But every new tenant's database
+// initialises its data directory at its first start, a few CPU-seconds,
+// and an update that deploys many tenants (a cold up of 100) starts them
+// all at once: sharing the host's cores, each is done only when most of
+// them are. In `make bench-compose` at N=100 on the project's 2-core host,
+// a cold up failed three times on one database not healthy within its 3
+// minutes, each healthy moments later. A container that exits, restarts or
+// is marked unhealthy still fails at once (dockerapi.Wait); only a slow
+// start is given longer.
+func StartWait(base time.Duration, newTenants int) time.Duration {
+	return base + time.Duration(newTenants)*PerNewTenant
+}
 
 // Gate resolves to value once wait says the part is up, and fails with what
 // (the tenant and part) and wait's reason otherwise. wait gets the values

@@ -128,5 +128,5 @@ func (p *Platform) Database(ctx *pulumi.Context, t tenants.Parts, network pulumi
 	// A failed update pauses (Swarm's default failure action), which the
 	// wait tells: a database is never rolled back, so its template needs
 	// no digest of itself.
-	return p.running(ctx, "tenant "+tenant+": database (pinned to node "+node+")", db, image, pulumi.String(""), dbWait, remember), nil
+	return p.running(ctx, "tenant "+tenant+": database (pinned to node "+node+")", db, image, pulumi.String(""), p.dbWithin, remember), nil
 }

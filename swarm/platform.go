@@ -83,6 +83,9 @@ type Platform struct {
 	pinned map[string]string
 	// existing are the tenants whose database service ran before.
 	existing map[string]bool
+	// dbWithin and appWithin bound the wait for a tenant's database and app
+	// services (platform.StartWait).
+	dbWithin, appWithin time.Duration
 	// restored maps each tenant to its database service's polls.restore.
 	restored map[string]string
 	// data maps each tenant to the nodes labelled as holding its data.
@@ -97,7 +100,8 @@ func (p *Platform) Moves(tenant string) bool { return p.moves[tenant] }
 
 var _ tenants.Platform = (*Platform)(nil)
 
-// How long a service may take to run every replica of its current spec.
+// How long a service may take to run every replica of its current spec,
+// with no other tenant new (platform.StartWait).
 const (
 	dbWait  = 3 * time.Minute
 	appWait = 3 * time.Minute
@@ -171,6 +175,13 @@ func New(ctx *pulumi.Context, engine Engine, s spec.Stack, prefix string) (*Plat
 	for t := range current {
 		p.existing[t] = true
 	}
+	fresh := 0
+	for _, t := range s.Tenants {
+		if !p.existing[t.Name] {
+			fresh++
+		}
+	}
+	p.dbWithin, p.appWithin = platform.StartWait(dbWait, fresh), platform.StartWait(appWait, fresh)
 	if err := p.pin(ctx.Context(), s); err != nil {
 		return nil, err
 	}

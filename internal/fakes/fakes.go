@@ -65,6 +65,18 @@ type Engine struct {
 	Builds []string
 	// Waited records the spec WaitService was last asked for, by service ID.
 	Waited map[string]dockerapi.Declared
+	// Within records the bound Wait and WaitService were last given, by
+	// container or service ID.
+	Within map[string]time.Duration
+}
+
+func (e *Engine) recordWithin(id string, within time.Duration) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.Within == nil {
+		e.Within = map[string]time.Duration{}
+	}
+	e.Within[id] = within
 }
 
 // BuildSet is what an image build leaves: step containers and untagged
@@ -77,8 +89,10 @@ type BuildSet struct {
 // Networks lists NetworkList.
 func (e *Engine) Networks(context.Context) ([]dockerapi.Network, error) { return e.NetworkList, nil }
 
-// Wait reports every container healthy but SickApp's app.
-func (e *Engine) Wait(_ context.Context, id string, _ time.Duration) error {
+// Wait records within and reports every container healthy but SickApp's
+// app.
+func (e *Engine) Wait(_ context.Context, id string, within time.Duration) error {
+	e.recordWithin(id, within)
 	if e.SickApp != "" && id == ID(e.SickApp+"-app") {
 		return errors.New("container " + e.SickApp + "-app-1a2b3c4 is unhealthy; its last health check said:\nhealthcheck: database: connection refused")
 	}
@@ -124,9 +138,10 @@ func (e *Engine) Digest(_ context.Context, ref string, _ *dockerapi.RegistryAuth
 	return Digest(ref), nil
 }
 
-// WaitService records what it was asked to wait for, and reports every
+// WaitService records what it was asked to wait for and within, and reports every
 // service running but SickApp's app.
-func (e *Engine) WaitService(_ context.Context, id string, want dockerapi.Declared, _ time.Duration) error {
+func (e *Engine) WaitService(_ context.Context, id string, want dockerapi.Declared, within time.Duration) error {
+	e.recordWithin(id, within)
 	e.mu.Lock()
 	if e.Waited == nil {
 		e.Waited = map[string]dockerapi.Declared{}
