@@ -4,6 +4,7 @@
 package e2e
 
 import (
+	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -17,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -168,7 +170,11 @@ func TestEndToEnd(t *testing.T) {
 	stable := e.containerIDs([]string{"alpha-db", "beta-db", "gamma-db", "router"})
 	oldApps := e.containerIDs([]string{"alpha-app", "beta-app", "gamma-app"})
 	all := []string{"alpha", "beta", "gamma"}
+	// Connections opened before a tenant's route switch and used after it
+	// (preconnects) are answered too: the switch waits for nginx's old
+	// workers before the old app may go.
 	stop = e.hammer(all)
+	early := e.preconnects(all, preconnectHold, http.StatusOK)
 	e.release("2")
 	e.setTenants(`["alpha","beta","gamma"]`)
 	released, host := e.appImageID(e.prefix+"-app:latest"), e.hostNow()
@@ -178,6 +184,11 @@ func TestEndToEnd(t *testing.T) {
 	t.Logf("release to version 2 took %s: %d requests to alpha, beta and gamma, %d failed", time.Since(start).Round(time.Second), sent, len(failures))
 	if sent == 0 || len(failures) > 0 {
 		t.Errorf("while releasing: %d requests, %d failed: %v", sent, len(failures), failures)
+	}
+	sent, failures = early()
+	t.Logf("while releasing: %d requests over connections opened %s before, %d failed", sent, preconnectHold, len(failures))
+	if sent == 0 || len(failures) > 0 {
+		t.Errorf("while releasing: %d requests over connections opened %s before, %d failed: %v", sent, preconnectHold, len(failures), failures)
 	}
 	for _, tenant := range all {
 		if v := e.version(tenant); v != "2" {
@@ -271,8 +282,16 @@ func TestEndToEnd(t *testing.T) {
 	if code := c.status(http.MethodPost, "/admin/polls", url.Values{"question": {question}}); code != http.StatusOK {
 		t.Fatalf("create poll in beta = %d; want 200 after redirect", code)
 	}
+	// A connection opened before the removal and used after it gets beta's
+	// answer or 404, never 502.
+	early = e.preconnects([]string{"beta"}, preconnectHold, http.StatusOK, http.StatusNotFound)
 	e.setTenants(`["alpha","gamma"]`)
 	e.up()
+	sent, failures = early()
+	t.Logf("while removing beta: %d requests to it over connections opened %s before, %d failed", sent, preconnectHold, len(failures))
+	if sent == 0 || len(failures) > 0 {
+		t.Errorf("while removing beta: %d requests to it over connections opened %s before, %d failed: %v", sent, preconnectHold, len(failures), failures)
+	}
 	if names := e.docker("ps", "-a", "--filter", "label=polls.tenant=beta", "--filter", "label=polls.stack="+e.prefix, "--format", "{{.Names}}"); names != "" {
 		t.Errorf("beta's containers remain after its removal: %s", names)
 	}
@@ -624,6 +643,83 @@ func hammerEach(names []string, period time.Duration, get func(name string) (*ht
 				}
 			}
 		}(name)
+	}
+	return func() (int64, []string) {
+		close(done)
+		wg.Wait()
+		return sent.Load(), failures
+	}
+}
+
+// preconnectHold is how long preconnects keeps a connection unused.
+const preconnectHold = 6 * time.Second
+
+// preconnects opens a connection to the router for each tenant every
+// 250 ms and sends its GET only hold later, as a browser does with a
+// connection it opened ahead of need (hold under the router's
+// client_header_timeout, 10 s). nginx serves a connection accepted before a
+// reload and used after it from an old worker, with the routes from before
+// the reload (README, "Routing changes and open connections"), so this
+// asks for the app a route named before a change, after the change. It
+// runs until the returned stop function is called (or 15 minutes pass);
+// stop waits for the connections open then and returns how many requests
+// were sent and the failures: an error, or a status not in want.
+func (e *env) preconnects(tenants []string, hold time.Duration, want ...int) func() (int64, []string) {
+	var (
+		sent     atomic.Int64
+		mu       sync.Mutex
+		failures []string
+		done     = make(chan struct{})
+		wg       sync.WaitGroup
+	)
+	addr := "127.0.0.1:" + strconv.Itoa(e.port)
+	one := func(tenant string) {
+		opened := time.Now()
+		fail := func(err error) {
+			mu.Lock()
+			defer mu.Unlock()
+			failures = append(failures, fmt.Sprintf("%s %s (connection opened %s): %v", time.Now().Format("15:04:05.000"), tenant, opened.Format("15:04:05.000"), err))
+		}
+		conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		sent.Add(1)
+		if err != nil {
+			fail(err)
+			return
+		}
+		defer conn.Close()
+		time.Sleep(hold)
+		_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+		req, _ := http.NewRequest(http.MethodGet, "http://"+tenant+".polls.local/", nil)
+		req.Close = true
+		if err := req.Write(conn); err != nil {
+			fail(err)
+			return
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(conn), req)
+		if err != nil {
+			fail(err)
+			return
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if !slices.Contains(want, resp.StatusCode) {
+			fail(fmt.Errorf("status %d", resp.StatusCode))
+		}
+	}
+	deadline := time.Now().Add(15 * time.Minute)
+	for _, tenant := range tenants {
+		wg.Go(func() {
+			tick := time.NewTicker(250 * time.Millisecond)
+			defer tick.Stop()
+			for time.Now().Before(deadline) {
+				select {
+				case <-done:
+					return
+				case <-tick.C:
+				}
+				wg.Go(func() { one(tenant) })
+			}
+		})
 	}
 	return func() (int64, []string) {
 		close(done)

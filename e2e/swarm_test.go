@@ -232,6 +232,7 @@ func TestSwarm(t *testing.T) {
 	all := []string{"alpha", "beta", "gamma"}
 	dbs := e.serviceVersions([]string{"alpha-db", "beta-db", "gamma-db"})
 	stop = e.hammer(all)
+	early := e.preconnects(all, preconnectHold, http.StatusOK)
 	e.release("2")
 	e.setTenants(`{"alpha":{"node":"` + c.n2 + `"},"beta":{},"gamma":{}}`)
 	released, host := e.appImageID(c.registry+"/polls/"+e.prefix+"-app:latest"), e.hostNow()
@@ -241,6 +242,11 @@ func TestSwarm(t *testing.T) {
 	t.Logf("release to version 2 took %s: %d requests, %d failed", time.Since(start).Round(time.Second), sent, len(failures))
 	if sent == 0 || len(failures) > 0 {
 		t.Errorf("while releasing: %d requests, %d failed: %v", sent, len(failures), failures)
+	}
+	sent, failures = early()
+	t.Logf("while releasing: %d requests over connections opened %s before, %d failed", sent, preconnectHold, len(failures))
+	if sent == 0 || len(failures) > 0 {
+		t.Errorf("while releasing: %d requests over connections opened %s before, %d failed: %v", sent, preconnectHold, len(failures), failures)
 	}
 	for _, tenant := range all {
 		for range 4 { // each request may reach either replica
@@ -317,8 +323,14 @@ func TestSwarm(t *testing.T) {
 	if code := e.login("alpha", passwords["alpha"]).status(http.MethodPost, "/admin/polls", url.Values{"question": {question}}); code != http.StatusOK {
 		t.Fatalf("create poll in alpha = %d; want 200 after redirect", code)
 	}
+	early = e.preconnects([]string{"alpha"}, preconnectHold, http.StatusOK, http.StatusNotFound)
 	e.setTenants(`{"beta":{},"gamma":{}}`)
 	e.up()
+	sent, failures = early()
+	t.Logf("while removing alpha: %d requests to it over connections opened %s before, %d failed", sent, preconnectHold, len(failures))
+	if sent == 0 || len(failures) > 0 {
+		t.Errorf("while removing alpha: %d requests to it over connections opened %s before, %d failed: %v", sent, preconnectHold, len(failures), failures)
+	}
 	if code, _ := e.get("alpha.polls.local", "/"); code != http.StatusNotFound {
 		t.Errorf("removed tenant alpha answers %d; want 404", code)
 	}

@@ -10,11 +10,22 @@
 # Installers of one router take turns (flock on the shared volume). Nothing
 # stays live unless `nginx -t` accepts the whole resulting config: on a
 # rejection the files are put back as they were and nginx is not reloaded.
+#
+# An installer that changes or removes a route exits only once the nginx
+# workers from before its reload are gone (at most drain_limit seconds):
+# until then a connection they accepted but had no request on yet is
+# served with the old route, and the app that route names must still be
+# there. Pulumi removes replaced and removed apps after the installers.
 mode=$1
 tenant=${2:-}
+drain=0
 next=/polls/next
 conf=/etc/nginx/conf.d
 tenants=$conf/tenants
+# The router's client_header_timeout (nginx/router.conf.tmpl), which bounds
+# how long an old worker keeps a connection with no request yet, plus time
+# for the request it then gets to be answered.
+drain_limit=15
 
 grep -q nginx /proc/1/cmdline || { echo "PID 1 is not nginx: is the router running?" >&2; exit 1; }
 mkdir -p "$tenants" "$conf/tls"
@@ -53,12 +64,14 @@ base)
     for f in "$tenants"/*.conf; do
         [ -e "$f" ] || continue
         name=$(basename "$f" .conf)
-        grep -qx "$name" "$next/tenants.list" || rm -f "$f"
+        grep -qx "$name" "$next/tenants.list" || { rm -f "$f"; drain=1; }
     done
     what="polls.conf"
     ;;
 route)
     [ -n "$tenant" ] || { echo "usage: install.sh route TENANT" >&2; exit 2; }
+    # A new tenant's route, or the same one again, takes nothing away.
+    if [ -e "$tenants/$tenant.conf" ] && ! cmp -s "$next/tenants/$tenant.conf" "$tenants/$tenant.conf"; then drain=1; fi
     cp "$next/tenants/$tenant.conf" "$tenants/.$tenant.conf.new"
     mv "$tenants/.$tenant.conf.new" "$tenants/$tenant.conf"
     what="tenants/$tenant.conf"
@@ -89,7 +102,16 @@ workers() {
         esac
     done
 }
+# every_worker lists every worker, those shutting down included.
+every_worker() {
+    for p in /proc/[0-9]*; do
+        case "$({ tr '\0' ' ' < "$p/cmdline"; } 2>/dev/null)" in
+        "nginx: worker"*) echo "${p#/proc/}" ;;
+        esac
+    done
+}
 old=" $(workers | tr '\n' ' ') "
+before=$(every_worker)
 kill -HUP 1
 # nginx reloads asynchronously: wait until every worker that takes requests
 # was started by this reload.
@@ -99,8 +121,33 @@ while :; do
     for p in $(workers); do
         case "$old" in *" $p "*) stale=1 ;; *) new=1 ;; esac
     done
-    [ "$new" = 1 ] && [ "$stale" = 0 ] && { echo "installed $what and reloaded nginx"; exit 0; }
+    [ "$new" = 1 ] && [ "$stale" = 0 ] && break
     i=$((i + 1))
     [ "$i" -lt 100 ] || { echo "nginx did not replace its workers within 10s of SIGHUP" >&2; exit 1; }
+    sleep 0.1
+done
+echo "installed $what and reloaded nginx"
+[ "$drain" = 1 ] || exit 0
+
+# The other installers need not wait for this one's old workers.
+exec 9>&-
+# A worker told to quit closes its idle kept-alive connections at once and
+# exits when its last connection is done: one accepted before the reload
+# and not yet used is answered with the config from before it, whenever
+# its request comes (within client_header_timeout).
+i=0
+while :; do
+    left=0
+    for p in $before; do
+        case "$({ tr '\0' ' ' < "/proc/$p/cmdline"; } 2>/dev/null)" in
+        "nginx: worker"*) left=$((left + 1)) ;;
+        esac
+    done
+    [ "$left" = 0 ] && { [ "$i" = 0 ] || echo "the workers from before the reload finished their connections within $((i / 10)).$((i % 10))s"; exit 0; }
+    i=$((i + 1))
+    if [ "$i" -ge $((drain_limit * 10)) ]; then
+        echo "$left nginx workers from before the reload still hold connections after ${drain_limit}s (requests in flight, or slow clients): a request they take from now on may find the replaced app gone" >&2
+        exit 0
+    fi
     sleep 0.1
 done
