@@ -609,26 +609,18 @@ func (e *env) hammer(tenants []string) func() (int64, []string) {
 // pass); stop returns how many requests were sent and the failures (an
 // error, or an answer other than 200), each with its time and name.
 func hammerEach(names []string, period time.Duration, get func(name string) (*http.Response, error)) func() (int64, []string) {
-	var (
-		sent     atomic.Int64
-		mu       sync.Mutex
-		failures []string
-		done     = make(chan struct{})
-		wg       sync.WaitGroup
-	)
+	l := newLoops()
 	deadline := time.Now().Add(15 * time.Minute)
 	for _, name := range names {
-		wg.Add(1)
-		go func(name string) {
-			defer wg.Done()
+		l.wg.Go(func() {
 			for time.Now().Before(deadline) {
 				select {
-				case <-done:
+				case <-l.done:
 					return
 				case <-time.After(period):
 				}
 				resp, err := get(name)
-				sent.Add(1)
+				l.sent.Add(1)
 				if err == nil {
 					_, _ = io.Copy(io.Discard, resp.Body)
 					resp.Body.Close()
@@ -637,18 +629,39 @@ func hammerEach(names []string, period time.Duration, get func(name string) (*ht
 					}
 				}
 				if err != nil {
-					mu.Lock()
-					failures = append(failures, fmt.Sprintf("%s %s: %v", time.Now().Format("15:04:05.000"), name, err))
-					mu.Unlock()
+					l.fail(name, err)
 				}
 			}
-		}(name)
+		})
 	}
-	return func() (int64, []string) {
-		close(done)
-		wg.Wait()
-		return sent.Load(), failures
-	}
+	return l.stop
+}
+
+// loops are request loops side by side: they count the requests sent and
+// keep each failure with its time, until stop.
+type loops struct {
+	sent     atomic.Int64
+	mu       sync.Mutex
+	failures []string
+	done     chan struct{}
+	wg       sync.WaitGroup
+}
+
+func newLoops() *loops { return &loops{done: make(chan struct{})} }
+
+// fail keeps the failure of a request to what, with the time.
+func (l *loops) fail(what string, err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.failures = append(l.failures, fmt.Sprintf("%s %s: %v", time.Now().Format("15:04:05.000"), what, err))
+}
+
+// stop ends the loops, waits for the requests in flight and returns how
+// many were sent and the failures.
+func (l *loops) stop() (int64, []string) {
+	close(l.done)
+	l.wg.Wait()
+	return l.sent.Load(), l.failures
 }
 
 // preconnectHold is how long preconnects keeps a connection unused.
@@ -665,25 +678,14 @@ const preconnectHold = 6 * time.Second
 // stop waits for the connections open then and returns how many requests
 // were sent and the failures: an error, or a status not in want.
 func (e *env) preconnects(tenants []string, hold time.Duration, want ...int) func() (int64, []string) {
-	var (
-		sent     atomic.Int64
-		mu       sync.Mutex
-		failures []string
-		done     = make(chan struct{})
-		wg       sync.WaitGroup
-	)
+	l := newLoops()
 	addr := "127.0.0.1:" + strconv.Itoa(e.port)
 	one := func(tenant string) {
-		opened := time.Now()
-		fail := func(err error) {
-			mu.Lock()
-			defer mu.Unlock()
-			failures = append(failures, fmt.Sprintf("%s %s (connection opened %s): %v", time.Now().Format("15:04:05.000"), tenant, opened.Format("15:04:05.000"), err))
-		}
+		what := tenant + " (connection opened " + time.Now().Format("15:04:05.000") + ")"
 		conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
-		sent.Add(1)
+		l.sent.Add(1)
 		if err != nil {
-			fail(err)
+			l.fail(what, err)
 			return
 		}
 		defer conn.Close()
@@ -692,40 +694,36 @@ func (e *env) preconnects(tenants []string, hold time.Duration, want ...int) fun
 		req, _ := http.NewRequest(http.MethodGet, "http://"+tenant+".polls.local/", nil)
 		req.Close = true
 		if err := req.Write(conn); err != nil {
-			fail(err)
+			l.fail(what, err)
 			return
 		}
 		resp, err := http.ReadResponse(bufio.NewReader(conn), req)
 		if err != nil {
-			fail(err)
+			l.fail(what, err)
 			return
 		}
 		_, _ = io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
 		if !slices.Contains(want, resp.StatusCode) {
-			fail(fmt.Errorf("status %d", resp.StatusCode))
+			l.fail(what, fmt.Errorf("status %d", resp.StatusCode))
 		}
 	}
 	deadline := time.Now().Add(15 * time.Minute)
 	for _, tenant := range tenants {
-		wg.Go(func() {
+		l.wg.Go(func() {
 			tick := time.NewTicker(250 * time.Millisecond)
 			defer tick.Stop()
 			for time.Now().Before(deadline) {
 				select {
-				case <-done:
+				case <-l.done:
 					return
 				case <-tick.C:
 				}
-				wg.Go(func() { one(tenant) })
+				l.wg.Go(func() { one(tenant) })
 			}
 		})
 	}
-	return func() (int64, []string) {
-		close(done)
-		wg.Wait()
-		return sent.Load(), failures
-	}
+	return l.stop
 }
 
 func (e *env) base() string { return "http://127.0.0.1:" + strconv.Itoa(e.port) }
