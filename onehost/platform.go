@@ -65,7 +65,7 @@ func New(ctx context.Context, engine Engine, s spec.Stack, prefix string) (*Plat
 		return nil, err
 	}
 	p := &Platform{Engine: engine, Subnets: subnets, Gateways: gateways, prefix: prefix, existing: existing, restored: map[string]string{}}
-	fresh := len(s.Tenants) - len(existing)
+	fresh := platform.NewTenants(s, existing)
 	p.dbWithin, p.appWithin = platform.StartWait(dbWait, fresh), platform.StartWait(appWait, fresh)
 	if s.Backup != nil {
 		dbs, err := engine.Containers(ctx, map[string]string{contract.LabelStack: prefix, contract.LabelRole: "db"})

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"github.com/polls-tenants/polls/spec"
 )
 
 // Named is for resources with a fixed Docker name: Docker refuses two
@@ -48,6 +50,18 @@ const PerNewTenant = 3 * time.Second
 // start is given longer.
 func StartWait(base time.Duration, newTenants int) time.Duration {
 	return base + time.Duration(newTenants)*PerNewTenant
+}
+
+// NewTenants counts the stack's tenants that are not in existing: those
+// this update deploys for the first time.
+func NewTenants(s spec.Stack, existing map[string]bool) int {
+	n := 0
+	for _, t := range s.Tenants {
+		if !existing[t.Name] {
+			n++
+		}
+	}
+	return n
 }
 
 // Gate resolves to value once wait says the part is up, and fails with what

@@ -175,12 +175,7 @@ func New(ctx *pulumi.Context, engine Engine, s spec.Stack, prefix string) (*Plat
 	for t := range current {
 		p.existing[t] = true
 	}
-	fresh := 0
-	for _, t := range s.Tenants {
-		if !p.existing[t.Name] {
-			fresh++
-		}
-	}
+	fresh := platform.NewTenants(s, p.existing)
 	p.dbWithin, p.appWithin = platform.StartWait(dbWait, fresh), platform.StartWait(appWait, fresh)
 	if err := p.pin(ctx.Context(), s); err != nil {
 		return nil, err
