@@ -446,6 +446,17 @@ func TestSwarm(t *testing.T) {
 	if where := e.docker("inspect", "-f", "{{.HostConfig.PidMode}}", e.prefix+"-acme"); !strings.HasPrefix(where, "container:") {
 		t.Errorf("the companion's PID mode is %q; want the router's", where)
 	}
+	// The same in Prometheus, by tenant and host, for the alerts: each
+	// certificate expires when the companion's status says.
+	st := a.status()
+	for _, tenant := range all {
+		host := tenant + ".polls.local"
+		want := st[host].NotAfter.Unix()
+		mon.waitFor(fmt.Sprintf(`polls_certificate_expiry_timestamp_seconds{tenant=%q,host=%q}`, tenant, host), time.Minute,
+			tenant+"'s certificate expiry as the status says", func(v float64, found bool) bool { return found && int64(v) == want })
+		mon.waitFor(fmt.Sprintf(`polls_certificate_valid{tenant=%q,host=%q}`, tenant, host), time.Minute,
+			tenant+"'s certificate valid", func(v float64, found bool) bool { return found && v == 1 })
+	}
 	// Turned off again (the router without HTTPS, the companion gone,
 	// its state kept), so the steps below talk plain HTTP.
 	off := []string{"polls:acmeEmail", "polls:acmeDirectory", "polls:acmeCaRoot", "polls:httpsPort"}
