@@ -102,16 +102,17 @@ fi
 # shared this PID namespace. The bracket keeps grep from matching its own
 # command line.
 worker='nginx: worker proces[s]'
+any_worker="$worker( is shutting down)?"
 workers() {
     re=$worker
-    if [ "${1:-}" = all ]; then re="$worker( is shutting down)?"; fi
+    if [ "${1:-}" = all ]; then re=$any_worker; fi
     grep -slzxE "$re" /proc/[0-9]*/cmdline | cut -d/ -f3
 }
 # alive PID... prints how many of the PIDs are still nginx workers.
 alive() {
     [ $# -gt 0 ] || { echo 0; return; }
     for p; do set -- "$@" "/proc/$p/cmdline"; shift; done
-    grep -slzxE "$worker( is shutting down)?" "$@" | wc -l
+    grep -slzxE "$any_worker" "$@" | wc -l
 }
 old=" $(workers | tr '\n' ' ') "
 before=$(workers all)
