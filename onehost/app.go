@@ -84,10 +84,11 @@ func (p *Platform) App(ctx *pulumi.Context, t tenants.Parts, network, migrated p
 		if err != nil {
 			return fmt.Errorf("joining the edge network as %s: %w", alias, err)
 		}
-		if joined {
+		if joined && p.existing[tenant] {
 			// Every nginx worker asks Docker's DNS again within this
 			// time, and so knows the new container before the old one
-			// may stop.
+			// may stop. A new tenant's route is installed after this,
+			// and nginx's new workers ask afresh.
 			select {
 			case <-time.After(dnsSettle):
 			case <-wctx.Done():
