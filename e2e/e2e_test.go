@@ -170,9 +170,10 @@ func TestEndToEnd(t *testing.T) {
 	stable := e.containerIDs([]string{"alpha-db", "beta-db", "gamma-db", "router"})
 	oldApps := e.containerIDs([]string{"alpha-app", "beta-app", "gamma-app"})
 	all := []string{"alpha", "beta", "gamma"}
-	// Connections opened before a tenant's route switch and used after it
-	// (preconnects) are answered too: the switch waits for nginx's old
-	// workers before the old app may go.
+	// Connections opened to the router before a tenant's new app takes
+	// over and used after its old app stopped (preconnects) are answered
+	// too: the route does not change, and the name it sends to resolves
+	// to the new app.
 	stop = e.hammer(all)
 	early := e.preconnects(all, preconnectHold, http.StatusOK)
 	e.release("2")
