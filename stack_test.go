@@ -13,7 +13,6 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
-	"github.com/polls-tenants/polls/contract"
 	"github.com/polls-tenants/polls/dockerapi"
 	"github.com/polls-tenants/polls/internal/fakes"
 	"github.com/polls-tenants/polls/platform"
@@ -431,46 +430,6 @@ func TestUnhealthyAppKeepsTheOldRoute(t *testing.T) {
 	}
 	if _, ok := m.All()["docker:index/container:Container::thor-route"]; !ok {
 		t.Error("thor's route was not declared; another tenant's failure must not block it")
-	}
-}
-
-// TestAppJoinsItsNameThenRetiresTheOld ensures a tenant's route names the
-// app's fixed name on the edge network, its app takes that name only once
-// healthy, and the tenant's other running app containers (the version the
-// release replaced) are stopped only after that; an unhealthy app takes no
-// name and stops nothing.
-func TestAppJoinsItsNameThenRetiresTheOld(t *testing.T) {
-	m := newMocks()
-	m.SickApp = "potter"
-	app := func(tenant, id, state string) dockerapi.ContainerSummary {
-		return dockerapi.ContainerSummary{ID: id, Name: id, State: state, Labels: map[string]string{
-			contract.LabelStack: "polls-dev", contract.LabelTenant: tenant, contract.LabelRole: "app",
-		}}
-	}
-	m.ContainerList = []dockerapi.ContainerSummary{
-		app("thor", "thor-old", "running"), app("thor", "thor-older", "exited"),
-		app("potter", "potter-old", "running"), app("thor", fakes.ID("thor-app"), "running"),
-	}
-	if err := run(t, m, map[string]string{"tenants": tenantList("thor", "potter")}); err == nil {
-		t.Fatal("program succeeded; want potter's unhealthy app to fail it")
-	}
-	if want := []string{"polls-dev-edge " + fakes.ID("thor-app") + " polls-dev-thor-app"}; fmt.Sprint(m.Joined) != fmt.Sprint(want) {
-		t.Errorf("Connect calls = %q; want %q", m.Joined, want)
-	}
-	if want := []string{"thor-old"}; fmt.Sprint(m.Stopped) != fmt.Sprint(want) {
-		t.Errorf("stopped %q; want %q (thor's replaced app only)", m.Stopped, want)
-	}
-	uploads := m.All()["docker:index/container:Container::thor-route"]["uploads"].ArrayValue()
-	if len(uploads) != 1 {
-		t.Fatalf("thor's route uploads %d files; want 1", len(uploads))
-	}
-	if c := uploads[0].ObjectValue()["content"].StringValue(); !strings.Contains(c, "http://polls-dev-thor-app:8000;") {
-		t.Errorf("thor's route does not send to its app's name:\n%s", c)
-	}
-	for _, n := range m.All()["docker:index/container:Container::thor-app"]["networksAdvanced"].ArrayValue() {
-		if name := n.ObjectValue()["name"].StringValue(); strings.HasSuffix(name, "-edge") {
-			t.Errorf("thor's app is declared on the edge network %s; it must join it only once healthy", name)
-		}
 	}
 }
 

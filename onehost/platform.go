@@ -4,9 +4,8 @@
 // container that runs to completion and the app container.
 //
 // The app and migration containers have generated names and are replaced
-// create-first: a new version starts beside the old one, takes the name the
-// tenant's route sends requests to once it is healthy, and only then is the
-// old one stopped (App, Retire).
+// create-first: a new version starts beside the old one, the tenant's route
+// switches once it is healthy, and the old one is stopped last.
 package onehost
 
 import (
@@ -35,11 +34,6 @@ type Engine interface {
 	Wait(ctx context.Context, id string, within time.Duration) error
 	// Containers lists the containers carrying every label given.
 	Containers(ctx context.Context, labels map[string]string) ([]dockerapi.ContainerSummary, error)
-	// Connect attaches container id to network under alias, and reports
-	// false when it holds that alias there already.
-	Connect(ctx context.Context, network, id, alias string) (bool, error)
-	// StopContainer stops container id, giving it grace seconds.
-	StopContainer(ctx context.Context, id string, grace int) error
 }
 
 // Platform realises tenants on one Docker engine.
@@ -61,8 +55,6 @@ type Platform struct {
 	dbWithin, appWithin time.Duration
 	// restored maps each tenant to its database's polls.restore label.
 	restored map[string]string
-	// apps maps each tenant to its app container's ID (set by App).
-	apps map[string]pulumi.StringOutput
 }
 
 // New plans the stack on the engine: every tenant's subnet. It registers

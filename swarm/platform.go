@@ -248,12 +248,6 @@ func (p *Platform) Declare(ctx *pulumi.Context, opts ...pulumi.ResourceOption) e
 // EdgeNetwork is the name of the network the router and every app share.
 func (p *Platform) EdgeNetwork() pulumi.StringOutput { return p.Edge }
 
-// Retire has nothing to do: Swarm stops a service's old tasks itself, one
-// at a time, as the new ones turn healthy.
-func (p *Platform) Retire(_ *pulumi.Context, _ string, routed pulumi.StringOutput) pulumi.StringOutput {
-	return routed
-}
-
 // RemoteApps is true: app tasks run on other nodes too, and a node that
 // is lost (power, kernel, network) closes nothing.
 func (p *Platform) RemoteApps() bool { return true }

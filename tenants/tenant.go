@@ -42,11 +42,9 @@ type Platform interface {
 	// changes the app by itself.
 	Migration(ctx *pulumi.Context, t Parts, network, dbReady pulumi.StringOutput) (migrated pulumi.StringOutput, err error)
 	// App declares the app once migrated has resolved, so a failed
-	// migration leaves the serving version alone. On the edge network the
-	// app answers at contract.Upstream(t.Name("app")) (Tenant.Upstream), a
-	// name that never changes, and serving resolves once the new version
-	// answers there; a version that is not healthy never does.
-	App(ctx *pulumi.Context, t Parts, network, migrated pulumi.StringOutput) (serving pulumi.StringOutput, err error)
+	// migration leaves the serving version alone. upstream resolves to the
+	// app's host:port on the edge network once the new version serves.
+	App(ctx *pulumi.Context, t Parts, network, migrated pulumi.StringOutput) (upstream pulumi.StringOutput, err error)
 	// Backup declares the tenant's backup agent, on its private network
 	// and the backup network (t.Backup, set when backups are on).
 	Backup(ctx *pulumi.Context, t Parts, network pulumi.StringOutput) error
@@ -154,12 +152,9 @@ type Tenant struct {
 	AdminUser pulumi.StringOutput `pulumi:"adminUser"`
 	// AdminPassword is the admin account's password; always a secret.
 	AdminPassword pulumi.StringOutput `pulumi:"adminPassword"`
-	// Upstream is host:port of the tenant's app on the edge network. It
-	// never changes, so neither does the tenant's route.
-	Upstream string
-	// Serving resolves once this update's version of the app answers at
-	// Upstream: the router installs a new tenant's route then.
-	Serving pulumi.StringOutput
+	// Upstream is host:port of the tenant's app on the edge network, known
+	// once the app serves: the router routes to it then.
+	Upstream pulumi.StringOutput
 }
 
 // New declares tenant args.Tenant. Its children are named after the tenant,
@@ -218,7 +213,7 @@ func New(ctx *pulumi.Context, args Args, opts ...pulumi.ResourceOption) (*Tenant
 	if err != nil {
 		return nil, fmt.Errorf("tenant %s: migration: %w", name, err)
 	}
-	serving, err := p.App(ctx, parts, network, migrated)
+	upstream, err := p.App(ctx, parts, network, migrated)
 	if err != nil {
 		return nil, fmt.Errorf("tenant %s: app: %w", name, err)
 	}
@@ -231,8 +226,7 @@ func New(ctx *pulumi.Context, args Args, opts ...pulumi.ResourceOption) (*Tenant
 	t.URL = pulumi.String(args.Stack.URL(args.Tenant.ServerNames(args.Stack.Domain)[0])).ToStringOutput()
 	t.AdminUser = pulumi.String(args.Stack.AdminUser).ToStringOutput()
 	t.AdminPassword = adminSecret
-	t.Upstream = contract.Upstream(parts.Name("app"))
-	t.Serving = serving
+	t.Upstream = upstream
 	if err := ctx.RegisterResourceOutputs(t, pulumi.Map{
 		"url": t.URL, "adminUser": t.AdminUser, "adminPassword": t.AdminPassword,
 	}); err != nil {
