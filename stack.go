@@ -64,6 +64,11 @@ type stackPlatform interface {
 	RemoteApps() bool
 	// Existing reports whether the tenant was deployed before this update.
 	Existing(tenant string) bool
+	// AppPort is the port the tenant's app listens on.
+	AppPort(tenant string) int
+	// Retire stops what the tenant's new version replaced, once routed
+	// (its route is live) resolves.
+	Retire(ctx *pulumi.Context, tenant string, routed pulumi.StringOutput) pulumi.StringOutput
 	// AppliedRestore is the restore (contract.RestoreID) the tenant's
 	// running database was restored with, or "".
 	AppliedRestore(tenant string) string
@@ -189,13 +194,14 @@ func declare(ctx *pulumi.Context, s spec.Stack, engine Engine) (*deployed, error
 			// changes nothing.
 			AppImage: image.RepoDigest,
 			Platform: on,
+			AppPort:  on.AppPort(t.Name),
 			Backup:   perTenant[t.Name],
 		}, pulumi.Providers(provider))
 		if err != nil {
 			return nil, err
 		}
 		d.Tenants[t.Name] = tn
-		routes = append(routes, router.Route{Server: nginx.Server{Name: t.Name, Hosts: t.ServerNames(s.Domain)}, Upstream: tn.Upstream, Installed: on.Existing(t.Name)})
+		routes = append(routes, router.Route{Server: nginx.Server{Name: t.Name, Hosts: t.ServerNames(s.Domain), Upstream: tn.Upstream}, Serving: tn.Serving, Installed: on.Existing(t.Name)})
 	}
 
 	var companionImage pulumi.StringInput
@@ -218,9 +224,10 @@ func declare(ctx *pulumi.Context, s spec.Stack, engine Engine) (*deployed, error
 	tenantOutputs := pulumi.Map{}
 	adminPasswords := pulumi.StringMap{}
 	for name, tn := range d.Tenants {
-		// A tenant's URL resolves once its route is installed and the
-		// shared config that includes it is live.
-		url := pulumi.All(tn.URL, r.Routed[name], r.URL).ApplyT(func(v []any) string { return v[0].(string) }).(pulumi.StringOutput)
+		// A tenant's URL resolves once its route is installed, the shared
+		// config that includes it is live, and the version it replaced is
+		// stopped.
+		url := pulumi.All(tn.URL, on.Retire(ctx, name, r.Routed[name]), r.URL).ApplyT(func(v []any) string { return v[0].(string) }).(pulumi.StringOutput)
 		tenantOutputs[name] = pulumi.Map{"url": url, "adminUser": tn.AdminUser}
 		adminPasswords[name] = tn.AdminPassword
 	}

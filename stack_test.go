@@ -13,6 +13,7 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
+	"github.com/polls-tenants/polls/contract"
 	"github.com/polls-tenants/polls/dockerapi"
 	"github.com/polls-tenants/polls/internal/fakes"
 	"github.com/polls-tenants/polls/platform"
@@ -141,8 +142,10 @@ func TestAddingTenantTouchesNoOtherInputs(t *testing.T) {
 	if err := run(t, before, map[string]string{"tenants": tenantList("thor", "potter")}); err != nil {
 		t.Fatal(err)
 	}
-	// The engine now has the networks the first run declared.
+	// The engine now has the networks and containers the first run
+	// declared.
 	after.NetworkList = before.declaredNetworks()
+	after.ContainerList = before.declaredContainers()
 	if err := run(t, after, map[string]string{"tenants": tenantList("thor", "potter", "hermione")}); err != nil {
 		t.Fatal(err)
 	}
@@ -329,6 +332,30 @@ func (m *mocks) declaredNetworks() []dockerapi.Network {
 	return nets
 }
 
+// declaredContainers returns the containers the run declared, with their
+// labels, as the engine would list them afterwards.
+func (m *mocks) declaredContainers() []dockerapi.ContainerSummary {
+	var out []dockerapi.ContainerSummary
+	for key, in := range m.All() {
+		if !strings.HasPrefix(key, "docker:index/container:Container::") {
+			continue
+		}
+		c := dockerapi.ContainerSummary{Labels: map[string]string{}, State: "running"}
+		if in["name"].IsString() {
+			c.Name = in["name"].StringValue()
+		}
+		if in.HasValue("labels") {
+			for _, l := range in["labels"].ArrayValue() {
+				if v := l.ObjectValue()["value"]; v.IsString() {
+					c.Labels[l.ObjectValue()["label"].StringValue()] = v.StringValue()
+				}
+			}
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
 // TestSubnets ensures tenants get distinct /28s from polls:subnetPool, keep
 // them when tenants are added before them, and that a pool colliding with a
 // network on the engine fails before anything is registered.
@@ -430,6 +457,64 @@ func TestUnhealthyAppKeepsTheOldRoute(t *testing.T) {
 	}
 	if _, ok := m.All()["docker:index/container:Container::thor-route"]; !ok {
 		t.Error("thor's route was not declared; another tenant's failure must not block it")
+	}
+}
+
+// TestAppJoinsItsNameThenRetiresTheOld ensures a tenant's route names the
+// app's fixed name on the edge network and the tenant's own port (kept from
+// its running app, or a new one for an app from before ports), its app takes that name only once
+// healthy, and the tenant's other running app containers (the version the
+// release replaced) are stopped only after that; an unhealthy app takes no
+// name and stops nothing.
+func TestAppJoinsItsNameThenRetiresTheOld(t *testing.T) {
+	m := newMocks()
+	m.SickApp = "potter"
+	app := func(tenant, id, state string) dockerapi.ContainerSummary {
+		return dockerapi.ContainerSummary{ID: id, Name: id, State: state, Labels: map[string]string{
+			contract.LabelStack: "polls-dev", contract.LabelTenant: tenant, contract.LabelRole: "app",
+		}}
+	}
+	m.ContainerList = []dockerapi.ContainerSummary{
+		app("thor", "thor-old", "running"), app("thor", "thor-older", "exited"),
+		app("potter", "potter-old", "running"), app("thor", fakes.ID("thor-app"), "running"),
+	}
+	// thor's current version listens on a port of its own; potter's is
+	// from before per-tenant ports.
+	m.ContainerList[0].Labels[contract.LabelPort] = "20007"
+	if err := run(t, m, map[string]string{"tenants": tenantList("thor", "potter")}); err == nil {
+		t.Fatal("program succeeded; want potter's unhealthy app to fail it")
+	}
+	if want := []string{"polls-dev-edge " + fakes.ID("thor-app") + " polls-dev-thor-app"}; fmt.Sprint(m.Joined) != fmt.Sprint(want) {
+		t.Errorf("Connect calls = %q; want %q", m.Joined, want)
+	}
+	if want := []string{"thor-old"}; fmt.Sprint(m.Stopped) != fmt.Sprint(want) {
+		t.Errorf("stopped %q; want %q (thor's replaced app only)", m.Stopped, want)
+	}
+	uploads := m.All()["docker:index/container:Container::thor-route"]["uploads"].ArrayValue()
+	if len(uploads) != 1 {
+		t.Fatalf("thor's route uploads %d files; want 1", len(uploads))
+	}
+	if c := uploads[0].ObjectValue()["content"].StringValue(); !strings.Contains(c, "http://polls-dev-thor-app:20007;") {
+		t.Errorf("thor's route does not send to its app's name on the port thor holds:\n%s", c)
+	}
+	// Each app listens on its tenant's port and says so in its label.
+	for tenant, port := range map[string]string{"thor": "20007", "potter": "20000"} {
+		in := m.All()["docker:index/container:Container::"+tenant+"-app"]
+		if env := fmt.Sprint(in["envs"].ArrayValue()); !strings.Contains(env, "LISTEN_ADDR=:"+port) {
+			t.Errorf("%s's app environment %s; want LISTEN_ADDR=:%s", tenant, env, port)
+		}
+		labelled := false
+		for _, l := range in["labels"].ArrayValue() {
+			labelled = labelled || l.ObjectValue()["label"].StringValue() == contract.LabelPort && l.ObjectValue()["value"].StringValue() == port
+		}
+		if !labelled {
+			t.Errorf("%s's app does not carry %s=%s", tenant, contract.LabelPort, port)
+		}
+	}
+	for _, n := range m.All()["docker:index/container:Container::thor-app"]["networksAdvanced"].ArrayValue() {
+		if name := n.ObjectValue()["name"].StringValue(); strings.HasSuffix(name, "-edge") {
+			t.Errorf("thor's app is declared on the edge network %s; it must join it only once healthy", name)
+		}
 	}
 }
 

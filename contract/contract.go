@@ -27,7 +27,9 @@ import (
 
 // The app image.
 const (
-	// AppPort is where the app listens (LISTEN_ADDR=:8000).
+	// AppPort is where the app listens when nothing else is said
+	// (LISTEN_ADDR=:8000): in compose. A stack gives each tenant's app a
+	// port of its own (package ports), in the app's LabelPort.
 	AppPort = 8000
 	// AppBinary is the app image's binary, also its health check.
 	AppBinary = "/usr/local/bin/polls"
@@ -77,12 +79,12 @@ var (
 // AppHealthCommand is the app's health check, run inside its container.
 var AppHealthCommand = []string{"CMD", AppBinary, "healthcheck"}
 
-// AppEnv is the app's environment for tenant, answering to hosts: no
-// secrets, only where to find them.
-func AppEnv(tenant string, hosts []string) []string {
+// AppEnv is the app's environment for tenant, answering to hosts on port:
+// no secrets, only where to find them.
+func AppEnv(tenant string, hosts []string, port int) []string {
 	return []string{
 		"TENANT=" + tenant,
-		"LISTEN_ADDR=:" + strconv.Itoa(AppPort),
+		"LISTEN_ADDR=:" + strconv.Itoa(port),
 		"ALLOWED_HOSTS=" + strings.Join(hosts, ","),
 		"DATABASE_URL_FILE=" + DatabaseURLFile,
 	}
@@ -141,8 +143,9 @@ ALTER ROLE CURRENT_USER PASSWORD :'pw';
 SQL
 printf '%s' "$sum" > /tmp/polls-password-synced`
 
-// Upstream is the app's host:port on the edge network, given its name there.
-func Upstream(host string) string { return host + ":" + strconv.Itoa(AppPort) }
+// Upstream is the app's host:port on the edge network, given its name there
+// and its port.
+func Upstream(host string, port int) string { return host + ":" + strconv.Itoa(port) }
 
 // ObjectName is the Docker name of a tenant's part: "<prefix>-<tenant>-<part>",
 // e.g. polls-dev-thor-db. prefix is "<project>-<stack>", so stacks can
@@ -166,6 +169,8 @@ const (
 	LabelStack  = "polls.stack"
 	LabelTenant = "polls.tenant"
 	LabelRole   = "polls.role"
+	// LabelPort is the port a tenant's app listens on (package ports).
+	LabelPort = "polls.port"
 	// LabelRetained marks data volumes kept on tenant removal and destroy.
 	LabelRetained = "polls.retained"
 )

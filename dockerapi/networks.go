@@ -2,8 +2,11 @@ package dockerapi
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
+	"slices"
 
+	dnetwork "github.com/moby/moby/api/types/network"
 	"github.com/moby/moby/client"
 )
 
@@ -38,4 +41,28 @@ func (c *Client) Networks(ctx context.Context) ([]Network, error) {
 		nets = append(nets, n)
 	}
 	return nets, nil
+}
+
+// Connect attaches container id to network under alias, a DNS name the
+// network's other containers resolve to every container holding it. It
+// reports false, changing nothing, when the container is on the network
+// with that alias already.
+func (c *Client) Connect(ctx context.Context, network, id, alias string) (bool, error) {
+	res, err := c.api.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
+	if err != nil {
+		return false, err
+	}
+	if s := res.Container.NetworkSettings; s != nil {
+		if ep, ok := s.Networks[network]; ok && ep != nil {
+			if slices.Contains(ep.Aliases, alias) {
+				return false, nil
+			}
+			return false, fmt.Errorf("container %s is on network %s without the alias %s", id, network, alias)
+		}
+	}
+	_, err = c.api.NetworkConnect(ctx, network, client.NetworkConnectOptions{
+		Container:      id,
+		EndpointConfig: &dnetwork.EndpointSettings{Aliases: []string{alias}},
+	})
+	return err == nil, err
 }

@@ -30,10 +30,20 @@ func (c *Client) Secrets(ctx context.Context, labels map[string]string) ([]Secre
 // SIGTERM, then SIGKILL after grace seconds (an app drains its requests in
 // flight meanwhile); then removes it and its anonymous volumes.
 func (c *Client) StopAndRemoveContainer(ctx context.Context, id string, grace int) error {
-	if _, err := c.api.ContainerStop(ctx, id, client.ContainerStopOptions{Timeout: &grace}); err != nil && !IsNotFound(err) {
+	if err := c.StopContainer(ctx, id, grace); err != nil {
 		return err
 	}
 	return c.RemoveContainer(ctx, id)
+}
+
+// StopContainer stops a container as the provider deletes one (SIGTERM,
+// then SIGKILL after grace seconds) and leaves it for its owner to remove.
+// A container that is gone or stopped already is no error.
+func (c *Client) StopContainer(ctx context.Context, id string, grace int) error {
+	if _, err := c.api.ContainerStop(ctx, id, client.ContainerStopOptions{Timeout: &grace}); err != nil && !IsNotFound(err) {
+		return err
+	}
+	return nil
 }
 
 // RemoveService removes a Swarm service and its tasks.

@@ -134,6 +134,7 @@ func TestEndToEnd(t *testing.T) {
 	} else if code := e.probe(alphaApp, ip); code == 0 {
 		t.Errorf("alpha's app reaches beta's database at %s", ip)
 	}
+	e.checkOwnPorts(alphaApp, e.app("beta"))
 	if env := e.docker("inspect", "-f", "{{json .Config.Env}}", e.prefix+"-alpha-db", alphaApp, e.container("alpha", "migrate")); strings.Contains(env, passwords["alpha"]) || strings.Contains(strings.ToUpper(env), "PASSWORD=") {
 		t.Errorf("a password shows in docker inspect's environment: %s", env)
 	}
@@ -167,12 +168,16 @@ func TestEndToEnd(t *testing.T) {
 	// 5. A release (a new app build) under load: every tenant moves to the
 	// new version with zero failed requests, its migration first; databases
 	// and the router stay the same containers.
-	stable := e.containerIDs([]string{"alpha-db", "beta-db", "gamma-db", "router"})
+	// A release changes no route: the apps take over their tenants' names
+	// on the edge network, so no route installer is replaced.
+	unchanged := []string{"alpha-db", "beta-db", "gamma-db", "router", "alpha-route", "beta-route", "gamma-route"}
+	stable := e.containerIDs(unchanged)
 	oldApps := e.containerIDs([]string{"alpha-app", "beta-app", "gamma-app"})
 	all := []string{"alpha", "beta", "gamma"}
-	// Connections opened before a tenant's route switch and used after it
-	// (preconnects) are answered too: the switch waits for nginx's old
-	// workers before the old app may go.
+	// Connections opened to the router before a tenant's new app takes
+	// over and used after its old app stopped (preconnects) are answered
+	// too: the route does not change, and the name it sends to resolves
+	// to the new app.
 	stop = e.hammer(all)
 	early := e.preconnects(all, preconnectHold, http.StatusOK)
 	e.release("2")
@@ -195,8 +200,8 @@ func TestEndToEnd(t *testing.T) {
 			t.Errorf("%s serves version %q after the release; want 2", tenant, v)
 		}
 	}
-	if after := e.containerIDs([]string{"alpha-db", "beta-db", "gamma-db", "router"}); fmt.Sprint(after) != fmt.Sprint(stable) {
-		t.Errorf("a release replaced databases or the router:\nbefore %v\nafter  %v", stable, after)
+	if after := e.containerIDs(unchanged); fmt.Sprint(after) != fmt.Sprint(stable) {
+		t.Errorf("a release replaced databases, routes or the router:\nbefore %v\nafter  %v", stable, after)
 	}
 	newApps := e.containerIDs([]string{"alpha-app", "beta-app", "gamma-app"})
 	for k, id := range newApps {
@@ -480,6 +485,41 @@ func (e *env) docker(args ...string) string {
 		e.t.Fatalf("docker %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
 	return strings.TrimSpace(string(out))
+}
+
+// checkOwnPorts checks that each of the two tenants' apps listens on the
+// port its label names, that the ports differ, and that from the router
+// each app answers on its own port only: a request the router sends to a
+// stale address, now another tenant's app, meets a closed port (package
+// ports).
+func (e *env) checkOwnPorts(a, b string) {
+	e.t.Helper()
+	edge := e.prefix + "-edge"
+	type app struct{ name, ip, port string }
+	var apps []app
+	for _, name := range []string{a, b} {
+		ip := e.docker("inspect", "-f", "{{(index .NetworkSettings.Networks \""+edge+"\").IPAddress}}", name)
+		port := e.docker("inspect", "-f", "{{index .Config.Labels \"polls.port\"}}", name)
+		if ip == "" || port == "" {
+			e.t.Fatalf("app %s has edge address %q and port label %q; want both", name, ip, port)
+		}
+		apps = append(apps, app{name, ip, port})
+	}
+	if apps[0].port == apps[1].port {
+		e.t.Errorf("apps %s and %s both listen on port %s; want a port of each tenant's own", a, b, apps[0].port)
+	}
+	router := e.prefix + "-router"
+	for i, x := range apps {
+		other := apps[1-i]
+		own, _ := strconv.Atoi(x.port)
+		foreign, _ := strconv.Atoi(other.port)
+		if !e.tcpReaches(router, x.ip, own) {
+			e.t.Errorf("the router does not reach %s at %s:%d", x.name, x.ip, own)
+		}
+		if e.tcpReaches(router, x.ip, foreign) {
+			e.t.Errorf("the router reaches %s at %s:%d, %s's port", x.name, x.ip, foreign, other.name)
+		}
+	}
 }
 
 // probe runs pg_isready against host from inside container's network

@@ -4,8 +4,9 @@
 // container that runs to completion and the app container.
 //
 // The app and migration containers have generated names and are replaced
-// create-first: a new version starts beside the old one, the tenant's route
-// switches once it is healthy, and the old one is stopped last.
+// create-first: a new version starts beside the old one, takes the name the
+// tenant's route sends requests to once it is healthy, and only then is the
+// old one stopped (App, Retire).
 package onehost
 
 import (
@@ -20,6 +21,7 @@ import (
 	"github.com/polls-tenants/polls/contract"
 	"github.com/polls-tenants/polls/dockerapi"
 	"github.com/polls-tenants/polls/platform"
+	"github.com/polls-tenants/polls/ports"
 	"github.com/polls-tenants/polls/spec"
 	"github.com/polls-tenants/polls/tenants"
 )
@@ -34,6 +36,11 @@ type Engine interface {
 	Wait(ctx context.Context, id string, within time.Duration) error
 	// Containers lists the containers carrying every label given.
 	Containers(ctx context.Context, labels map[string]string) ([]dockerapi.ContainerSummary, error)
+	// Connect attaches container id to network under alias, and reports
+	// false when it holds that alias there already.
+	Connect(ctx context.Context, network, id, alias string) (bool, error)
+	// StopContainer stops container id, giving it grace seconds.
+	StopContainer(ctx context.Context, id string, grace int) error
 }
 
 // Platform realises tenants on one Docker engine.
@@ -47,6 +54,9 @@ type Platform struct {
 	// planned by package subnets.
 	Subnets  map[string]netip.Prefix
 	Gateways map[string]netip.Addr
+	// Ports are the ports the tenants' apps listen on, as planned by
+	// package ports.
+	Ports map[string]int
 
 	prefix   string
 	existing map[string]bool
@@ -55,16 +65,34 @@ type Platform struct {
 	dbWithin, appWithin time.Duration
 	// restored maps each tenant to its database's polls.restore label.
 	restored map[string]string
+	// apps maps each tenant to its app container's ID (set by App).
+	apps map[string]pulumi.StringOutput
 }
 
-// New plans the stack on the engine: every tenant's subnet. It registers
-// nothing, so a plan that fails changes nothing.
+// New plans the stack on the engine: every tenant's subnet and app port.
+// It registers nothing, so a plan that fails changes nothing.
 func New(ctx context.Context, engine Engine, s spec.Stack, prefix string) (*Platform, error) {
 	subnets, gateways, existing, err := planSubnets(ctx, engine, s, prefix)
 	if err != nil {
 		return nil, err
 	}
-	p := &Platform{Engine: engine, Subnets: subnets, Gateways: gateways, prefix: prefix, existing: existing, restored: map[string]string{}}
+	apps, err := engine.Containers(ctx, map[string]string{contract.LabelStack: prefix, contract.LabelRole: "app"})
+	if err != nil {
+		return nil, fmt.Errorf("list the apps to keep each tenant's port: %w", err)
+	}
+	var labels []map[string]string
+	for _, a := range apps {
+		labels = append(labels, a.Labels)
+	}
+	names := make([]string, len(s.Tenants))
+	for i, t := range s.Tenants {
+		names[i] = t.Name
+	}
+	appPorts, err := ports.Plan(names, ports.Held(labels))
+	if err != nil {
+		return nil, fmt.Errorf("invalid stack config (nothing was changed):\n%w", err)
+	}
+	p := &Platform{Engine: engine, Subnets: subnets, Gateways: gateways, Ports: appPorts, prefix: prefix, existing: existing, restored: map[string]string{}}
 	fresh := platform.NewTenants(s, existing)
 	p.dbWithin, p.appWithin = platform.StartWait(dbWait, fresh), platform.StartWait(appWait, fresh)
 	if s.Backup != nil {
@@ -78,6 +106,10 @@ func New(ctx context.Context, engine Engine, s spec.Stack, prefix string) (*Plat
 	}
 	return p, nil
 }
+
+// AppPort is the port the tenant's app listens on: its own on the shared
+// edge network (package ports).
+func (p *Platform) AppPort(tenant string) int { return p.Ports[tenant] }
 
 // Moves reports false: on one engine a database never moves.
 func (p *Platform) Moves(string) bool { return false }

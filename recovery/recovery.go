@@ -12,10 +12,11 @@
 // stays behind, running, for good.
 //
 // Removing orphans is safe except for one case: a running app container of
-// a tenant the state already holds may be the one the tenant's route points
-// at, if the update was killed after switching the route and before
-// recording it. Such a container goes only after the update ran again and
-// put the tenant's route on a container of its own. A tenant whose network
+// a tenant the state already holds may be the one serving the tenant (on
+// one host, holding its app name on the edge network), if the update was
+// killed after it took over and before it was recorded. Such a container
+// goes only after the update ran again and gave the tenant a serving
+// container of its own. A tenant whose network
 // is itself an orphan was being added: nothing served by it was promised
 // yet, and all of it goes first, so that the update can make it again.
 //

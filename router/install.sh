@@ -15,7 +15,9 @@
 # workers from before its reload are gone (at most drain_limit seconds):
 # until then a connection they accepted but had no request on yet is
 # served with the old route, and the app that route names must still be
-# there. Pulumi removes replaced and removed apps after the installers.
+# there. A removed tenant's app goes after the installers (Pulumi removes
+# it at the end of the update); a release changes no route, and an app it
+# replaces is stopped only once the tenant's route is live.
 mode=$1
 tenant=${2:-}
 drain=0

@@ -12,13 +12,15 @@
 //
 // There is one installer for the shared part (the default server, TLS, the
 // list of tenants) and one per tenant, a "route" holding only that tenant's
-// servers and pointing at that tenant's current app container by name. A
-// release creates the new app container beside the old one; once it is
-// healthy the tenant's route is replaced, nginx reloads (requests in flight
-// finish on the old workers), and only then, at the end of the update, is
-// the old container removed. A tenant whose migration or new version fails
-// keeps its route, so its old version keeps serving, and no other tenant's
-// route waits for it.
+// servers. A route sends requests to a name that never changes, the
+// tenant's app name on the edge network, which Docker's DNS resolves to the
+// tenant's serving app containers (one host) or healthy tasks (Swarm); the
+// router asks again every 5 s. So a release changes no route: a new
+// version takes the name once healthy (package onehost, swarm), requests
+// in flight finish on the old one, and nginx is not reloaded. A new
+// tenant's route is installed once its app serves. A tenant whose migration
+// or new version fails keeps its old version serving, and no other
+// tenant's route waits for it.
 package router
 
 import (
@@ -88,11 +90,12 @@ var deadPeerSysctls = map[string]string{
 
 // Route sends a tenant's host names to its app.
 type Route struct {
-	// Server is the tenant's name and host names; its Upstream is ignored.
+	// Server is the tenant's name, host names and upstream (host:port of
+	// its app on the edge network).
 	Server nginx.Server
-	// Upstream is host:port of the tenant's app container, known once that
-	// container is healthy: the route goes live only then.
-	Upstream pulumi.StringOutput
+	// Serving resolves once the tenant's app answers at the upstream: the
+	// route's installer runs (or, unchanged, is registered) only then.
+	Serving pulumi.StringOutput
 	// Installed says the tenant existed before this update, so its route
 	// file is (or, on an upgrade from a single inline config, is about to
 	// be) in place: the shared config waits for such routes only.
@@ -253,22 +256,26 @@ func New(ctx *pulumi.Context, name string, args Args, opts ...pulumi.ResourceOpt
 	// the shared config.
 	var routes []pulumi.Resource
 	for _, rt := range args.Routes {
-		tenant, server := rt.Server.Name, rt.Server
-		content := rt.Upstream.ApplyT(func(upstream string) (string, error) {
-			server.Upstream = upstream
-			b, err := nginx.RenderServer(cfg, server)
-			return string(b), err
-		}).(pulumi.StringOutput)
+		tenant := rt.Server.Name
+		content, err := nginx.RenderServer(cfg, rt.Server)
+		if err != nil {
+			return nil, fmt.Errorf("router: route of tenant %s: %w", tenant, err)
+		}
+		// The route's content is known before anything runs, so a preview
+		// shows a route only when it changes; waiting on Serving
+		// (DependsOnInputs) orders it after the app without making it
+		// unknown.
+		serving := pulumi.DependsOnInputs(rt.Serving.ApplyT(func(string) []pulumi.Resource { return nil }).(pulumi.ResourceArrayOutput))
 		route, err := installer(tenant+"-route", args.Prefix+"-"+tenant+"-route",
-			docker.ContainerUploadArray{docker.ContainerUploadArgs{File: pulumi.String(stageDir + "/tenants/" + tenant + ".conf"), Content: content}},
-			[]string{"route", tenant})
+			docker.ContainerUploadArray{docker.ContainerUploadArgs{File: pulumi.String(stageDir + "/tenants/" + tenant + ".conf"), Content: pulumi.String(content)}},
+			[]string{"route", tenant}, serving)
 		if err != nil {
 			return nil, fmt.Errorf("router: route of tenant %s: %w", tenant, err)
 		}
 		if rt.Installed {
 			routes = append(routes, route)
 		}
-		r.Routed[tenant] = installed(route, "tenant "+tenant+": its route was not installed", "routed")
+		r.Routed[tenant] = pulumi.All(installed(route, "tenant "+tenant+": its route was not installed", "routed"), rt.Serving).ApplyT(func(v []any) string { return v[0].(string) }).(pulumi.StringOutput)
 	}
 
 	base, err := installer(name+"-config", args.Prefix+"-router-config", uploads, []string{"base"}, pulumi.DependsOn(routes))

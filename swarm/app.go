@@ -82,8 +82,5 @@ func (p *Platform) App(ctx *pulumi.Context, t tenants.Parts, network, migrated p
 	if err != nil {
 		return pulumi.StringOutput{}, fmt.Errorf("service: %w", err)
 	}
-	ready := p.running(ctx, "tenant "+tenant+": app", app, image, digest, p.appWithin, nil)
-	return pulumi.All(app.Name, ready).ApplyT(func(v []any) string {
-		return contract.Upstream(v[0].(string))
-	}).(pulumi.StringOutput), nil
+	return p.running(ctx, "tenant "+tenant+": app", app, image, digest, p.appWithin, nil), nil
 }

@@ -94,6 +94,13 @@ type Platform struct {
 	moves map[string]bool
 }
 
+// AppPort is contract.AppPort for every tenant: the router reaches the
+// apps by their services' names, and Swarm hands an address on the edge
+// network out again only after the rest of its subnet (its allocator is
+// serial), so one port is enough here (package ports says why one host
+// needs one per tenant).
+func (p *Platform) AppPort(string) int { return contract.AppPort }
+
 // Moves reports whether the tenant's database moves to another node in
 // this update (restored there from its backups).
 func (p *Platform) Moves(tenant string) bool { return p.moves[tenant] }
@@ -247,6 +254,12 @@ func (p *Platform) Declare(ctx *pulumi.Context, opts ...pulumi.ResourceOption) e
 
 // EdgeNetwork is the name of the network the router and every app share.
 func (p *Platform) EdgeNetwork() pulumi.StringOutput { return p.Edge }
+
+// Retire has nothing to do: Swarm stops a service's old tasks itself, one
+// at a time, as the new ones turn healthy.
+func (p *Platform) Retire(_ *pulumi.Context, _ string, routed pulumi.StringOutput) pulumi.StringOutput {
+	return routed
+}
 
 // RemoteApps is true: app tasks run on other nodes too, and a node that
 // is lost (power, kernel, network) closes nothing.

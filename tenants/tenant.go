@@ -42,9 +42,11 @@ type Platform interface {
 	// changes the app by itself.
 	Migration(ctx *pulumi.Context, t Parts, network, dbReady pulumi.StringOutput) (migrated pulumi.StringOutput, err error)
 	// App declares the app once migrated has resolved, so a failed
-	// migration leaves the serving version alone. upstream resolves to the
-	// app's host:port on the edge network once the new version serves.
-	App(ctx *pulumi.Context, t Parts, network, migrated pulumi.StringOutput) (upstream pulumi.StringOutput, err error)
+	// migration leaves the serving version alone. On the edge network the
+	// app answers at t.Upstream() (Tenant.Upstream), a name and a port of
+	// the tenant's that never change, and serving resolves once the new
+	// version answers there; a version that is not healthy never does.
+	App(ctx *pulumi.Context, t Parts, network, migrated pulumi.StringOutput) (serving pulumi.StringOutput, err error)
 	// Backup declares the tenant's backup agent, on its private network
 	// and the backup network (t.Backup, set when backups are on).
 	Backup(ctx *pulumi.Context, t Parts, network pulumi.StringOutput) error
@@ -64,6 +66,9 @@ type Args struct {
 	AppImage pulumi.StringInput
 	// Platform realises the tenant's parts.
 	Platform Platform
+	// AppPort is the port the tenant's app listens on, its own within the
+	// stack (package ports).
+	AppPort int
 	// Backup is what the tenant's backups take from the stack; nil when
 	// backups are off.
 	Backup *StackBackup
@@ -93,6 +98,8 @@ type Parts struct {
 	Prefix string
 	// Image is the app and migration image reference.
 	Image pulumi.StringInput
+	// AppPort is the port the app listens on (Args.AppPort).
+	AppPort int
 	// Secrets are the tenant's generated secrets; deliver them as files.
 	Secrets Secrets
 	// Opts are the options of every resource of the tenant: its parent, the
@@ -152,9 +159,12 @@ type Tenant struct {
 	AdminUser pulumi.StringOutput `pulumi:"adminUser"`
 	// AdminPassword is the admin account's password; always a secret.
 	AdminPassword pulumi.StringOutput `pulumi:"adminPassword"`
-	// Upstream is host:port of the tenant's app on the edge network, known
-	// once the app serves: the router routes to it then.
-	Upstream pulumi.StringOutput
+	// Upstream is host:port of the tenant's app on the edge network. It
+	// never changes, so neither does the tenant's route.
+	Upstream string
+	// Serving resolves once this update's version of the app answers at
+	// Upstream: the router installs a new tenant's route then.
+	Serving pulumi.StringOutput
 }
 
 // New declares tenant args.Tenant. Its children are named after the tenant,
@@ -185,7 +195,7 @@ func New(ctx *pulumi.Context, args Args, opts ...pulumi.ResourceOption) (*Tenant
 	dbSecret := pulumi.ToSecret(dbPassword.Result).(pulumi.StringOutput)
 	adminSecret := pulumi.ToSecret(adminPassword.Result).(pulumi.StringOutput)
 	parts := Parts{
-		Tenant: args.Tenant, Stack: args.Stack, Prefix: args.Prefix, Image: args.AppImage,
+		Tenant: args.Tenant, Stack: args.Stack, Prefix: args.Prefix, Image: args.AppImage, AppPort: args.AppPort,
 		Secrets: Secrets{
 			DBPassword:    dbSecret,
 			DatabaseURL:   dbSecret.ApplyT(contract.DatabaseURL).(pulumi.StringOutput),
@@ -213,7 +223,7 @@ func New(ctx *pulumi.Context, args Args, opts ...pulumi.ResourceOption) (*Tenant
 	if err != nil {
 		return nil, fmt.Errorf("tenant %s: migration: %w", name, err)
 	}
-	upstream, err := p.App(ctx, parts, network, migrated)
+	serving, err := p.App(ctx, parts, network, migrated)
 	if err != nil {
 		return nil, fmt.Errorf("tenant %s: app: %w", name, err)
 	}
@@ -226,7 +236,8 @@ func New(ctx *pulumi.Context, args Args, opts ...pulumi.ResourceOption) (*Tenant
 	t.URL = pulumi.String(args.Stack.URL(args.Tenant.ServerNames(args.Stack.Domain)[0])).ToStringOutput()
 	t.AdminUser = pulumi.String(args.Stack.AdminUser).ToStringOutput()
 	t.AdminPassword = adminSecret
-	t.Upstream = upstream
+	t.Upstream = parts.Upstream()
+	t.Serving = serving
 	if err := ctx.RegisterResourceOutputs(t, pulumi.Map{
 		"url": t.URL, "adminUser": t.AdminUser, "adminPassword": t.AdminPassword,
 	}); err != nil {
@@ -245,8 +256,12 @@ func (t Parts) Labels(role string) map[string]string {
 
 // AppEnv is the app's environment (contract.AppEnv).
 func (t Parts) AppEnv() []string {
-	return contract.AppEnv(t.Tenant.Name, t.Tenant.ServerNames(t.Stack.Domain))
+	return contract.AppEnv(t.Tenant.Name, t.Tenant.ServerNames(t.Stack.Domain), t.AppPort)
 }
+
+// Upstream is where the tenant's route sends requests: the app's name on
+// the edge network, on the tenant's own port.
+func (t Parts) Upstream() string { return contract.Upstream(t.Name("app"), t.AppPort) }
 
 // MigrationEnv is the migration's environment (contract.MigrationEnv).
 func (t Parts) MigrationEnv() []string {

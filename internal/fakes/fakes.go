@@ -68,6 +68,10 @@ type Engine struct {
 	// Within records the bound Wait and WaitService were last given, by
 	// container or service ID.
 	Within map[string]time.Duration
+	// Joined records Connect's calls: "<network> <id> <alias>".
+	Joined []string
+	// Stopped records the IDs StopContainer was given.
+	Stopped []string
 }
 
 func (e *Engine) recordWithin(id string, within time.Duration) {
@@ -184,6 +188,23 @@ func (e *Engine) Containers(_ context.Context, labels map[string]string) ([]dock
 		}
 	}
 	return out, nil
+}
+
+// Connect records the call and answers that the container holds the alias
+// already, so no test waits for the router's DNS cache.
+func (e *Engine) Connect(_ context.Context, network, id, alias string) (bool, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.Joined = append(e.Joined, network+" "+id+" "+alias)
+	return false, nil
+}
+
+// StopContainer records the call.
+func (e *Engine) StopContainer(_ context.Context, id string, _ int) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.Stopped = append(e.Stopped, id)
+	return nil
 }
 
 // ReadFile answers from Files.

@@ -18,6 +18,7 @@ import (
 
 	"github.com/polls-tenants/polls/contract"
 	"github.com/polls-tenants/polls/nginx"
+	"github.com/polls-tenants/polls/ports"
 	"github.com/polls-tenants/polls/spec"
 	"github.com/polls-tenants/polls/subnets"
 	"github.com/polls-tenants/polls/tools/internal/gen"
@@ -245,7 +246,7 @@ func build(o options, nginxConf []byte) (composeFile, error) {
 			ContainerName: name("app"),
 			Image:         o.AppImage,
 			Command:       contract.AppCommand,
-			Environment:   contract.AppEnv(t, spec.Tenant{Name: t}.ServerNames(spec.DefaultDomain)),
+			Environment:   contract.AppEnv(t, spec.Tenant{Name: t}.ServerNames(spec.DefaultDomain), appPort(o, t)),
 			Volumes:       []string{secret("database-url", contract.DatabaseURLFile)},
 			Networks:      map[string]attachment{t: {}, edgeNetwork: {Aliases: []string{t}}},
 			DependsOn: map[string]dependency{
@@ -282,13 +283,23 @@ func build(o options, nginxConf []byte) (composeFile, error) {
 	return c, nil
 }
 
+// appPort is tenant t's app port as the program plans it on a fresh engine
+// (package ports).
+func appPort(o options, t string) int {
+	plan, err := ports.Plan(gen.TenantNames(o.Tenants), nil)
+	if err != nil {
+		panic(err) // o.check bounds the tenants far below the range
+	}
+	return plan[t]
+}
+
 // renderNginx renders the router config exactly as the router component
 // does for the default domain and no TLS.
 func renderNginx(o options) ([]byte, error) {
 	var servers []nginx.Server
 	for _, t := range gen.TenantNames(o.Tenants) {
 		servers = append(servers, nginx.Server{
-			Name: t, Hosts: spec.Tenant{Name: t}.ServerNames(spec.DefaultDomain), Upstream: contract.Upstream(t),
+			Name: t, Hosts: spec.Tenant{Name: t}.ServerNames(spec.DefaultDomain), Upstream: contract.Upstream(t, appPort(o, t)),
 		})
 	}
 	return gen.RenderRouter(servers)

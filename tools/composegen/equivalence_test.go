@@ -14,6 +14,7 @@ import (
 
 	"github.com/polls-tenants/polls/internal/fakes"
 	"github.com/polls-tenants/polls/onehost"
+	"github.com/polls-tenants/polls/ports"
 	"github.com/polls-tenants/polls/spec"
 	"github.com/polls-tenants/polls/subnets"
 	"github.com/polls-tenants/polls/tenants"
@@ -138,7 +139,7 @@ func declaredContainers(t *testing.T, tenant string) map[string]resource.Propert
 		}
 		_, err := tenants.New(ctx, tenants.Args{
 			Tenant: s.Tenants[0], Stack: s, Prefix: "polls-bench",
-			AppImage: pulumi.String("app"), Platform: on,
+			AppImage: pulumi.String("app"), Platform: on, AppPort: ports.First,
 		})
 		return err
 	}, pulumi.WithMocks("polls", "bench", p))

@@ -58,9 +58,11 @@ func TestTwoTenants(t *testing.T) {
 		t.Errorf("nginx ports %v; want [18080:80]", got)
 	}
 
+	// Each app on its own port, as the program plans them on a fresh
+	// engine (package ports).
 	servers := []nginx.Server{
-		{Name: "t01", Hosts: []string{"t01.polls.local"}, Upstream: "t01:8000"},
-		{Name: "t02", Hosts: []string{"t02.polls.local"}, Upstream: "t02:8000"},
+		{Name: "t01", Hosts: []string{"t01.polls.local"}, Upstream: "t01:20000"},
+		{Name: "t02", Hosts: []string{"t02.polls.local"}, Upstream: "t02:20001"},
 	}
 	// The router installs the same servers as one file per tenant; compose
 	// gets them inline, from the same template and settings.

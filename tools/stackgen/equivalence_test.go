@@ -199,7 +199,7 @@ func declare(t *testing.T, names ...string) *recorder {
 		}
 		for _, tn := range s.Tenants {
 			if _, err := tenants.New(ctx, tenants.Args{
-				Tenant: tn, Stack: s, Prefix: prefix, AppImage: pulumi.String(appImage), Platform: p,
+				Tenant: tn, Stack: s, Prefix: prefix, AppImage: pulumi.String(appImage), Platform: p, AppPort: p.AppPort(tn.Name),
 			}); err != nil {
 				return err
 			}

@@ -73,7 +73,7 @@ func TestTwoTenants(t *testing.T) {
 	}
 	cfg.Include = ""
 	for _, tn := range []string{"t01", "t02"} {
-		cfg.Servers = append(cfg.Servers, nginx.Server{Name: tn, Hosts: []string{tn + ".polls.local"}, Upstream: contract.Upstream(tn + "-app")})
+		cfg.Servers = append(cfg.Servers, nginx.Server{Name: tn, Hosts: []string{tn + ".polls.local"}, Upstream: contract.Upstream(tn+"-app", contract.AppPort)})
 	}
 	rendered, err := nginx.Render(cfg)
 	if err != nil {

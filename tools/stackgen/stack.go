@@ -311,7 +311,7 @@ func build(o options) (stackFile, error) {
 		c.Services[t+"-app"] = service{
 			Image:       o.AppImage,
 			Command:     escAll(contract.AppCommand),
-			Environment: escAll(contract.AppEnv(t, tenant.ServerNames(defaultStack.Domain))),
+			Environment: escAll(contract.AppEnv(t, tenant.ServerNames(defaultStack.Domain), contract.AppPort)),
 			Secrets:     []fileRef{{Source: secretName(t, contract.DatabaseURLFile), Target: path.Base(contract.DatabaseURLFile)}},
 			Networks:    map[string]attachment{net: {}, edgeNetwork: {}},
 			Healthcheck: &healthcheck{
@@ -358,7 +358,7 @@ func renderNginx(o options) ([]byte, error) {
 	var servers []nginx.Server
 	for _, t := range gen.TenantNames(o.Tenants) {
 		servers = append(servers, nginx.Server{
-			Name: t, Hosts: spec.Tenant{Name: t}.ServerNames(defaultStack.Domain), Upstream: contract.Upstream(t + "-app"),
+			Name: t, Hosts: spec.Tenant{Name: t}.ServerNames(defaultStack.Domain), Upstream: contract.Upstream(t+"-app", contract.AppPort),
 		})
 	}
 	return gen.RenderRouter(servers)
