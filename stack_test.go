@@ -462,10 +462,10 @@ func TestUnhealthyAppKeepsTheOldRoute(t *testing.T) {
 
 // TestAppJoinsItsNameThenRetiresTheOld ensures a tenant's route names the
 // app's fixed name on the edge network and the tenant's own port (kept from
-// its running app, or a new one for an app from before ports), its app takes that name only once
-// healthy, and the tenant's other running app containers (the version the
-// release replaced) are stopped only after that; an unhealthy app takes no
-// name and stops nothing.
+// its running app, or a new one for an app from before ports), its app
+// takes that name only once healthy, and the tenant's other running app
+// containers (the version the release replaced) are stopped only after
+// that; an unhealthy app takes no name and stops nothing.
 func TestAppJoinsItsNameThenRetiresTheOld(t *testing.T) {
 	m := newMocks()
 	m.SickApp = "potter"

@@ -27,9 +27,9 @@ import (
 
 // The app image.
 const (
-	// AppPort is where the app listens when nothing else is said
-	// (LISTEN_ADDR=:8000): in compose. A stack gives each tenant's app a
-	// port of its own (package ports), in the app's LabelPort.
+	// AppPort is where the app listens on Swarm, whose services the router
+	// reaches by name (LISTEN_ADDR=:8000). On one host each tenant's app
+	// gets a port of its own (package ports), in the app's LabelPort.
 	AppPort = 8000
 	// AppBinary is the app image's binary, also its health check.
 	AppBinary = "/usr/local/bin/polls"

@@ -76,21 +76,9 @@ func New(ctx context.Context, engine Engine, s spec.Stack, prefix string) (*Plat
 	if err != nil {
 		return nil, err
 	}
-	apps, err := engine.Containers(ctx, map[string]string{contract.LabelStack: prefix, contract.LabelRole: "app"})
+	appPorts, err := planPorts(ctx, engine, s, prefix)
 	if err != nil {
-		return nil, fmt.Errorf("list the apps to keep each tenant's port: %w", err)
-	}
-	var labels []map[string]string
-	for _, a := range apps {
-		labels = append(labels, a.Labels)
-	}
-	names := make([]string, len(s.Tenants))
-	for i, t := range s.Tenants {
-		names[i] = t.Name
-	}
-	appPorts, err := ports.Plan(names, ports.Held(labels))
-	if err != nil {
-		return nil, fmt.Errorf("invalid stack config (nothing was changed):\n%w", err)
+		return nil, err
 	}
 	p := &Platform{Engine: engine, Subnets: subnets, Gateways: gateways, Ports: appPorts, prefix: prefix, existing: existing, restored: map[string]string{}}
 	fresh := platform.NewTenants(s, existing)
@@ -105,6 +93,28 @@ func New(ctx context.Context, engine Engine, s spec.Stack, prefix string) (*Plat
 		}
 	}
 	return p, nil
+}
+
+// planPorts gives every tenant's app its port (package ports): the one its
+// running app holds, or the lowest free one.
+func planPorts(ctx context.Context, engine Engine, s spec.Stack, prefix string) (map[string]int, error) {
+	apps, err := engine.Containers(ctx, map[string]string{contract.LabelStack: prefix, contract.LabelRole: "app"})
+	if err != nil {
+		return nil, fmt.Errorf("list the apps to keep each tenant's port: %w", err)
+	}
+	labels := make([]map[string]string, len(apps))
+	for i, a := range apps {
+		labels[i] = a.Labels
+	}
+	names := make([]string, len(s.Tenants))
+	for i, t := range s.Tenants {
+		names[i] = t.Name
+	}
+	plan, err := ports.Plan(names, ports.Held(labels))
+	if err != nil {
+		return nil, fmt.Errorf("invalid stack config (nothing was changed):\n%w", err)
+	}
+	return plan, nil
 }
 
 // AppPort is the port the tenant's app listens on: its own on the shared

@@ -194,6 +194,7 @@ func build(o options, nginxConf []byte) (composeFile, error) {
 		Networks: map[string]network{edgeNetwork: {}},
 		Volumes:  map[string]struct{}{},
 	}
+	port := appPorts(o)
 	for _, t := range gen.TenantNames(o.Tenants) {
 		name := func(part string) string { return o.Project + "-" + t + "-" + part }
 		secret := func(file, target string) string { return "./secrets/" + t + "-" + file + ":" + target + ":ro" }
@@ -246,7 +247,7 @@ func build(o options, nginxConf []byte) (composeFile, error) {
 			ContainerName: name("app"),
 			Image:         o.AppImage,
 			Command:       contract.AppCommand,
-			Environment:   contract.AppEnv(t, spec.Tenant{Name: t}.ServerNames(spec.DefaultDomain), appPort(o, t)),
+			Environment:   contract.AppEnv(t, spec.Tenant{Name: t}.ServerNames(spec.DefaultDomain), port[t]),
 			Volumes:       []string{secret("database-url", contract.DatabaseURLFile)},
 			Networks:      map[string]attachment{t: {}, edgeNetwork: {Aliases: []string{t}}},
 			DependsOn: map[string]dependency{
@@ -283,23 +284,24 @@ func build(o options, nginxConf []byte) (composeFile, error) {
 	return c, nil
 }
 
-// appPort is tenant t's app port as the program plans it on a fresh engine
-// (package ports).
-func appPort(o options, t string) int {
+// appPorts are the tenants' app ports as the program plans them on a fresh
+// engine (package ports).
+func appPorts(o options) map[string]int {
 	plan, err := ports.Plan(gen.TenantNames(o.Tenants), nil)
 	if err != nil {
 		panic(err) // o.check bounds the tenants far below the range
 	}
-	return plan[t]
+	return plan
 }
 
 // renderNginx renders the router config exactly as the router component
 // does for the default domain and no TLS.
 func renderNginx(o options) ([]byte, error) {
 	var servers []nginx.Server
+	port := appPorts(o)
 	for _, t := range gen.TenantNames(o.Tenants) {
 		servers = append(servers, nginx.Server{
-			Name: t, Hosts: spec.Tenant{Name: t}.ServerNames(spec.DefaultDomain), Upstream: contract.Upstream(t, appPort(o, t)),
+			Name: t, Hosts: spec.Tenant{Name: t}.ServerNames(spec.DefaultDomain), Upstream: contract.Upstream(t, port[t]),
 		})
 	}
 	return gen.RenderRouter(servers)
