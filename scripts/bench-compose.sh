@@ -360,12 +360,16 @@ for line in sys.stdin:
   [ -z "$taken" ] || echo "  (other stacks' tenant networks use $taken of the pool; both sides plan around them)"
 }
 
-# settle waits, before a cold up, until the host's 1-minute load average is
-# below its number of cores, at most 5 minutes, and says how long it
-# waited: the side before leaves hundreds of processes' exits and
-# removals behind it. At N=100 the Pulumi cold up that started right after
-# compose's N=100 teardown, at a load average near 60, failed: a tenant's
-# database was not ready within the program's 3 min.
+# settle waits, before each timed step on either side, until the host's
+# 1-minute load average is below its number of cores, at most 5 minutes,
+# and says how long it waited: the step before leaves hundreds of
+# processes' starts, exits and removals behind it. At N=100 the Pulumi cold
+# up that started right after compose's N=100 teardown, at a load average
+# near 60, failed: a tenant's database was not ready within the program's
+# 3 min; and a step timed on a host still busy with the one before
+# measures both (a no-op preview at N=100: 40.3 s in the run right after
+# the cold up, 24–32 s by hand once the load had settled). Both sides wait
+# alike.
 settle() {
   local cores waited=0
   cores=$(nproc)
@@ -490,6 +494,7 @@ bench_compose() {
   cpu_report "${compose_s["cold N=$n"]}"
 
   if [ "$n" = 10 ]; then
+    settle
     clock
     "${compose[@]}" up -d >>"$log" 2>&1
     compose_s["no-op N=10"]=$(seconds)
@@ -499,6 +504,7 @@ bench_compose() {
     compose_step="release N=$n"
     # A release: build the new version, point the file at it, up -d.
     "${gen[@]}" -n "$n" -app-image "$app_image_v2" >>"$log"
+    settle
     hammer_start "$port" t01 t02 t03
     clock
     build_app "$app_image_v2" VERSION=2
@@ -514,6 +520,7 @@ bench_compose() {
     added=$(printf 't%02d' $((n + 1)))
     compose_step="add $added to N=$n"
     "${gen[@]}" -n $((n + 1)) -app-image "$app_image_v2" >>"$log"
+    settle
     hammer_start "$port" t01 t02 t03
     clock
     compose_apply "${compose[@]}"
@@ -648,6 +655,7 @@ bench_pulumi() {
   changes
 
   if [ "$n" = 10 ] || [ "$n" = "$big" ]; then
+    settle
     clock
     preview
     res_s["no-op N=$n"]=$(seconds)
@@ -656,6 +664,7 @@ bench_pulumi() {
     changes
 
     set_config polls:appBuildArgs "$(pulumi_args VERSION=2)"
+    settle
     hammer_start "$port" t01 t02 t03
     clock
     cpu_mark
@@ -675,12 +684,14 @@ bench_pulumi() {
     next=$(printf 't%02d' $((n + 1)))
     set_config polls:tenants "$(tenant_json $((n + 1)))"
     # What a reviewer of the PR that adds the tenant waits for.
+    settle
     clock
     preview
     res_s["preview add $next to N=$n"]=$(seconds)
     note "pulumi preview of adding $next" "${res_s["preview add $next to N=$n"]}"
     by_process
     changes
+    settle
     hammer_start "$port" t01 t02 t03
     clock
     up
