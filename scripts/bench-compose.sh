@@ -377,9 +377,7 @@ busy_pct() {
 # up that started right after compose's N=100 teardown, at a load average
 # near 60, failed: a tenant's database was not ready within the program's
 # 3 min; and a step timed on a host still busy with the one before
-# measures both (a no-op preview at N=100: 40.3 s in the run right after
-# the cold up, 24-32 s by hand once the load had settled). Not the load
-# average: the deployed tenants' own health checks keep it above the
+# measures both. Not the load average: the deployed tenants' own health checks keep it above the
 # cores at rest (compose's N=10, every 2-3 s), where the CPU is mostly
 # idle. Both sides wait alike.
 settle() {
