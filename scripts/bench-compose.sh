@@ -360,16 +360,6 @@ for line in sys.stdin:
   [ -z "$taken" ] || echo "  (other stacks' tenant networks use $taken of the pool; both sides plan around them)"
 }
 
-# busy_pct prints the share of the host's CPU time that was busy over the
-# next 5 s, in percent (time stolen by the hypervisor counts as neither).
-busy_pct() {
-  local a b
-  a=$(awk '/^cpu / { print $2 + $3 + $4 + $7 + $8, $2 + $3 + $4 + $5 + $6 + $7 + $8 }' /proc/stat)
-  sleep 5
-  b=$(awk '/^cpu / { print $2 + $3 + $4 + $7 + $8, $2 + $3 + $4 + $5 + $6 + $7 + $8 }' /proc/stat)
-  awk -v a="$a" -v b="$b" 'BEGIN { split(a, x, " "); split(b, y, " "); t = y[2] - x[2]; print (t > 0 ? int(100 * (y[1] - x[1]) / t) : 0) }'
-}
-
 # settle waits, before each timed step on either side, until the host's
 # CPU was less than half busy in two 5 s windows in a row, at most 5
 # minutes, and says how long it waited: the step before leaves hundreds of
@@ -377,9 +367,10 @@ busy_pct() {
 # up that started right after compose's N=100 teardown, at a load average
 # near 60, failed: a tenant's database was not ready within the program's
 # 3 min; and a step timed on a host still busy with the one before
-# measures both. Not the load average: the deployed tenants' own health checks keep it above the
-# cores at rest (compose's N=10, every 2-3 s), where the CPU is mostly
-# idle. Both sides wait alike.
+# measures both. Not the load average: the deployed tenants' own health
+# checks keep it above the cores at rest (compose's N=10, every 2-3 s),
+# where the CPU is mostly idle. busy_pct is bench-lib.sh's. Both sides
+# wait alike.
 settle() {
   local waited=0 quiet=0 busy
   while ((quiet < 2 && waited < 300)); do

@@ -14,9 +14,21 @@ seconds() { awk -v a="$start" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - 
 # cpuacct or v2 cgroupfs layout; "n/a" elsewhere) and the rest (the kernel's
 # own threads, runc, the containerd shims, the benchmark itself).
 hz=$(getconf CLK_TCK)
+# cpu_ticks prints the host's busy and total CPU ticks since boot (busy:
+# user, nice, system, irq, softirq and steal; total adds idle and iowait).
+cpu_ticks() { awk '$1 == "cpu" { b = $2 + $3 + $4 + $7 + $8 + $9; print b, b + $5 + $6 }' /proc/stat; }
+# busy_pct prints the share of the host's CPU that is busy over the next
+# 5 s, in percent, as cpu_report counts busy.
+busy_pct() {
+  local a b
+  a=$(cpu_ticks)
+  sleep 5
+  b=$(cpu_ticks)
+  awk -v a="$a" -v b="$b" 'BEGIN { split(a, x, " "); split(b, y, " "); t = y[2] - x[2]; print (t > 0 ? int(100 * (y[1] - x[1]) / t) : 0) }'
+}
 cpu_now() {
   local busy engine=0 pid containers=""
-  busy=$(awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat)
+  busy=$(cpu_ticks | cut -d' ' -f1)
   for pid in $(pidof dockerd containerd); do
     engine=$((engine + $(awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$pid/stat")))
   done
