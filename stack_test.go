@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -303,6 +304,49 @@ func TestMigrationFailureFailsThatTenant(t *testing.T) {
 	}
 	if _, ok := m.All()["docker:index/container:Container::potter-app"]; ok {
 		t.Error("potter's app was created although its migration failed")
+	}
+}
+
+// TestMigrationsInApp ensures polls:migrations app declares no migration
+// container: each app runs `serve -migrate` with the admin account's user
+// in its environment and its password as a secret file, and nothing else
+// of the tenant changes.
+func TestMigrationsInApp(t *testing.T) {
+	m := newMocks()
+	if err := run(t, m, map[string]string{"tenants": tenantList("thor", "potter"), "migrations": "app"}); err != nil {
+		t.Fatal(err)
+	}
+	all := m.All()
+	for _, tn := range []string{"thor", "potter"} {
+		if _, ok := all["docker:index/container:Container::"+tn+"-migrate"]; ok {
+			t.Errorf("%s has a migration container with polls:migrations app", tn)
+		}
+		app := all["docker:index/container:Container::"+tn+"-app"]
+		var cmd, env, files []string
+		for _, c := range app["command"].ArrayValue() {
+			cmd = append(cmd, c.StringValue())
+		}
+		for _, e := range app["envs"].ArrayValue() {
+			env = append(env, e.StringValue())
+		}
+		for _, u := range app["uploads"].ArrayValue() {
+			if !u.ObjectValue()["content"].IsSecret() {
+				t.Errorf("%s-app uploads %s as plain text", tn, u.ObjectValue()["file"].StringValue())
+			}
+			files = append(files, u.ObjectValue()["file"].StringValue())
+		}
+		if want := []string{"serve", "-migrate"}; !slices.Equal(cmd, want) {
+			t.Errorf("%s-app command = %q; want %q", tn, cmd, want)
+		}
+		if !slices.Contains(env, "ADMIN_USER=admin") || !slices.Contains(env, "ADMIN_PASSWORD_FILE="+contract.AdminPasswordFile) {
+			t.Errorf("%s-app env = %q; want the admin user and its password file", tn, env)
+		}
+		if want := []string{contract.DatabaseURLFile, contract.AdminPasswordFile}; !slices.Equal(files, want) {
+			t.Errorf("%s-app uploads %q; want %q", tn, files, want)
+		}
+	}
+	if got, want := m.CountByType()["docker:index/container:Container"], 3+4*2; got != want {
+		t.Errorf("containers = %d; want %d (router, config, backup gateway; db, app, route, agent per tenant)", got, want)
 	}
 }
 

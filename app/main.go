@@ -2,7 +2,7 @@
 //
 // Usage:
 //
-//	polls serve                      serve the site on LISTEN_ADDR
+//	polls serve [-migrate]           serve the site on LISTEN_ADDR, migrating first
 //	polls migrate [-createsuperuser] apply database migrations
 //	polls createsuperuser            create the admin or reset its password
 //	polls healthcheck [-path /readyz] GET a probe on LISTEN_ADDR; exit 0 if 2xx
@@ -23,7 +23,7 @@ import (
 	"github.com/polls-tenants/polls/app/internal/config"
 )
 
-const usage = "usage: polls serve | migrate [-createsuperuser] [-wait 30s] | createsuperuser [-wait 30s] | healthcheck [-path /readyz] [-timeout 2s]"
+const usage = "usage: polls serve [-migrate] | migrate [-createsuperuser] [-wait 30s] | createsuperuser [-wait 30s] | healthcheck [-path /readyz] [-timeout 2s]"
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

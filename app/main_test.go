@@ -273,6 +273,51 @@ func TestServeShutsDownGracefully(t *testing.T) {
 	}
 }
 
+func TestServeMigratesFirst(t *testing.T) {
+	// Ensures serve -migrate migrates an empty database and ensures the
+	// admin before it answers its probe, and that a migration that cannot
+	// run (no admin password) fails serve before it ever listens.
+	url := pgtest.Shared(t).CreateDatabase(t, "cmd_serve_migrate")
+	addr := freeAddr(t)
+	e := map[string]string{
+		"TENANT": "acme", "DATABASE_URL": url, "LISTEN_ADDR": addr, "ALLOWED_HOSTS": "127.0.0.1",
+		"ADMIN_USER": "boss", "ADMIN_PASSWORD_FILE": filepath.Join(t.TempDir(), "missing"),
+	}
+	out, err := runCmd(t, e, "serve", "-migrate")
+	if err == nil || !strings.Contains(err.Error(), "migrate before serving") {
+		t.Fatalf("serve -migrate without the admin password = %v; want an error saying the migration before serving failed\n%s", err, out)
+	}
+	if strings.Contains(out, `"msg":"serving"`) {
+		t.Errorf("serve -migrate listened although its migration failed:\n%s", out)
+	}
+
+	e["ADMIN_PASSWORD_FILE"] = writeFile(t, "admin_password", "first-pass\n")
+	ctx, cancel := context.WithCancel(context.Background())
+	var log syncBuffer
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, []string{"polls", "serve", "-migrate"}, env(e), &log) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for run(ctx, []string{"polls", "healthcheck"}, env(e), &syncBuffer{}) != nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("serve -migrate never became ready; log:\n%s", log.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("serve -migrate returned %v after cancel; want nil", err)
+	}
+	assertLogLines(t, log.String(), "acme", "first-pass")
+	db, err := postgres.Open(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Authenticate(context.Background(), "boss", "first-pass"); err != nil {
+		t.Errorf("after serve -migrate, boss cannot log in: %v", err)
+	}
+}
+
 func TestHealthcheck(t *testing.T) {
 	// Ensures healthcheck GETs the chosen path on LISTEN_ADDR's port and
 	// fails unless it answers 2xx.

@@ -31,13 +31,22 @@ func versioned(h http.Handler) http.Handler {
 // shorter than Docker's 10s grace period before SIGKILL.
 const shutdownTimeout = 8 * time.Second
 
-// serve serves the site until ctx ends, then shuts down gracefully.
+// serve serves the site until ctx ends, then shuts down gracefully. With
+// -migrate it first does what `migrate -createsuperuser` does, and serves
+// only once that succeeded: a failed migration exits before it listens.
 func serve(ctx context.Context, args []string, cfg config.Config, log *slog.Logger) error {
-	if err := parseFlags(flag.NewFlagSet("serve", flag.ContinueOnError), args); err != nil {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	migrateFirst := fs.Bool("migrate", false, "apply pending migrations and ensure the admin user (migrate -createsuperuser) before serving")
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if err := cfg.CheckServe(); err != nil {
 		return err
+	}
+	if *migrateFirst {
+		if err := migrate(ctx, []string{"-createsuperuser"}, cfg, log); err != nil {
+			return fmt.Errorf("migrate before serving: %w", err)
+		}
 	}
 	db, err := openDB(ctx, cfg, log, 0)
 	if err != nil {

@@ -71,9 +71,13 @@ const (
 
 // AppCommand and MigrationCommand are what the app image runs: serve, or
 // migrate the schema and ensure the admin account, then exit.
+// MigratingAppCommand does both in one container: it migrates and ensures
+// the admin account as MigrationCommand does, then serves, and exits
+// without serving if that failed (polls:migrations app).
 var (
-	AppCommand       = []string{"serve"}
-	MigrationCommand = []string{"migrate", "-createsuperuser"}
+	AppCommand          = []string{"serve"}
+	MigrationCommand    = []string{"migrate", "-createsuperuser"}
+	MigratingAppCommand = []string{"serve", "-migrate"}
 )
 
 // AppHealthCommand is the app's health check, run inside its container.
@@ -99,6 +103,12 @@ func MigrationEnv(tenant, adminUser string) []string {
 		"ADMIN_USER=" + adminUser,
 		"ADMIN_PASSWORD_FILE=" + AdminPasswordFile,
 	}
+}
+
+// MigratingAppEnv is the environment of an app that migrates as it starts:
+// the app's, and the admin account the migration ensures.
+func MigratingAppEnv(tenant string, hosts []string, port int, adminUser string) []string {
+	return append(AppEnv(tenant, hosts, port), "ADMIN_USER="+adminUser, "ADMIN_PASSWORD_FILE="+AdminPasswordFile)
 }
 
 // DatabaseEnv is PostgreSQL's environment (the official image's contract).

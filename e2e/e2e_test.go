@@ -280,6 +280,13 @@ func TestEndToEnd(t *testing.T) {
 	e.setTenants(`["alpha","beta","gamma"]`)
 	e.up()
 
+	// 7b. polls:migrations app: the apps migrate as they start. Switching
+	// to it, releasing with it and switching back fail no request; with it
+	// a tenant has no migration container, its app holds no secret in its
+	// environment, and a failing migration fails `pulumi up` naming the
+	// tenant and its log while every tenant keeps serving.
+	e.migrationsInApp(all, passwords["alpha"], broken)
+
 	// 8. Removing beta keeps its data volume; adding it back brings its
 	// data back, and the new admin password logs in.
 	question := "Survives removal " + randomHex(3) + "?"
@@ -321,7 +328,7 @@ func TestEndToEnd(t *testing.T) {
 	// scripts/recover.sh: no request fails, every tenant serves the new
 	// version, and nothing is left that the state does not hold
 	// (e2e/interrupt_test.go).
-	e.killedRelease("4", `["alpha","beta","gamma"]`, all)
+	e.killedRelease("5", `["alpha","beta","gamma"]`, all)
 
 	// 9. Backups: point-in-time restore, a broken repository, a lost
 	// volume, a drill (e2e/backup_test.go). The repository is a directory
@@ -595,6 +602,59 @@ func versionOf(client *http.Client, base, tenant string) (string, error) {
 	}
 	resp.Body.Close()
 	return resp.Header.Get("X-Polls-Version"), nil
+}
+
+// migrationsInApp is step 7b of TestEndToEnd: from polls:migrations
+// container (the default) to app and back, each step under load, with a
+// release and a failing migration (broken, an image whose migration fails)
+// while the apps migrate as they start. alphaPassword is alpha's admin
+// password, which must not show in its app's environment.
+func (e *env) migrationsInApp(all []string, alphaPassword, broken string) {
+	e.t.Helper()
+	tenants := `["alpha","beta","gamma"]`
+	under := func(what string, f func()) {
+		e.t.Helper()
+		stop := e.hammer(all)
+		start := time.Now()
+		f()
+		sent, failures := stop()
+		e.t.Logf("%s took %s: %d requests, %d failed", what, time.Since(start).Round(time.Second), sent, len(failures))
+		if sent == 0 || len(failures) > 0 {
+			e.t.Errorf("%s: %d requests, %d failed: %v", what, sent, len(failures), failures)
+		}
+	}
+	e.config["polls:migrations"] = "app"
+	under("switching to polls:migrations app", func() { e.setTenants(tenants); e.up() })
+	under("a release with polls:migrations app", func() { e.release("4"); e.setTenants(tenants); e.up() })
+	for _, tenant := range all {
+		if v := e.version(tenant); v != "4" {
+			e.t.Errorf("%s serves version %q after the release with polls:migrations app; want 4", tenant, v)
+		}
+	}
+	if m := e.docker("ps", "-a", "--filter", "label=polls.stack="+e.prefix, "--filter", "label=polls.role=migrate", "--format", "{{.Names}}"); m != "" {
+		e.t.Errorf("with polls:migrations app, migration containers remain: %s", m)
+	}
+	app := e.app("alpha")
+	if env := e.docker("inspect", "-f", "{{json .Config.Env}} {{json .Config.Cmd}}", app); strings.Contains(env, alphaPassword) || strings.Contains(strings.ToUpper(env), "PASSWORD=") || !strings.Contains(env, `"-migrate"`) {
+		e.t.Errorf("alpha's app with polls:migrations app: env and command %s; want serve -migrate and no secret", env)
+	}
+	e.setTenants(`["alpha","beta",{"name":"gamma","image":"` + broken + `"}]`)
+	if err := e.upErr(); err == nil {
+		e.t.Errorf("pulumi up with gamma's in-app migration failing succeeded; want it to fail")
+	} else if msg := err.Error(); !strings.Contains(msg, "tenant gamma: app") || !strings.Contains(msg, "exited with status") || !strings.Contains(msg, "no-such-subcommand") {
+		e.t.Errorf("pulumi up error does not name gamma's failed in-app migration and its log:\n%s", tail(msg, 3000))
+	}
+	for _, tenant := range all {
+		if code, _ := e.get(tenant+".polls.local", "/"); code != http.StatusOK {
+			e.t.Errorf("after gamma's failed in-app migration, %s answers %d; want 200", tenant, code)
+		}
+	}
+	if v := e.version("gamma"); v != "4" {
+		e.t.Errorf("gamma serves version %q after its failed in-app migration; want 4", v)
+	}
+	delete(e.config, "polls:migrations")
+	under("switching back to polls:migrations container", func() { e.setTenants(tenants); e.up() })
+	e.container("alpha", "migrate")
 }
 
 // sickImage builds an app image from the app image base whose migration

@@ -35,15 +35,30 @@ const appGrace = 10
 // is created beside the old one: it is replaced create-first, and the old
 // one is stopped only once the new one holds the name, with a grace period
 // for requests in flight.
+//
+// With polls:migrations app the container migrates as it starts
+// (contract.MigratingAppCommand) and so also holds the admin password and
+// the restore labels the migration container would: a restore replaces
+// it, and the new version migrates the restored database. A migration
+// that fails makes it exit before it serves; the wait below reports that
+// with its log, and the old version keeps the name.
 func (p *Platform) App(ctx *pulumi.Context, t tenants.Parts, network, migrated pulumi.StringOutput) (pulumi.StringOutput, error) {
 	tenant := t.Tenant.Name
+	command, env := contract.AppCommand, t.AppEnv()
+	uploads := docker.ContainerUploadArray{
+		docker.ContainerUploadArgs{File: pulumi.String(contract.DatabaseURLFile), Content: t.Secrets.DatabaseURL},
+	}
+	var restore []docker.ContainerLabelArgs
+	if migratesInApp(t) {
+		command, env = contract.MigratingAppCommand, t.MigratingAppEnv()
+		uploads = append(uploads, docker.ContainerUploadArgs{File: pulumi.String(contract.AdminPasswordFile), Content: t.Secrets.AdminPassword})
+		restore = platform.ExtraLabels(platform.RestoreLabels(t))
+	}
 	app, err := docker.NewContainer(ctx, tenant+"-app", &docker.ContainerArgs{
 		Image:   t.Image,
-		Command: pulumi.ToStringArray(contract.AppCommand),
-		Envs:    pulumi.ToStringArray(t.AppEnv()),
-		Uploads: docker.ContainerUploadArray{
-			docker.ContainerUploadArgs{File: pulumi.String(contract.DatabaseURLFile), Content: t.Secrets.DatabaseURL},
-		},
+		Command: pulumi.ToStringArray(command),
+		Envs:    pulumi.ToStringArray(env),
+		Uploads: uploads,
 		// The edge network is joined once the app is healthy (below), so
 		// it is not declared here: the provider never reads a container's
 		// networks back, and joining one it declared is refused.
@@ -68,9 +83,9 @@ func (p *Platform) App(ctx *pulumi.Context, t tenants.Parts, network, migrated p
 		DestroyGraceSeconds: pulumi.Int(appGrace),
 		Memory:              platform.Memory(t.Stack.AppMemory(t.Tenant)),
 		MemorySwap:          platform.Memory(t.Stack.AppMemory(t.Tenant)),
-		Labels: platform.ContainerLabels(t, "app",
-			docker.ContainerLabelArgs{Label: pulumi.String(contract.LabelPort), Value: pulumi.String(strconv.Itoa(t.AppPort))},
-			docker.ContainerLabelArgs{Label: pulumi.String("polls.migration"), Value: migrated}),
+		Labels: platform.ContainerLabels(t, "app", append([]docker.ContainerLabelArgs{
+			{Label: pulumi.String(contract.LabelPort), Value: pulumi.String(strconv.Itoa(t.AppPort))},
+			{Label: pulumi.String("polls.migration"), Value: migrated}}, restore...)...),
 	}, append(t.Opts, platform.CreateFirst, notUpdatedInPlace)...)
 	if err != nil {
 		return pulumi.StringOutput{}, wrap("container", err)

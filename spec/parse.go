@@ -23,7 +23,7 @@ const Namespace = "polls"
 var Keys = []string{
 	"tenants", "domain", "httpPort", "httpsPort", "tlsCertificate", "tlsKey",
 	"postgresImage", "nginxImage", "appBuildArgs", "appBuildNetwork", "appBuilder",
-	"appMemoryMb", "dbMemoryMb", "adminUser", "dockerHost", "subnetPool",
+	"migrations", "appMemoryMb", "dbMemoryMb", "adminUser", "dockerHost", "subnetPool",
 	"platform", "registry", "registryUsername", "registryPassword",
 	"acmeEmail", "acmeDirectory", "acmeCaRoot", "acmeDnsProvider", "acmeDnsCredentials",
 	"acmeDnsResolvers", "acmeRenewBefore",
@@ -70,6 +70,7 @@ func parseAt(values map[string]string, now func() time.Time) (Stack, error) {
 		AppBuildArgs:    p.buildArgs("appBuildArgs"),
 		AppBuildNetwork: p.str("appBuildNetwork", ""),
 		AppBuilder:      p.str("appBuilder", DefaultAppBuilder),
+		Migrations:      p.str("migrations", DefaultMigrations),
 		AppMemoryMB:     p.memory("appMemoryMb", DefaultAppMemoryMB),
 		DBMemoryMB:      p.memory("dbMemoryMb", DefaultDBMemoryMB),
 		AdminUser:       p.str("adminUser", DefaultAdminUser),
@@ -89,6 +90,15 @@ func parseAt(values map[string]string, now func() time.Time) (Stack, error) {
 	case BuilderAuto, BuilderBuildKit, BuilderLegacy:
 	default:
 		p.addf("polls:appBuilder: %q is not a builder: use \"auto\" (BuildKit where the engine has it), \"buildkit\" or \"legacy\", e.g. `pulumi config set polls:appBuilder auto`", s.AppBuilder)
+	}
+	switch s.Migrations {
+	case MigrationsContainer:
+	case MigrationsApp:
+		if s.Platform == PlatformSwarm {
+			p.addf("polls:migrations: \"app\" is for polls:platform docker only: on Swarm every replica of a tenant's app would run the migration at once; use \"container\" (`pulumi config rm polls:migrations`)")
+		}
+	default:
+		p.addf("polls:migrations: %q is not accepted: use \"container\" (a container of its own before the app, the default) or \"app\" (the app runs it as it starts; one Docker engine only), e.g. `pulumi config set polls:migrations app`", s.Migrations)
 	}
 	if !isDNSLabel(s.AdminUser) {
 		p.addf("polls:adminUser: %q is not accepted: use 1-63 characters a-z, 0-9 and '-', not starting or ending with '-'", s.AdminUser)

@@ -23,7 +23,8 @@ func TestParseValid(t *testing.T) {
 		PostgresImage: "postgres:17", NginxImage: "nginx:1", AppBuildArgs: map[string]string{},
 		AppMemoryMB: 256, DBMemoryMB: 512, AdminUser: "admin",
 		SubnetPool: netip.MustParsePrefix("10.230.0.0/16"), Platform: "docker", AppBuilder: "auto",
-		Backup: &Backup{Repository: Repository{Kind: "local", Path: "/var/lib/polls-backups"}, Schedule: "daily", Interval: 24 * time.Hour, KeepDays: 7, KeepWeeks: 4},
+		Migrations: "container",
+		Backup:     &Backup{Repository: Repository{Kind: "local", Path: "/var/lib/polls-backups"}, Schedule: "daily", Interval: 24 * time.Hour, KeepDays: 7, KeepWeeks: 4},
 	}
 	with := func(f func(*Stack)) Stack {
 		s := defaults
@@ -48,6 +49,7 @@ func TestParseValid(t *testing.T) {
 			"postgresImage": "polls-local/postgres:15", "nginxImage": "registry.example.com:5000/nginx:1.27@sha256:" + strings.Repeat("a", 64),
 			"appBuildArgs": `{"GOPROXY":"http://127.0.0.1:3001","GO_IMAGE":"polls-local/golang:1.26"}`, "appBuildNetwork": "host",
 			"appBuilder": "legacy", "dockerHost": "ssh://deploy@prod-1", "subnetPool": "192.168.240.0/20",
+			"migrations": "app",
 		}, with(func(s *Stack) {
 			s.SubnetPool = netip.MustParsePrefix("192.168.240.0/20")
 			s.Tenants = []Tenant{{Name: "potter", Hosts: []string{"polls.potter.example"}, MemoryMB: 128, Image: "polls-app:v1"}, {Name: "thor"}}
@@ -55,7 +57,7 @@ func TestParseValid(t *testing.T) {
 			s.PostgresImage, s.NginxImage = "polls-local/postgres:15", "registry.example.com:5000/nginx:1.27@sha256:"+strings.Repeat("a", 64)
 			s.AppBuildArgs = map[string]string{"GOPROXY": "http://127.0.0.1:3001", "GO_IMAGE": "polls-local/golang:1.26"}
 			s.AppBuildNetwork, s.DockerHost = "host", "ssh://deploy@prod-1"
-			s.AppBuilder = "legacy"
+			s.AppBuilder, s.Migrations = "legacy", "app"
 		})},
 		{"map form, sorted, settings or none", map[string]string{"tenants": `{"thor":null,"potter":{"hosts":["polls.potter.example"],"memoryMb":128},"hermione":{}}`},
 			with(func(s *Stack) {
@@ -184,6 +186,9 @@ func TestParseInvalid(t *testing.T) {
 		{"bad build arg name", map[string]string{"appBuildArgs": `{"GO PROXY":"x"}`}, []string{`polls:appBuildArgs: "GO PROXY"`}},
 		{"bad build network", map[string]string{"appBuildNetwork": "host;rm"}, []string{"polls:appBuildNetwork"}},
 		{"unknown builder", map[string]string{"appBuilder": "BuilderV1"}, []string{`polls:appBuilder: "BuilderV1" is not a builder`, `"auto"`, `"buildkit"`, `"legacy"`}},
+		{"unknown migrations", map[string]string{"migrations": "inline"}, []string{`polls:migrations: "inline" is not accepted`, `"container"`, `"app"`, "pulumi config set polls:migrations app"}},
+		{"migrations in the app on swarm", map[string]string{"platform": "swarm", "registry": "10.0.0.5:5000/polls", "migrations": "app"},
+			[]string{`polls:migrations: "app" is for polls:platform docker only`, "pulumi config rm polls:migrations"}},
 		{"bad memory", map[string]string{"appMemoryMb": "3"}, []string{"polls:appMemoryMb: 3 MiB"}},
 		{"bad admin user", map[string]string{"adminUser": "Admin User"}, []string{"polls:adminUser"}},
 		{"bad docker host", map[string]string{"dockerHost": "prod-1"}, []string{"polls:dockerHost", "ssh://user@host"}},

@@ -26,6 +26,7 @@ const (
 	DefaultSubnetPool    = "10.230.0.0/16"
 	DefaultPlatform      = PlatformDocker
 	DefaultAppBuilder    = BuilderAuto
+	DefaultMigrations    = MigrationsContainer
 	// DefaultReplicas is a tenant's app replica count on Swarm: two, so a
 	// node going down or a rolling update never leaves it without one.
 	DefaultReplicas = 2
@@ -50,6 +51,17 @@ const (
 	// BuilderLegacy always builds with the legacy builder, which Docker
 	// deprecated in 23.0.
 	BuilderLegacy = "legacy"
+)
+
+// The values of polls:migrations, where a tenant's migration runs.
+const (
+	// MigrationsContainer runs each migration in a container of its own,
+	// which exits before the app it gates is created.
+	MigrationsContainer = "container"
+	// MigrationsApp runs the migration in the app's container as it
+	// starts, before it serves (one Docker engine only): one container
+	// fewer per tenant to create, preview and replace in every release.
+	MigrationsApp = "app"
 )
 
 // Stack is the validated stack configuration.
@@ -79,6 +91,8 @@ type Stack struct {
 	AppBuildNetwork string
 	// AppBuilder is BuilderAuto, BuilderBuildKit or BuilderLegacy.
 	AppBuilder string
+	// Migrations is MigrationsContainer or MigrationsApp.
+	Migrations string
 	// AppMemoryMB and DBMemoryMB are the default memory limits, in MiB, of a
 	// tenant's app and database containers.
 	AppMemoryMB int

@@ -259,6 +259,12 @@ func (t Parts) AppEnv() []string {
 	return contract.AppEnv(t.Tenant.Name, t.Tenant.ServerNames(t.Stack.Domain), t.AppPort)
 }
 
+// MigratingAppEnv is the environment of an app that migrates as it starts
+// (contract.MigratingAppEnv).
+func (t Parts) MigratingAppEnv() []string {
+	return contract.MigratingAppEnv(t.Tenant.Name, t.Tenant.ServerNames(t.Stack.Domain), t.AppPort, t.Stack.AdminUser)
+}
+
 // Upstream is where the tenant's route sends requests: the app's name on
 // the edge network, on the tenant's own port.
 func (t Parts) Upstream() string { return contract.Upstream(t.Name("app"), t.AppPort) }
