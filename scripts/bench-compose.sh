@@ -13,6 +13,8 @@
 #   BENCH_PULUMI_ENV="PULUMI_SKIP_CHECKPOINTS=true" scripts/bench-compose.sh
 #                    # the Pulumi side's commands run with these settings
 #                    # (README recommends this one from a few dozen tenants on)
+#   BENCH_MIGRATIONS=app scripts/bench-compose.sh   # both sides with polls:migrations app
+#                    # (the apps migrate as they start; default: container)
 #
 # Scenarios (tenants are t01..tNN; "answers" means through nginx on
 # 127.0.0.1 with curl -H 'Host: tNN.polls.local'):
@@ -62,7 +64,9 @@
 #
 # Fairness: both sides run the same images (the local polls-local/* images
 # and the app built from app/), health checks, init, memory limits, gating
-# (migration after a healthy database, app after a successful migration),
+# (migration after a healthy database, app after a successful migration;
+# with BENCH_MIGRATIONS=app, the app, which migrates as it starts, after a
+# healthy database: polls:migrations app, and composegen -migrations app),
 # nginx config (rendered by the nginx package) and tenant network subnets
 # (the /28s subnets.Plan gives from the default polls:subnetPool, around
 # other stacks' tenant networks on the engine). Compose
@@ -153,6 +157,7 @@ read -ra small <<<"${BENCH_SMALL_N:-10 30}"
 # before Docker 25), so at N=big each of its gated steps (database, then
 # app) waits up to that long. Its N=big figures carry those waits.
 large_interval=${BENCH_COMPOSE_LARGE_INTERVAL:-60s}
+migrations=${BENCH_MIGRATIONS:-container}
 [ -z "$compose_only" ] || n100="" # the aims need both sides
 app_image=polls-bench-app:latest
 app_image_v2=polls-bench-app:v2
@@ -163,6 +168,7 @@ die() {
   echo "bench-compose: $*" >&2
   exit 1
 }
+[[ $migrations == container || $migrations == app ]] || die "BENCH_MIGRATIONS=$migrations: use container (the default) or app, as polls:migrations"
 [[ " ${small[*]} " == *" 10 "* ]] || die "BENCH_SMALL_N=${BENCH_SMALL_N:-}: must include 10 (the aims compare N=$big with N=10)"
 for n in "${small[@]}"; do
   [[ $n =~ ^[0-9]+$ ]] && [ "$n" != "$big" ] || die "BENCH_SMALL_N: $n is not a tenant count other than BENCH_LARGE_N=$big"
@@ -403,6 +409,7 @@ echo "bench-compose: pulumi vs docker-compose, same tenants, images, gating and 
 echo "  compose client: docker-compose $compose_version (python, Debian package); file format 2.4, COMPOSE_PARALLEL_LIMIT=$COMPOSE_PARALLEL_LIMIT COMPOSE_HTTP_TIMEOUT=$COMPOSE_HTTP_TIMEOUT"
 [ -z "$n100" ] || echo "  compose health checks: every 2 s (databases) and 3 s (apps), at N=$big every $large_interval (BENCH_COMPOSE_LARGE_INTERVAL;
                   compose gates on a container's first check, which this engine runs one interval after its start)"
+echo "  migrations:     $migrations, both sides (BENCH_MIGRATIONS; polls:migrations, composegen -migrations)"
 echo "  docker engine:  $engine, storage driver $(docker info --format '{{.Driver}}'), cgroup $(docker info --format '{{.CgroupVersion}}')"
 if [ -z "$compose_only" ]; then
   echo "  pulumi:         $(pulumi version), plugins docker 4.10.0 and random 4.19.0, file backend, PULUMI_PARALLEL=$PULUMI_PARALLEL${pulumi_env[*]:+ ${pulumi_env[*]}}"
@@ -478,7 +485,7 @@ bench_compose() {
   compose_step="cold N=$n"
   port=$(free_port)
   pool_check
-  local gen=("$work/bin/composegen" -out "$dir" -port "$port" -project "$project" -taken "$taken")
+  local gen=("$work/bin/composegen" -out "$dir" -port "$port" -project "$project" -taken "$taken" -migrations "$migrations")
   [ "$n" != "$big" ] || gen+=(-health-interval "$large_interval")
   "${gen[@]}" -n "$n" >>"$log"
   compose_up="$project $dir"
@@ -626,6 +633,7 @@ bench_pulumi() {
   # Compose's side has no backups: compare like with like (make
   # bench-backup measures what backups cost).
   set_config polls:backups false
+  set_config polls:migrations "$migrations"
   set_config polls:tenants "$(tenant_json "$n")"
 
   # The warm build above is not this stack's: app/Dockerfile labels its

@@ -51,6 +51,10 @@ type options struct {
 	// checks time out and compose gives up its `up` on a dependency it
 	// sees unhealthy.
 	HealthInterval time.Duration
+	// Migrations is polls:migrations: spec.MigrationsContainer (a migrate
+	// service the app waits for) or spec.MigrationsApp (the app migrates
+	// as it starts).
+	Migrations string
 }
 
 func defaultOptions() options {
@@ -61,6 +65,7 @@ func defaultOptions() options {
 		AppImage:      "polls-bench-app:latest",
 		PostgresImage: "polls-local/postgres:15",
 		NginxImage:    "polls-local/nginx:1",
+		Migrations:    spec.DefaultMigrations,
 	}
 }
 
@@ -77,6 +82,9 @@ func (o options) check() error {
 	var errs []error
 	if o.HealthInterval < 0 || o.HealthInterval > 2*time.Minute {
 		errs = append(errs, fmt.Errorf("-health-interval %s: want at most 2m, the program's own idle interval", o.HealthInterval))
+	}
+	if o.Migrations != spec.MigrationsContainer && o.Migrations != spec.MigrationsApp {
+		errs = append(errs, fmt.Errorf("-migrations %q: want %q or %q, as polls:migrations", o.Migrations, spec.MigrationsContainer, spec.MigrationsApp))
 	}
 	if o.Tenants < 1 || o.Tenants > maxTenants {
 		errs = append(errs, fmt.Errorf("-n %d: want 1 to %d tenants", o.Tenants, maxTenants))
@@ -231,19 +239,7 @@ func build(o options, nginxConf []byte) (composeFile, error) {
 			Restart:      "unless-stopped",
 			Labels:       labels("db"),
 		}
-		c.Services[t+"-migrate"] = service{
-			ContainerName: name("migrate"),
-			Image:         o.AppImage,
-			Command:       contract.MigrationCommand,
-			Environment:   contract.MigrationEnv(t, spec.DefaultAdminUser),
-			Volumes:       []string{secret("database-url", contract.DatabaseURLFile), secret("admin-password", contract.AdminPasswordFile)},
-			Networks:      map[string]attachment{t: {}},
-			DependsOn:     map[string]dependency{t + "-db": {Condition: "service_healthy"}},
-			MemLimit:      appMemory,
-			MemswapLimit:  appMemory,
-			Labels:        labels("migrate"),
-		}
-		c.Services[t+"-app"] = service{
+		app := service{
 			ContainerName: name("app"),
 			Image:         o.AppImage,
 			Command:       contract.AppCommand,
@@ -262,6 +258,28 @@ func build(o options, nginxConf []byte) (composeFile, error) {
 			MemswapLimit: appMemory,
 			Restart:      "unless-stopped",
 			Labels:       labels("app"),
+		}
+		if o.Migrations == spec.MigrationsApp {
+			app.Command = contract.MigratingAppCommand
+			app.Environment = contract.MigratingAppEnv(t, spec.Tenant{Name: t}.ServerNames(spec.DefaultDomain), port[t], spec.DefaultAdminUser)
+			app.Volumes = append(app.Volumes, secret("admin-password", contract.AdminPasswordFile))
+			app.DependsOn = map[string]dependency{t + "-db": {Condition: "service_healthy"}}
+		}
+		c.Services[t+"-app"] = app
+		if o.Migrations == spec.MigrationsApp {
+			continue // the app migrates as it starts: no migrate service
+		}
+		c.Services[t+"-migrate"] = service{
+			ContainerName: name("migrate"),
+			Image:         o.AppImage,
+			Command:       contract.MigrationCommand,
+			Environment:   contract.MigrationEnv(t, spec.DefaultAdminUser),
+			Volumes:       []string{secret("database-url", contract.DatabaseURLFile), secret("admin-password", contract.AdminPasswordFile)},
+			Networks:      map[string]attachment{t: {}},
+			DependsOn:     map[string]dependency{t + "-db": {Condition: "service_healthy"}},
+			MemLimit:      appMemory,
+			MemswapLimit:  appMemory,
+			Labels:        labels("migrate"),
 		}
 	}
 	c.Services["nginx"] = service{

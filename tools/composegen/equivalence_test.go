@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -39,13 +40,48 @@ type container struct {
 // memory, restart policy, secret files and network aliases. It fails when
 // the program changes one of them and composegen does not follow.
 func TestMatchesProgram(t *testing.T) {
-	declared := declaredContainers(t, "t01")
-	c, err := build(defaultOptions(), nil)
+	for _, mode := range []struct {
+		migrations string
+		roles      []string
+	}{
+		{spec.MigrationsContainer, []string{"db", "migrate", "app"}},
+		{spec.MigrationsApp, []string{"db", "app"}},
+	} {
+		t.Run("migrations "+mode.migrations, func(t *testing.T) {
+			matchesProgram(t, mode.migrations, mode.roles)
+		})
+	}
+}
+
+// matchesProgram is TestMatchesProgram for one polls:migrations: the
+// services are the program's containers, and there is no other.
+func matchesProgram(t *testing.T, migrations string, roles []string) {
+	declared := declaredContainers(t, "t01", migrations)
+	o := defaultOptions()
+	o.Migrations = migrations
+	c, err := build(o, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	generated := c.Services
+	var services []string
+	for name := range generated {
+		if strings.HasPrefix(name, "t01-") {
+			services = append(services, strings.TrimPrefix(name, "t01-"))
+		}
+	}
+	sort.Strings(services)
+	want := append([]string(nil), roles...)
+	sort.Strings(want)
+	if !cmp.Equal(want, services) {
+		t.Errorf("t01's services are %q; want %q", services, roles)
+	}
 	for _, role := range []string{"db", "migrate", "app"} {
+		if _, ok := declared["t01-"+role]; ok != slices.Contains(roles, role) {
+			t.Errorf("the program declares t01-%s: %v; want %v", role, ok, !ok)
+		}
+	}
+	for _, role := range roles {
 		name := "t01-" + role
 		t.Run(role, func(t *testing.T) {
 			got, want := fromService(t, generated[name]), fromInputs(t, declared[name])
@@ -85,7 +121,7 @@ func TestMatchesProgram(t *testing.T) {
 // with no other network in the pool: internal, the same subnet and gateway,
 // the same polls.tenant label.
 func TestNetworkMatchesProgram(t *testing.T) {
-	declared := declaredContainers(t, "t01")["t01-net"].Mappable()
+	declared := declaredContainers(t, "t01", spec.DefaultMigrations)["t01-net"].Mappable()
 	c, err := build(defaultOptions(), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -120,9 +156,9 @@ func TestNetworkMatchesProgram(t *testing.T) {
 // config under mocks, with the subnet and gateway stack.go gives a new
 // tenant on an empty engine, and returns its containers' and network's
 // inputs by logical name.
-func declaredContainers(t *testing.T, tenant string) map[string]resource.PropertyMap {
+func declaredContainers(t *testing.T, tenant, migrations string) map[string]resource.PropertyMap {
 	t.Helper()
-	s, err := spec.Parse(map[string]string{"tenants": `["` + tenant + `"]`})
+	s, err := spec.Parse(map[string]string{"tenants": `["` + tenant + `"]`, "migrations": migrations})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -53,6 +53,7 @@ func run(args []string, stdout io.Writer) error {
 	fs.StringVar(&o.AppImage, "app-image", o.AppImage, "app image for the migrations and apps")
 	fs.StringVar(&o.PostgresImage, "postgres-image", o.PostgresImage, "database image")
 	fs.StringVar(&o.NginxImage, "nginx-image", o.NginxImage, "router image")
+	fs.StringVar(&o.Migrations, "migrations", o.Migrations, "where migrations run, as polls:migrations: container (a migrate service per tenant) or app (the app migrates as it starts)")
 	fs.DurationVar(&o.HealthInterval, "health-interval", 0, "interval of every health check (default: 2s for databases, 3s for apps, the fastest gating)")
 	fs.Func("taken", "comma-separated subnets other stacks' tenant networks use on the engine; tenant subnets are planned around them, as the program does", func(v string) error {
 		for f := range strings.SplitSeq(v, ",") {
@@ -71,7 +72,7 @@ func run(args []string, stdout io.Writer) error {
 		return err
 	}
 	if *out == "" || fs.NArg() > 0 {
-		return fmt.Errorf("usage: composegen -n N -out DIR [-port P] [-project NAME] [-taken CIDR,...] [-health-interval D]")
+		return fmt.Errorf("usage: composegen -n N -out DIR [-port P] [-project NAME] [-taken CIDR,...] [-health-interval D] [-migrations container|app]")
 	}
 	files, err := write(*out, o)
 	if err != nil {
