@@ -348,6 +348,23 @@ func TestMigrationsInApp(t *testing.T) {
 	if got, want := m.CountByType()["docker:index/container:Container"], 3+4*2; got != want {
 		t.Errorf("containers = %d; want %d (router, config, backup gateway; db, app, route, agent per tenant)", got, want)
 	}
+
+	// thor restored: its app carries the restore's label, as its migration
+	// would, so a new version migrates the restored database.
+	restoring := newMocks()
+	restoring.ContainerList = []dockerapi.ContainerSummary{{ID: "thor-agent", State: "running", Health: "healthy",
+		Labels: map[string]string{"polls.stack": "polls-dev", "polls.tenant": "thor", "polls.role": "backup"}}}
+	restoring.ExecOut = map[string]string{"thor-agent": `{"generations":[{"id":"g1","from":"2026-11-01T00:10:00Z","to":"2026-11-01T23:50:00Z"}]}`}
+	if err := run(t, restoring, map[string]string{"tenants": `{"thor":{"restore":"latest"}}`, "migrations": "app"}); err != nil {
+		t.Fatal(err)
+	}
+	labels := map[string]string{}
+	for _, l := range restoring.All()["docker:index/container:Container::thor-app"]["labels"].ArrayValue() {
+		labels[l.ObjectValue()["label"].StringValue()] = l.ObjectValue()["value"].StringValue()
+	}
+	if want := contract.RestoreID("thor", "", "latest"); labels["polls.restore"] != want {
+		t.Errorf("thor-app's labels while restoring = %v; want polls.restore=%s", labels, want)
+	}
 }
 
 // declaredNetworks returns the networks the run declared, as the engine

@@ -9,6 +9,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
 
+	"github.com/polls-tenants/polls/contract"
 	"github.com/polls-tenants/polls/dockerapi"
 	"github.com/polls-tenants/polls/internal/fakes"
 	"github.com/polls-tenants/polls/swarm"
@@ -375,5 +376,71 @@ func TestSwarmRouterFindsLostApps(t *testing.T) {
 	}
 	if s, ok := one.All()["docker:index/container:Container::router"]["sysctls"]; ok && !s.IsNull() {
 		t.Errorf("one-host router sysctls = %v; want none", s)
+	}
+}
+
+// TestSwarmMigrationsInApp ensures polls:migrations app on Swarm declares no
+// migration container: each app task runs `serve -migrate` with the admin
+// password as one more Docker secret, a tenant being restored carries the
+// restore's ID in its template (so its tasks roll and migrate the restored
+// database), and the app service's labels are the same as with migration
+// containers (a changed label would replace the service delete-first).
+func TestSwarmMigrationsInApp(t *testing.T) {
+	labelsOf := func(cfg map[string]string) (map[string]resource.PropertyMap, *mocks) {
+		t.Helper()
+		m := swarmMocks()
+		if err := run(t, m, cfg, "polls:registryPassword"); err != nil {
+			t.Fatal(err)
+		}
+		return m.All(), m
+	}
+	before, _ := labelsOf(swarmConfig())
+	cfg := swarmConfig()
+	cfg["migrations"] = "app"
+	all, m := labelsOf(cfg)
+	counts := m.CountByType()
+	if got := counts["docker:index/container:Container"]; got != 1+1+1+3+3 {
+		t.Errorf("containers = %d; want 9 (nginx, shared config, backup gateway, routes, backup agents; no migration)", got)
+	}
+	if got := counts["docker:index/secret:Secret"]; got != 3*3 {
+		t.Errorf("secrets = %d; want 9 (database password, URL and admin password per tenant)", got)
+	}
+	for _, tn := range []string{"thor", "potter", "hermione"} {
+		app := all["docker:index/service:Service::"+tn+"-app"].Mappable()
+		spec := app["taskSpec"].(map[string]any)["containerSpec"].(map[string]any)
+		if got := fmt.Sprint(spec["args"]); got != "[serve -migrate]" {
+			t.Errorf("%s-app args = %s; want [serve -migrate]", tn, got)
+		}
+		var files []string
+		for _, s := range spec["secrets"].([]any) {
+			files = append(files, fmt.Sprint(s.(map[string]any)["fileName"]))
+		}
+		if fmt.Sprint(files) != "[database-url admin-password]" {
+			t.Errorf("%s-app secret files = %v; want [database-url admin-password]", tn, files)
+		}
+		if _, ok := spec["env"].(map[string]any)[swarm.RestoreEnv]; ok {
+			t.Errorf("%s-app names a restore, and none was asked for", tn)
+		}
+		if env := spec["env"].(map[string]any); env["ADMIN_USER"] != "admin" || env["ADMIN_PASSWORD_FILE"] == nil {
+			t.Errorf("%s-app env = %v; want the admin user and its password file", tn, env)
+		}
+		if fmt.Sprint(before["docker:index/service:Service::"+tn+"-app"]["labels"]) != fmt.Sprint(all["docker:index/service:Service::"+tn+"-app"]["labels"]) {
+			t.Errorf("%s-app's labels differ between polls:migrations container and app", tn)
+		}
+	}
+
+	// thor restored: its tasks' template names the restore.
+	restoring := swarmMocks()
+	restoring.ContainerList = []dockerapi.ContainerSummary{{ID: "thor-agent", State: "running", Health: "healthy",
+		Labels: map[string]string{"polls.stack": "polls-dev", "polls.tenant": "thor", "polls.role": "backup"}}}
+	restoring.ExecOut = map[string]string{"thor-agent": `{"generations":[{"id":"g1","from":"2026-11-01T00:10:00Z","to":"2026-11-01T23:50:00Z"}]}`}
+	cfg["tenants"] = `{"thor":{"restore":"latest"}}`
+	if err := run(t, restoring, cfg, "polls:registryPassword"); err != nil {
+		t.Fatal(err)
+	}
+	app := restoring.All()["docker:index/service:Service::thor-app"].Mappable()
+	env := app["taskSpec"].(map[string]any)["containerSpec"].(map[string]any)["env"].(map[string]any)
+	if want := contract.RestoreID("thor", "", "latest"); env[swarm.RestoreEnv] != want {
+		t.Errorf("thor-app's env while restoring = %v; want %s=%s, the restore's ID", env, swarm.RestoreEnv, want)
 	}
 }

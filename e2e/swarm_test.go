@@ -317,6 +317,34 @@ func TestSwarm(t *testing.T) {
 	e.setTenants(`{"alpha":{"node":"` + c.n2 + `"},"beta":{},"gamma":{}}`)
 	e.up()
 
+	// 5d. polls:migrations app and a release in one `pulumi up`, under
+	// load: each app task migrates as it starts, no request fails, every
+	// replica serves version 3, and no migration container is left. The
+	// rest of this test runs so (its restore rolls the apps, which migrate
+	// the restored database); TestEndToEnd covers both settings.
+	e.config["polls:migrations"] = "app"
+	stop = e.hammer(all)
+	e.release("3")
+	e.setTenants(`{"alpha":{"node":"` + c.n2 + `"},"beta":{},"gamma":{}}`)
+	start = time.Now()
+	e.up()
+	sent, failures = stop()
+	t.Logf("polls:migrations app with the release to version 3 took %s: %d requests, %d failed", time.Since(start).Round(time.Second), sent, len(failures))
+	if sent == 0 || len(failures) > 0 {
+		t.Errorf("while switching to polls:migrations app: %d requests, %d failed: %v", sent, len(failures), failures)
+	}
+	for _, tenant := range all {
+		for range 4 { // each request may reach either replica
+			if v := e.version(tenant); v != "3" {
+				t.Errorf("%s serves version %q after the release with polls:migrations app; want 3", tenant, v)
+				break
+			}
+		}
+	}
+	if m := e.docker("ps", "-a", "--filter", "label=polls.stack="+e.prefix, "--filter", "label=polls.role=migrate", "--format", "{{.Names}}"); m != "" {
+		t.Errorf("with polls:migrations app, migration containers remain: %s", m)
+	}
+
 	// 6. alpha, removed and added back without its pin, returns to its data
 	// on the second node.
 	question := "Survives removal " + randomHex(3) + "?"
@@ -355,9 +383,13 @@ func TestSwarm(t *testing.T) {
 		t.Fatalf("pulumi up --replace alpha's database password: %v", tailErr(err))
 	}
 	newSecrets := secrets()
+	// The database password's secret and the URL's, which holds it, are
+	// new and the old ones gone; the admin password's (polls:migrations
+	// app, 5d) stays.
 	old, renewed := strings.Fields(oldSecrets), strings.Fields(newSecrets)
-	if len(old) != 2 || len(renewed) != 2 || slices.ContainsFunc(renewed, func(n string) bool { return slices.Contains(old, n) }) {
-		t.Errorf("alpha's secrets after rotation: %q; want two new ones replacing %q", newSecrets, oldSecrets)
+	fresh := slices.DeleteFunc(slices.Clone(renewed), func(n string) bool { return slices.Contains(old, n) })
+	if len(old) != 3 || len(renewed) != 3 || len(fresh) != 2 {
+		t.Errorf("alpha's secrets after rotation: %q; want two new ones replacing two of %q", newSecrets, oldSecrets)
 	}
 	if code, body := e.get("alpha.polls.local", "/"); code != http.StatusOK || !strings.Contains(body, question) {
 		t.Errorf("alpha after its password rotation: GET / = %d, has its poll: %v", code, strings.Contains(body, question))
@@ -475,7 +507,7 @@ func TestSwarm(t *testing.T) {
 	// 7c. A release killed mid-way, recovered by scripts/recover.sh, as on
 	// one host (e2e/interrupt_test.go): here Swarm goes on rolling the
 	// services the killed update had updated.
-	e.killedRelease("3", `{"alpha":{"node":"`+c.n2+`"},"beta":{},"gamma":{}}`, all)
+	e.killedRelease("4", `{"alpha":{"node":"`+c.n2+`"},"beta":{},"gamma":{}}`, all)
 
 	// 8. Backups to the SFTP server: point-in-time restore of alpha (its
 	// database on the second node), a broken repository (the server

@@ -49,7 +49,7 @@ func (p *Platform) App(ctx *pulumi.Context, t tenants.Parts, network, migrated p
 		docker.ContainerUploadArgs{File: pulumi.String(contract.DatabaseURLFile), Content: t.Secrets.DatabaseURL},
 	}
 	var restore []docker.ContainerLabelArgs
-	if migratesInApp(t) {
+	if platform.MigratesInApp(t) {
 		command, env = contract.MigratingAppCommand, t.MigratingAppEnv()
 		uploads = append(uploads, docker.ContainerUploadArgs{File: pulumi.String(contract.AdminPasswordFile), Content: t.Secrets.AdminPassword})
 		restore = platform.ExtraLabels(platform.RestoreLabels(t))

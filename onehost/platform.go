@@ -207,17 +207,11 @@ func wrap(step string, err error) error {
 // nothing: the app migrates as it starts (App), so the app waits for the
 // database's health alone.
 func (p *Platform) Migration(ctx *pulumi.Context, t tenants.Parts, network, dbReady pulumi.StringOutput) (pulumi.StringOutput, error) {
-	if migratesInApp(t) {
-		return dbReady.ApplyT(func(string) string { return inApp }).(pulumi.StringOutput), nil
+	if platform.MigratesInApp(t) {
+		return platform.MigrationInApp(dbReady), nil
 	}
 	return platform.Migration(ctx, t, network, dbReady)
 }
-
-// inApp is the app's polls.migration label when it migrates itself.
-const inApp = "in-app"
-
-// migratesInApp reports whether the tenant's app runs its migration.
-func migratesInApp(t tenants.Parts) bool { return t.Stack.Migrations == spec.MigrationsApp }
 
 // Backup declares the tenant's backup agent (platform.BackupAgent).
 func (p *Platform) Backup(ctx *pulumi.Context, t tenants.Parts, network pulumi.StringOutput) error {

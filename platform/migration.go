@@ -9,6 +9,7 @@ import (
 
 	"github.com/polls-tenants/polls/contract"
 	"github.com/polls-tenants/polls/dockerlog"
+	"github.com/polls-tenants/polls/spec"
 	"github.com/polls-tenants/polls/tenants"
 )
 
@@ -53,8 +54,25 @@ func Migration(ctx *pulumi.Context, t tenants.Parts, network, dbReady pulumi.Str
 	if err != nil {
 		return pulumi.StringOutput{}, fmt.Errorf("container: %w", err)
 	}
-	return Succeeded(m, "tenant "+tenant+": migration container", "succeeded"), nil
+	return Succeeded(m, "tenant "+tenant+": migration container", migrated), nil
 }
+
+// MigratesInApp reports whether the tenant's app runs its migration as it
+// starts (polls:migrations app), so that no migration container is
+// declared.
+func MigratesInApp(t tenants.Parts) bool { return t.Stack.Migrations == spec.MigrationsApp }
+
+// MigrationInApp is the migration's gate when the app migrates as it
+// starts: nothing is declared, and the app waits for the database's
+// health alone. Its value is Migration's, so switching polls:migrations
+// changes no label of the app (on Swarm, a changed label would replace
+// the app's service delete-first).
+func MigrationInApp(dbReady pulumi.StringOutput) pulumi.StringOutput {
+	return dbReady.ApplyT(func(string) string { return migrated }).(pulumi.StringOutput)
+}
+
+// migrated is the value of a migration's gate.
+const migrated = "succeeded"
 
 // Succeeded resolves to value once the run-to-completion container c exited
 // 0, and fails naming what and with the container's readable log otherwise.

@@ -92,13 +92,9 @@ func parseAt(values map[string]string, now func() time.Time) (Stack, error) {
 		p.addf("polls:appBuilder: %q is not a builder: use \"auto\" (BuildKit where the engine has it), \"buildkit\" or \"legacy\", e.g. `pulumi config set polls:appBuilder auto`", s.AppBuilder)
 	}
 	switch s.Migrations {
-	case MigrationsContainer:
-	case MigrationsApp:
-		if s.Platform == PlatformSwarm {
-			p.addf("polls:migrations: \"app\" is for polls:platform docker only: on Swarm every replica of a tenant's app would run the migration at once; use \"container\" (`pulumi config rm polls:migrations`)")
-		}
+	case MigrationsContainer, MigrationsApp:
 	default:
-		p.addf("polls:migrations: %q is not accepted: use \"container\" (a container of its own before the app, the default) or \"app\" (the app runs it as it starts; one Docker engine only), e.g. `pulumi config set polls:migrations app`", s.Migrations)
+		p.addf("polls:migrations: %q is not accepted: use \"container\" (a container of its own before the app, the default) or \"app\" (the app runs it as it starts), e.g. `pulumi config set polls:migrations app`", s.Migrations)
 	}
 	if !isDNSLabel(s.AdminUser) {
 		p.addf("polls:adminUser: %q is not accepted: use 1-63 characters a-z, 0-9 and '-', not starting or ending with '-'", s.AdminUser)

@@ -187,8 +187,6 @@ func TestParseInvalid(t *testing.T) {
 		{"bad build network", map[string]string{"appBuildNetwork": "host;rm"}, []string{"polls:appBuildNetwork"}},
 		{"unknown builder", map[string]string{"appBuilder": "BuilderV1"}, []string{`polls:appBuilder: "BuilderV1" is not a builder`, `"auto"`, `"buildkit"`, `"legacy"`}},
 		{"unknown migrations", map[string]string{"migrations": "inline"}, []string{`polls:migrations: "inline" is not accepted`, `"container"`, `"app"`, "pulumi config set polls:migrations app"}},
-		{"migrations in the app on swarm", map[string]string{"platform": "swarm", "registry": "10.0.0.5:5000/polls", "migrations": "app"},
-			[]string{`polls:migrations: "app" is for polls:platform docker only`, "pulumi config rm polls:migrations"}},
 		{"bad memory", map[string]string{"appMemoryMb": "3"}, []string{"polls:appMemoryMb: 3 MiB"}},
 		{"bad admin user", map[string]string{"adminUser": "Admin User"}, []string{"polls:adminUser"}},
 		{"bad docker host", map[string]string{"dockerHost": "prod-1"}, []string{"polls:dockerHost", "ssh://user@host"}},

@@ -58,8 +58,8 @@ const (
 	// MigrationsContainer runs each migration in a container of its own,
 	// which exits before the app it gates is created.
 	MigrationsContainer = "container"
-	// MigrationsApp runs the migration in the app's container as it
-	// starts, before it serves (one Docker engine only): one container
+	// MigrationsApp runs the migration in the app's container (on Swarm,
+	// each of its tasks) as it starts, before it serves: one container
 	// fewer per tenant to create, preview and replace in every release.
 	MigrationsApp = "app"
 )

@@ -12,6 +12,10 @@ import (
 	"github.com/polls-tenants/polls/tenants"
 )
 
+// RestoreEnv is the variable of a migrating app's environment that names
+// the tenant's last restore (polls:migrations app).
+const RestoreEnv = "POLLS_RESTORE"
+
 // App declares the tenant's app service: its replicas spread over the
 // nodes, on its private network and on the edge network, where the router
 // resolves the service's name to its healthy tasks.
@@ -29,12 +33,29 @@ func (p *Platform) App(ctx *pulumi.Context, t tenants.Parts, network, migrated p
 	}
 	name := t.Name("app")
 	image := p.image(t.Image)
-	vars := env(t.AppEnv())
+	args, vars := contract.AppCommand, env(t.AppEnv())
+	secrets := docker.ServiceTaskSpecContainerSpecSecretArray{url}
+	if platform.MigratesInApp(t) {
+		// Each task migrates as it starts (concurrent runs are safe: the
+		// app's migrations take a lock), with the admin password as a
+		// secret file. A restore rolls the tasks once the database is
+		// back, so they migrate what it restored: the restore's ID is in
+		// the template, which Swarm updates in place, not in a label.
+		admin, err := secret(ctx, t, "admin-password-secret", contract.AdminPasswordFile, t.Secrets.AdminPassword)
+		if err != nil {
+			return pulumi.StringOutput{}, err
+		}
+		args, vars = contract.MigratingAppCommand, env(t.MigratingAppEnv())
+		secrets = append(secrets, admin)
+		if t.Backup != nil && t.Backup.Restore != nil {
+			vars[RestoreEnv] = pulumi.String(t.Backup.Restore.ID)
+		}
+	}
 	container := docker.ServiceTaskSpecContainerSpecArgs{
 		Image:   image,
-		Args:    pulumi.ToStringArray(contract.AppCommand),
+		Args:    pulumi.ToStringArray(args),
 		Env:     vars,
-		Secrets: docker.ServiceTaskSpecContainerSpecSecretArray{url},
+		Secrets: secrets,
 		Healthcheck: docker.ServiceTaskSpecContainerSpecHealthcheckArgs{
 			Tests:       pulumi.ToStringArray(contract.AppHealthCommand),
 			Interval:    pulumi.String("2s"),

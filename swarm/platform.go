@@ -293,8 +293,12 @@ func (p *Platform) Network(ctx *pulumi.Context, t tenants.Parts) (pulumi.StringO
 	return n.Name, nil
 }
 
-// Migration runs the tenant's migration as a container on the manager.
+// Migration runs the tenant's migration as a container on the manager,
+// or, with polls:migrations app, leaves it to the app's tasks (App).
 func (p *Platform) Migration(ctx *pulumi.Context, t tenants.Parts, network, dbReady pulumi.StringOutput) (pulumi.StringOutput, error) {
+	if platform.MigratesInApp(t) {
+		return platform.MigrationInApp(dbReady), nil
+	}
 	return platform.Migration(ctx, t, network, dbReady)
 }
 
