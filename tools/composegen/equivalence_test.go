@@ -66,8 +66,8 @@ func matchesProgram(t *testing.T, migrations string, roles []string) {
 	generated := c.Services
 	var services []string
 	for name := range generated {
-		if strings.HasPrefix(name, "t01-") {
-			services = append(services, strings.TrimPrefix(name, "t01-"))
+		if role, ok := strings.CutPrefix(name, "t01-"); ok {
+			services = append(services, role)
 		}
 	}
 	sort.Strings(services)
