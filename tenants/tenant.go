@@ -39,7 +39,9 @@ type Platform interface {
 	// Migration declares the run of t.MigrationCommand once dbReady has
 	// resolved. migrated resolves once it succeeded and fails with its exit
 	// code and log otherwise; its value is constant, so gating on it never
-	// changes the app by itself.
+	// changes the app by itself. With polls:migrations app it declares
+	// nothing and migrated resolves with dbReady: App's container runs the
+	// migration as it starts (contract.MigratingAppCommand).
 	Migration(ctx *pulumi.Context, t Parts, network, dbReady pulumi.StringOutput) (migrated pulumi.StringOutput, err error)
 	// App declares the app once migrated has resolved, so a failed
 	// migration leaves the serving version alone. On the edge network the
