@@ -22,6 +22,7 @@ type nodeLoss struct {
 	survivors []string // tenants whose database is on the first node
 	lost      []string // tenants whose database is on the second node
 	cut       time.Time
+	linkUp    time.Time // when back put the link back
 	stop      func() []request
 	frozen    int // survivors' app tasks frozen with requests in flight
 }
@@ -116,6 +117,7 @@ func (l *nodeLoss) back() []request {
 	e.t.Helper()
 	c.link(e.t, "up")
 	restored := time.Now()
+	l.linkUp = restored
 	deadline := restored.Add(3 * time.Minute)
 	for {
 		ready := e.docker("node", "inspect", "-f", "{{.Status.State}}", c.n2) == "ready"
@@ -237,6 +239,26 @@ func (c *cluster) link(t *testing.T, state string) {
 	}
 }
 
+// routerErrors logs when the link came back and what the router's nginx
+// logged as a warning or an error since the cut (its upstreams' timeouts,
+// its resolver's), to tell why a request to a surviving tenant failed.
+func (l *nodeLoss) routerErrors() {
+	e := l.e
+	e.t.Helper()
+	e.t.Logf("node loss: the cut at %s, the link back at +%.1fs", l.cut.UTC().Format("15:04:05.000"), l.linkUp.Sub(l.cut).Seconds())
+	out, _ := exec.Command("docker", "logs", "--since", l.cut.Add(-time.Second).Format(time.RFC3339Nano), e.prefix+"-router").CombinedOutput()
+	var lines []string
+	for line := range strings.SplitSeq(string(out), "\n") {
+		if strings.Contains(line, "[warn]") || strings.Contains(line, "[error]") {
+			lines = append(lines, line)
+		}
+	}
+	if len(lines) > 40 {
+		lines = append(lines[:20], append([]string{"…"}, lines[len(lines)-20:]...)...)
+	}
+	e.t.Logf("node loss: the router's warnings and errors since the cut:\n%s", strings.Join(lines, "\n"))
+}
+
 // check fails the test for every failed request to a tenant whose
 // database survived, and logs what the others got.
 func (l *nodeLoss) check(reqs []request) {
@@ -259,6 +281,7 @@ func (l *nodeLoss) check(reqs []request) {
 		e.t.Logf("node loss: %s (database on %s): %d requests, %d failed, %d took over 1 s", tenant, l.c.n1, sent[tenant], len(failed[tenant]), slow[tenant])
 		if sent[tenant] == 0 || len(failed[tenant]) > 0 {
 			e.t.Errorf("%s, whose database is on %s, while %s was cut off: %d requests, %d failed: %v", tenant, l.c.n1, l.c.n2, sent[tenant], len(failed[tenant]), failed[tenant])
+			l.routerErrors()
 		}
 	}
 	for _, tenant := range l.lost {
