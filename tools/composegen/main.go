@@ -4,7 +4,7 @@
 //
 // Usage:
 //
-//	go run ./tools/composegen -n 10 -out DIR -port 8080 -project NAME [-taken CIDR,...]
+//	go run ./tools/composegen -n 10 -out DIR -port 8080 -project NAME [-taken CIDR,...] [-migrations app]
 //	docker-compose -p NAME -f DIR/docker-compose.yml up -d
 //
 // It writes DIR/docker-compose.yml, DIR/nginx.conf and, for each tenant that
@@ -18,7 +18,9 @@
 // plans for it from the default polls:subnetPool, around the subnets -taken
 // names (other stacks' tenant networks on the engine), labelled polls.tenant; one edge network where each app has
 // its tenant's name as alias); the migration is gated on the
-// database being healthy and the app on the migration exiting 0; nginx.conf
+// database being healthy and the app on the migration exiting 0 (with
+// -migrations app, as polls:migrations app, there is no migrate service:
+// the app, which migrates as it starts, on the database); nginx.conf
 // is rendered by the repo's nginx package with the arguments the router
 // component uses. The database's health check is the program's readiness
 // test without its password sync, which a fresh database does not need.
