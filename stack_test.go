@@ -352,9 +352,7 @@ func TestMigrationsInApp(t *testing.T) {
 	// thor restored: its app carries the restore's label, as its migration
 	// would, so a new version migrates the restored database.
 	restoring := newMocks()
-	restoring.ContainerList = []dockerapi.ContainerSummary{{ID: "thor-agent", State: "running", Health: "healthy",
-		Labels: map[string]string{"polls.stack": "polls-dev", "polls.tenant": "thor", "polls.role": "backup"}}}
-	restoring.ExecOut = map[string]string{"thor-agent": `{"generations":[{"id":"g1","from":"2026-11-01T00:10:00Z","to":"2026-11-01T23:50:00Z"}]}`}
+	withAgent(restoring, "")
 	if err := run(t, restoring, map[string]string{"tenants": `{"thor":{"restore":"latest"}}`, "migrations": "app"}); err != nil {
 		t.Fatal(err)
 	}

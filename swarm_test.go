@@ -386,7 +386,7 @@ func TestSwarmRouterFindsLostApps(t *testing.T) {
 // database), and the app service's labels are the same as with migration
 // containers (a changed label would replace the service delete-first).
 func TestSwarmMigrationsInApp(t *testing.T) {
-	labelsOf := func(cfg map[string]string) (map[string]resource.PropertyMap, *mocks) {
+	declare := func(cfg map[string]string) (map[string]resource.PropertyMap, *mocks) {
 		t.Helper()
 		m := swarmMocks()
 		if err := run(t, m, cfg, "polls:registryPassword"); err != nil {
@@ -394,10 +394,10 @@ func TestSwarmMigrationsInApp(t *testing.T) {
 		}
 		return m.All(), m
 	}
-	before, _ := labelsOf(swarmConfig())
+	before, _ := declare(swarmConfig())
 	cfg := swarmConfig()
 	cfg["migrations"] = "app"
-	all, m := labelsOf(cfg)
+	all, m := declare(cfg)
 	counts := m.CountByType()
 	if got := counts["docker:index/container:Container"]; got != 1+1+1+3+3 {
 		t.Errorf("containers = %d; want 9 (nginx, shared config, backup gateway, routes, backup agents; no migration)", got)
@@ -431,9 +431,7 @@ func TestSwarmMigrationsInApp(t *testing.T) {
 
 	// thor restored: its tasks' template names the restore.
 	restoring := swarmMocks()
-	restoring.ContainerList = []dockerapi.ContainerSummary{{ID: "thor-agent", State: "running", Health: "healthy",
-		Labels: map[string]string{"polls.stack": "polls-dev", "polls.tenant": "thor", "polls.role": "backup"}}}
-	restoring.ExecOut = map[string]string{"thor-agent": `{"generations":[{"id":"g1","from":"2026-11-01T00:10:00Z","to":"2026-11-01T23:50:00Z"}]}`}
+	withAgent(restoring, "")
 	cfg["tenants"] = `{"thor":{"restore":"latest"}}`
 	if err := run(t, restoring, cfg, "polls:registryPassword"); err != nil {
 		t.Fatal(err)

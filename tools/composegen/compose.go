@@ -260,15 +260,15 @@ func build(o options, nginxConf []byte) (composeFile, error) {
 			Labels:       labels("app"),
 		}
 		if o.Migrations == spec.MigrationsApp {
+			// The app migrates as it starts: no migrate service.
 			app.Command = contract.MigratingAppCommand
 			app.Environment = contract.MigratingAppEnv(t, spec.Tenant{Name: t}.ServerNames(spec.DefaultDomain), port[t], spec.DefaultAdminUser)
 			app.Volumes = append(app.Volumes, secret("admin-password", contract.AdminPasswordFile))
 			app.DependsOn = map[string]dependency{t + "-db": {Condition: "service_healthy"}}
+			c.Services[t+"-app"] = app
+			continue
 		}
 		c.Services[t+"-app"] = app
-		if o.Migrations == spec.MigrationsApp {
-			continue // the app migrates as it starts: no migrate service
-		}
 		c.Services[t+"-migrate"] = service{
 			ContainerName: name("migrate"),
 			Image:         o.AppImage,
