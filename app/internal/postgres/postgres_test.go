@@ -10,6 +10,7 @@ import (
 
 	"github.com/polls-tenants/polls/app/internal/polls"
 	"github.com/polls-tenants/polls/app/pgtest"
+	"golang.org/x/crypto/bcrypt"
 )
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
@@ -188,13 +189,22 @@ func TestTenantsStaySeparate(t *testing.T) {
 func TestEnsureUser(t *testing.T) {
 	// Ensures createsuperuser's step creates the user once, is a no-op when
 	// repeated, and a rotated password replaces the old one and ends sessions.
+	// Only a new user or a new password is hashed: a repeated run (every
+	// start of an app that migrates) compares and hashes nothing.
 	ctx := context.Background()
 	db := migratedDB(t, "users")
-	for i, want := range []bool{true, false} {
+	hashes := 0
+	hash := hashPassword
+	hashPassword = func(p string) ([]byte, error) { hashes++; return hash(p) }
+	t.Cleanup(func() { hashPassword = hash })
+	for i, want := range []bool{true, false, false} {
 		changed, err := db.EnsureUser(ctx, "admin", "first")
 		if err != nil || changed != want {
 			t.Fatalf("EnsureUser run %d = %v, %v; want %v, nil", i+1, changed, err, want)
 		}
+	}
+	if hashes != 1 {
+		t.Errorf("three runs with one password hashed it %d times; want 1", hashes)
 	}
 	u, err := db.Authenticate(ctx, "admin", "first")
 	if err != nil {
@@ -211,6 +221,9 @@ func TestEnsureUser(t *testing.T) {
 	if changed, err := db.EnsureUser(ctx, "admin", "second"); err != nil || !changed {
 		t.Fatalf("EnsureUser with a new password = %v, %v; want true, nil", changed, err)
 	}
+	if hashes != 2 {
+		t.Errorf("a new password made %d hashes in all; want 2", hashes)
+	}
 	if _, err := db.Authenticate(ctx, "admin", "first"); !errors.Is(err, polls.ErrBadLogin) {
 		t.Errorf("old password: Authenticate() = %v; want ErrBadLogin", err)
 	}
@@ -226,6 +239,15 @@ func TestEnsureUser(t *testing.T) {
 	var n int
 	if err := db.pool.QueryRow(ctx, "SELECT count(*) FROM users").Scan(&n); err != nil || n != 1 {
 		t.Errorf("users = %d, %v; want 1", n, err)
+	}
+}
+
+func TestDummyHashCost(t *testing.T) {
+	// Ensures an unknown username costs a login what a known one does: the
+	// written-out hash it is compared against has the cost new hashes get.
+	cost, err := bcrypt.Cost([]byte(dummyHash))
+	if err != nil || cost != bcrypt.DefaultCost {
+		t.Errorf("dummyHash's cost = %d, %v; want %d (bcrypt.DefaultCost)", cost, err, bcrypt.DefaultCost)
 	}
 }
 
