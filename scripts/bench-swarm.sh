@@ -6,6 +6,7 @@
 #
 #   scripts/bench-swarm.sh                          # or: make bench-swarm
 #   BENCH_LOG=/tmp/bench.log scripts/bench-swarm.sh # keep the full log
+#   BENCH_MIGRATIONS=app scripts/bench-swarm.sh     # both sides with polls:migrations app
 #
 # Scenarios, N=10 tenants t01..t10 ("answers" means through the router on
 # 127.0.0.1 with curl -H 'Host: tNN.polls.local'):
@@ -56,12 +57,18 @@ export PULUMI_PARALLEL=${PULUMI_PARALLEL:-64}
 cd "$(dirname "$0")/.."
 root=$PWD
 n=10
+# polls:migrations on both sides: container (a migration per tenant, the
+# stack's a migrate service) or app (each app task migrates as it starts;
+# stackgen -migrations app writes no migrate service).
+migrations=${BENCH_MIGRATIONS:-container}
 images=(polls-local/postgres:15 polls-local/nginx:1 polls-local/golang:1.26 polls-local/static:bookworm)
 
 die() {
   echo "bench-swarm: $*" >&2
   exit 1
 }
+
+[[ $migrations == container || $migrations == app ]] || die "BENCH_MIGRATIONS=$migrations: use container (the default) or app, as polls:migrations"
 
 # --- what is missing, all at once, before anything is created -------------
 missing=()
@@ -333,6 +340,7 @@ cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
 echo "bench-swarm: pulumi (polls:platform swarm) vs docker stack deploy, N=$n, same cluster, images and services"
 echo "  cluster:        $POLLS_SWARM_N1_NODE (manager, host engine) + $POLLS_SWARM_N2_NODE (worker), registry $POLLS_REGISTRY; $cluster_note"
 echo "  docker:         CLI $(docker version --format '{{.Client.Version}}'), engines $engine"
+echo "  migrations:     $migrations, both sides (BENCH_MIGRATIONS; polls:migrations, stackgen -migrations)"
 echo "  pulumi:         $(pulumi version), plugins docker 4.10.0 and random 4.19.0, file backend, PULUMI_PARALLEL=$PULUMI_PARALLEL"
 echo "  host:           $(nproc) cores (${cpu:-unknown CPU}), $(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo) RAM, load average $(cut -d' ' -f1-3 /proc/loadavg) at start"
 echo "setup (untimed):"
@@ -377,7 +385,7 @@ bench_stack() {
   local port dir=$work/stack
   port=$(free_port)
   gen() { "$work/bin/stackgen" -n "$n" -out "$dir" -port "$port" -project "$st" -nodes "$POLLS_SWARM_N1_NODE,$POLLS_SWARM_N2_NODE" \
-    -app-image "$1" -postgres-image "$pg_ref" -nginx-image "$nginx_id" >>"$log"; }
+    -app-image "$1" -postgres-image "$pg_ref" -nginx-image "$nginx_id" -migrations "$migrations" >>"$log"; }
   deploy() { (cd "$dir" && docker stack deploy --detach=true --with-registry-auth --resolve-image never -c docker-stack.yml "$st") >>"$log" 2>&1; }
 
   docker_stack=$st
@@ -437,6 +445,7 @@ bench_pulumi() {
   }
   set_config() { pulumi -C "$src" config set -s "$stack_up" "$@" >>"$log" 2>&1; }
   set_config polls:platform swarm
+  set_config polls:migrations "$migrations"
   set_config polls:registry "$repo"
   set_config polls:registryUsername "$POLLS_REGISTRY_USER"
   set_config --secret polls:registryPassword -- "$POLLS_REGISTRY_PASSWORD"

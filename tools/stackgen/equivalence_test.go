@@ -55,13 +55,22 @@ type svc struct {
 // TestMatchesProgram ensures each tenant's services are what swarm/*.go
 // declares for the tenant: images, arguments, environment, secret files,
 // health check, replicas, memory, update and rollback config, endpoint
-// mode, placement, networks, volume and labels.
+// mode, placement, networks, volume and labels; with either
+// polls:migrations.
 func TestMatchesProgram(t *testing.T) {
-	r := declare(t, "t01", "t02", "t03")
+	for _, migrations := range []string{spec.MigrationsContainer, spec.MigrationsApp} {
+		t.Run("migrations "+migrations, func(t *testing.T) { matchesProgram(t, migrations) })
+	}
+}
+
+// matchesProgram is TestMatchesProgram for one polls:migrations.
+func matchesProgram(t *testing.T, migrations string) {
+	r := declare(t, migrations, "t01", "t02", "t03")
 	o := defaultOptions()
 	// The program pins the database image to its digest in the registry;
 	// bench-swarm.sh gives stackgen the pinned reference.
 	o.Tenants, o.Project, o.AppImage, o.PostgresImage, o.Nodes = 3, prefix, appImage, pgImage+"@"+fakes.Digest(pgImage), clusterNodes
+	o.Migrations = migrations
 	c, err := build(o)
 	if err != nil {
 		t.Fatal(err)
@@ -82,6 +91,13 @@ func TestMatchesProgram(t *testing.T) {
 		}
 		t.Run(tenant+"-migrate", func(t *testing.T) {
 			in, ok := r.get("docker:index/container:Container", tenant+"-migrate")
+			_, service := c.Services[tenant+"-migrate"]
+			if migrations == spec.MigrationsApp {
+				if ok || service {
+					t.Errorf("with polls:migrations app: a migration container declared %v, a migrate service written %v; want neither", ok, service)
+				}
+				return
+			}
 			if !ok {
 				t.Fatalf("the program declares no migration container for %s", tenant)
 			}
@@ -144,7 +160,7 @@ func TestMatchesProgram(t *testing.T) {
 // hostname in sorted order first.
 func TestPlacementMatchesProgram(t *testing.T) {
 	names := gen.TenantNames(10)
-	r := declare(t, names...)
+	r := declare(t, spec.DefaultMigrations, names...)
 	o := defaultOptions()
 	o.Tenants, o.Nodes = 10, clusterNodes
 	got, err := databaseNodes(o)
@@ -177,12 +193,13 @@ type recorder struct {
 func (r *recorder) get(typ, name string) (resource.PropertyMap, bool) { return r.Inputs(typ, name) }
 
 // declare runs the swarm platform for the given tenants (the default stack
-// config, no pins) under mocks, and records what it declares.
-func declare(t *testing.T, names ...string) *recorder {
+// config but polls:migrations, no pins) under mocks, and records what it
+// declares.
+func declare(t *testing.T, migrations string, names ...string) *recorder {
 	t.Helper()
 	s, err := spec.Parse(map[string]string{
 		"platform": "swarm", "registry": "10.231.0.1:5000/polls", "postgresImage": pgImage,
-		"tenants": `["` + strings.Join(names, `","`) + `"]`,
+		"tenants": `["` + strings.Join(names, `","`) + `"]`, "migrations": migrations,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -5,7 +5,7 @@
 // Usage:
 //
 //	go run ./tools/stackgen -n 10 -out DIR -nodes HOST1,HOST2 -port 8080 -project NAME \
-//	    -app-image REF -postgres-image REF [-nginx-image REF]
+//	    -app-image REF -postgres-image REF [-nginx-image REF] [-migrations container|app]
 //	cd DIR && docker stack deploy --with-registry-auth -c docker-stack.yml NAME
 //
 // It writes DIR/docker-stack.yml, DIR/nginx.conf and, for each tenant that
@@ -26,8 +26,10 @@
 // tenant) a Docker config. What a stack file cannot say: gating. The
 // migration runs as a one-replica service on the manager restarted on
 // failure (the docker CLI's stack files know no replicated-job mode), and
-// the app starts without waiting for it. equivalence_test.go compares each
-// service with what swarm/*.go declares.
+// the app starts without waiting for it. With -migrations app (as
+// polls:migrations app) there is no migration service: each app task
+// migrates as it starts. equivalence_test.go compares each service with
+// what swarm/*.go declares, for both settings.
 package main
 
 import (
@@ -56,6 +58,7 @@ func run(args []string, stdout io.Writer) error {
 	fs.StringVar(&o.AppImage, "app-image", o.AppImage, "app image for the migrations and apps (one every node can pull)")
 	fs.StringVar(&o.PostgresImage, "postgres-image", o.PostgresImage, "database image (one every node can pull)")
 	fs.StringVar(&o.NginxImage, "nginx-image", o.NginxImage, "router image (the router runs on the manager)")
+	fs.StringVar(&o.Migrations, "migrations", o.Migrations, "polls:migrations: container (a migrate service per tenant) or app (each app task migrates as it starts)")
 	fs.Func("nodes", "comma-separated hostnames of the cluster's nodes (required): databases are placed over them", func(v string) error {
 		for n := range strings.SplitSeq(v, ",") {
 			if n = strings.TrimSpace(n); n != "" {
@@ -68,7 +71,7 @@ func run(args []string, stdout io.Writer) error {
 		return err
 	}
 	if *out == "" || fs.NArg() > 0 {
-		return fmt.Errorf("usage: stackgen -n N -out DIR -nodes HOST,... [-port P] [-project NAME] [-app-image REF] [-postgres-image REF] [-nginx-image REF]")
+		return fmt.Errorf("usage: stackgen -n N -out DIR -nodes HOST,... [-port P] [-project NAME] [-app-image REF] [-postgres-image REF] [-nginx-image REF] [-migrations container|app]")
 	}
 	files, err := write(*out, o)
 	if err != nil {

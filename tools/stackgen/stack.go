@@ -41,6 +41,10 @@ type options struct {
 	NginxImage    string
 	// Nodes are the hostnames of the cluster's nodes, where databases go.
 	Nodes []string
+	// Migrations is polls:migrations: spec.MigrationsContainer (a migrate
+	// service per tenant) or spec.MigrationsApp (each app task migrates as
+	// it starts, with the admin password as one more secret).
+	Migrations string
 }
 
 func defaultOptions() options {
@@ -51,11 +55,15 @@ func defaultOptions() options {
 		AppImage:      "polls-bench-app:latest",
 		PostgresImage: "polls-local/postgres:15",
 		NginxImage:    "polls-local/nginx:1",
+		Migrations:    spec.DefaultMigrations,
 	}
 }
 
 func (o options) check() error {
 	var errs []error
+	if o.Migrations != spec.MigrationsContainer && o.Migrations != spec.MigrationsApp {
+		errs = append(errs, fmt.Errorf("-migrations %q: want %q or %q, as polls:migrations", o.Migrations, spec.MigrationsContainer, spec.MigrationsApp))
+	}
 	if o.Tenants < 1 || o.Tenants > maxTenants {
 		errs = append(errs, fmt.Errorf("-n %d: want 1 to %d tenants", o.Tenants, maxTenants))
 	}
@@ -293,26 +301,35 @@ func build(o options) (stackFile, error) {
 		// gated on a healthy database. A stack file has neither gating nor
 		// (with this CLI) replicated-job mode: a one-replica service,
 		// restarted until it exits 0 (migrate itself waits up to 30 s for
-		// the database), on the manager.
-		c.Services[t+"-migrate"] = service{
-			Image:       o.AppImage,
-			Command:     escAll(contract.MigrationCommand),
-			Environment: escAll(contract.MigrationEnv(t, defaultStack.AdminUser)),
-			Secrets:     []fileRef{secret(contract.DatabaseURLFile), secret(contract.AdminPasswordFile)},
-			Networks:    map[string]attachment{net: {}},
-			Deploy: deploy{
-				Mode: "replicated", Replicas: 1, EndpointMode: "dnsrr",
-				Labels:        labels("migrate"),
-				Placement:     placementSpec{Constraints: []string{"node.role==manager"}},
-				Resources:     megabytes(defaultStack.AppMemory(tenant)),
-				RestartPolicy: &restartPolicy{Condition: "on-failure"},
-			},
+		// the database), on the manager. With polls:migrations app each
+		// app task migrates as it starts, as the program's do.
+		hosts := tenant.ServerNames(defaultStack.Domain)
+		command, env := contract.AppCommand, contract.AppEnv(t, hosts, contract.AppPort)
+		appSecrets := []fileRef{secret(contract.DatabaseURLFile)}
+		if o.Migrations == spec.MigrationsApp {
+			command, env = contract.MigratingAppCommand, contract.MigratingAppEnv(t, hosts, contract.AppPort, defaultStack.AdminUser)
+			appSecrets = append(appSecrets, secret(contract.AdminPasswordFile))
+		} else {
+			c.Services[t+"-migrate"] = service{
+				Image:       o.AppImage,
+				Command:     escAll(contract.MigrationCommand),
+				Environment: escAll(contract.MigrationEnv(t, defaultStack.AdminUser)),
+				Secrets:     []fileRef{secret(contract.DatabaseURLFile), secret(contract.AdminPasswordFile)},
+				Networks:    map[string]attachment{net: {}},
+				Deploy: deploy{
+					Mode: "replicated", Replicas: 1, EndpointMode: "dnsrr",
+					Labels:        labels("migrate"),
+					Placement:     placementSpec{Constraints: []string{"node.role==manager"}},
+					Resources:     megabytes(defaultStack.AppMemory(tenant)),
+					RestartPolicy: &restartPolicy{Condition: "on-failure"},
+				},
+			}
 		}
 		c.Services[t+"-app"] = service{
 			Image:       o.AppImage,
-			Command:     escAll(contract.AppCommand),
-			Environment: escAll(contract.AppEnv(t, tenant.ServerNames(defaultStack.Domain), contract.AppPort)),
-			Secrets:     []fileRef{{Source: secretName(t, contract.DatabaseURLFile), Target: path.Base(contract.DatabaseURLFile)}},
+			Command:     escAll(command),
+			Environment: escAll(env),
+			Secrets:     appSecrets,
 			Networks:    map[string]attachment{net: {}, edgeNetwork: {}},
 			Healthcheck: &healthcheck{
 				Test:     escAll(contract.AppHealthCommand),
