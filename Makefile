@@ -2,16 +2,18 @@
 SHELL := /bin/bash
 GO    ?= go
 
-.PHONY: test test-short vet up up-local destroy images bench bench-app bench-compose bench-swarm bench-add bench-build bench-backup bench-https bench-monitoring bench-release lint backup-status backup-drill
+.PHONY: test test-short vet up up-local destroy images bench bench-app bench-compose bench-swarm bench-add bench-appstart bench-build bench-backup bench-https bench-monitoring bench-release lint backup-status backup-drill
 
 ## test: every test of the program, of app/ and of agent/, including real nginx,
 ## PostgreSQL and (when a Docker engine and the Pulumi toolchain are present)
-## the end-to-end run; each part that lacks a tool skips naming it.
+## the end-to-end run; each part that lacks a tool skips naming it. The
+## end-to-end tests run one after another (-parallel 1): side by side on a
+## 2-core host they failed for load alone (README, "Tests").
 test:
 	$(GO) test -count=1 $$($(GO) list ./... | grep -v /e2e$$)
 	cd app && $(GO) test -count=1 ./...
 	cd agent && $(GO) test -count=1 ./...
-	$(GO) test -count=1 -v -timeout 60m ./e2e
+	$(GO) test -count=1 -v -timeout 75m -parallel 1 ./e2e
 
 ## test-short: the same without the slow end-to-end run.
 test-short:
@@ -64,6 +66,12 @@ bench-app:
 ## BENCH_PULUMI_ENV: engine settings for the Pulumi side).
 bench-compose:
 	scripts/bench-compose.sh
+
+## bench-appstart: CPU of the app's migrate and health-check processes, the
+## working tree against BASE (default HEAD), ROUNDS runs each
+## (scripts/bench-appstart.sh).
+bench-appstart:
+	scripts/bench-appstart.sh $(or $(BASE),HEAD) $(or $(ROUNDS),10)
 
 ## bench-add: adding one tenant to N=10, the working tree against BASE (a
 ## revision, default HEAD), alternating, ROUNDS times (scripts/bench-add.sh).

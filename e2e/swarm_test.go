@@ -84,7 +84,7 @@ func TestSwarm(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end test skipped with -short")
 	}
-	// Side by side with TestEndToEnd: see there.
+	// Side by side with TestEndToEnd, or after it: see there.
 	t.Parallel()
 	requireToolchain(t)
 	requirePebble(t)
