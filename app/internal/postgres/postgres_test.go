@@ -8,9 +8,10 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/crypto/bcrypt"
+
 	"github.com/polls-tenants/polls/app/internal/polls"
 	"github.com/polls-tenants/polls/app/pgtest"
-	"golang.org/x/crypto/bcrypt"
 )
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
