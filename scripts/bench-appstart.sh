@@ -49,6 +49,9 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
+log=$work/bench.log
+# shellcheck source=scripts/bench-lib.sh
+. "$root/scripts/bench-lib.sh" # free_port
 
 # The two binaries: the base revision's app/ and the tree's.
 mkdir -p "$work/base"
@@ -56,7 +59,6 @@ git -C "$root" archive "$base_rev" app | tar -C "$work/base" -xf -
 (cd "$work/base/app" && go build -o "$work/polls-base" .)
 (cd "$root/app" && go build -o "$work/polls-tree" .)
 
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 pg_port=$(free_port)
 password=$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')
 docker run -d --name "$db" -e POSTGRES_PASSWORD="$password" -p "127.0.0.1:$pg_port:5432" polls-local/postgres:15 >/dev/null

@@ -83,8 +83,8 @@ func (o options) check() error {
 	if o.HealthInterval < 0 || o.HealthInterval > 2*time.Minute {
 		errs = append(errs, fmt.Errorf("-health-interval %s: want at most 2m, the program's own idle interval", o.HealthInterval))
 	}
-	if o.Migrations != spec.MigrationsContainer && o.Migrations != spec.MigrationsApp {
-		errs = append(errs, fmt.Errorf("-migrations %q: want %q or %q, as polls:migrations", o.Migrations, spec.MigrationsContainer, spec.MigrationsApp))
+	if err := gen.CheckMigrations(o.Migrations); err != nil {
+		errs = append(errs, err)
 	}
 	if o.Tenants < 1 || o.Tenants > maxTenants {
 		errs = append(errs, fmt.Errorf("-n %d: want 1 to %d tenants", o.Tenants, maxTenants))

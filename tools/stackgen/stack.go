@@ -61,8 +61,8 @@ func defaultOptions() options {
 
 func (o options) check() error {
 	var errs []error
-	if o.Migrations != spec.MigrationsContainer && o.Migrations != spec.MigrationsApp {
-		errs = append(errs, fmt.Errorf("-migrations %q: want %q or %q, as polls:migrations", o.Migrations, spec.MigrationsContainer, spec.MigrationsApp))
+	if err := gen.CheckMigrations(o.Migrations); err != nil {
+		errs = append(errs, err)
 	}
 	if o.Tenants < 1 || o.Tenants > maxTenants {
 		errs = append(errs, fmt.Errorf("-n %d: want 1 to %d tenants", o.Tenants, maxTenants))

@@ -12,7 +12,17 @@ import (
 
 	"github.com/polls-tenants/polls/contract"
 	"github.com/polls-tenants/polls/nginx"
+	"github.com/polls-tenants/polls/spec"
 )
+
+// CheckMigrations checks a generator's -migrations flag, which takes
+// polls:migrations' values.
+func CheckMigrations(v string) error {
+	if v != spec.MigrationsContainer && v != spec.MigrationsApp {
+		return fmt.Errorf("-migrations %q: want %q or %q, as polls:migrations", v, spec.MigrationsContainer, spec.MigrationsApp)
+	}
+	return nil
+}
 
 // TenantNames returns t01, t02, ... tN (t100 and on past 99): valid DNS
 // labels, sorted as the program sorts tenants.
