@@ -33,6 +33,9 @@ const DefaultHost = "unix:///var/run/docker.sock"
 type Client struct {
 	api  *client.Client
 	host string
+	// since is when the client was made: the start of the program's run.
+	// WaitService counts the tasks that failed after it (see there).
+	since time.Time
 }
 
 // New returns a client of host ("" means DOCKER_HOST, else the local
@@ -89,7 +92,7 @@ func New(host string, sshOpts ...string) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("docker host %s: %w", host, err)
 	}
-	return &Client{api: api, host: host}, nil
+	return &Client{api: api, host: host, since: time.Now()}, nil
 }
 
 // Host returns the engine's address as given.

@@ -231,12 +231,19 @@ func (d Declared) runs(spec swarm.ServiceSpec) bool {
 // spec is not the declared one for another reason, a task cannot be placed
 // on any node, or tasks keep failing. The error carries the tasks' errors
 // and the service's last log lines. After within it fails with the same.
+//
+// Tasks keep failing when three of the current spec failed since the
+// client was made, in this run of the program. Swarm keeps a service's
+// failed tasks, and ones from before say nothing of now: a tenant's app
+// fails its tasks while its database's node is drained, and serves again
+// once the node is back, in the run that follows (seen in TestSwarm).
 func (c *Client) WaitService(ctx context.Context, id string, want Declared, within time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, within)
 	defer cancel()
 	pause := FirstPoll
 	name := id
 	var lastErr string
+	var lastAt time.Time // when the task of lastErr failed
 	for {
 		res, err := c.api.ServiceInspect(ctx, id, client.ServiceInspectOptions{})
 		if err != nil {
@@ -279,8 +286,13 @@ func (c *Client) WaitService(ctx context.Context, id string, want Declared, with
 			case t.DesiredState == swarm.TaskStateRunning && st == swarm.TaskStateRunning:
 				running++
 			case st == swarm.TaskStateFailed || st == swarm.TaskStateRejected:
-				failed++
-				lastErr = fmt.Sprintf("task %s: %s: %s", t.ID[:min(12, len(t.ID))], st, t.Status.Err)
+				if t.Status.Timestamp.After(c.since) {
+					failed++
+				}
+				if !t.Status.Timestamp.Before(lastAt) {
+					lastAt = t.Status.Timestamp
+					lastErr = fmt.Sprintf("task %s: %s: %s", t.ID[:min(12, len(t.ID))], st, t.Status.Err)
+				}
 			case st == swarm.TaskStatePending && t.Status.Err != "" && time.Since(t.Status.Timestamp) > 2*time.Second:
 				return c.serviceFailed(ctx, id, fmt.Sprintf("service %s cannot be placed: %s", name, t.Status.Err), lastErr)
 			}

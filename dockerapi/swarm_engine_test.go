@@ -287,6 +287,7 @@ func TestWaitService(t *testing.T) {
 		update  map[string]any // its UpdateStatus
 		updated time.Time      // its UpdatedAt
 		tasks   []map[string]any
+		since   time.Time // when the run began; zero: an hour ago
 		within  time.Duration
 		logs    func(w http.ResponseWriter)
 		want    []string // substrings of the error; nil: success
@@ -330,6 +331,12 @@ func TestWaitService(t *testing.T) {
 			task("t-old", old, "shutdown", "failed", "an old version's failure", ago(time.Second)),
 		}, want: []string{"service polls-thor-app: 3 tasks of its current version failed", "last task error: task t-3: failed: task: non-zero exit (3)",
 			"listening on :8000\nerror: database \"thor\" does not exist"}},
+		{name: "failed before this run, starting", image: want, since: ago(10 * time.Second), within: 1500 * time.Millisecond, tasks: []map[string]any{
+			task("t-3", want, "shutdown", "failed", "task: non-zero exit (3)", ago(time.Minute)),
+			task("t-1", want, "shutdown", "failed", "task: non-zero exit (1)", ago(3*time.Minute)),
+			task("t-2", want, "shutdown", "failed", "task: non-zero exit (2)", ago(2*time.Minute)),
+			task("t-4", want, "running", "starting", "", ago(time.Second)),
+		}, want: []string{"service polls-thor-app not running within 1.5s (0 of 1 replicas)", "last task error: task t-3: failed: task: non-zero exit (3)"}},
 		{name: "timed out", image: want, within: 1500 * time.Millisecond, tasks: []map[string]any{
 			task("t-1", want, "shutdown", "failed", "task: non-zero exit (1)", ago(time.Second)),
 			task("t-2", want, "running", "starting", "", ago(time.Second)),
@@ -375,6 +382,10 @@ func TestWaitService(t *testing.T) {
 					_, _ = w.Write([]byte(logs))
 				},
 			})
+			c.since = tt.since
+			if c.since.IsZero() {
+				c.since = ago(time.Hour)
+			}
 			within := tt.within
 			if within == 0 {
 				within = time.Minute
