@@ -408,8 +408,8 @@ func newEnv(t *testing.T) *env {
 		}
 	})
 	args, _ := json.Marshal(map[string]string{
-		"GO_IMAGE": warmGoImage(t, root, proxy), "RUNTIME_IMAGE": "polls-local/static:bookworm",
-		"GOPROXY": proxy, "GOSUMDB": "off",
+		// No RUNTIME_IMAGE: the app runs on its default base, as users get it.
+		"GO_IMAGE": warmGoImage(t, root, proxy), "GOPROXY": proxy, "GOSUMDB": "off",
 	})
 	e.config = map[string]string{
 		"polls:httpPort":        strconv.Itoa(port),
