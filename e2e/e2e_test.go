@@ -586,23 +586,11 @@ func (e *env) release(v string) {
 // version returns the X-Polls-Version a tenant answers with.
 func (e *env) version(tenant string) string {
 	e.t.Helper()
-	v, err := versionOf(http.DefaultClient, e.base(), tenant)
+	v, _, err := answer(http.DefaultClient, e.base(), tenant)
 	if err != nil {
 		e.t.Fatalf("GET / for %s: %v", tenant, err)
 	}
 	return v
-}
-
-// versionOf asks tenant for its X-Polls-Version through the router at base.
-func versionOf(client *http.Client, base, tenant string) (string, error) {
-	req, _ := http.NewRequest(http.MethodGet, base+"/", nil)
-	req.Host = tenant + ".polls.local"
-	resp, err := client.Do(req)
-	if err != nil {
-		return "", err
-	}
-	resp.Body.Close()
-	return resp.Header.Get("X-Polls-Version"), nil
 }
 
 // migrationsInApp is step 7b of TestEndToEnd: from polls:migrations
