@@ -107,6 +107,15 @@ func New(ctx *pulumi.Context, args Args, opts ...pulumi.ResourceOption) (*Backup
 		// rclone's SFTP backend, configured on its command line; the key
 		// and host keys are files. No shell on the server is needed
 		// (internal-sftp), and none is used for hashes.
+		//
+		// A request the server cannot serve fails after one try and a
+		// connection that is not made in 10 s, not after rclone's default
+		// 10 tries of up to a minute each: restic already tries each
+		// request 10 times, with backoff, and only then does the agent
+		// see the failure and report the repository failing. With both
+		// retrying, TestSwarm saw a stopped server reported after over
+		// 4 minutes; the log waiting unsent was reported meanwhile.
+		command = append(command, pulumi.String("--low-level-retries"), pulumi.String("1"), pulumi.String("--contimeout"), pulumi.String("10s"))
 		command = append(command, pulumi.String(fmt.Sprintf(":sftp,host=%s,port=%d,user=%s,key_file=%s,known_hosts_file=%s,shell_type=none,disable_hashcheck=true:%s/%s",
 			repo.Host, repo.Port, repo.User, contract.GatewaySSHKeyFile, contract.GatewayKnownHostsFile, repo.Path, args.Prefix)))
 		uploads = append(uploads,
