@@ -91,9 +91,7 @@ func parseAt(values map[string]string, now func() time.Time) (Stack, error) {
 	default:
 		p.addf("polls:appBuilder: %q is not a builder: use \"auto\" (BuildKit where the engine has it), \"buildkit\" or \"legacy\", e.g. `pulumi config set polls:appBuilder auto`", s.AppBuilder)
 	}
-	switch s.Migrations {
-	case MigrationsContainer, MigrationsApp:
-	default:
+	if !IsMigrations(s.Migrations) {
 		p.addf("polls:migrations: %q is not accepted: use \"container\" (a container of its own before the app, the default) or \"app\" (the app runs it as it starts), e.g. `pulumi config set polls:migrations app`", s.Migrations)
 	}
 	if !isDNSLabel(s.AdminUser) {

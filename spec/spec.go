@@ -64,6 +64,9 @@ const (
 	MigrationsApp = "app"
 )
 
+// IsMigrations reports whether v is a value of polls:migrations.
+func IsMigrations(v string) bool { return v == MigrationsContainer || v == MigrationsApp }
+
 // Stack is the validated stack configuration.
 type Stack struct {
 	// Tenants are sorted by name, so everything derived from them is

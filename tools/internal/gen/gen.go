@@ -18,7 +18,7 @@ import (
 // CheckMigrations checks a generator's -migrations flag, which takes
 // polls:migrations' values.
 func CheckMigrations(v string) error {
-	if v != spec.MigrationsContainer && v != spec.MigrationsApp {
+	if !spec.IsMigrations(v) {
 		return fmt.Errorf("-migrations %q: want %q or %q, as polls:migrations", v, spec.MigrationsContainer, spec.MigrationsApp)
 	}
 	return nil
