@@ -56,9 +56,16 @@ func (p *Platform) App(ctx *pulumi.Context, t tenants.Parts, network, migrated p
 		Args:    pulumi.ToStringArray(args),
 		Env:     vars,
 		Secrets: secrets,
+		// Every check is a process the engine starts in the task, about
+		// 0.12 CPU-s of dockerd, containerd and the shim's (README,
+		// "Health checks on Swarm"). Swarm counts a new task as running
+		// one interval after it starts (API 1.41 has no start interval),
+		// so the interval is also what each replica of a rolling update
+		// waits at least: 5 s, against 2 s before, costs a release 3 s
+		// per replica and the engine 0.4 as many checks per app task.
 		Healthcheck: docker.ServiceTaskSpecContainerSpecHealthcheckArgs{
 			Tests:       pulumi.ToStringArray(contract.AppHealthCommand),
-			Interval:    pulumi.String("2s"),
+			Interval:    pulumi.String("5s"),
 			Timeout:     pulumi.String("3s"),
 			Retries:     pulumi.Int(3),
 			StartPeriod: pulumi.String("30s"),

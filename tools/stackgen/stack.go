@@ -333,7 +333,7 @@ func build(o options) (stackFile, error) {
 			Networks:    map[string]attachment{net: {}, edgeNetwork: {}},
 			Healthcheck: &healthcheck{
 				Test:     escAll(contract.AppHealthCommand),
-				Interval: "2s", Timeout: "3s", Retries: 3, StartPeriod: "30s",
+				Interval: "5s", Timeout: "3s", Retries: 3, StartPeriod: "30s",
 			},
 			StopGracePeriod: "10s",
 			Deploy: deploy{
