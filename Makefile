@@ -7,13 +7,13 @@ GO    ?= go
 ## test: every test of the program, of app/ and of agent/, including real nginx,
 ## PostgreSQL and (when a Docker engine and the Pulumi toolchain are present)
 ## the end-to-end run; each part that lacks a tool skips naming it. The
-## end-to-end tests run one after another (-parallel 1): side by side on a
-## 2-core host they failed for load alone (README, "Tests").
+## end-to-end tests run in two lanes (-parallel 3): TestSwarm beside
+## TestACME and TestEndToEnd, which take turns (e2e/lanes_test.go).
 test:
 	$(GO) test -count=1 $$($(GO) list ./... | grep -v /e2e$$)
 	cd app && $(GO) test -count=1 ./...
 	cd agent && $(GO) test -count=1 ./...
-	$(GO) test -count=1 -v -timeout 75m -parallel 1 ./e2e
+	$(GO) test -count=1 -v -timeout 75m -parallel 3 ./e2e
 
 ## test-short: the same without the slow end-to-end run.
 test-short:

@@ -147,6 +147,8 @@ func TestACME(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end test skipped with -short")
 	}
+	// Beside TestSwarm, after or before TestEndToEnd (lanes_test.go).
+	oneHostLane(t)
 	a := newACMEEnv(t, "blocked.example.org")
 	// Monitoring on: the certificates' metrics are checked in step 5.
 	m := a.useMonitoring()

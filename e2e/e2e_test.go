@@ -67,16 +67,8 @@ func TestEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end test skipped with -short")
 	}
-	// TestEndToEnd and TestSwarm may run side by side (go test -parallel 2
-	// or more); TestACME, not parallel, runs before them, alone. `make test`
-	// runs them one after another (-parallel 1): side by side on a 2-core
-	// host they failed for load alone (README, "Tests"). They share the
-	// engine safely otherwise: every check is scoped to the stack's prefix
-	// or its label, their ports are picked free, warmGoImage builds for
-	// both, and only one of them plans subnets from polls:subnetPool
-	// (Swarm's overlays take the cluster's address pool); TestACME does
-	// too, which is why it stays apart.
-	t.Parallel()
+	// Beside TestSwarm, after or before TestACME (lanes_test.go).
+	oneHostLane(t)
 	requireToolchain(t)
 	e := newEnv(t)
 	repo := e.useBackupRepository()

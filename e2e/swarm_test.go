@@ -45,9 +45,11 @@ func startCluster(t *testing.T) *cluster {
 		t.Skipf("swarm end-to-end test skipped: %s", strings.TrimSpace(string(out)))
 	}
 	t.Cleanup(func() {
-		if out, err := exec.Command("bash", script, "down").CombinedOutput(); err != nil {
-			t.Errorf("swarm-cluster.sh down: %v\n%s", err, out)
-		}
+		leaveSwarm(t, func() {
+			if out, err := exec.Command("bash", script, "down").CombinedOutput(); err != nil {
+				t.Errorf("swarm-cluster.sh down: %v\n%s", err, out)
+			}
+		})
 	})
 	if err != nil {
 		t.Fatalf("swarm-cluster.sh up: %v\n%s", err, out)
@@ -84,11 +86,12 @@ func TestSwarm(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end test skipped with -short")
 	}
-	// Side by side with TestEndToEnd, or after it: see there.
-	t.Parallel()
 	requireToolchain(t)
 	requirePebble(t)
+	// The engine joins the Swarm before the one-host lane starts, and
+	// leaves it once that lane is done (lanes_test.go).
 	c := startCluster(t)
+	t.Parallel()
 	// Registered before the stack's own cleanup, so it runs after destroy.
 	var prefix string
 	t.Cleanup(func() { c.removeVolumes(prefix) })
