@@ -715,3 +715,88 @@ func TestInstallersJoinTheRouter(t *testing.T) {
 		}
 	}
 }
+
+// TestNewTenantsGoFirst ensures that in an update adding a tenant, the
+// resources of the tenants deployed before are registered only once the
+// new tenant's route is live, on one host and on Swarm, and that a new
+// tenant that never serves holds them back no longer than holdAtMost
+// (newFirst). With nothing new, or in a cold up, nothing is held.
+func TestNewTenantsGoFirst(t *testing.T) {
+	// before reports the registrations of the tenants in old that come
+	// before the new tenant's route; want none.
+	before := func(m *mocks, route string, old ...string) []string {
+		t.Helper()
+		order := m.Order()
+		at := slices.Index(order, "docker:index/container:Container::"+route)
+		if at < 0 {
+			t.Fatalf("no %s registered: %v", route, order)
+		}
+		var early []string
+		for _, key := range order[:at] {
+			for _, o := range old {
+				if strings.Contains(key, "::"+o+"-") {
+					early = append(early, key)
+				}
+			}
+		}
+		return early
+	}
+	// released fails the test if run took holdAtMost: the others must go
+	// once the new tenant's route is live, not when the bound runs out.
+	defer func(d time.Duration) { holdAtMost = d }(holdAtMost)
+	holdAtMost = 10 * time.Second
+	released := func(what string, start time.Time) {
+		t.Helper()
+		if d := time.Since(start); d >= holdAtMost {
+			t.Errorf("%s: the update took %s, the bound on the hold; want the others released once the new tenant's route is live", what, d.Round(time.Millisecond))
+		}
+	}
+	first := newMocks()
+	if err := run(t, first, map[string]string{"tenants": tenantList("thor", "potter")}); err != nil {
+		t.Fatal(err)
+	}
+	grown := newMocks()
+	grown.NetworkList = first.declaredNetworks()
+	start := time.Now()
+	if err := run(t, grown, map[string]string{"tenants": tenantList("thor", "potter", "albus")}); err != nil {
+		t.Fatal(err)
+	}
+	released("one host", start)
+	if early := before(grown, "albus-route", "thor", "potter"); len(early) > 0 {
+		t.Errorf("one host: registered before the new tenant albus's route: %v; want none of thor's or potter's", early)
+	}
+
+	cluster := swarmMocks()
+	cluster.ServiceList = []dockerapi.Service{
+		{Name: "polls-dev-thor-db", Labels: map[string]string{"polls.stack": "polls-dev", "polls.role": "db", "polls.tenant": "thor", "polls.node": "n2"}},
+		{Name: "polls-dev-potter-db", Labels: map[string]string{"polls.stack": "polls-dev", "polls.role": "db", "polls.tenant": "potter", "polls.node": "n1"}},
+	}
+	start = time.Now()
+	if err := run(t, cluster, swarmConfig(), "polls:registryPassword"); err != nil {
+		t.Fatal(err)
+	}
+	released("Swarm", start)
+	if early := before(cluster, "hermione-route", "thor", "potter"); len(early) > 0 {
+		t.Errorf("Swarm: registered before the new tenant hermione's route: %v; want none of thor's or potter's", early)
+	}
+
+	// A new tenant whose app never serves: the others go after holdAtMost,
+	// and the update fails naming it.
+	holdAtMost = 300 * time.Millisecond
+	sick := newMocks()
+	sick.NetworkList = first.declaredNetworks()
+	sick.SickApp = "albus"
+	start = time.Now()
+	err := run(t, sick, map[string]string{"tenants": tenantList("thor", "potter", "albus")})
+	if err == nil || !strings.Contains(err.Error(), "tenant albus: app container") {
+		t.Errorf("program with albus's new app unhealthy: %v; want it to fail naming albus's app", err)
+	}
+	if time.Since(start) < holdAtMost {
+		t.Errorf("the update ended %s after it began; want the others held back %s", time.Since(start), holdAtMost)
+	}
+	for _, key := range []string{"docker:index/container:Container::thor-app", "docker:index/container:Container::potter-route"} {
+		if _, ok := sick.All()[key]; !ok {
+			t.Errorf("%s was not registered: a new tenant that never serves must hold the others back %s at most", key, holdAtMost)
+		}
+	}
+}

@@ -121,6 +121,10 @@ type Router struct {
 	// also waits (a bounded time) for its certificates, and warns when
 	// they fail.
 	Routed map[string]pulumi.StringOutput
+	// Live maps each tenant to an output that resolves once its route is
+	// installed and its app serves: Routed without ACME's wait for
+	// certificates.
+	Live map[string]pulumi.StringOutput
 	// Companion is the certificate companion's container (ACME only).
 	Companion *docker.Container `pulumi:"-"`
 	// ACMEState is the companion's state volume, whose status.json the
@@ -134,7 +138,7 @@ type Router struct {
 // New declares the router: the nginx container, the shared config and one
 // route per tenant.
 func New(ctx *pulumi.Context, name string, args Args, opts ...pulumi.ResourceOption) (*Router, error) {
-	r := &Router{Routed: map[string]pulumi.StringOutput{}}
+	r := &Router{Routed: map[string]pulumi.StringOutput{}, Live: map[string]pulumi.StringOutput{}}
 	if err := ctx.RegisterComponentResource(Type, name, r, opts...); err != nil {
 		return nil, fmt.Errorf("router: register component: %w", err)
 	}
@@ -276,6 +280,7 @@ func New(ctx *pulumi.Context, name string, args Args, opts ...pulumi.ResourceOpt
 			routes = append(routes, route)
 		}
 		r.Routed[tenant] = pulumi.All(installed(route, "tenant "+tenant+": its route was not installed", "routed"), rt.Serving).ApplyT(func(v []any) string { return v[0].(string) }).(pulumi.StringOutput)
+		r.Live[tenant] = r.Routed[tenant]
 	}
 
 	base, err := installer(name+"-config", args.Prefix+"-router-config", uploads, []string{"base"}, pulumi.DependsOn(routes))

@@ -5,17 +5,24 @@
 #   scripts/bench-add.sh [BASE_REV] [ROUNDS]     # defaults: HEAD, 2
 #
 # Each round makes a throwaway stack (local file backend) of the tree with
-# N tenants on the local images, then times `pulumi up --skip-preview` after
-# adding t11, as `make bench-compose` does (without its compose side), and
-# keeps the engine's event log so the new tenant's path can be read off it
+# N tenants (BENCH_N, default 10) on the local images, then times `pulumi up
+# --skip-preview` after adding one more: until the new tenant first answers
+# 200 through the router (polled every 0.2 s from the start, as `make
+# bench-compose` times an add) and until `pulumi up` ends. It keeps the
+# engine's event log so the new tenant's path can be read off it
 # (BENCH_DIR/<side>-<round>.events.json). Prints each time, the means and
-# the ratio tree/base. Needs what the end-to-end test needs: a Docker
-# engine, the local images (scripts/images.sh) and the Pulumi toolchain.
+# the ratios tree/base. BENCH_MIGRATIONS sets polls:migrations (default
+# container), BENCH_PULUMI_ENV is set for every pulumi command (e.g.
+# PULUMI_SKIP_CHECKPOINTS=true). Needs what the end-to-end test needs: a
+# Docker engine, the local images (scripts/images.sh) and the Pulumi
+# toolchain.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 base=${1:-HEAD}
 rounds=${2:-2}
 n=${BENCH_N:-10}
+migrations=${BENCH_MIGRATIONS:-container}
+read -r -a pulumi_env <<<"${BENCH_PULUMI_ENV:-}"
 dir=${BENCH_DIR:-$(mktemp -d /tmp/bench-add.XXXXXX)}
 base_rev=$(git -C "$root" rev-parse --verify "$base^{commit}")
 mkdir -p "$dir"
@@ -56,25 +63,43 @@ run() {
     pulumi config set polls:appBuildNetwork host >/dev/null
     pulumi config set polls:appBuildArgs "{\"GO_IMAGE\":\"polls-local/golang:1.26\",\"RUNTIME_IMAGE\":\"polls-local/static:bookworm\",\"GOPROXY\":\"$goproxy\",\"GOSUMDB\":\"off\"}" >/dev/null
     pulumi config set polls:tenants "$(tenants "$n")" >/dev/null
-    pulumi up --yes --skip-preview >"$dir/$side-$round.cold.out" 2>&1
+    pulumi config set polls:migrations "$migrations" >/dev/null
+    env "${pulumi_env[@]}" pulumi up --yes --skip-preview >"$dir/$side-$round.cold.out" 2>&1
     pulumi config set polls:tenants "$(tenants $((n + 1)))" >/dev/null
-    start=$(date +%s.%N)
-    PULUMI_DEBUG_COMMANDS=true pulumi up --yes --skip-preview --event-log "$dir/$side-$round.events.json" >"$dir/$side-$round.add.out" 2>&1
-    end=$(date +%s.%N)
-    echo "$end - $start" | bc >"$dir/$side-$round.seconds"
-    pulumi destroy --yes >/dev/null 2>&1 || true
+    start=$EPOCHREALTIME
+    added=$(printf 't%02d' $((n + 1)))
+    rm -f "$dir/$side-$round.served"
+    (
+      while [ "$(curl -s -o /dev/null -w '%{http_code}' -m 5 -H "Host: $added.polls.local" "http://127.0.0.1:$((18100 + round))/" 2>/dev/null)" != 200 ]; do
+        sleep 0.2
+      done
+      echo "$EPOCHREALTIME - $start" | bc >"$dir/$side-$round.served"
+    ) &
+    watcher=$!
+    env "${pulumi_env[@]}" PULUMI_DEBUG_COMMANDS=true pulumi up --yes --skip-preview --event-log "$dir/$side-$round.events.json" >"$dir/$side-$round.add.out" 2>&1
+    echo "$EPOCHREALTIME - $start" | bc >"$dir/$side-$round.seconds"
+    if ! timeout 120 tail --pid="$watcher" -f /dev/null; then
+      kill "$watcher"
+      echo "bench-add: $added did not answer 200 within 120 s after pulumi up ended ($dir/$side-$round.add.out)" >&2
+      exit 1
+    fi
+    env "${pulumi_env[@]}" pulumi destroy --yes >/dev/null 2>&1 || true
     pulumi stack rm --yes --force "$stack" >/dev/null 2>&1 || true
   )
   docker volume ls -q --filter "name=polls-$stack-" | xargs -r docker volume rm >/dev/null
-  printf '  %-5s round %d: add t%02d to N=%d  %6.2fs\n' "$side" "$round" $((n + 1)) "$n" "$(cat "$dir/$side-$round.seconds")"
+  printf '  %-5s round %d: add t%02d to N=%d  until it serves %6.2fs, pulumi up %6.2fs\n' "$side" "$round" $((n + 1)) "$n" \
+    "$(cat "$dir/$side-$round.served")" "$(cat "$dir/$side-$round.seconds")"
 }
 
-echo "bench-add: tree ($(git -C "$root" rev-parse --short HEAD)$(git -C "$root" diff --quiet || echo '+changes')) vs base ${base_rev:0:7}, N=$n, $rounds rounds, PULUMI_PARALLEL=64"
+echo "bench-add: tree ($(git -C "$root" rev-parse --short HEAD)$(git -C "$root" diff --quiet || echo '+changes')) vs base ${base_rev:0:7}, N=$n, $rounds rounds, PULUMI_PARALLEL=64, polls:migrations $migrations${BENCH_PULUMI_ENV:+, $BENCH_PULUMI_ENV}"
 for r in $(seq "$rounds"); do
   run base "$r"
   run tree "$r"
 done
-mean() { cat "$dir"/"$1"-*.seconds | awk '{ s += $1 } END { printf "%.2f", s / NR }'; }
-b=$(mean base) t=$(mean tree)
-echo "  mean: base ${b}s, tree ${t}s, ratio tree/base $(echo "scale=2; $t / $b" | bc)"
+mean() { cat "$dir"/"$1"-*."$2" | awk '{ s += $1 } END { printf "%.2f", s / NR }'; }
+for what in served seconds; do
+  b=$(mean base $what) t=$(mean tree $what)
+  [ $what = served ] && label="until it serves" || label="pulumi up"
+  echo "  mean, $label: base ${b}s, tree ${t}s, ratio tree/base $(echo "scale=2; $t / $b" | bc)"
+done
 echo "  event logs and outputs: $dir"

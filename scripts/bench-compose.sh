@@ -37,7 +37,9 @@
 #                    until every tenant answers with X-Polls-Version: 2
 #   add t11 to N=10  pulumi up after adding t11 to polls:tenants, against
 #                    regenerating the compose file for 11 tenants and
-#                    docker-compose up -d; until t11 answers 200
+#                    docker-compose up -d; until t11 first answers 200
+#                    (polled every 0.2 s from the start, whether or not
+#                    the command is done; the note gives when it ended)
 #   idle RAM N=10    the memory `docker stats --no-stream` reports for the
 #                    deployment's running containers, per tenant, after the
 #                    deployment has been idle for 20 s
@@ -298,6 +300,7 @@ cleanup() {
   set +e
   trap - EXIT INT TERM
   [ -n "$hammer" ] && kill "$hammer" 2>/dev/null && wait "$hammer" 2>/dev/null
+  [ -n "${serve_watcher:-}" ] && kill "$serve_watcher" 2>/dev/null
   if [ "$status" -ne 0 ] && [ -f "$log" ]; then
     local report
     report=$(
@@ -531,12 +534,14 @@ bench_compose() {
     settle
     hammer_start "$port" t01 t02 t03
     clock
+    serve_watch "$port" "$added"
     compose_apply "${compose[@]}"
+    ended=$(seconds)
     answer "$port" "" "$added"
-    compose_s["add $added to N=$n"]=$(seconds)
+    compose_s["add $added to N=$n"]=$(served_at)
     hammer_stop
     compose_failed["add $added to N=$n"]=$hammered
-    note "compose add $added" "${compose_s["add $added to N=$n"]}" "failed/sent ${compose_failed["add $added to N=$n"]}$(compose_reruns | sed 's/^/; /')"
+    note "compose add $added (until it serves)" "${compose_s["add $added to N=$n"]}" "up -d ended at ${ended}s; failed/sent ${compose_failed["add $added to N=$n"]}$(compose_reruns | sed 's/^/; /')"
   fi
   if [ "$n" = 10 ]; then
     ram_per_tenant "$project" 11
@@ -703,12 +708,14 @@ bench_pulumi() {
     settle
     hammer_start "$port" t01 t02 t03
     clock
+    serve_watch "$port" "$next"
     up
+    ended=$(seconds)
     answer "$port" "" "$next"
-    res_s["add $next to N=$n"]=$(seconds)
+    res_s["add $next to N=$n"]=$(served_at)
     hammer_stop
     res_f["add $next to N=$n"]=$hammered
-    note "pulumi add $next" "${res_s["add $next to N=$n"]}" "failed/sent ${res_f["add $next to N=$n"]}"
+    note "pulumi add $next (until it serves)" "${res_s["add $next to N=$n"]}" "pulumi up ended at ${ended}s; failed/sent ${res_f["add $next to N=$n"]}"
     by_process
     changes
 

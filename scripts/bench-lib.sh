@@ -94,6 +94,31 @@ answer() {
   done
 }
 
+# serve_watch polls the tenant named $2 through the router on
+# 127.0.0.1:$1 every 0.2 s, in the background, from the step's clock until
+# it first answers 200 (at most 15 min); served_at waits for it and prints
+# the seconds from the clock to that answer ("-" if none). An add is timed
+# so, until the new tenant serves, whether or not its command is done.
+serve_watch() {
+  rm -f "$work/served"
+  (
+    deadline=$((SECONDS + 900))
+    while ((SECONDS < deadline)); do
+      if [ "$(curl -s -o /dev/null -w '%{http_code}' -m 5 -H "Host: $2.polls.local" "http://127.0.0.1:$1/" 2>/dev/null)" = 200 ]; then
+        seconds >"$work/served"
+        exit 0
+      fi
+      sleep 0.2
+    done
+  ) &
+  serve_watcher=$!
+}
+served_at() {
+  wait "$serve_watcher" 2>/dev/null || true
+  serve_watcher=
+  cat "$work/served" 2>/dev/null || echo -
+}
+
 # The request loop: one thread per tenant, a GET every 50 ms, until SIGTERM
 # (or an hour); it writes "sent failed" and then the failures to $2.
 cat >"$work/hammer.py" <<'PY'

@@ -74,6 +74,11 @@ type Args struct {
 	// Backup is what the tenant's backups take from the stack; nil when
 	// backups are off.
 	Backup *StackBackup
+	// Hold, when set, holds back the registration of the tenant's
+	// resources until it resolves. It carries no resource, so it orders
+	// registrations in time and records no dependency (see the program's
+	// newFirst).
+	Hold pulumi.ResourceArrayInput
 }
 
 // StackBackup is what a tenant's backups take from the stack.
@@ -178,7 +183,10 @@ func New(ctx *pulumi.Context, args Args, opts ...pulumi.ResourceOption) (*Tenant
 	if err := ctx.RegisterComponentResource(Type, name, t, opts...); err != nil {
 		return nil, fmt.Errorf("tenant %s: register component: %w", name, err)
 	}
-	parent := pulumi.Parent(t)
+	var parent pulumi.ResourceOption = pulumi.Parent(t)
+	if args.Hold != nil {
+		parent = pulumi.Composite(parent, pulumi.DependsOnInputs(args.Hold))
+	}
 
 	dbPassword, err := random.NewRandomPassword(ctx, name+"-db-password", &random.RandomPasswordArgs{
 		Length: pulumi.Int(32), Special: pulumi.Bool(false),

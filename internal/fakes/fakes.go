@@ -346,6 +346,7 @@ type Provider struct {
 	mu       sync.Mutex
 	inputs   map[string]resource.PropertyMap
 	requests map[string]*pulumirpc.RegisterResourceRequest
+	order    []string
 	// FailMigration names a tenant whose migration container exits 1.
 	FailMigration string
 	// Engine, when set, is told of every image build, to list what the
@@ -396,6 +397,7 @@ func (p *Provider) NewResource(args pulumi.MockResourceArgs) (string, resource.P
 	p.mu.Lock()
 	p.inputs[key] = args.Inputs
 	p.requests[key] = args.RegisterRPC
+	p.order = append(p.order, key)
 	p.mu.Unlock()
 	return ID(args.Name), out, nil
 }
@@ -426,6 +428,14 @@ func (p *Provider) Requests() map[string]*pulumirpc.RegisterResourceRequest {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return maps.Clone(p.requests)
+}
+
+// Order returns the "type::name" of every resource in the order they were
+// registered.
+func (p *Provider) Order() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.order)
 }
 
 // Keys returns "type::name" of every resource declared, sorted.
