@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"github.com/polls-tenants/polls/spec"
 )
 
 // holdAtMost bounds how long the tenants deployed before are held back
@@ -35,29 +37,29 @@ var holdAtMost = 60 * time.Second
 type newFirst struct {
 	hold    pulumi.ResourceArrayOutput
 	release func()
+	// fresh are the tenants the update deploys for the first time.
+	fresh []string
 }
 
-// newNewFirst returns the ordering for an update that deploys the named
-// tenants, existing saying which were deployed before; nil when there is
-// nothing to order.
-func newNewFirst(ctx *pulumi.Context, names []string, existing func(string) bool) *newFirst {
+// newNewFirst returns the ordering for an update that deploys tenants,
+// existing saying which were deployed before; nil when there is nothing
+// to order.
+func newNewFirst(ctx *pulumi.Context, tenants []spec.Tenant, existing func(string) bool) *newFirst {
 	if ctx.DryRun() {
 		return nil
 	}
-	fresh, old := 0, 0
-	for _, n := range names {
-		if existing(n) {
-			old++
-		} else {
-			fresh++
+	var fresh []string
+	for _, t := range tenants {
+		if !existing(t.Name) {
+			fresh = append(fresh, t.Name)
 		}
 	}
-	if fresh == 0 || old == 0 {
+	if len(fresh) == 0 || len(fresh) == len(tenants) {
 		return nil
 	}
 	released := make(chan struct{})
 	var once sync.Once
-	f := &newFirst{release: func() { once.Do(func() { close(released) }) }}
+	f := &newFirst{release: func() { once.Do(func() { close(released) }) }, fresh: fresh}
 	f.hold = pulumi.ResourceArray{}.ToResourceArrayOutput().ApplyT(func(r []pulumi.Resource) []pulumi.Resource {
 		<-released
 		return r
@@ -75,15 +77,15 @@ func (f *newFirst) Hold(existing bool) pulumi.ResourceArrayInput {
 	return f.hold
 }
 
-// ReleaseWhen lets the held tenants go once every output in live (the new
-// tenants' routes) has resolved.
-func (f *newFirst) ReleaseWhen(live []pulumi.StringOutput) {
+// ReleaseWhen lets the held tenants go once the new tenants' outputs in
+// live (their routes, by tenant) have resolved.
+func (f *newFirst) ReleaseWhen(live map[string]pulumi.StringOutput) {
 	if f == nil {
 		return
 	}
-	all := make([]any, len(live))
-	for i, o := range live {
-		all[i] = o
+	all := make([]any, len(f.fresh))
+	for i, t := range f.fresh {
+		all[i] = live[t]
 	}
 	pulumi.All(all...).ApplyT(func([]any) string {
 		f.release()

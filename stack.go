@@ -186,11 +186,7 @@ func declare(ctx *pulumi.Context, s spec.Stack, engine Engine) (*deployed, error
 
 	d := &deployed{Tenants: map[string]*tenants.Tenant{}}
 	var routes []router.Route
-	names := make([]string, len(s.Tenants))
-	for i, t := range s.Tenants {
-		names[i] = t.Name
-	}
-	first := newNewFirst(ctx, names, on.Existing)
+	first := newNewFirst(ctx, s.Tenants, on.Existing)
 	for _, t := range s.Tenants {
 		tn, err := tenants.New(ctx, tenants.Args{
 			Tenant: t, Stack: s, Prefix: prefix,
@@ -221,13 +217,7 @@ func declare(ctx *pulumi.Context, s spec.Stack, engine Engine) (*deployed, error
 	if err != nil {
 		return nil, err
 	}
-	var live []pulumi.StringOutput
-	for _, t := range s.Tenants {
-		if !on.Existing(t.Name) {
-			live = append(live, r.Live[t.Name])
-		}
-	}
-	first.ReleaseWhen(live)
+	first.ReleaseWhen(r.Live)
 	if s.Monitoring != nil {
 		if d.Monitoring, err = declareMonitoring(ctx, s, engine, prefix, agent, r, stackBackups, pulumi.Providers(provider)); err != nil {
 			return nil, err
