@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/polls-tenants/polls/app/internal/config"
+	"github.com/polls-tenants/polls/app/internal/postgres"
 	"github.com/polls-tenants/polls/app/internal/web"
 )
 
@@ -59,7 +60,7 @@ func serve(ctx context.Context, args []string, cfg config.Config, log *slog.Logg
 		return fmt.Errorf("listen on %s: %w", cfg.ListenAddr, err)
 	}
 	srv := &http.Server{
-		Handler:           versioned(web.New(web.Options{Tenant: cfg.Tenant, AllowedHosts: cfg.AllowedHosts, Store: db, Logger: log})),
+		Handler:           versioned(web.New(web.Options{Tenant: cfg.Tenant, AllowedHosts: cfg.AllowedHosts, Store: db, Logger: log, Unavailable: postgres.Unavailable})),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,

@@ -3,8 +3,12 @@ package postgres
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net"
 	"os"
+	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -67,6 +71,81 @@ func TestDescribeHidesPassword(t *testing.T) {
 	if got := Describe("::not a url::"); got != "(unparseable)" {
 		t.Errorf("Describe(garbage) = %q; want (unparseable)", got)
 	}
+}
+
+// Ensures a database that cannot be reached fails a query with an error
+// Unavailable reports, within ConnectTimeout where its address does not
+// answer, and that one that refuses the credentials is not Unavailable.
+func TestUnreachableIsUnavailable(t *testing.T) {
+	ctx := context.Background()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := ln.Addr().String()
+	ln.Close()
+	for _, tc := range []struct{ what, url string }{
+		{"refused", "postgres://app:pw@" + closed + "/app?sslmode=disable"},
+		{"unanswered", "postgres://app:pw@" + silentAddr(t) + "/app?sslmode=disable"},
+		{"unknown host", "postgres://app:pw@polls-no-such-db.invalid:5432/app?sslmode=disable"},
+	} {
+		db, err := Open(ctx, tc.url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		qctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		_, err = db.ListPolls(qctx)
+		cancel()
+		took := time.Since(start)
+		db.Close()
+		if !Unavailable(err) {
+			t.Errorf("%s: ListPolls = %v; want an error Unavailable reports", tc.what, err)
+		}
+		if took > ConnectTimeout+3*time.Second {
+			t.Errorf("%s: ListPolls failed after %s; want within ConnectTimeout (%s)", tc.what, took.Round(time.Millisecond), ConnectTimeout)
+		}
+	}
+
+	url := pgtest.Shared(t).CreateDatabase(t, "unavailable_auth")
+	db, err := Open(ctx, strings.Replace(url, "@", "x@", 1)) // a wrong password
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.ListPolls(ctx); err == nil || Unavailable(err) {
+		t.Errorf("wrong password: ListPolls = %v; want an error Unavailable does not report", err)
+	}
+}
+
+// silentAddr returns the address of a listener whose accept queue is full,
+// so a new connection's SYN goes unanswered, as to a host cut off.
+func silentAddr(t *testing.T) string {
+	t.Helper()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Listen(fd, 0); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", sa.(*syscall.SockaddrInet4).Port)
+	// Never accepted: the queue (backlog 0 holds one) fills, and later
+	// SYNs are dropped.
+	for range 3 {
+		if c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond); err == nil {
+			t.Cleanup(func() { c.Close() })
+		}
+	}
+	return addr
 }
 
 func TestCRUD(t *testing.T) {

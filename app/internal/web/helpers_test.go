@@ -51,7 +51,7 @@ func newUnmigratedSite(t *testing.T, dbname string) *site {
 		t.Fatal(err)
 	}
 	t.Cleanup(db.Close)
-	h := New(Options{Tenant: tenant, AllowedHosts: []string{host}, Store: db})
+	h := New(Options{Tenant: tenant, AllowedHosts: []string{host}, Store: db, Unavailable: postgres.Unavailable})
 	return &site{t: t, h: h, db: db, cookies: map[string]*http.Cookie{}}
 }
 

@@ -55,8 +55,16 @@ func (s *server) errorPage(w http.ResponseWriter, r *http.Request, status int, m
 	s.render(w, r, status, "error", page{Title: http.StatusText(status), Error: msg})
 }
 
-// serverError logs err and answers 500 without details.
+// serverError logs err and answers 500 without details, or 503 when the
+// database could not be reached (Options.Unavailable): then the request
+// never reached it, and the router passes a GET to another replica.
 func (s *server) serverError(w http.ResponseWriter, r *http.Request, err error) {
+	if s.Unavailable != nil && s.Unavailable(err) {
+		s.Logger.Warn("database unavailable", "method", r.Method, "path", r.URL.Path, "err", err)
+		w.Header().Set("Retry-After", "1")
+		s.errorPage(w, r, http.StatusServiceUnavailable, "The site cannot reach its database right now. Try again in a moment.")
+		return
+	}
 	s.Logger.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	s.errorPage(w, r, http.StatusInternalServerError, "Something went wrong on our side.")
 }

@@ -45,6 +45,10 @@ type Options struct {
 	Store Store
 	// Logger receives one line per request and every server error.
 	Logger *slog.Logger
+	// Unavailable reports whether a Store error means the database could
+	// not be reached; such a request is answered 503 with Retry-After, not
+	// 500. Nil: every Store error is a 500.
+	Unavailable func(error) bool
 }
 
 // sessionTTL is how long an admin login lasts.

@@ -2,12 +2,16 @@ package web
 
 import (
 	"context"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/polls-tenants/polls/app/internal/postgres"
+	"github.com/polls-tenants/polls/app/pgtest"
 )
 
 func TestHostEnforced(t *testing.T) {
@@ -281,6 +285,38 @@ func TestReadyz(t *testing.T) {
 	s.get("/readyz", http.StatusOK)
 	s.db.Close()
 	s.get("/readyz", http.StatusServiceUnavailable)
+}
+
+func TestDatabaseUnavailable(t *testing.T) {
+	// Ensures a page whose database cannot be reached is 503 with
+	// Retry-After (the router passes a GET to another replica), and one
+	// whose database refuses the app's password is 500.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := ln.Addr().String()
+	ln.Close()
+	good := pgtest.Shared(t).CreateDatabase(t, "web_unavailable")
+	for _, tc := range []struct {
+		url   string
+		want  int
+		retry string
+	}{
+		{"postgres://app:pw@" + closed + "/app?sslmode=disable", http.StatusServiceUnavailable, "1"},
+		{strings.Replace(good, "@", "x@", 1), http.StatusInternalServerError, ""},
+	} {
+		db, err := postgres.Open(context.Background(), tc.url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := &site{t: t, h: New(Options{Tenant: tenant, AllowedHosts: []string{host}, Store: db, Unavailable: postgres.Unavailable}), db: db, cookies: map[string]*http.Cookie{}}
+		res, _ := s.do(http.MethodGet, "/", nil)
+		db.Close()
+		if res.StatusCode != tc.want || res.Header.Get("Retry-After") != tc.retry {
+			t.Errorf("GET / with database %s: %d, Retry-After %q; want %d, %q", postgres.Describe(tc.url), res.StatusCode, res.Header.Get("Retry-After"), tc.want, tc.retry)
+		}
+	}
 }
 
 func serve(h http.Handler, req *http.Request) *http.Response {
