@@ -28,6 +28,7 @@ import (
 	_ "sort"
 	_ "strconv"
 	_ "strings"
+	_ "sync"
 	_ "syscall"
 	_ "time"
 	_ "unicode/utf8"

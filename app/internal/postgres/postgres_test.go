@@ -74,8 +74,9 @@ func TestDescribeHidesPassword(t *testing.T) {
 }
 
 // Ensures a database that cannot be reached fails a query with an error
-// Unavailable reports, within ConnectTimeout where its address does not
-// answer, and that one that refuses the credentials is not Unavailable.
+// Unavailable reports, also when its address does not answer within the
+// URL's connect_timeout, and that one that refuses the credentials is not
+// Unavailable.
 func TestUnreachableIsUnavailable(t *testing.T) {
 	ctx := context.Background()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -86,7 +87,7 @@ func TestUnreachableIsUnavailable(t *testing.T) {
 	ln.Close()
 	for _, tc := range []struct{ what, url string }{
 		{"refused", "postgres://app:pw@" + closed + "/app?sslmode=disable"},
-		{"unanswered", "postgres://app:pw@" + silentAddr(t) + "/app?sslmode=disable"},
+		{"unanswered", "postgres://app:pw@" + silentAddr(t) + "/app?sslmode=disable&connect_timeout=2"},
 		{"unknown host", "postgres://app:pw@polls-no-such-db.invalid:5432/app?sslmode=disable"},
 	} {
 		db, err := Open(ctx, tc.url)
@@ -102,8 +103,8 @@ func TestUnreachableIsUnavailable(t *testing.T) {
 		if !Unavailable(err) {
 			t.Errorf("%s: ListPolls = %v; want an error Unavailable reports", tc.what, err)
 		}
-		if took > ConnectTimeout+3*time.Second {
-			t.Errorf("%s: ListPolls failed after %s; want within ConnectTimeout (%s)", tc.what, took.Round(time.Millisecond), ConnectTimeout)
+		if took > 10*time.Second {
+			t.Errorf("%s: ListPolls failed after %s; want within its connect_timeout (2 s)", tc.what, took.Round(time.Millisecond))
 		}
 	}
 

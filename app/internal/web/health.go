@@ -19,10 +19,12 @@ func (s *server) readyz(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	if err := s.Store.Ready(ctx); err != nil {
+		s.outage.failed(err)
 		s.Logger.Warn("not ready", "err", err)
 		w.WriteHeader(http.StatusServiceUnavailable)
 		w.Write([]byte("not ready\n"))
 		return
 	}
+	s.outage.answered()
 	w.Write([]byte("ready\n"))
 }

@@ -60,6 +60,7 @@ func (s *server) errorPage(w http.ResponseWriter, r *http.Request, status int, m
 // never reached it, and the router passes a GET to another replica.
 func (s *server) serverError(w http.ResponseWriter, r *http.Request, err error) {
 	if s.Unavailable != nil && s.Unavailable(err) {
+		s.outage.failed(err)
 		s.Logger.Warn("database unavailable", "method", r.Method, "path", r.URL.Path, "err", err)
 		w.Header().Set("Retry-After", "1")
 		s.errorPage(w, r, http.StatusServiceUnavailable, "The site cannot reach its database right now. Try again in a moment.")

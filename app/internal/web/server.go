@@ -47,7 +47,8 @@ type Options struct {
 	Logger *slog.Logger
 	// Unavailable reports whether a Store error means the database could
 	// not be reached; such a request is answered 503 with Retry-After, not
-	// 500. Nil: every Store error is a 500.
+	// 500, and once the database has not answered for 10 s every page is
+	// (see outage). Nil: every Store error is a 500.
 	Unavailable func(error) bool
 }
 
@@ -56,6 +57,7 @@ const sessionTTL = 12 * time.Hour
 
 type server struct {
 	Options
+	outage *outage
 }
 
 // New returns the site's handler.
@@ -63,10 +65,10 @@ func New(opts Options) http.Handler {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	s := &server{Options: opts}
+	s := &server{Options: opts, outage: newOutage(func(ctx context.Context) error { return opts.Store.Ready(ctx) }, opts.Unavailable)}
 	mux := http.NewServeMux()
 	s.routes(mux)
-	return s.logRequests(s.recoverPanics(s.checkHost(secureHeaders(s.csrf(mux)))))
+	return s.logRequests(s.recoverPanics(s.checkHost(secureHeaders(s.failFast(s.csrf(mux))))))
 }
 
 func (s *server) routes(mux *http.ServeMux) {
