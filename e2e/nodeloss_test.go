@@ -277,20 +277,38 @@ func (l *nodeLoss) check(reqs []request) {
 	if l.frozen > 0 && recovered == 0 {
 		e.t.Errorf("node loss: no request to %v was in flight to the lost node at the cut (%d tasks frozen): the test did not test that", l.survivors, l.frozen)
 	}
-	// The node's old tasks answer DNS again for a few seconds after its
-	// return, until the managers stop them; they cannot reach their
-	// database yet, and answer 503, which the router passes on (README,
-	// "When a node is lost").
+	// The return (README, "When a node is lost"): for a few seconds
+	// Docker's DNS names the node's old tasks again, and Swarm can have
+	// given one's address to a new task on the first node
+	// (moby/moby#39028). Old tasks that cannot reach their database
+	// answer 503, which the router passes on; a request can still time out
+	// there. Such a timeout, overlapping the first returnWindow after the
+	// link came back, is counted and logged, up to returnTimeouts per
+	// tenant; every other failure fails the test.
+	const returnWindow, returnTimeouts = 15 * time.Second, 2
+	strict, atReturn := map[string][]string{}, map[string][]string{}
 	slowest := map[string]time.Duration{}
 	for _, r := range reqs {
 		if r.err == "" && !r.start.Before(l.linkUp) && r.took > slowest[r.tenant] {
 			slowest[r.tenant] = r.took
 		}
+		if r.err == "" || !slices.Contains(l.survivors, r.tenant) {
+			continue
+		}
+		what := fmt.Sprintf("%+.1fs: %s", r.start.Sub(l.cut).Seconds(), r.err)
+		if r.start.Add(r.took).After(l.linkUp) && r.start.Before(l.linkUp.Add(returnWindow)) && strings.Contains(r.err, "Client.Timeout exceeded") {
+			atReturn[r.tenant] = append(atReturn[r.tenant], what)
+		} else {
+			strict[r.tenant] = append(strict[r.tenant], what)
+		}
 	}
 	for _, tenant := range l.survivors {
 		e.t.Logf("node loss: %s (database on %s): %d requests, %d failed, %d took over 1 s; the slowest answer after the link was back took %s", tenant, l.c.n1, sent[tenant], len(failed[tenant]), slow[tenant], slowest[tenant].Round(time.Millisecond))
-		if sent[tenant] == 0 || len(failed[tenant]) > 0 {
-			e.t.Errorf("%s, whose database is on %s, while %s was cut off: %d requests, %d failed: %v", tenant, l.c.n1, l.c.n2, sent[tenant], len(failed[tenant]), failed[tenant])
+		if len(atReturn[tenant]) > 0 {
+			e.t.Logf("node loss: %s at the node's return, timed out (README, \"When a node is lost\"): %v", tenant, atReturn[tenant])
+		}
+		if sent[tenant] == 0 || len(strict[tenant]) > 0 || len(atReturn[tenant]) > returnTimeouts {
+			e.t.Errorf("%s, whose database is on %s, while %s was cut off and came back: %d requests, %d failed: %v; at its return %d timed out (at most %d may): %v", tenant, l.c.n1, l.c.n2, sent[tenant], len(strict[tenant]), strict[tenant], len(atReturn[tenant]), returnTimeouts, atReturn[tenant])
 			l.routerErrors()
 		}
 	}
