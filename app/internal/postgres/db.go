@@ -50,12 +50,12 @@ func Describe(url string) string {
 }
 
 // Unavailable reports whether err is a failure to reach the database: its
-// name not found, its address refusing or not answering (within the URL's
-// connect_timeout, if it sets one). The request never reached the database, so another
-// replica, or the same one a moment later, may serve it. A database that
-// answered and refused (a wrong password, no such database) is not
-// unavailable: that is this replica's configuration, which a retry does
-// not mend.
+// name not found, its address refusing or not answering (within the
+// URL's connect_timeout, if it sets one). The request never reached the
+// database, so another replica, or the same one a moment later, may serve
+// it. A database that answered and refused (a wrong password, no such
+// database) is not unavailable: that is this replica's configuration,
+// which a retry does not mend.
 func Unavailable(err error) bool {
 	var connect *pgconn.ConnectError
 	var refused *pgconn.PgError
