@@ -51,16 +51,8 @@ func TestRealNginxPassesGetOn503(t *testing.T) {
 	// database.
 	replicas := map[string]string{"127.0.0.1": good, "127.0.0.2": unreachable}
 	for ip, db := range replicas {
-		serve := exec.Command(bin, "serve")
-		serve.Env = append(env, "DATABASE_URL="+db, "LISTEN_ADDR="+ip+":"+strconv.Itoa(port))
-		if err := serve.Start(); err != nil {
-			t.Fatalf("serve on %s: %v", ip, err)
-		}
-		t.Cleanup(func() {
-			_ = serve.Process.Signal(os.Interrupt)
-			_, _ = serve.Process.Wait()
-		})
-		waitReady(t, "http://"+ip+":"+strconv.Itoa(port)+"/healthz")
+		addr := ip + ":" + strconv.Itoa(port)
+		serveApp(t, bin, append(env, "DATABASE_URL="+db, "LISTEN_ADDR="+addr), "http://"+addr+"/healthz")
 	}
 	if code, _ := get(t, "http://127.0.0.2:"+strconv.Itoa(port), "thor.polls.local", "/"); code != http.StatusServiceUnavailable {
 		t.Fatalf("the replica without its database answers GET / with %d; want 503", code)

@@ -55,20 +55,9 @@ func startRouting(tb testing.TB) *routing {
 		if out, err := migrate.CombinedOutput(); err != nil {
 			tb.Fatalf("migrate %s: %v\n%s", tenant, err, out)
 		}
-		port := nginxtest.FreePort(tb)
-		addr := "127.0.0.1:" + strconv.Itoa(port)
-		serve := exec.Command(bin, "serve")
-		serve.Env = append(env, "LISTEN_ADDR="+addr, "ALLOWED_HOSTS="+tenant+".polls.local")
-		if err := serve.Start(); err != nil {
-			tb.Fatalf("serve %s: %v", tenant, err)
-		}
-		tb.Cleanup(func() {
-			_ = serve.Process.Signal(os.Interrupt)
-			_, _ = serve.Process.Wait()
-		})
-		r.apps[tenant] = serve
+		addr := "127.0.0.1:" + strconv.Itoa(nginxtest.FreePort(tb))
+		r.apps[tenant] = serveApp(tb, bin, append(env, "LISTEN_ADDR="+addr, "ALLOWED_HOSTS="+tenant+".polls.local"), "http://"+addr+"/readyz")
 		r.direct[tenant] = "http://" + addr
-		waitReady(tb, "http://"+addr+"/readyz")
 		servers = append(servers, Server{Name: tenant, Hosts: []string{tenant + ".polls.local"}, Upstream: addr})
 	}
 	echo := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
@@ -99,6 +88,23 @@ func buildApp(tb testing.TB) string {
 		tb.Fatalf("build app: %v\n%s", err, out)
 	}
 	return bin
+}
+
+// serveApp starts `polls serve` with env, stops it when tb ends, and
+// returns once probe answers 200.
+func serveApp(tb testing.TB, bin string, env []string, probe string) *exec.Cmd {
+	tb.Helper()
+	serve := exec.Command(bin, "serve")
+	serve.Env = env
+	if err := serve.Start(); err != nil {
+		tb.Fatalf("serve: %v", err)
+	}
+	tb.Cleanup(func() {
+		_ = serve.Process.Signal(os.Interrupt)
+		_, _ = serve.Process.Wait()
+	})
+	waitReady(tb, probe)
+	return serve
 }
 
 func waitReady(tb testing.TB, url string) {

@@ -100,8 +100,7 @@ func newOutage(ready func(context.Context) error, unavailable func(error) bool) 
 func (s *server) failFast(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !isProbe(r) && s.outage.down() {
-			w.Header().Set("Retry-After", "1")
-			s.errorPage(w, r, http.StatusServiceUnavailable, "The site cannot reach its database right now. Try again in a moment.")
+			s.unavailable(w, r)
 			return
 		}
 		next.ServeHTTP(w, r)

@@ -62,10 +62,16 @@ func (s *server) serverError(w http.ResponseWriter, r *http.Request, err error) 
 	if s.Unavailable != nil && s.Unavailable(err) {
 		s.outage.failed(err)
 		s.Logger.Warn("database unavailable", "method", r.Method, "path", r.URL.Path, "err", err)
-		w.Header().Set("Retry-After", "1")
-		s.errorPage(w, r, http.StatusServiceUnavailable, "The site cannot reach its database right now. Try again in a moment.")
+		s.unavailable(w, r)
 		return
 	}
 	s.Logger.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	s.errorPage(w, r, http.StatusInternalServerError, "Something went wrong on our side.")
+}
+
+// unavailable answers 503 with Retry-After: the database cannot be
+// reached, and another replica or a moment later may serve the request.
+func (s *server) unavailable(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Retry-After", "1")
+	s.errorPage(w, r, http.StatusServiceUnavailable, "The site cannot reach its database right now. Try again in a moment.")
 }
