@@ -187,7 +187,8 @@ func checkRestore(ctx context.Context, engine BackupEngine, agent dockerapi.Cont
 // polls:appBuildArgs, never the app's own args (a release does not rebuild
 // it). Pushed to polls:registry when push is set.
 func agentBuild(ctx *pulumi.Context, s spec.Stack, prefix, name, target string, push bool, builder appbuild.Builder, opts ...pulumi.ResourceOption) (*docker.Image, error) {
-	args := pulumi.StringMap{appbuild.BuildArg: pulumi.String(prefix), "POSTGRES_IMAGE": pulumi.String(s.PostgresImage)}
+	args := pulumi.ToStringMap(appbuild.BuildArgs(builder, prefix))
+	args["POSTGRES_IMAGE"] = pulumi.String(s.PostgresImage)
 	for _, k := range []string{"GO_IMAGE", "GOPROXY", "GOSUMDB"} {
 		if v, ok := s.AppBuildArgs[k]; ok {
 			args[k] = pulumi.String(v)

@@ -72,8 +72,28 @@ func TestBuilderChoice(t *testing.T) {
 				t.Errorf("builderVersion = %q; want %q", got, tt.want)
 			}
 			args := build["args"].ObjectValue()
-			if got := args["POLLS_BUILD"].StringValue(); got != "polls-dev" {
-				t.Errorf("build arg POLLS_BUILD = %q; want the stack's prefix polls-dev", got)
+			images := 0
+			for urn, inputs := range m.All() {
+				if !strings.HasPrefix(urn, "docker:index/image:Image::") {
+					continue
+				}
+				images++
+				args := inputs["build"].ObjectValue()["args"].ObjectValue()
+				if got := args["POLLS_BUILD"].StringValue(); got != "polls-dev" {
+					t.Errorf("%s: build arg POLLS_BUILD = %q; want the stack's prefix polls-dev", urn, got)
+				}
+				// Every step labelled for the legacy builder, whose step
+				// containers the program removes; for BuildKit the arg
+				// would only keep stacks from sharing cached steps.
+				steps, set := args["POLLS_BUILD_STEPS"]
+				if legacy := tt.want == "BuilderV1"; legacy && steps.StringValue() != "polls-dev" {
+					t.Errorf("%s: a legacy build with POLLS_BUILD_STEPS = %v; want the stack's prefix polls-dev", urn, steps)
+				} else if !legacy && set {
+					t.Errorf("%s: a BuildKit build with POLLS_BUILD_STEPS = %v; want it unset, so that stacks share cached steps", urn, steps)
+				}
+			}
+			if images < 2 {
+				t.Errorf("%d images built; want the app's and the agent's at least", images)
 			}
 			if got := args["VERSION"].StringValue(); got != "7" {
 				t.Errorf("build arg VERSION = %q; want polls:appBuildArgs' 7", got)

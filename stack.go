@@ -244,9 +244,9 @@ func declare(ctx *pulumi.Context, s spec.Stack, engine Engine) (*deployed, error
 // appImage declares the build of app/ with builder. On Swarm it is pushed
 // to polls:registry, from which every node pulls it.
 //
-// Every step of the build is labelled with the stack's prefix (through
-// app/Dockerfile's POLLS_BUILD build arg), so that what builds leave can
-// be found: an update first removes what earlier builds left, and after a
+// The image, and every step of a legacy build, is labelled with the
+// stack's prefix (appbuild.BuildArgs), so that what builds leave can be
+// found: an update first removes what earlier builds left, and after a
 // legacy build it removes the build's step containers (see package
 // appbuild for why there are any).
 func appImage(ctx *pulumi.Context, s spec.Stack, prefix string, builder appbuild.Builder, engine buildEngine, w *watcher, others []pulumi.Output, opts ...pulumi.ResourceOption) (*docker.Image, error) {
@@ -254,7 +254,7 @@ func appImage(ctx *pulumi.Context, s spec.Stack, prefix string, builder appbuild
 	repo := imageRepo(name)
 	buildArgs := map[string]string{}
 	maps.Copy(buildArgs, s.AppBuildArgs)
-	buildArgs[appbuild.BuildArg] = prefix
+	maps.Copy(buildArgs, appbuild.BuildArgs(builder, prefix))
 	args := &docker.ImageArgs{
 		ImageName: pulumi.String(name),
 		SkipPush:  pulumi.Bool(true),

@@ -9,7 +9,7 @@
 // containers and its cache is not images. So BuildKit is used wherever the
 // engine has it, and after a legacy build the program removes what the build
 // left, found by the label every step of it carries (Label, set in
-// app/Dockerfile from the BuildArg build arg). It imports no Pulumi.
+// app/Dockerfile from the StepsArg build arg). It imports no Pulumi.
 package appbuild
 
 import (
@@ -106,15 +106,33 @@ func olderAPI(a, b string) bool {
 	return false
 }
 
-// Label is the label every step container and image of a stack's app build
-// carries, with the stack's prefix as value; StageLabel marks the build
-// stage's, whose newest image is the legacy builder's cache of compiled
-// dependencies. BuildArg is the build arg app/Dockerfile sets them from.
+// Label is the label a stack's built images carry, and every step
+// container and image of its legacy builds, with the stack's prefix as
+// value; StageLabel marks the build stage's, whose newest image is the
+// legacy builder's cache of compiled dependencies. app/Dockerfile and
+// agent/Dockerfile set Label from two build args (BuildArgs): BuildArg on
+// the image, StepsArg on every step.
 const (
 	Label      = "polls.build"
 	StageLabel = "polls.build.stage"
 	BuildArg   = "POLLS_BUILD"
+	StepsArg   = "POLLS_BUILD_STEPS"
 )
+
+// BuildArgs are the build args that label a stack's build with its prefix:
+// the image with either builder, and every step with the legacy builder
+// only, the one that keeps step containers. A build arg is in the
+// environment, and so the cache key, of every RUN step after it: set for
+// BuildKit too, it would keep the stacks on one engine from sharing a step
+// (the agent image's package install, the dependencies' compilation), and
+// every stack's first build would run them all again.
+func BuildArgs(b Builder, prefix string) map[string]string {
+	args := map[string]string{BuildArg: prefix}
+	if b == Legacy {
+		args[StepsArg] = prefix
+	}
+	return args
+}
 
 // CacheTag is the tag the newest build-stage image of a legacy build gets,
 // on the app image's repository, so that the next build reuses its
@@ -146,21 +164,30 @@ func IsStep(prefix string, c Container) bool {
 		(strings.HasPrefix(c.Command, "/bin/sh -c ") || strings.Contains(c.Command, " /bin/sh -c '#(nop) '"))
 }
 
-// argStep is how the engine lists the container of the legacy builder's
-// `ARG POLLS_BUILD` step: it comes before the label, so it has none. The
-// step is cached once a build on the engine ran it on a base image, so
-// there is one such container per base image and engine, from the first
-// build; a concurrent first build could lose its own only in the moment
-// between the container's creation and its commit.
-const argStep = `/bin/sh -c '#(nop) ' 'ARG ` + BuildArg + `'`
+// argSteps are how the engine lists the containers of the legacy builder's
+// `ARG POLLS_BUILD_STEPS` and `ARG POLLS_BUILD` steps that open a stage:
+// they come before the label, so they have none. Such a step is cached
+// once a build on the engine ran it on a base image, so there is one such
+// container per base image and engine, from the first build; a concurrent
+// first build could lose its own only in the moment between the
+// container's creation and its commit.
+var argSteps = []string{
+	`/bin/sh -c '#(nop) ' 'ARG ` + StepsArg + `'`,
+	`/bin/sh -c '#(nop) ' 'ARG ` + BuildArg + `'`,
+}
 
-// isArgStep reports whether command is argStep's, after the base image's
-// entrypoint when it has one: the engine lists a step's command behind it,
-// as for agent/Dockerfile's stages on the postgres image
+// isArgStep reports whether command is an argSteps', after the base
+// image's entrypoint when it has one: the engine lists a step's command
+// behind it, as for agent/Dockerfile's stages on the postgres image
 // ("docker-entrypoint.sh /bin/sh -c …"), whose step containers also hold
 // an anonymous volume for the image's VOLUME.
 func isArgStep(command string) bool {
-	return command == argStep || strings.HasSuffix(command, " "+argStep)
+	for _, step := range argSteps {
+		if command == step || strings.HasSuffix(command, " "+step) {
+			return true
+		}
+	}
+	return false
 }
 
 // Image is an untagged image carrying Label.

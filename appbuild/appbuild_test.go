@@ -74,6 +74,10 @@ func TestPlan(t *testing.T) {
 		// The same step on a base image with an entrypoint (the postgres
 		// image's, under agent/Dockerfile's stages).
 		{ID: "arg-pg", State: "created", Command: `docker-entrypoint.sh /bin/sh -c '#(nop) ' 'ARG POLLS_BUILD'`},
+		// The steps arg that opens a build stage, on either base image.
+		{ID: "arg-steps", State: "created", Command: `/bin/sh -c '#(nop) ' 'ARG POLLS_BUILD_STEPS'`},
+		{ID: "arg-pg-steps", State: "created", Command: `docker-entrypoint.sh /bin/sh -c '#(nop) ' 'ARG POLLS_BUILD_STEPS'`},
+		{ID: "arg-steps-more", State: "created", Command: `/bin/sh -c '#(nop) ' 'ARG POLLS_BUILD_STEPS_X'`},
 		{ID: "arg-other", State: "created", Command: `/bin/sh -c '#(nop) ' 'ARG VERSION=dev'`},
 		{ID: "arg-pg-other", State: "created", Command: `docker-entrypoint.sh /bin/sh -c '#(nop) ' 'ARG POSTGRES_IMAGE'`},
 		{ID: "arg-in-cmd", State: "created", Command: `/usr/local/bin/polls x/bin/sh -c '#(nop) ' 'ARG POLLS_BUILD'`},
@@ -90,8 +94,8 @@ func TestPlan(t *testing.T) {
 		keepCache bool
 		want      Cleanup
 	}{
-		{"after a successful build", true, Cleanup{Containers: []string{"arg", "arg-pg", "cmd", "copy", "dead", "run"}, Cache: "stage-2"}},
-		{"after a failed build", false, Cleanup{Containers: []string{"arg", "arg-pg", "cmd", "copy", "dead", "run"}}},
+		{"after a successful build", true, Cleanup{Containers: []string{"arg", "arg-pg", "arg-pg-steps", "arg-steps", "cmd", "copy", "dead", "run"}, Cache: "stage-2"}},
+		{"after a failed build", false, Cleanup{Containers: []string{"arg", "arg-pg", "arg-pg-steps", "arg-steps", "cmd", "copy", "dead", "run"}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

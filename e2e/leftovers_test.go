@@ -44,7 +44,8 @@ func (e *env) appImageID(ref string) string {
 // of its Swarm services) that a build step of this stack ran (the
 // stack's build label, or this test's module proxy in their environment),
 // or, when the stack builds with the legacy builder, that builder's
-// unlabelled `ARG POLLS_BUILD` step, created and never started, whatever
+// unlabelled `ARG POLLS_BUILD` or `ARG POLLS_BUILD_STEPS` step (the first
+// of a stage), created and never started, whatever
 // the base image's entrypoint; and untagged images
 // of this stack's builds other than allowed (the
 // release just replaced, which its old containers used until the end of
@@ -80,7 +81,8 @@ func (e *env) buildLeftovers(before hostState, allowed ...string) []string {
 		// counted only for a stack that builds so, since another test's
 		// legacy build on the same engine (TestEndToEnd's, beside
 		// TestSwarm) may leave one meanwhile.
-		argStep := legacy && c.State.Status == "created" && strings.HasSuffix(strings.Join(c.Config.Cmd, " "), "#(nop)  ARG POLLS_BUILD")
+		cmd := strings.Join(c.Config.Cmd, " ")
+		argStep := legacy && c.State.Status == "created" && (strings.HasSuffix(cmd, "#(nop)  ARG POLLS_BUILD") || strings.HasSuffix(cmd, "#(nop)  ARG POLLS_BUILD_STEPS"))
 		if l["polls.build"] == e.prefix || argStep || strings.Contains(env, "GOPROXY="+e.proxy) || strings.Contains(env, "GOPROXY="+deadProxy) {
 			left = append(left, "container "+c.Name+" ("+c.State.Status+"): "+strings.Join(c.Config.Cmd, " "))
 		}

@@ -56,6 +56,11 @@ set_config polls:nginxImage polls-local/nginx:1
 set_config polls:appBuildNetwork host
 set_config polls:appBuildArgs "{\"GO_IMAGE\":\"polls-local/golang:1.26\",\"RUNTIME_IMAGE\":\"polls-local/static:bookworm\",\"GOPROXY\":\"$goproxy\",\"GOSUMDB\":\"off\"}"
 set_config polls:tenants '["thor","potter"]'
+# A program that can back tenants up does so in both runs, so that the
+# upgrade shows what it does to the databases' and agents' own images.
+if grep -q '"backupRepository"' "$work/old/spec/parse.go"; then
+  set_config polls:backupRepository "$work/repo"
+fi
 echo "== pulumi up with $old_rev"
 pulumi -C "$work/old" up --yes --skip-preview -s "$stack" >"$work/old-up.log" 2>&1 || { tail -30 "$work/old-up.log"; exit 1; }
 sed -n '/^Resources:/,/^Duration/p' "$work/old-up.log"
