@@ -78,14 +78,14 @@ func TestBuilderChoice(t *testing.T) {
 					continue
 				}
 				images++
-				args := inputs["build"].ObjectValue()["args"].ObjectValue()
-				if got := args["POLLS_BUILD"].StringValue(); got != "polls-dev" {
+				imageArgs := inputs["build"].ObjectValue()["args"].ObjectValue()
+				if got := imageArgs["POLLS_BUILD"].StringValue(); got != "polls-dev" {
 					t.Errorf("%s: build arg POLLS_BUILD = %q; want the stack's prefix polls-dev", urn, got)
 				}
 				// Every step labelled for the legacy builder, whose step
 				// containers the program removes; for BuildKit the arg
 				// would only keep stacks from sharing cached steps.
-				steps, set := args["POLLS_BUILD_STEPS"]
+				steps, set := imageArgs["POLLS_BUILD_STEPS"]
 				if legacy := tt.want == "BuilderV1"; legacy && steps.StringValue() != "polls-dev" {
 					t.Errorf("%s: a legacy build with POLLS_BUILD_STEPS = %v; want the stack's prefix polls-dev", urn, steps)
 				} else if !legacy && set {

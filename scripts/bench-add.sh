@@ -12,7 +12,9 @@
 # engine's event log so the new tenant's path can be read off it
 # (BENCH_DIR/<side>-<round>.events.json). Prints each time, the means and
 # the ratios tree/base. BENCH_MIGRATIONS sets polls:migrations (default
-# container), BENCH_PULUMI_ENV is set for every pulumi command (e.g.
+# container), BENCH_BACKUPS polls:backups (default true, the program's
+# default; false as `make bench-compose` runs, whose compose side has
+# none), BENCH_PULUMI_ENV is set for every pulumi command (e.g.
 # PULUMI_SKIP_CHECKPOINTS=true). Needs what the end-to-end test needs: a
 # Docker engine, the local images (scripts/images.sh) and the Pulumi
 # toolchain.
@@ -22,6 +24,7 @@ base=${1:-HEAD}
 rounds=${2:-2}
 n=${BENCH_N:-10}
 migrations=${BENCH_MIGRATIONS:-container}
+backups=${BENCH_BACKUPS:-true}
 read -r -a pulumi_env <<<"${BENCH_PULUMI_ENV:-}"
 dir=${BENCH_DIR:-$(mktemp -d /tmp/bench-add.XXXXXX)}
 base_rev=$(git -C "$root" rev-parse --verify "$base^{commit}")
@@ -64,7 +67,17 @@ run() {
     pulumi config set polls:appBuildArgs "{\"GO_IMAGE\":\"polls-local/golang:1.26\",\"RUNTIME_IMAGE\":\"polls-local/static:bookworm\",\"GOPROXY\":\"$goproxy\",\"GOSUMDB\":\"off\"}" >/dev/null
     pulumi config set polls:tenants "$(tenants "$n")" >/dev/null
     pulumi config set polls:migrations "$migrations" >/dev/null
-    env "${pulumi_env[@]}" pulumi up --yes --skip-preview >"$dir/$side-$round.cold.out" 2>&1
+    pulumi config set polls:backups "$backups" >/dev/null
+    # Backups of the throwaway stack go into the bench's directory.
+    [ "$backups" = false ] || pulumi config set polls:backupRepository "$dir/repo-$side-$round" >/dev/null
+    if ! env "${pulumi_env[@]}" pulumi up --yes --skip-preview >"$dir/$side-$round.cold.out" 2>&1; then
+      echo "bench-add: the $side's cold pulumi up of N=$n failed ($dir/$side-$round.cold.out):" >&2
+      grep -A3 'error:' "$dir/$side-$round.cold.out" | tail -8 >&2
+      env "${pulumi_env[@]}" pulumi destroy --yes >/dev/null 2>&1 || true
+      pulumi stack rm --yes --force "$stack" >/dev/null 2>&1 || true
+      docker volume ls -q --filter "name=polls-$stack-" | xargs -r docker volume rm >/dev/null
+      exit 1
+    fi
     pulumi config set polls:tenants "$(tenants $((n + 1)))" >/dev/null
     start=$EPOCHREALTIME
     added=$(printf 't%02d' $((n + 1)))
@@ -91,7 +104,7 @@ run() {
     "$(cat "$dir/$side-$round.served")" "$(cat "$dir/$side-$round.seconds")"
 }
 
-echo "bench-add: tree ($(git -C "$root" rev-parse --short HEAD)$(git -C "$root" diff --quiet || echo '+changes')) vs base ${base_rev:0:7}, N=$n, $rounds rounds, PULUMI_PARALLEL=64, polls:migrations $migrations${BENCH_PULUMI_ENV:+, $BENCH_PULUMI_ENV}"
+echo "bench-add: tree ($(git -C "$root" rev-parse --short HEAD)$(git -C "$root" diff --quiet || echo '+changes')) vs base ${base_rev:0:7}, N=$n, $rounds rounds, PULUMI_PARALLEL=64, polls:migrations $migrations, polls:backups $backups${BENCH_PULUMI_ENV:+, $BENCH_PULUMI_ENV}"
 for r in $(seq "$rounds"); do
   run base "$r"
   run tree "$r"
