@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"time"
 
 	"github.com/polls-tenants/polls/app/internal/config"
 	"github.com/polls-tenants/polls/app/internal/postgres"
@@ -17,7 +16,7 @@ import (
 // rotated secret takes effect on the next run.
 func createSuperuser(ctx context.Context, args []string, cfg config.Config, log *slog.Logger) error {
 	fs := flag.NewFlagSet("createsuperuser", flag.ContinueOnError)
-	wait := fs.Duration("wait", 30*time.Second, "how long to wait for the database to answer")
+	wait := fs.Duration("wait", dbWait, "how long to wait for the database to answer")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}

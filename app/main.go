@@ -23,7 +23,7 @@ import (
 	"github.com/polls-tenants/polls/app/internal/config"
 )
 
-const usage = "usage: polls serve [-migrate] | migrate [-createsuperuser] [-wait 30s] | createsuperuser [-wait 30s] | healthcheck [-path /readyz] [-timeout 2s]"
+const usage = "usage: polls serve [-migrate] | migrate [-createsuperuser] [-wait 10m] | createsuperuser [-wait 10m] | healthcheck [-path /readyz] [-timeout 2s]"
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -5,7 +5,6 @@ import (
 	"flag"
 	"log/slog"
 	"os"
-	"time"
 
 	"github.com/polls-tenants/polls/app/internal/config"
 	"github.com/polls-tenants/polls/app/internal/postgres"
@@ -16,7 +15,7 @@ import (
 func migrate(ctx context.Context, args []string, cfg config.Config, log *slog.Logger) error {
 	fs := flag.NewFlagSet("migrate", flag.ContinueOnError)
 	withSuperuser := fs.Bool("createsuperuser", false, "also create the admin user or reset its password, as createsuperuser does")
-	wait := fs.Duration("wait", 30*time.Second, "how long to wait for the database to answer")
+	wait := fs.Duration("wait", dbWait, "how long to wait for the database to answer")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
