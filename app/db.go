@@ -27,7 +27,8 @@ const dbWait = 10 * time.Minute
 
 // openDB opens the tenant's database named by the environment. With wait
 // > 0 it pings until the database answers or wait has passed, for a
-// migrate that starts beside its database.
+// migrate that starts beside its database; a database that answers and
+// refuses the login (postgres.Refused) fails at once.
 func openDB(ctx context.Context, cfg config.Config, log *slog.Logger, wait time.Duration) (*postgres.DB, error) {
 	url, err := cfg.ResolveDatabaseURL(os.ReadFile)
 	if err != nil {
@@ -48,6 +49,10 @@ func openDB(ctx context.Context, cfg config.Config, log *slog.Logger, wait time.
 		cancel()
 		if err == nil {
 			return db, nil
+		}
+		if postgres.Refused(err) {
+			db.Close()
+			return nil, fmt.Errorf("database %s refused the login: %w", postgres.Describe(url), err)
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
 			db.Close()

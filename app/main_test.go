@@ -169,6 +169,22 @@ func TestMigrateCreatesSuperuser(t *testing.T) {
 	}
 }
 
+func TestMigrateFailsAtOnceOnRefusedLogin(t *testing.T) {
+	// Ensures migrate, which waits up to 10 minutes for a database that
+	// does not answer, gives up at once on one that refuses its password,
+	// and says so.
+	url := pgtest.Shared(t).CreateDatabase(t, "cmd_refused")
+	e := map[string]string{"DATABASE_URL": strings.Replace(url, "@", "x@", 1)}
+	start := time.Now()
+	_, err := runCmd(t, e, "migrate")
+	if took := time.Since(start); took > 10*time.Second {
+		t.Errorf("migrate with a wrong password took %s; want it to fail at once", took.Round(time.Millisecond))
+	}
+	if err == nil || !strings.Contains(err.Error(), "refused the login") {
+		t.Errorf("migrate with a wrong password = %v; want an error saying the database refused the login", err)
+	}
+}
+
 func TestCreatesuperuserNeedsMigratedDB(t *testing.T) {
 	// Ensures createsuperuser on an empty database says to migrate first.
 	url := pgtest.Shared(t).CreateDatabase(t, "cmd_unmigrated")

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -60,4 +61,13 @@ func Unavailable(err error) bool {
 	var connect *pgconn.ConnectError
 	var refused *pgconn.PgError
 	return errors.As(err, &connect) && !errors.As(err, &refused)
+}
+
+// Refused reports whether the database answered err's request and refused
+// the login itself: a wrong password or user (SQLSTATE class 28) or no
+// such database (3D000). Waiting does not mend it, unlike a database that
+// is still starting (57P03) or does not answer.
+func Refused(err error) bool {
+	var pg *pgconn.PgError
+	return errors.As(err, &pg) && (strings.HasPrefix(pg.Code, "28") || pg.Code == "3D000")
 }

@@ -75,8 +75,8 @@ func TestDescribeHidesPassword(t *testing.T) {
 
 // Ensures a database that cannot be reached fails a query with an error
 // Unavailable reports, also when its address does not answer within the
-// URL's connect_timeout, and that one that refuses the credentials is not
-// Unavailable.
+// URL's connect_timeout, and that one that refuses the credentials or has
+// no such database is Refused, not Unavailable.
 func TestUnreachableIsUnavailable(t *testing.T) {
 	ctx := context.Background()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -103,6 +103,9 @@ func TestUnreachableIsUnavailable(t *testing.T) {
 		if !Unavailable(err) {
 			t.Errorf("%s: ListPolls = %v; want an error Unavailable reports", tc.what, err)
 		}
+		if Refused(err) {
+			t.Errorf("%s: Refused(%v) = true; nothing answered to refuse", tc.what, err)
+		}
 		if took > 10*time.Second {
 			t.Errorf("%s: ListPolls failed after %s; want within its connect_timeout (2 s)", tc.what, took.Round(time.Millisecond))
 		}
@@ -114,8 +117,16 @@ func TestUnreachableIsUnavailable(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	if _, err := db.ListPolls(ctx); err == nil || Unavailable(err) {
-		t.Errorf("wrong password: ListPolls = %v; want an error Unavailable does not report", err)
+	if _, err := db.ListPolls(ctx); err == nil || Unavailable(err) || !Refused(err) {
+		t.Errorf("wrong password: ListPolls = %v; want an error Refused reports and Unavailable does not", err)
+	}
+	nodb, err := Open(ctx, strings.Replace(url, "/unavailable_auth", "/polls_no_such_db", 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nodb.Close()
+	if err := nodb.Ping(ctx); err == nil || !Refused(err) {
+		t.Errorf("no such database: Ping = %v; want an error Refused reports", err)
 	}
 }
 
