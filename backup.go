@@ -273,7 +273,7 @@ func declareBackups(ctx *pulumi.Context, s spec.Stack, engine BackupEngine, pref
 	}
 	per := map[string]*tenants.StackBackup{}
 	for _, t := range s.Tenants {
-		sb := &tenants.StackBackup{Spec: *s.Backup, Key: b.Key, Network: b.Network, DBImage: dbImage.RepoDigest, AgentImage: agentImage.RepoDigest}
+		sb := &tenants.StackBackup{Spec: *s.Backup, Key: b.Key, Network: b.Network, Slots: b.Slots, DBImage: dbImage.RepoDigest, AgentImage: agentImage.RepoDigest}
 		for _, other := range s.Tenants {
 			if other.RestoreFrom == t.Name {
 				sb.Copies = append(sb.Copies, other.Name)

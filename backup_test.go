@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -159,5 +160,35 @@ func TestAgentWarnings(t *testing.T) {
 	}
 	if e.FileReads != 5 {
 		t.Errorf("%d state files read; want one per running agent (5)", e.FileReads)
+	}
+}
+
+// TestAgentsShareSlots ensures every tenant's agent mounts the stack's one
+// base backup slots volume, beside its own spool: the slots bound the base
+// backups of all the engine's agents only if they all share them.
+func TestAgentsShareSlots(t *testing.T) {
+	m := newMocks()
+	if err := run(t, m, map[string]string{"tenants": tenantList("thor", "potter", "loki")}); err != nil {
+		t.Fatalf("program: %v", err)
+	}
+	all := m.All()
+	slots := all["docker:index/volume:Volume::backup-slots"]
+	if slots == nil || slots["name"].StringValue() != "polls-dev-backup-slots" {
+		t.Fatalf("slots volume: %v; want polls-dev-backup-slots", slots)
+	}
+	for _, tenant := range []string{"thor", "potter", "loki"} {
+		c := all["docker:index/container:Container::"+tenant+"-backup"]
+		if c == nil {
+			t.Fatalf("no agent for %s", tenant)
+		}
+		mounts := map[string]string{}
+		for _, mt := range c["mounts"].ArrayValue() {
+			o := mt.ObjectValue()
+			mounts[o["target"].StringValue()] = o["source"].StringValue()
+		}
+		want := map[string]string{contract.SpoolMount: "polls-dev-" + tenant + "-backup-spool", contract.SlotsMount: "polls-dev-backup-slots"}
+		if fmt.Sprint(mounts) != fmt.Sprint(want) {
+			t.Errorf("%s's agent mounts %v; want %v", tenant, mounts, want)
+		}
 	}
 }

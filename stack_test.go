@@ -72,7 +72,7 @@ func TestResourceCounts(t *testing.T) {
 				"pulumi:providers:docker":                    1,
 				"docker:index/image:Image":                   3,       // app, the databases' and the agents'
 				"docker:index/network:Network":               2 + n,   // edge, backup + one private per tenant
-				"docker:index/volume:Volume":                 1 + 2*n, // router config + data, backup spool per tenant
+				"docker:index/volume:Volume":                 2 + 2*n, // router config, backup slots + data, backup spool per tenant
 				"docker:index/container:Container":           3 + 5*n, // router, config, backup gateway; db, migrate, app, route, backup agent per tenant
 				"random:index/randomPassword:RandomPassword": 1 + 2*n, // the generated backup key
 				"polls:index:Tenant":                         n,

@@ -53,6 +53,10 @@ type Backups struct {
 	Network pulumi.StringOutput
 	// Gateway is the gateway container.
 	Gateway *docker.Container
+	// Slots is the volume every agent mounts at contract.SlotsMount: the
+	// engine's base backup slots, which bound how many base backups run at
+	// once (agent/backup.Slots).
+	Slots pulumi.StringOutput
 }
 
 // New declares the backup network and the gateway.
@@ -82,6 +86,17 @@ func New(ctx *pulumi.Context, args Args, opts ...pulumi.ResourceOption) (*Backup
 		return nil, fmt.Errorf("backup network: %w", err)
 	}
 	b.Network = network.Name
+	// Lock files only: no tenant's data, no secret.
+	slots, err := docker.NewVolume(ctx, "backup-slots", &docker.VolumeArgs{
+		Name: pulumi.String(args.Prefix + "-backup-slots"),
+		Labels: docker.VolumeLabelArray{
+			docker.VolumeLabelArgs{Label: pulumi.String(contract.LabelStack), Value: pulumi.String(args.Prefix)},
+		},
+	}, append(opts, platform.Named)...)
+	if err != nil {
+		return nil, fmt.Errorf("backup slots volume: %w", err)
+	}
+	b.Slots = slots.Name
 
 	tenants := append([]string(nil), args.Tenants...)
 	sort.Strings(tenants)

@@ -221,6 +221,10 @@ const (
 	// SpoolMount is the agent's volume: the write-ahead log received and
 	// not yet sent, its state, restic's cache.
 	SpoolMount = "/spool"
+	// SlotsMount is the volume all the stack's agents share: the lock files
+	// that bound how many base backups run at once on the engine
+	// (agent/backup.SlotsDir).
+	SlotsMount = "/slots"
 	// GatewayRepository is where a local repository is mounted in the
 	// gateway.
 	GatewayRepository = "/repository"

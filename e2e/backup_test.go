@@ -225,6 +225,19 @@ func (e *env) checkBackups(repoFiles string, breakRepo, fixRepo func(), tenantsJ
 	s := e.archived("alpha", dropped, 90*time.Second)
 	t.Logf("alpha's log archived %s after the table was dropped", s.CaughtUp.Sub(dropped).Round(100*time.Millisecond))
 
+	// Bounded: alpha took its base backup holding one of the engine's base
+	// backup slots, in the volume every agent shares (beta's agent sees the
+	// lock file alpha's created), and no agent went on without one.
+	for _, tenant := range []string{"alpha", "beta"} {
+		out, err := exec.Command("docker", "exec", e.agent(tenant), "ls", contract.SlotsMount).CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "base-0.lock") {
+			t.Errorf("%s's agent sees in %s: %v, %q; want the slot alpha's base backup held (base-0.lock)", tenant, contract.SlotsMount, err, out)
+		}
+		if logs, _ := exec.Command("docker", "logs", e.agent(tenant)).CombinedOutput(); strings.Contains(string(logs), "without a slot") {
+			t.Errorf("%s's agent took a base backup without a slot:\n%s", tenant, tail(string(logs), 3000))
+		}
+	}
+
 	// Encrypted: the marker is in no file of the repository.
 	if out, err := exec.Command("grep", "-rl", marker, repoFiles).CombinedOutput(); err == nil {
 		t.Errorf("the repository holds the marker row in plain text: %s", out)

@@ -17,7 +17,9 @@ import (
 // where it streams the database's write-ahead log and serves the database
 // its restores, and the backup network, where it reaches the repository
 // gateway. Its secrets are files; its spool volume keeps the log it has
-// received and not yet sent across a replacement.
+// received and not yet sent across a replacement. All the stack's agents
+// share one more volume, the engine's base backup slots: they are all on
+// this one engine, and at most a few of them take a base backup at once.
 func BackupAgent(ctx *pulumi.Context, t tenants.Parts, network pulumi.StringOutput) error {
 	b := t.Backup
 	tenant := t.Tenant.Name
@@ -47,6 +49,7 @@ func BackupAgent(ctx *pulumi.Context, t tenants.Parts, network pulumi.StringOutp
 		},
 		Mounts: docker.ContainerMountArray{
 			docker.ContainerMountArgs{Type: pulumi.String("volume"), Source: spool.Name, Target: pulumi.String(contract.SpoolMount)},
+			docker.ContainerMountArgs{Type: pulumi.String("volume"), Source: b.Slots, Target: pulumi.String(contract.SlotsMount)},
 		},
 		NetworksAdvanced: docker.ContainerNetworksAdvancedArray{
 			docker.ContainerNetworksAdvancedArgs{Name: network, Aliases: pulumi.StringArray{pulumi.String(contract.AgentAlias)}},

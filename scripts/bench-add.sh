@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Adding one tenant to N=10, timed: the working tree against a baseline
-# revision, in one invocation, alternating, ROUNDS times each.
+# revision, in one invocation, alternating, ROUNDS times each. The cold up
+# of the N tenants before it is timed too, and with backups on, how every
+# tenant's first base backup ran (scripts/first-bases.py); a cold up that
+# fails is reported, and that round is left out of the means.
 #
 #   scripts/bench-add.sh [BASE_REV] [ROUNDS]     # defaults: HEAD, 2
 #
@@ -57,7 +60,10 @@ run() {
   fi
   rm -f "$src"/Pulumi.*.yaml
   export PULUMI_BACKEND_URL=file://$dir/state
+  # Exit status 3: the cold up failed, reported; the bench goes on.
+  set +e
   (
+    set -e
     cd "$src"
     pulumi stack init "$stack" >/dev/null
     pulumi config set polls:httpPort "$((18100 + round))" >/dev/null
@@ -70,13 +76,21 @@ run() {
     pulumi config set polls:backups "$backups" >/dev/null
     # Backups of the throwaway stack go into the bench's directory.
     [ "$backups" = false ] || pulumi config set polls:backupRepository "$dir/repo-$side-$round" >/dev/null
+    start=$EPOCHREALTIME
     if ! env "${pulumi_env[@]}" pulumi up --yes --skip-preview >"$dir/$side-$round.cold.out" 2>&1; then
-      echo "bench-add: the $side's cold pulumi up of N=$n failed ($dir/$side-$round.cold.out):" >&2
-      grep -A3 'error:' "$dir/$side-$round.cold.out" | tail -8 >&2
+      echo "  $side  round $round: the cold pulumi up of N=$n FAILED after $(echo "$EPOCHREALTIME - $start" | bc | cut -d. -f1) s ($dir/$side-$round.cold.out):"
+      grep -A3 'error:' "$dir/$side-$round.cold.out" | tail -8 | sed 's/^/    /'
       env "${pulumi_env[@]}" pulumi destroy --yes >/dev/null 2>&1 || true
       pulumi stack rm --yes --force "$stack" >/dev/null 2>&1 || true
-      docker volume ls -q --filter "name=polls-$stack-" | xargs -r docker volume rm >/dev/null
-      exit 1
+      exit 3
+    fi
+    echo "$EPOCHREALTIME - $start" | bc >"$dir/$side-$round.cold"
+    # With backups, the add is timed once every tenant's first base backup
+    # is done (they would otherwise run beside it), and how those ran is
+    # part of what a cold up costs.
+    if [ "$backups" != false ]; then
+      python3 "$root/scripts/first-bases.py" "polls-$stack" "$n" "$start" 1200 >"$dir/$side-$round.bases" || true
+      sed 's/^/  '"$side"'  round '"$round"': /' "$dir/$side-$round.bases"
     fi
     pulumi config set polls:tenants "$(tenants $((n + 1)))" >/dev/null
     start=$EPOCHREALTIME
@@ -99,9 +113,19 @@ run() {
     env "${pulumi_env[@]}" pulumi destroy --yes >/dev/null 2>&1 || true
     pulumi stack rm --yes --force "$stack" >/dev/null 2>&1 || true
   )
+  local rc=$?
+  set -e
+  case $rc in
+  0) ;;
+  3)
+    docker volume ls -q --filter "name=polls-$stack-" | xargs -r docker volume rm >/dev/null
+    return 0
+    ;;
+  *) exit "$rc" ;;
+  esac
   docker volume ls -q --filter "name=polls-$stack-" | xargs -r docker volume rm >/dev/null
-  printf '  %-5s round %d: add t%02d to N=%d  until it serves %6.2fs, pulumi up %6.2fs\n' "$side" "$round" $((n + 1)) "$n" \
-    "$(cat "$dir/$side-$round.served")" "$(cat "$dir/$side-$round.seconds")"
+  printf '  %-5s round %d: cold up of N=%d %6.1fs; add t%02d  until it serves %6.2fs, pulumi up %6.2fs\n' "$side" "$round" "$n" \
+    "$(cat "$dir/$side-$round.cold")" $((n + 1)) "$(cat "$dir/$side-$round.served")" "$(cat "$dir/$side-$round.seconds")"
 }
 
 echo "bench-add: tree ($(git -C "$root" rev-parse --short HEAD)$(git -C "$root" diff --quiet || echo '+changes')) vs base ${base_rev:0:7}, N=$n, $rounds rounds, PULUMI_PARALLEL=64, polls:migrations $migrations, polls:backups $backups${BENCH_PULUMI_ENV:+, $BENCH_PULUMI_ENV}"
@@ -109,10 +133,16 @@ for r in $(seq "$rounds"); do
   run base "$r"
   run tree "$r"
 done
-mean() { cat "$dir"/"$1"-*."$2" | awk '{ s += $1 } END { printf "%.2f", s / NR }'; }
-for what in served seconds; do
+# Means over the rounds whose cold up succeeded; a side none of whose
+# rounds did has none.
+mean() { cat "$dir"/"$1"-*."$2" 2>/dev/null | awk '{ s += $1 } END { if (NR) printf "%.2f", s / NR }'; }
+for what in cold served seconds; do
   b=$(mean base $what) t=$(mean tree $what)
-  [ $what = served ] && label="until it serves" || label="pulumi up"
-  echo "  mean, $label: base ${b}s, tree ${t}s, ratio tree/base $(echo "scale=2; $t / $b" | bc)"
+  case $what in cold) label="cold up of N=$n" ;; served) label="add, until it serves" ;; *) label="add, pulumi up" ;; esac
+  if [ -n "$b" ] && [ -n "$t" ]; then
+    echo "  mean, $label: base ${b}s, tree ${t}s, ratio tree/base $(echo "scale=2; $t / $b" | bc)"
+  else
+    echo "  mean, $label: base ${b:-failed}${b:+s}, tree ${t:-failed}${t:+s}"
+  fi
 done
 echo "  event logs and outputs: $dir"

@@ -88,6 +88,8 @@ type StackBackup struct {
 	Key pulumi.StringOutput
 	// Network is the backup network.
 	Network pulumi.StringOutput
+	// Slots is the engine's base backup slots volume, shared by the agents.
+	Slots pulumi.StringOutput
 	// DBImage and AgentImage are the images built from agent/.
 	DBImage    pulumi.StringInput
 	AgentImage pulumi.StringInput

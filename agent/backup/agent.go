@@ -38,6 +38,8 @@ type Agent struct {
 	lastRetention time.Time
 	segSize       uint64
 	plans         *plans
+	// slots bound the base backups the engine's agents run at once.
+	slots Slots
 }
 
 type baseResult struct {
@@ -386,9 +388,15 @@ func (a *Agent) sendWALLocked(ctx context.Context, receiving bool) {
 	a.lastSig = sig
 }
 
-// base takes a base backup, starts its generation and applies retention.
-// The log keeps being sent, to the old generation, while it runs.
+// base takes a base backup, starts its generation and applies retention,
+// holding one of the engine's base backup slots (Slots) throughout. The
+// log keeps being sent, to the old generation, while it runs or waits.
 func (a *Agent) base(ctx context.Context, reason string) (BaseInfo, error) {
+	release, err := a.slot(ctx)
+	if err != nil {
+		return BaseInfo{}, err
+	}
+	defer release()
 	start := time.Now().UTC()
 	gen := start.Format("20060102T150405Z")
 	s := a.snapshotState()
@@ -425,6 +433,25 @@ func (a *Agent) base(ctx context.Context, reason string) (BaseInfo, error) {
 	a.retention(ctx)
 	a.work.Unlock()
 	return info, nil
+}
+
+// slot waits for one of the engine's base backup slots and returns its
+// release; only the end of ctx stops it. A slot that cannot be had for
+// another reason (the shared volume is not writable) does not stop the
+// backup: the slots guard the host, the backup the tenant's data.
+func (a *Agent) slot(ctx context.Context) (func(), error) {
+	start := time.Now()
+	release, waited, err := a.slots.Acquire(ctx)
+	switch {
+	case err != nil && ctx.Err() != nil:
+		return nil, ctx.Err()
+	case err != nil:
+		a.log.Warn("base backup without a slot", "err", err)
+		return func() {}, nil
+	case waited:
+		a.log.Info("base backup slot free", "waited", time.Since(start).Round(time.Second).String())
+	}
+	return release, nil
 }
 
 // takeBase streams pg_basebackup into a snapshot and returns it with the

@@ -38,6 +38,7 @@ func Main(ctx context.Context, args []string, stdout io.Writer) error {
 		if err != nil {
 			return err
 		}
+		a.slots = slotsFor(SlotsDir)
 		return a.Run(ctx)
 	case "status":
 		s, err := LoadState(StateFile)
