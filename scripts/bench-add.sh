@@ -18,7 +18,9 @@
 # container), BENCH_BACKUPS polls:backups (default true, the program's
 # default; false as `make bench-compose` runs, whose compose side has
 # none), BENCH_PULUMI_ENV is set for every pulumi command (e.g.
-# PULUMI_SKIP_CHECKPOINTS=true). Needs what the end-to-end test needs: a
+# PULUMI_SKIP_CHECKPOINTS=true), BENCH_SIDES which sides run (default
+# "base tree"; "tree" alone to finish a run whose base side is done, its
+# figures are in BENCH_DIR). Needs what the end-to-end test needs: a
 # Docker engine, the local images (scripts/images.sh) and the Pulumi
 # toolchain.
 set -euo pipefail
@@ -28,6 +30,7 @@ rounds=${2:-2}
 n=${BENCH_N:-10}
 migrations=${BENCH_MIGRATIONS:-container}
 backups=${BENCH_BACKUPS:-true}
+sides=${BENCH_SIDES:-base tree}
 read -r -a pulumi_env <<<"${BENCH_PULUMI_ENV:-}"
 dir=${BENCH_DIR:-$(mktemp -d /tmp/bench-add.XXXXXX)}
 base_rev=$(git -C "$root" rev-parse --verify "$base^{commit}")
@@ -60,7 +63,8 @@ run() {
   fi
   rm -f "$src"/Pulumi.*.yaml
   export PULUMI_BACKEND_URL=file://$dir/state
-  # Exit status 3: the cold up failed, reported; the bench goes on.
+  # Exit status 3: the cold up or the add failed, reported; the bench goes
+  # on, and leaves what failed out of the means.
   set +e
   (
     set -e
@@ -103,7 +107,15 @@ run() {
       echo "$EPOCHREALTIME - $start" | bc >"$dir/$side-$round.served"
     ) &
     watcher=$!
-    env "${pulumi_env[@]}" PULUMI_DEBUG_COMMANDS=true pulumi up --yes --skip-preview --event-log "$dir/$side-$round.events.json" >"$dir/$side-$round.add.out" 2>&1
+    if ! env "${pulumi_env[@]}" PULUMI_DEBUG_COMMANDS=true pulumi up --yes --skip-preview --event-log "$dir/$side-$round.events.json" >"$dir/$side-$round.add.out" 2>&1; then
+      kill "$watcher" 2>/dev/null || true
+      rm -f "$dir/$side-$round.served"
+      echo "  $side  round $round: adding $added FAILED ($dir/$side-$round.add.out):"
+      grep -A3 'error:' "$dir/$side-$round.add.out" | tail -8 | sed 's/^/    /'
+      env "${pulumi_env[@]}" pulumi destroy --yes >/dev/null 2>&1 || true
+      pulumi stack rm --yes --force "$stack" >/dev/null 2>&1 || true
+      exit 3
+    fi
     echo "$EPOCHREALTIME - $start" | bc >"$dir/$side-$round.seconds"
     if ! timeout 120 tail --pid="$watcher" -f /dev/null; then
       kill "$watcher"
@@ -130,8 +142,9 @@ run() {
 
 echo "bench-add: tree ($(git -C "$root" rev-parse --short HEAD)$(git -C "$root" diff --quiet || echo '+changes')) vs base ${base_rev:0:7}, N=$n, $rounds rounds, PULUMI_PARALLEL=64, polls:migrations $migrations, polls:backups $backups${BENCH_PULUMI_ENV:+, $BENCH_PULUMI_ENV}"
 for r in $(seq "$rounds"); do
-  run base "$r"
-  run tree "$r"
+  for side in $sides; do
+    run "$side" "$r"
+  done
 done
 # Means over the rounds whose cold up succeeded; a side none of whose
 # rounds did has none.
