@@ -49,7 +49,7 @@ func TestSwarmResources(t *testing.T) {
 		"docker:index/secret:Secret":       2 * 3,
 		"docker:index/network:Network":     2 + 3,                 // edge, backup, one per tenant
 		"docker:index/container:Container": 1 + 1 + 1 + 3 + 3 + 3, // nginx, shared config, backup gateway, routes, migrations, backup agents
-		"docker:index/volume:Volume":       1 + 3,                 // the router's config, the agents' spools; databases' volumes are Swarm's
+		"docker:index/volume:Volume":       2 + 3,                 // the router's config, the backup slots, the agents' spools; databases' volumes are Swarm's
 	}
 	for typ, n := range want {
 		if counts[typ] != n {
