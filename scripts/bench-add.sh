@@ -2,8 +2,8 @@
 # Adding one tenant to N=10, timed: the working tree against a baseline
 # revision, in one invocation, alternating, ROUNDS times each. The cold up
 # of the N tenants before it is timed too, and with backups on, how every
-# tenant's first base backup ran (scripts/first-bases.py); a cold up that
-# fails is reported, and that round is left out of the means.
+# tenant's first base backup ran (scripts/first-bases.py); a cold up or an
+# add that fails is reported, and left out of the means.
 #
 #   scripts/bench-add.sh [BASE_REV] [ROUNDS]     # defaults: HEAD, 2
 #
@@ -81,12 +81,17 @@ run() {
     # Backups of the throwaway stack go into the bench's directory.
     [ "$backups" = false ] || pulumi config set polls:backupRepository "$dir/repo-$side-$round" >/dev/null
     start=$EPOCHREALTIME
-    if ! env "${pulumi_env[@]}" pulumi up --yes --skip-preview >"$dir/$side-$round.cold.out" 2>&1; then
-      echo "  $side  round $round: the cold pulumi up of N=$n FAILED after $(echo "$EPOCHREALTIME - $start" | bc | cut -d. -f1) s ($dir/$side-$round.cold.out):"
-      grep -A3 'error:' "$dir/$side-$round.cold.out" | tail -8 | sed 's/^/    /'
+    # failed WHAT OUT: report the failed step with its errors, tear the
+    # stack down, and end the round (exit status 3).
+    failed() {
+      echo "  $side  round $round: $1 FAILED ($2):"
+      grep -A3 'error:' "$2" | tail -8 | sed 's/^/    /'
       env "${pulumi_env[@]}" pulumi destroy --yes >/dev/null 2>&1 || true
       pulumi stack rm --yes --force "$stack" >/dev/null 2>&1 || true
       exit 3
+    }
+    if ! env "${pulumi_env[@]}" pulumi up --yes --skip-preview >"$dir/$side-$round.cold.out" 2>&1; then
+      failed "the cold pulumi up of N=$n, after $(echo "$EPOCHREALTIME - $start" | bc | cut -d. -f1) s," "$dir/$side-$round.cold.out"
     fi
     echo "$EPOCHREALTIME - $start" | bc >"$dir/$side-$round.cold"
     # With backups, the add is timed once every tenant's first base backup
@@ -110,11 +115,7 @@ run() {
     if ! env "${pulumi_env[@]}" PULUMI_DEBUG_COMMANDS=true pulumi up --yes --skip-preview --event-log "$dir/$side-$round.events.json" >"$dir/$side-$round.add.out" 2>&1; then
       kill "$watcher" 2>/dev/null || true
       rm -f "$dir/$side-$round.served"
-      echo "  $side  round $round: adding $added FAILED ($dir/$side-$round.add.out):"
-      grep -A3 'error:' "$dir/$side-$round.add.out" | tail -8 | sed 's/^/    /'
-      env "${pulumi_env[@]}" pulumi destroy --yes >/dev/null 2>&1 || true
-      pulumi stack rm --yes --force "$stack" >/dev/null 2>&1 || true
-      exit 3
+      failed "adding $added" "$dir/$side-$round.add.out"
     fi
     echo "$EPOCHREALTIME - $start" | bc >"$dir/$side-$round.seconds"
     if ! timeout 120 tail --pid="$watcher" -f /dev/null; then
@@ -146,8 +147,8 @@ for r in $(seq "$rounds"); do
     run "$side" "$r"
   done
 done
-# Means over the rounds whose cold up succeeded; a side none of whose
-# rounds did has none.
+# Means over what succeeded (a failed cold up or add leaves no figure); a
+# side none of whose rounds did has none.
 mean() { cat "$dir"/"$1"-*."$2" 2>/dev/null | awk '{ s += $1 } END { if (NR) printf "%.2f", s / NR }'; }
 for what in cold served seconds; do
   b=$(mean base $what) t=$(mean tree $what)

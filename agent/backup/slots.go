@@ -27,8 +27,8 @@ const SlotsDir = "/slots"
 // never leaves one taken. A base backup that finds no free slot waits for
 // one; the log keeps being sent meanwhile.
 type Slots struct {
-	// Dir holds the lock files; empty means no bound (an agent without
-	// the shared volume, from an older program).
+	// Dir holds the lock files; empty means no bound (slotsFor: the agent
+	// run where there is no such directory, outside its image).
 	Dir string
 	// N is how many base backups may run at once.
 	N int
