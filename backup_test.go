@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -12,6 +14,7 @@ import (
 	"github.com/polls-tenants/polls/dockerapi"
 	"github.com/polls-tenants/polls/internal/fakes"
 	"github.com/polls-tenants/polls/spec"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 )
 
 // withAgent gives the mock engine thor's running backup agent, whose
@@ -190,5 +193,69 @@ func TestAgentsShareSlots(t *testing.T) {
 		if fmt.Sprint(mounts) != fmt.Sprint(want) {
 			t.Errorf("%s's agent mounts %v; want %v", tenant, mounts, want)
 		}
+	}
+}
+
+// readsAfter wraps the fake engine and records, at the first agent state
+// file read, what the program had registered by then.
+type readsAfter struct {
+	*fakes.Engine
+	p     *fakes.Provider
+	once  sync.Once
+	order []string
+}
+
+// Wait makes albus's app, if any, take a moment to become healthy: the
+// new tenant's path takes time.
+func (r *readsAfter) Wait(ctx context.Context, id string, within time.Duration) error {
+	if id == fakes.ID("albus-app") {
+		time.Sleep(200 * time.Millisecond)
+	}
+	return r.Engine.Wait(ctx, id, within)
+}
+
+func (r *readsAfter) ReadFile(ctx context.Context, id, path string) ([]byte, error) {
+	r.once.Do(func() { r.order = r.p.Order() })
+	return r.Engine.ReadFile(ctx, id, path)
+}
+
+// TestAgentHealthReadBeside ensures the agents' state files are read
+// beside the registrations, not before the first one: at 100 tenants the
+// reads held every preview and update back by seconds. In an update that
+// adds a tenant they start once the new tenant's route is live, off its
+// path.
+func TestAgentHealthReadBeside(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		tenants []string
+		// after must be registered before the first read.
+		after string
+	}{
+		{"no new tenant", []string{"thor", "potter"}, "polls:index:Tenant::potter"},
+		{"albus added", []string{"thor", "potter", "albus"}, "docker:index/container:Container::albus-route"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			first := newMocks()
+			if err := run(t, first, map[string]string{"tenants": tenantList("thor", "potter")}); err != nil {
+				t.Fatal(err)
+			}
+			m := newMocks()
+			m.NetworkList = first.declaredNetworks()
+			withAgent(m, "")
+			m.Files = map[string]string{"thor-agent:" + contract.AgentStateFile: `{"updated":"2020-01-01T00:00:00Z"}`}
+			e := &readsAfter{Engine: m.Engine, p: m.Provider}
+			err := pulumi.RunErr(program(func(string) (Engine, error) { return e, nil }), pulumi.WithMocks("polls", "dev", m), func(info *pulumi.RunInfo) {
+				info.Config = map[string]string{"polls:tenants": tenantList(tt.tenants...)}
+			})
+			if err != nil {
+				t.Fatalf("program: %v", err)
+			}
+			if m.FileReads != 1 {
+				t.Fatalf("%d state files read; want thor's agent's", m.FileReads)
+			}
+			if !slices.Contains(e.order, tt.after) {
+				t.Errorf("the agents' state was read before %s was registered (registered by then: %d resources); want it read beside the registrations", tt.after, len(e.order))
+			}
+		})
 	}
 }

@@ -35,8 +35,9 @@ var holdAtMost = 60 * time.Second
 // up (every tenant is new) or an update that adds no tenant: newFirst is
 // then nil, and so is its Hold.
 type newFirst struct {
-	hold    pulumi.ResourceArrayOutput
-	release func()
+	hold     pulumi.ResourceArrayOutput
+	release  func()
+	released chan struct{}
 	// fresh are the tenants the update deploys for the first time.
 	fresh []string
 }
@@ -59,7 +60,7 @@ func newNewFirst(ctx *pulumi.Context, tenants []spec.Tenant, existing func(strin
 	}
 	released := make(chan struct{})
 	var once sync.Once
-	f := &newFirst{release: func() { once.Do(func() { close(released) }) }, fresh: fresh}
+	f := &newFirst{release: func() { once.Do(func() { close(released) }) }, released: released, fresh: fresh}
 	f.hold = pulumi.ResourceArray{}.ToResourceArrayOutput().ApplyT(func(r []pulumi.Resource) []pulumi.Resource {
 		<-released
 		return r
@@ -75,6 +76,17 @@ func (f *newFirst) Hold(existing bool) pulumi.ResourceArrayInput {
 		return nil
 	}
 	return f.hold
+}
+
+// Released is closed once the held tenants go: at once when nothing is
+// held.
+func (f *newFirst) Released() <-chan struct{} {
+	if f == nil {
+		closed := make(chan struct{})
+		close(closed)
+		return closed
+	}
+	return f.released
 }
 
 // ReleaseWhen lets the held tenants go once the new tenants' outputs in

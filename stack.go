@@ -218,6 +218,10 @@ func declare(ctx *pulumi.Context, s spec.Stack, engine Engine) (*deployed, error
 		return nil, err
 	}
 	first.ReleaseWhen(r.Live)
+	warnBackups := func() error { return nil }
+	if bp != nil {
+		warnBackups = bp.warnLater(ctx, engine, s.Tenants, prefix, first.Released())
+	}
 	if s.Monitoring != nil {
 		if d.Monitoring, err = declareMonitoring(ctx, s, engine, prefix, agent, r, stackBackups, pulumi.Providers(provider)); err != nil {
 			return nil, err
@@ -238,6 +242,9 @@ func declare(ctx *pulumi.Context, s spec.Stack, engine Engine) (*deployed, error
 	ctx.Export("routerUrl", r.URL)
 	ctx.Export("tenants", tenantOutputs)
 	ctx.Export("adminPasswords", pulumi.ToSecret(adminPasswords))
+	if err := warnBackups(); err != nil {
+		return nil, err
+	}
 	return d, nil
 }
 
