@@ -10,11 +10,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
 	"github.com/polls-tenants/polls/contract"
 	"github.com/polls-tenants/polls/dockerapi"
 	"github.com/polls-tenants/polls/internal/fakes"
 	"github.com/polls-tenants/polls/spec"
-	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 )
 
 // withAgent gives the mock engine thor's running backup agent, whose
