@@ -72,8 +72,8 @@ func TestResourceCounts(t *testing.T) {
 				"pulumi:providers:docker":                    1,
 				"docker:index/image:Image":                   3,       // app, the databases' and the agents'
 				"docker:index/network:Network":               2 + n,   // edge, backup + one private per tenant
-				"docker:index/volume:Volume":                 2 + 2*n, // router config, backup slots + data, backup spool per tenant
-				"docker:index/container:Container":           3 + 5*n, // router, config, backup gateway; db, migrate, app, route, backup agent per tenant
+				"docker:index/volume:Volume":                 3 + 2*n, // router config, backup slots, gateway logins + data, backup spool per tenant
+				"docker:index/container:Container":           4 + 5*n, // router, config, backup gateway, its logins; db, migrate, app, route, backup agent per tenant
 				"random:index/randomPassword:RandomPassword": 1 + 2*n, // the generated backup key
 				"polls:index:Tenant":                         n,
 				"polls:index:Router":                         1,
@@ -137,7 +137,8 @@ func TestLogicalNamesStable(t *testing.T) {
 
 // TestAddingTenantTouchesNoOtherInputs ensures adding a tenant changes no
 // input of any other tenant's resources, of the router container or of any
-// shared resource: only the router's config installer is new.
+// shared resource: only the installers of the router's config and of the
+// backup gateway's logins are new.
 func TestAddingTenantTouchesNoOtherInputs(t *testing.T) {
 	before, after := newMocks(), newMocks()
 	if err := run(t, before, map[string]string{"tenants": tenantList("thor", "potter")}); err != nil {
@@ -157,9 +158,9 @@ func TestAddingTenantTouchesNoOtherInputs(t *testing.T) {
 		}
 	}
 	sort.Strings(changed)
-	// The gateway's logins list the tenants: it is replaced, and the agents
-	// retry their uploads for the seconds that takes.
-	want := []string{"docker:index/container:Container::backup-gateway", "docker:index/container:Container::router-config"}
+	// The gateway's logins list the tenants: their installer is replaced,
+	// the gateway is not (it reads the file again).
+	want := []string{"docker:index/container:Container::backup-logins", "docker:index/container:Container::router-config"}
 	if diff := cmp.Diff(want, changed); diff != "" {
 		t.Errorf("resources whose inputs changed (-want +got):\n%s", diff)
 	}
@@ -345,8 +346,8 @@ func TestMigrationsInApp(t *testing.T) {
 			t.Errorf("%s-app uploads %q; want %q", tn, files, want)
 		}
 	}
-	if got, want := m.CountByType()["docker:index/container:Container"], 3+4*2; got != want {
-		t.Errorf("containers = %d; want %d (router, config, backup gateway; db, app, route, agent per tenant)", got, want)
+	if got, want := m.CountByType()["docker:index/container:Container"], 4+4*2; got != want {
+		t.Errorf("containers = %d; want %d (router, config, backup gateway, its logins; db, app, route, agent per tenant)", got, want)
 	}
 
 	// thor restored: its app carries the restore's label, as its migration

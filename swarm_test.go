@@ -48,8 +48,8 @@ func TestSwarmResources(t *testing.T) {
 		"docker:index/service:Service":     2 * 3,
 		"docker:index/secret:Secret":       2 * 3,
 		"docker:index/network:Network":     2 + 3,                 // edge, backup, one per tenant
-		"docker:index/container:Container": 1 + 1 + 1 + 3 + 3 + 3, // nginx, shared config, backup gateway, routes, migrations, backup agents
-		"docker:index/volume:Volume":       2 + 3,                 // the router's config, the backup slots, the agents' spools; databases' volumes are Swarm's
+		"docker:index/container:Container": 1 + 1 + 2 + 3 + 3 + 3, // nginx, shared config, backup gateway and its logins, routes, migrations, backup agents
+		"docker:index/volume:Volume":       3 + 3,                 // the router's config, the backup slots, the gateway's logins, the agents' spools; databases' volumes are Swarm's
 	}
 	for typ, n := range want {
 		if counts[typ] != n {
@@ -399,8 +399,8 @@ func TestSwarmMigrationsInApp(t *testing.T) {
 	cfg["migrations"] = "app"
 	all, m := declare(cfg)
 	counts := m.CountByType()
-	if got := counts["docker:index/container:Container"]; got != 1+1+1+3+3 {
-		t.Errorf("containers = %d; want 9 (nginx, shared config, backup gateway, routes, backup agents; no migration)", got)
+	if got := counts["docker:index/container:Container"]; got != 1+1+2+3+3 {
+		t.Errorf("containers = %d; want 10 (nginx, shared config, backup gateway and its logins, routes, backup agents; no migration)", got)
 	}
 	if got := counts["docker:index/secret:Secret"]; got != 3*3 {
 		t.Errorf("secrets = %d; want 9 (database password, URL and admin password per tenant)", got)

@@ -27,6 +27,7 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
 	"github.com/polls-tenants/polls/contract"
+	"github.com/polls-tenants/polls/dockerlog"
 	"github.com/polls-tenants/polls/platform"
 	"github.com/polls-tenants/polls/spec"
 )
@@ -98,24 +99,17 @@ func New(ctx *pulumi.Context, args Args, opts ...pulumi.ResourceOption) (*Backup
 	}
 	b.Slots = slots.Name
 
-	tenants := append([]string(nil), args.Tenants...)
-	sort.Strings(tenants)
-	htpasswd := b.Key.ApplyT(func(key string) string {
-		var lines []string
-		for _, t := range tenants {
-			lines = append(lines, contract.HtpasswdLine(t, contract.TenantSecret(key, "gateway", t)))
-		}
-		return strings.Join(lines, "\n") + "\n"
-	}).(pulumi.StringOutput)
+	logins, err := declareLogins(ctx, args, b.Key, opts)
+	if err != nil {
+		return nil, err
+	}
 	repo := args.Backup.Repository
 	command := pulumi.StringArray{
 		pulumi.String("serve"), pulumi.String("restic"), pulumi.String("--addr"), pulumi.String(":" + strconv.Itoa(contract.GatewayPort)),
-		pulumi.String("--htpasswd"), pulumi.String(contract.GatewayHtpasswdFile), pulumi.String("--private-repos"),
+		pulumi.String("--htpasswd"), pulumi.String(contract.GatewayLoginsDir + "/" + contract.GatewayHtpasswd), pulumi.String("--private-repos"),
 		pulumi.String("--config"), pulumi.String("/dev/null"),
 	}
-	uploads := docker.ContainerUploadArray{
-		docker.ContainerUploadArgs{File: pulumi.String(contract.GatewayHtpasswdFile), Content: pulumi.ToSecret(htpasswd).(pulumi.StringOutput)},
-	}
+	var uploads docker.ContainerUploadArray
 	var volumes docker.ContainerVolumeArray
 	switch repo.Kind {
 	case spec.RepositorySFTP:
@@ -151,6 +145,9 @@ func New(ctx *pulumi.Context, args Args, opts ...pulumi.ResourceOption) (*Backup
 		Command:     command,
 		Uploads:     uploads,
 		Volumes:     volumes,
+		Mounts: docker.ContainerMountArray{docker.ContainerMountArgs{
+			Type: pulumi.String("volume"), Source: logins.volume, Target: pulumi.String(contract.GatewayLoginsDir), ReadOnly: pulumi.Bool(true),
+		}},
 		// The host directory Docker creates is root's.
 		User: pulumi.String("0:0"),
 		NetworksAdvanced: docker.ContainerNetworksAdvancedArray{
@@ -162,10 +159,83 @@ func New(ctx *pulumi.Context, args Args, opts ...pulumi.ResourceOption) (*Backup
 			docker.ContainerLabelArgs{Label: pulumi.String(contract.LabelStack), Value: pulumi.String(args.Prefix)},
 			docker.ContainerLabelArgs{Label: pulumi.String(contract.LabelRole), Value: pulumi.String("backup-gateway")},
 		},
-	}, append(opts, platform.Named)...)
+	}, append(opts, platform.Named, logins.installed)...)
 	if err != nil {
 		return nil, fmt.Errorf("backup gateway: %w", err)
 	}
 	b.Gateway = gateway
 	return b, nil
+}
+
+// logins is the gateway's logins file, on a volume of its own.
+type logins struct {
+	volume pulumi.StringOutput
+	// installed orders the gateway after the file is in place (a dependency
+	// only: the gateway is never replaced for it), and fails its
+	// registration, so `pulumi up`, when the installer failed.
+	installed pulumi.ResourceOption
+}
+
+// declareLogins declares the gateway's logins (an htpasswd line per tenant)
+// and the one-shot container that writes them to the logins volume. The
+// gateway reads the file again when it changes (rclone's htpasswd
+// support), so adding or removing a tenant replaces only the installer and
+// leaves the gateway, and every agent's connection to it, as they are. A
+// new tenant's agent that asks before its login is in place is refused
+// and tries again 2 s later.
+func declareLogins(ctx *pulumi.Context, args Args, key pulumi.StringOutput, opts []pulumi.ResourceOption) (*logins, error) {
+	tenants := append([]string(nil), args.Tenants...)
+	sort.Strings(tenants)
+	htpasswd := key.ApplyT(func(key string) string {
+		var lines []string
+		for _, t := range tenants {
+			lines = append(lines, contract.HtpasswdLine(t, contract.TenantSecret(key, "gateway", t)))
+		}
+		return strings.Join(lines, "\n") + "\n"
+	}).(pulumi.StringOutput)
+	labels := docker.VolumeLabelArray{
+		docker.VolumeLabelArgs{Label: pulumi.String(contract.LabelStack), Value: pulumi.String(args.Prefix)},
+	}
+	volume, err := docker.NewVolume(ctx, "backup-logins", &docker.VolumeArgs{
+		Name: pulumi.String(args.Prefix + "-backup-logins"), Labels: labels,
+	}, append(opts, platform.Named)...)
+	if err != nil {
+		return nil, fmt.Errorf("backup gateway logins volume: %w", err)
+	}
+	// Renamed into place: the gateway never reads a file half written.
+	const staged = "/run/secrets/htpasswd"
+	file := contract.GatewayLoginsDir + "/" + contract.GatewayHtpasswd
+	installer, err := docker.NewContainer(ctx, "backup-logins", &docker.ContainerArgs{
+		Name:  pulumi.String(args.Prefix + "-backup-logins"),
+		Image: args.AgentImage,
+		Entrypoints: pulumi.StringArray{pulumi.String("sh"), pulumi.String("-ec"),
+			pulumi.String(fmt.Sprintf("install -m 600 %s %s.new && mv -f %s.new %s", staged, file, file, file))},
+		Uploads: docker.ContainerUploadArray{
+			docker.ContainerUploadArgs{File: pulumi.String(staged), Content: pulumi.ToSecret(htpasswd).(pulumi.StringOutput)},
+		},
+		Mounts: docker.ContainerMountArray{docker.ContainerMountArgs{
+			Type: pulumi.String("volume"), Source: volume.Name, Target: pulumi.String(contract.GatewayLoginsDir),
+		}},
+		User:        pulumi.String("0:0"),
+		NetworkMode: pulumi.String("none"),
+		Attach:      pulumi.Bool(true),
+		Logs:        pulumi.Bool(true),
+		MustRun:     pulumi.Bool(false),
+		Restart:     pulumi.String("no"),
+		Labels: docker.ContainerLabelArray{
+			docker.ContainerLabelArgs{Label: pulumi.String(contract.LabelStack), Value: pulumi.String(args.Prefix)},
+			docker.ContainerLabelArgs{Label: pulumi.String(contract.LabelRole), Value: pulumi.String("backup-logins")},
+		},
+	}, append(opts, platform.Named)...)
+	if err != nil {
+		return nil, fmt.Errorf("backup gateway logins: %w", err)
+	}
+	ok := pulumi.All(installer.ExitCode, installer.ContainerLogs).ApplyT(func(v []any) ([]pulumi.Resource, error) {
+		if code, _ := v[0].(int); code != 0 {
+			logs, _ := v[1].(string)
+			return nil, fmt.Errorf("backup gateway: the logins were not installed (exit status %d); the gateway keeps the ones it had; the installer's log:\n%s", code, dockerlog.Demux(logs))
+		}
+		return nil, nil
+	}).(pulumi.ResourceArrayOutput)
+	return &logins{volume: volume.Name, installed: pulumi.DependsOnInputs(ok)}, nil
 }

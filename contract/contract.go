@@ -228,6 +228,10 @@ const (
 	// GatewayRepository is where a local repository is mounted in the
 	// gateway.
 	GatewayRepository = "/repository"
+	// GatewayLoginsDir is where the gateway reads its logins file,
+	// GatewayHtpasswd, from a volume that an installer writes.
+	GatewayLoginsDir = "/run/polls/logins"
+	GatewayHtpasswd  = "htpasswd"
 )
 
 // Files delivered to the backup agent, the gateway and the database.
@@ -238,7 +242,6 @@ const (
 	AgentRestoreTokenFile = "/run/secrets/backup-restore-token"
 	AgentCopyTokensFile   = "/run/secrets/backup-copy-tokens"
 	AgentSourceTokenFile  = "/run/secrets/backup-source-token"
-	GatewayHtpasswdFile   = "/run/secrets/htpasswd"
 	GatewaySSHKeyFile     = "/run/secrets/sftp-key"
 	GatewayKnownHostsFile = "/run/secrets/known-hosts"
 	// RestoreRequestFile asks the database's entrypoint for a restore,

@@ -133,8 +133,10 @@ func TestEndToEnd(t *testing.T) {
 	}
 
 	// 4. Adding gamma while requests hit alpha and beta: none fails, and
-	// their containers and the router are the same containers.
-	watched := []string{"alpha-db", "alpha-app", "beta-db", "beta-app", "router", "metrics", "prometheus", "alertmanager"}
+	// their containers, the router and the backup gateway are the same
+	// containers (gamma's login reaches the gateway in a file it reads
+	// again: checkTenantMetrics below waits for gamma's base backup).
+	watched := []string{"alpha-db", "alpha-app", "beta-db", "beta-app", "router", "backup-gateway", "metrics", "prometheus", "alertmanager"}
 	before := e.containerIDs(watched)
 	stop := e.hammer([]string{"alpha", "beta"})
 	e.setTenants(`["alpha","beta","gamma"]`)
