@@ -124,7 +124,7 @@ func TestEndToEnd(t *testing.T) {
 	}
 	if ip := e.docker("inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", e.prefix+"-beta-db"); ip == "" {
 		t.Errorf("beta's database has no address")
-	} else if code := e.probe(alphaApp, ip); code == 0 {
+	} else if e.probe(alphaApp, ip) == 0 && e.reachesAgain("alpha's app reached beta's database at "+ip, func() bool { return e.probe(alphaApp, ip) == 0 }) {
 		t.Errorf("alpha's app reaches beta's database at %s", ip)
 	}
 	e.checkOwnPorts(alphaApp, e.app("beta"))
@@ -521,6 +521,25 @@ func (e *env) checkOwnPorts(a, b string) {
 			e.t.Errorf("the router reaches %s at %s:%d, %s's port", x.name, x.ip, foreign, other.name)
 		}
 	}
+}
+
+// reachesAgain says whether reach, which has just succeeded across
+// networks that isolate, succeeds twice more, a second apart: a standing
+// breach does. One that does not is logged, not failed: Docker 20.10
+// deletes and re-adds the jump to its isolation rules in FORWARD whenever
+// it creates a network (the other lane of these tests creates them all the
+// time), and a connection opened in that moment crosses networks (README,
+// "Isolation": seen once in CI, beta's app reaching Alertmanager on Swarm).
+func (e *env) reachesAgain(what string, reach func() bool) bool {
+	e.t.Helper()
+	for try := 1; try <= 2; try++ {
+		time.Sleep(time.Second)
+		if !reach() {
+			e.t.Logf("%s once, and not on try %d after it: Docker's moment without its isolation rules while it creates a network (README, \"Isolation\")", what, try)
+			return false
+		}
+	}
+	return true
 }
 
 // probe runs pg_isready against host from inside container's network

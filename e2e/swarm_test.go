@@ -184,7 +184,7 @@ func TestSwarm(t *testing.T) {
 	alphaDB := c.docker(t, "ps", "-q", "--filter", "label=com.docker.swarm.service.name="+e.prefix+"-alpha-db")
 	if ip := c.docker(t, "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", alphaDB); ip == "" {
 		t.Errorf("alpha's database has no address")
-	} else if code := e.probe(betaApp, ip); code == 0 {
+	} else if e.probe(betaApp, ip) == 0 && e.reachesAgain("beta's app reached alpha's database at "+ip, func() bool { return e.probe(betaApp, ip) == 0 }) {
 		t.Errorf("beta's app reaches alpha's database at %s", ip)
 	}
 	if spec := e.docker("service", "inspect", "-f", "{{json .Spec.TaskTemplate.ContainerSpec.Env}}", e.prefix+"-alpha-db", e.prefix+"-alpha-app"); strings.Contains(strings.ToUpper(spec), "PASSWORD=") {
