@@ -27,7 +27,6 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
 	"github.com/polls-tenants/polls/contract"
-	"github.com/polls-tenants/polls/dockerlog"
 	"github.com/polls-tenants/polls/platform"
 	"github.com/polls-tenants/polls/spec"
 )
@@ -230,12 +229,7 @@ func declareLogins(ctx *pulumi.Context, args Args, key pulumi.StringOutput, opts
 	if err != nil {
 		return nil, fmt.Errorf("backup gateway logins: %w", err)
 	}
-	ok := pulumi.All(installer.ExitCode, installer.ContainerLogs).ApplyT(func(v []any) ([]pulumi.Resource, error) {
-		if code, _ := v[0].(int); code != 0 {
-			logs, _ := v[1].(string)
-			return nil, fmt.Errorf("backup gateway: the logins were not installed (exit status %d); the gateway keeps the ones it had; the installer's log:\n%s", code, dockerlog.Demux(logs))
-		}
-		return nil, nil
-	}).(pulumi.ResourceArrayOutput)
+	ok := platform.Succeeded(installer, "backup gateway logins (the gateway keeps the ones it had): their installer", "installed").
+		ApplyT(func(string) []pulumi.Resource { return nil }).(pulumi.ResourceArrayOutput)
 	return &logins{volume: volume.Name, installed: pulumi.DependsOnInputs(ok)}, nil
 }
