@@ -233,7 +233,7 @@ func TestAgentHealthReadBeside(t *testing.T) {
 		after string
 	}{
 		{"no new tenant", []string{"thor", "potter"}, "polls:index:Tenant::potter"},
-		{"albus added", []string{"thor", "potter", "albus"}, "docker:index/container:Container::albus-route"},
+		{"albus added", []string{"thor", "potter", "albus"}, "docker:index/container:Container::albus-app"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			first := newMocks()

@@ -57,7 +57,7 @@ func TestMonitoringOffCostsNothing(t *testing.T) {
 			t.Errorf("%s declared with monitoring off", key)
 		}
 	}
-	for _, key := range []string{"docker:index/container:Container::router", "docker:index/container:Container::router-config", "docker:index/container:Container::thor-route"} {
+	for _, key := range []string{"docker:index/container:Container::router", "docker:index/container:Container::router-config"} {
 		in := resource.NewObjectProperty(off.All()[key]).String()
 		if strings.Contains(in, "polls-metrics") || strings.Contains(in, "polls_tenant") {
 			t.Errorf("%s mentions metrics with monitoring off: %v", key, in)
@@ -127,8 +127,8 @@ func TestMonitoringResources(t *testing.T) {
 	if !strings.Contains(router["mounts"].String(), contract.RouterMetricsDir) {
 		t.Errorf("the router does not mount its metrics volume: %v", router["mounts"])
 	}
-	if route := m.All()["docker:index/container:Container::thor-route"]; !strings.Contains(route["uploads"].String(), "set $polls_tenant thor;") {
-		t.Errorf("thor's route does not name its tenant for the metrics: %v", route["uploads"])
+	if _, routes := m.routes(); !strings.Contains(routes["tenants/thor.conf"], "set $polls_tenant thor;") {
+		t.Errorf("thor's route does not name its tenant for the metrics: %v", routes["tenants/thor.conf"])
 	}
 	var targets []struct {
 		Targets []string

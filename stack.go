@@ -231,9 +231,8 @@ func declare(ctx *pulumi.Context, s spec.Stack, engine Engine) (*deployed, error
 	tenantOutputs := pulumi.Map{}
 	adminPasswords := pulumi.StringMap{}
 	for name, tn := range d.Tenants {
-		// A tenant's URL resolves once its route is installed, the shared
-		// config that includes it is live, and the version it replaced is
-		// stopped.
+		// A tenant's URL resolves once the router's config with its route
+		// is live, its app serves, and the version it replaced is stopped.
 		url := pulumi.All(tn.URL, on.Retire(ctx, name, r.Routed[name]), r.URL).ApplyT(func(v []any) string { return v[0].(string) }).(pulumi.StringOutput)
 		tenantOutputs[name] = pulumi.Map{"url": url, "adminUser": tn.AdminUser}
 		adminPasswords[name] = tn.AdminPassword

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"sort"
@@ -73,7 +74,7 @@ func TestResourceCounts(t *testing.T) {
 				"docker:index/image:Image":                   3,       // app, the databases' and the agents'
 				"docker:index/network:Network":               2 + n,   // edge, backup + one private per tenant
 				"docker:index/volume:Volume":                 3 + 2*n, // router config, backup slots, gateway logins + data, backup spool per tenant
-				"docker:index/container:Container":           4 + 5*n, // router, config, backup gateway, its logins; db, migrate, app, route, backup agent per tenant
+				"docker:index/container:Container":           4 + 4*n, // router, config, backup gateway, its logins; db, migrate, app, backup agent per tenant
 				"random:index/randomPassword:RandomPassword": 1 + 2*n, // the generated backup key
 				"polls:index:Tenant":                         n,
 				"polls:index:Router":                         1,
@@ -119,7 +120,6 @@ func TestLogicalNamesStable(t *testing.T) {
 		"docker:index/container:Container::thor-backup",
 		"docker:index/container:Container::thor-db",
 		"docker:index/container:Container::thor-migrate",
-		"docker:index/container:Container::thor-route",
 		"docker:index/network:Network::thor-net",
 		"docker:index/volume:Volume::thor-backup-spool",
 		"docker:index/volume:Volume::thor-pgdata",
@@ -346,8 +346,8 @@ func TestMigrationsInApp(t *testing.T) {
 			t.Errorf("%s-app uploads %q; want %q", tn, files, want)
 		}
 	}
-	if got, want := m.CountByType()["docker:index/container:Container"], 4+4*2; got != want {
-		t.Errorf("containers = %d; want %d (router, config, backup gateway, its logins; db, app, route, agent per tenant)", got, want)
+	if got, want := m.CountByType()["docker:index/container:Container"], 4+3*2; got != want {
+		t.Errorf("containers = %d; want %d (router, config, backup gateway, its logins; db, app, agent per tenant)", got, want)
 	}
 
 	// thor restored: its app carries the restore's label, as its migration
@@ -364,6 +364,22 @@ func TestMigrationsInApp(t *testing.T) {
 	if want := contract.RestoreID("thor", "", "latest"); labels["polls.restore"] != want {
 		t.Errorf("thor-app's labels while restoring = %v; want polls.restore=%s", labels, want)
 	}
+}
+
+// routes returns the files the router's config installer uploads, by name
+// (polls.conf, tenants/thor.conf, ...), in their order.
+func (m *mocks) routes() (names []string, content map[string]string) {
+	content = map[string]string{}
+	in := m.All()["docker:index/container:Container::router-config"]
+	if in == nil || !in.HasValue("uploads") {
+		return nil, content
+	}
+	for _, u := range in["uploads"].ArrayValue() {
+		name := strings.TrimPrefix(u.ObjectValue()["file"].StringValue(), "/polls/next/")
+		names = append(names, name)
+		content[name] = u.ObjectValue()["content"].StringValue()
+	}
+	return names, content
 }
 
 // declaredNetworks returns the networks the run declared, as the engine
@@ -498,8 +514,9 @@ func TestNewTenantsGetLongerWaits(t *testing.T) {
 
 // TestUnhealthyAppKeepsTheOldRoute ensures an app that never becomes
 // healthy fails the run naming the tenant and the health check's output,
-// and that tenant's route is not replaced (its old version keeps serving)
-// while the other tenants' routes are declared.
+// while the router's config, with every tenant's route, is declared: the
+// route names the tenant's app name, which its old version keeps until a
+// new one is healthy.
 func TestUnhealthyAppKeepsTheOldRoute(t *testing.T) {
 	m := newMocks()
 	m.SickApp = "potter"
@@ -512,11 +529,8 @@ func TestUnhealthyAppKeepsTheOldRoute(t *testing.T) {
 			t.Errorf("error = %q; want it to contain %q", err, want)
 		}
 	}
-	if _, ok := m.All()["docker:index/container:Container::potter-route"]; ok {
-		t.Error("potter's route was replaced although its new app is not healthy")
-	}
-	if _, ok := m.All()["docker:index/container:Container::thor-route"]; !ok {
-		t.Error("thor's route was not declared; another tenant's failure must not block it")
+	if _, content := m.routes(); content["tenants/thor.conf"] == "" || content["tenants/potter.conf"] == "" {
+		t.Errorf("the router's config has routes %v; want thor's and potter's: another tenant's failure must not block it", slices.Sorted(maps.Keys(content)))
 	}
 }
 
@@ -550,12 +564,8 @@ func TestAppJoinsItsNameThenRetiresTheOld(t *testing.T) {
 	if want := []string{"thor-old"}; fmt.Sprint(m.Stopped) != fmt.Sprint(want) {
 		t.Errorf("stopped %q; want %q (thor's replaced app only)", m.Stopped, want)
 	}
-	uploads := m.All()["docker:index/container:Container::thor-route"]["uploads"].ArrayValue()
-	if len(uploads) != 1 {
-		t.Fatalf("thor's route uploads %d files; want 1", len(uploads))
-	}
-	if c := uploads[0].ObjectValue()["content"].StringValue(); !strings.Contains(c, "http://polls-dev-thor-app:20007;") {
-		t.Errorf("thor's route does not send to its app's name on the port thor holds:\n%s", c)
+	if _, content := m.routes(); !strings.Contains(content["tenants/thor.conf"], "http://polls-dev-thor-app:20007;") {
+		t.Errorf("thor's route does not send to its app's name on the port thor holds:\n%s", content["tenants/thor.conf"])
 	}
 	// Each app listens on its tenant's port and says so in its label.
 	for tenant, port := range map[string]string{"thor": "20007", "potter": "20000"} {
@@ -670,11 +680,11 @@ func TestReplacementOptions(t *testing.T) {
 	}
 }
 
-// TestSharedConfigWaitsForExistingRoutesOnly ensures the router's shared
-// config waits for the routes of tenants deployed before (an upgrade from a
-// single config must not go dark) and not for a new tenant's, so adding a
-// tenant does not wait for it.
-func TestSharedConfigWaitsForExistingRoutesOnly(t *testing.T) {
+// TestOneConfigHoldsEveryRoute ensures the router's one config installer
+// uploads every tenant's route after the shared files, by tenant name, and
+// waits for no tenant's resource, so adding a tenant installs the config
+// at once, off the new tenant's path.
+func TestOneConfigHoldsEveryRoute(t *testing.T) {
 	first := newMocks()
 	if err := run(t, first, map[string]string{"tenants": tenantList("thor")}); err != nil {
 		t.Fatal(err)
@@ -684,27 +694,39 @@ func TestSharedConfigWaitsForExistingRoutesOnly(t *testing.T) {
 	if err := run(t, m, map[string]string{"tenants": tenantList("thor", "potter")}); err != nil {
 		t.Fatal(err)
 	}
+	names, content := m.routes()
+	if want := []string{"polls.conf", "tenants/potter.conf", "tenants/thor.conf"}; !slices.Equal(names, want) {
+		t.Errorf("the config installer uploads %q; want %q", names, want)
+	}
+	for _, tn := range []string{"thor", "potter"} {
+		if !strings.Contains(content["tenants/"+tn+".conf"], "server_name "+tn+".polls.local;") {
+			t.Errorf("%s's route does not serve its host:\n%s", tn, content["tenants/"+tn+".conf"])
+		}
+	}
 	req := m.Requests()["docker:index/container:Container::router-config"]
 	if req == nil {
 		t.Fatal("no router-config container registered")
 	}
-	deps := strings.Join(req.GetDependencies(), " ")
-	if !strings.Contains(deps+" ", "::thor-route ") {
-		t.Errorf("shared config depends on %q; want thor's route, installed before", deps)
+	for _, dep := range req.GetDependencies() {
+		if strings.Contains(dep, "::thor-") || strings.Contains(dep, "::potter-") {
+			t.Errorf("the config depends on %s; want no tenant's resource", dep)
+		}
 	}
-	if strings.Contains(deps, "potter-route") {
-		t.Errorf("shared config depends on %q; want not the new tenant potter's route", deps)
+	for k := range m.All() {
+		if strings.HasSuffix(k, "-route") {
+			t.Errorf("%s declared; want the routes in the one config", k)
+		}
 	}
 }
 
-// The installers run in the router's PID namespace, to signal nginx, and
-// in its network namespace, so none of them costs a namespace of its own.
+// The config installer runs in the router's PID namespace, to signal
+// nginx, and in its network namespace, so it costs no namespace of its own.
 func TestInstallersJoinTheRouter(t *testing.T) {
 	m := newMocks()
 	if err := run(t, m, map[string]string{"tenants": tenantList("thor", "potter")}); err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{"router-config", "thor-route", "potter-route"} {
+	for _, name := range []string{"router-config"} {
 		in := m.All()["docker:index/container:Container::"+name]
 		if in == nil {
 			t.Fatalf("no %s container registered", name)
@@ -719,18 +741,19 @@ func TestInstallersJoinTheRouter(t *testing.T) {
 
 // TestNewTenantsGoFirst ensures that in an update adding a tenant, the
 // resources of the tenants deployed before are registered only once the
-// new tenant's route is live, on one host and on Swarm, and that a new
-// tenant that never serves holds them back no longer than holdAtMost
-// (newFirst). With nothing new, or in a cold up, nothing is held.
+// new tenant is live (its app registered and serving, the router's config
+// installed), on one host and on Swarm, and that a new tenant that never
+// serves holds them back no longer than holdAtMost (newFirst). With
+// nothing new, or in a cold up, nothing is held.
 func TestNewTenantsGoFirst(t *testing.T) {
 	// before reports the registrations of the tenants in old that come
-	// before the new tenant's route; want none.
-	before := func(m *mocks, route string, old ...string) []string {
+	// before the new tenant's app; want none.
+	before := func(m *mocks, app string, old ...string) []string {
 		t.Helper()
 		order := m.Order()
-		at := slices.Index(order, "docker:index/container:Container::"+route)
+		at := slices.IndexFunc(order, func(key string) bool { return strings.HasSuffix(key, "::"+app) })
 		if at < 0 {
-			t.Fatalf("no %s registered: %v", route, order)
+			t.Fatalf("no %s registered: %v", app, order)
 		}
 		var early []string
 		for _, key := range order[:at] {
@@ -763,8 +786,8 @@ func TestNewTenantsGoFirst(t *testing.T) {
 		t.Fatal(err)
 	}
 	released("one host", start)
-	if early := before(grown, "albus-route", "thor", "potter"); len(early) > 0 {
-		t.Errorf("one host: registered before the new tenant albus's route: %v; want none of thor's or potter's", early)
+	if early := before(grown, "albus-app", "thor", "potter"); len(early) > 0 {
+		t.Errorf("one host: registered before the new tenant albus's app: %v; want none of thor's or potter's", early)
 	}
 
 	cluster := swarmMocks()
@@ -777,8 +800,8 @@ func TestNewTenantsGoFirst(t *testing.T) {
 		t.Fatal(err)
 	}
 	released("Swarm", start)
-	if early := before(cluster, "hermione-route", "thor", "potter"); len(early) > 0 {
-		t.Errorf("Swarm: registered before the new tenant hermione's route: %v; want none of thor's or potter's", early)
+	if early := before(cluster, "hermione-app", "thor", "potter"); len(early) > 0 {
+		t.Errorf("Swarm: registered before the new tenant hermione's app: %v; want none of thor's or potter's", early)
 	}
 
 	// A new tenant whose app never serves: the others go after holdAtMost,
@@ -795,7 +818,7 @@ func TestNewTenantsGoFirst(t *testing.T) {
 	if time.Since(start) < holdAtMost {
 		t.Errorf("the update ended %s after it began; want the others held back %s", time.Since(start), holdAtMost)
 	}
-	for _, key := range []string{"docker:index/container:Container::thor-app", "docker:index/container:Container::potter-route"} {
+	for _, key := range []string{"docker:index/container:Container::thor-app", "docker:index/container:Container::potter-app"} {
 		if _, ok := sick.All()[key]; !ok {
 			t.Errorf("%s was not registered: a new tenant that never serves must hold the others back %s at most", key, holdAtMost)
 		}

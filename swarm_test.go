@@ -47,9 +47,9 @@ func TestSwarmResources(t *testing.T) {
 	want := map[string]int{
 		"docker:index/service:Service":     2 * 3,
 		"docker:index/secret:Secret":       2 * 3,
-		"docker:index/network:Network":     2 + 3,                 // edge, backup, one per tenant
-		"docker:index/container:Container": 1 + 1 + 2 + 3 + 3 + 3, // nginx, shared config, backup gateway and its logins, routes, migrations, backup agents
-		"docker:index/volume:Volume":       3 + 3,                 // the router's config, the backup slots, the gateway's logins, the agents' spools; databases' volumes are Swarm's
+		"docker:index/network:Network":     2 + 3,             // edge, backup, one per tenant
+		"docker:index/container:Container": 1 + 1 + 2 + 3 + 3, // nginx, its config, backup gateway and its logins, migrations, backup agents
+		"docker:index/volume:Volume":       3 + 3,             // the router's config, the backup slots, the gateway's logins, the agents' spools; databases' volumes are Swarm's
 	}
 	for typ, n := range want {
 		if counts[typ] != n {
@@ -399,8 +399,8 @@ func TestSwarmMigrationsInApp(t *testing.T) {
 	cfg["migrations"] = "app"
 	all, m := declare(cfg)
 	counts := m.CountByType()
-	if got := counts["docker:index/container:Container"]; got != 1+1+2+3+3 {
-		t.Errorf("containers = %d; want 10 (nginx, shared config, backup gateway and its logins, routes, backup agents; no migration)", got)
+	if got := counts["docker:index/container:Container"]; got != 1+1+2+3 {
+		t.Errorf("containers = %d; want 7 (nginx, its config, backup gateway and its logins, backup agents; no migration)", got)
 	}
 	if got := counts["docker:index/secret:Secret"]; got != 3*3 {
 		t.Errorf("secrets = %d; want 9 (database password, URL and admin password per tenant)", got)

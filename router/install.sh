@@ -1,11 +1,11 @@
-# Installs router config staged in /polls/next into conf.d and reloads nginx
-# in place. Runs in the router's PID namespace, where nginx's master is PID 1.
+# Installs the router config staged in /polls/next into conf.d and reloads
+# nginx in place. Runs in the router's PID namespace, where nginx's master
+# is PID 1.
 #
-#   install.sh base           polls.conf (default server, includes the
-#                             tenants' files), TLS files, acme.hosts (with
-#                             ACME), and tenants.list: files of tenants not
-#                             listed are removed
-#   install.sh route TENANT   tenants/TENANT.conf, one tenant's servers
+#   install.sh    polls.conf (default server, includes the tenants' files),
+#                 TLS files, acme.hosts (with ACME), and tenants/*.conf, one
+#                 file per tenant with its servers: a tenant's file not
+#                 staged is removed
 #
 # Installers of one router take turns (flock on the shared volume). Nothing
 # stays live unless `nginx -t` accepts the whole resulting config: on a
@@ -15,11 +15,9 @@
 # workers from before its reload are gone (at most drain_limit seconds):
 # until then a connection they accepted but had no request on yet is
 # served with the old route, and the app that route names must still be
-# there. A removed tenant's app goes after the installers (Pulumi removes
+# there. A removed tenant's app goes after the installer (Pulumi removes
 # it at the end of the update); a release changes no route, and an app it
 # replaces is stopped only once the tenant's route is live.
-mode=$1
-tenant=${2:-}
 drain=0
 next=/polls/next
 conf=/etc/nginx/conf.d
@@ -42,52 +40,41 @@ restore() {
     cp -a "$backup/." "$conf/"
 }
 
-case "$mode" in
-base)
-    # Certificates are named by content hash: copying them never touches
-    # the files the running config uses.
-    if [ -d "$next/tls" ]; then cp "$next"/tls/* "$conf/tls/"; chmod 600 "$conf"/tls/*.key 2>/dev/null || true; fi
-    cp "$next/polls.conf" "$conf/.polls.conf.new"
-    mv "$conf/.polls.conf.new" "$conf/polls.conf"
-    # The hosts the certificate companion keeps certificates for (ACME);
-    # nginx never reads this file.
-    if [ -f "$next/acme.hosts" ]; then
-        cp "$next/acme.hosts" "$conf/.acme.hosts.new"
-        mv "$conf/.acme.hosts.new" "$conf/acme.hosts"
-    else
-        rm -f "$conf/acme.hosts"
-    fi
-    # Only our config serves: drop the image's default.conf that Docker
-    # copied into the fresh volume, and anything else that is not ours.
-    for f in "$conf"/*.conf; do
-        [ "$f" = "$conf/polls.conf" ] || rm -f "$f"
-    done
-    # Tenants removed from the stack stop being routed (404).
-    for f in "$tenants"/*.conf; do
-        [ -e "$f" ] || continue
-        name=$(basename "$f" .conf)
-        grep -qx "$name" "$next/tenants.list" || { rm -f "$f"; drain=1; }
-    done
-    what="polls.conf"
-    ;;
-route)
-    [ -n "$tenant" ] || { echo "usage: install.sh route TENANT" >&2; exit 2; }
-    # A new tenant's route, or the same one again, takes nothing away.
-    if [ -e "$tenants/$tenant.conf" ] && ! cmp -s "$next/tenants/$tenant.conf" "$tenants/$tenant.conf"; then drain=1; fi
-    cp "$next/tenants/$tenant.conf" "$tenants/.$tenant.conf.new"
-    mv "$tenants/.$tenant.conf.new" "$tenants/$tenant.conf"
-    what="tenants/$tenant.conf"
-    ;;
-*)
-    echo "usage: install.sh base | route TENANT" >&2
-    exit 2
-    ;;
-esac
+# Certificates are named by content hash: copying them never touches the
+# files the running config uses.
+if [ -d "$next/tls" ]; then cp "$next"/tls/* "$conf/tls/"; chmod 600 "$conf"/tls/*.key 2>/dev/null || true; fi
+cp "$next/polls.conf" "$conf/.polls.conf.new"
+mv "$conf/.polls.conf.new" "$conf/polls.conf"
+# The hosts the certificate companion keeps certificates for (ACME); nginx
+# never reads this file.
+if [ -f "$next/acme.hosts" ]; then
+    cp "$next/acme.hosts" "$conf/.acme.hosts.new"
+    mv "$conf/.acme.hosts.new" "$conf/acme.hosts"
+else
+    rm -f "$conf/acme.hosts"
+fi
+# Only our config serves: drop the image's default.conf that Docker copied
+# into the fresh volume, and anything else that is not ours (tenants.list,
+# from before one installer wrote every route).
+for f in "$conf"/*.conf; do
+    [ "$f" = "$conf/polls.conf" ] || rm -f "$f"
+done
+rm -f "$conf/tenants.list"
+# The tenants' routes, swapped in as a whole. One diff tells what changed:
+# a route changed or removed drains the old workers below; a tenant added
+# takes nothing away. A removed tenant stops being routed (404).
+mkdir -p "$next/tenants"
+rm -rf "$conf/.tenants.new" "$conf/.tenants.old"
+cp -a "$next/tenants" "$conf/.tenants.new"
+if diff -rq "$tenants" "$conf/.tenants.new" | grep -qF -e "Only in $tenants: " -e "Files "; then drain=1; fi
+mv "$tenants" "$conf/.tenants.old"
+mv "$conf/.tenants.new" "$tenants"
+rm -rf "$conf/.tenants.old"
 
 if ! nginx -t -q 2>/tmp/nginx-t.log; then
     cat /tmp/nginx-t.log >&2
     restore
-    echo "nginx -t rejected the new $what: nothing changed" >&2
+    echo "nginx -t rejected the new config: nothing changed" >&2
     exit 1
 fi
 
@@ -97,9 +84,10 @@ fi
 # the old config, also on a client's kept-alive connection. One told to quit
 # renames itself "worker process is shutting down" and closes its idle
 # connections. One grep reads every process's command line: a `tr` per
-# process cost about 4 ms each, and in releases of 100 tenants up to 40
-# processes (installers waiting their turn, each a shell and its flock)
-# shared this PID namespace. The bracket keeps grep from matching its own
+# process cost about 4 ms each, and in releases of 100 tenants, when each
+# tenant had an installer of its own, up to 40 processes (installers
+# waiting their turn, each a shell and its flock) shared this PID
+# namespace. The bracket keeps grep from matching its own
 # command line.
 worker='nginx: worker proces[s]'
 any_worker="$worker( is shutting down)?"
@@ -130,10 +118,10 @@ while :; do
     [ "$i" -lt 100 ] || { echo "nginx did not replace its workers within 10s of SIGHUP" >&2; exit 1; }
     sleep 0.1
 done
-echo "installed $what and reloaded nginx"
+echo "installed the config ($(ls "$tenants" | wc -l) tenants) and reloaded nginx"
 [ "$drain" = 1 ] || exit 0
 
-# The other installers need not wait for this one's old workers.
+# The next installer need not wait for this one's old workers.
 exec 9>&-
 # A worker told to quit closes its idle kept-alive connections at once and
 # exits when its last connection is done: one accepted before the reload

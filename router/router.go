@@ -4,23 +4,27 @@
 // provider replaces delete-first: a router whose config were one of its
 // arguments would drop every tenant's requests whenever a tenant is added.
 // So the router container's arguments never mention tenants. Its config lives
-// on a volume, written by short-lived installer containers that share the
-// router's PID namespace: each puts its files in place, checks the whole
+// on a volume, written by a short-lived installer container that shares the
+// router's PID namespace: it puts the files in place, checks the whole
 // config with the real `nginx -t`, and sends nginx SIGHUP, which reloads
 // gracefully. A config nginx rejects is put back, fails `pulumi up` and never
 // goes live.
 //
-// There is one installer for the shared part (the default server, TLS, the
-// list of tenants) and one per tenant, a "route" holding only that tenant's
-// servers. A route sends requests to a name that never changes, the
-// tenant's app name on the edge network, which Docker's DNS resolves to the
-// tenant's serving app containers (one host) or healthy tasks (Swarm); the
-// router asks again every 5 s. So a release changes no route: a new
-// version takes the name once healthy (package onehost, swarm), requests
-// in flight finish on the old one, and nginx is not reloaded. A new
-// tenant's route is installed once its app serves. A tenant whose migration
-// or new version fails keeps its old version serving, and no other
-// tenant's route waits for it.
+// The config is rendered from the tenant list: the default server, TLS,
+// and one file per tenant (its "route", holding only that tenant's
+// servers), all installed by one installer, so a cold `pulumi up` reloads
+// nginx once and every tenant costs one file, not a container. A route
+// sends requests to a name that never changes, the tenant's app name on
+// the edge network, which Docker's DNS resolves to the tenant's serving
+// app containers (one host) or healthy tasks (Swarm); the router asks
+// again every 5 s. So a release changes no route and the installer is
+// not replaced: a new version takes the name once healthy (package
+// onehost, swarm), requests in flight finish on the old one, and nginx is
+// not reloaded. Adding or removing a tenant replaces the installer, which
+// installs the config at once, without waiting for the new tenant: its
+// name resolves to nothing, and nginx answers its hosts 502, until its app
+// serves. A tenant whose migration or new version fails keeps its old
+// version serving.
 package router
 
 import (
@@ -28,14 +32,11 @@ import (
 	_ "embed"
 	"encoding/hex"
 	"fmt"
-	"sort"
-	"strings"
 
 	"github.com/pulumi/pulumi-docker/sdk/v4/go/docker"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
 	"github.com/polls-tenants/polls/contract"
-	"github.com/polls-tenants/polls/dockerlog"
 	"github.com/polls-tenants/polls/nginx"
 	"github.com/polls-tenants/polls/platform"
 	"github.com/polls-tenants/polls/spec"
@@ -94,11 +95,10 @@ type Route struct {
 	// its app on the edge network).
 	Server nginx.Server
 	// Serving resolves once the tenant's app answers at the upstream: the
-	// route's installer runs (or, unchanged, is registered) only then.
+	// tenant is routed once the config is installed and Serving resolves.
 	Serving pulumi.StringOutput
-	// Installed says the tenant existed before this update, so its route
-	// file is (or, on an upgrade from a single inline config, is about to
-	// be) in place: the shared config waits for such routes only.
+	// Installed says the tenant existed before this update: with ACME, only
+	// a new tenant's Routed waits for its certificates.
 	Installed bool
 }
 
@@ -114,7 +114,7 @@ type Router struct {
 
 	// Container is the nginx container.
 	Container *docker.Container `pulumi:"-"`
-	// Config is the container that installed the shared config.
+	// Config is the container that installed the config.
 	Config *docker.Container `pulumi:"-"`
 	// Routed maps each tenant to an output that resolves once its route is
 	// live, and fails with the reason otherwise. With ACME, a new tenant's
@@ -135,8 +135,8 @@ type Router struct {
 	MetricsVolume pulumi.StringOutput
 }
 
-// New declares the router: the nginx container, the shared config and one
-// route per tenant.
+// New declares the router: the nginx container and its config, which holds
+// one route per tenant.
 func New(ctx *pulumi.Context, name string, args Args, opts ...pulumi.ResourceOption) (*Router, error) {
 	r := &Router{Routed: map[string]pulumi.StringOutput{}, Live: map[string]pulumi.StringOutput{}}
 	if err := ctx.RegisterComponentResource(Type, name, r, opts...); err != nil {
@@ -144,11 +144,11 @@ func New(ctx *pulumi.Context, name string, args Args, opts ...pulumi.ResourceOpt
 	}
 	parent := pulumi.Parent(r)
 
-	names := make([]string, len(args.Routes))
+	servers := make([]nginx.Server, len(args.Routes))
 	for i, rt := range args.Routes {
-		names[i] = rt.Server.Name
+		servers[i] = rt.Server
 	}
-	cfg, files, err := Files(args.Stack, names, contract.RouterConfDir)
+	files, err := Files(args.Stack, servers, contract.RouterConfDir)
 	if err != nil {
 		return nil, fmt.Errorf("router: %w", err)
 	}
@@ -214,34 +214,11 @@ func New(ctx *pulumi.Context, name string, args Args, opts ...pulumi.ResourceOpt
 		return nil, fmt.Errorf("router: nginx container: %w", err)
 	}
 
-	// installer declares a one-shot container that runs install.sh with the
-	// given arguments in the router's PID and network namespaces and exits.
-	// Joining the router's network namespace, rather than getting one of its
-	// own (network mode "none"), spares the kernel a namespace to set up
-	// and tear down for each installer: about half the CPU of a container's
-	// start and exit here, paid once per tenant on a cold `pulumi up` and on
-	// every release. It never listens; it only reads and signals.
-	installer := func(logical, dockerName string, uploads docker.ContainerUploadArray, script []string, extra ...pulumi.ResourceOption) (*docker.Container, error) {
-		entry := pulumi.StringArray{pulumi.String("sh"), pulumi.String("-ec"), pulumi.String(installScript), pulumi.String("install.sh")}
-		for _, a := range script {
-			entry = append(entry, pulumi.String(a))
-		}
-		return docker.NewContainer(ctx, logical, &docker.ContainerArgs{
-			Name:        pulumi.String(dockerName),
-			Image:       pulumi.String(args.Stack.NginxImage),
-			Entrypoints: entry,
-			Uploads:     uploads,
-			Mounts:      mounts,
-			PidMode:     pulumi.Sprintf("container:%s", router.ID()),
-			NetworkMode: pulumi.Sprintf("container:%s", router.ID()),
-			Attach:      pulumi.Bool(true),
-			Logs:        pulumi.Bool(true),
-			MustRun:     pulumi.Bool(false),
-			Restart:     pulumi.String("no"),
-			Labels:      routerLabels(args.Prefix, "router-config"),
-		}, append([]pulumi.ResourceOption{parent, platform.Named}, extra...)...)
-	}
-
+	// The installer is a one-shot container that runs install.sh in the
+	// router's PID and network namespaces and exits. Joining the router's
+	// network namespace, rather than getting one of its own (network mode
+	// "none"), spares the kernel a namespace to set up and tear down. It
+	// never listens; it only reads and signals.
 	uploads := docker.ContainerUploadArray{}
 	for _, f := range files {
 		content := pulumi.String(f.Content).ToStringOutput()
@@ -250,42 +227,27 @@ func New(ctx *pulumi.Context, name string, args Args, opts ...pulumi.ResourceOpt
 		}
 		uploads = append(uploads, docker.ContainerUploadArgs{File: pulumi.String(stageDir + "/" + f.Name), Content: content})
 	}
-	// The routes of tenants that existed before this update first, the
-	// shared config after them: until the shared config includes them,
-	// route files are not live, so a stack made before per-tenant routes
-	// keeps serving from its old config until every tenant's route is in
-	// place. A new tenant's route is not waited for: the shared config's
-	// include already covers it, and the config (its list of tenants)
-	// installs meanwhile, off the new tenant's path. Routes never wait for
-	// the shared config.
-	var routes []pulumi.Resource
-	for _, rt := range args.Routes {
-		tenant := rt.Server.Name
-		content, err := nginx.RenderServer(cfg, rt.Server)
-		if err != nil {
-			return nil, fmt.Errorf("router: route of tenant %s: %w", tenant, err)
-		}
-		// The route's content is known before anything runs, so a preview
-		// shows a route only when it changes; waiting on Serving
-		// (DependsOnInputs) orders it after the app without making it
-		// unknown.
-		serving := pulumi.DependsOnInputs(rt.Serving.ApplyT(func(string) []pulumi.Resource { return nil }).(pulumi.ResourceArrayOutput))
-		route, err := installer(tenant+"-route", args.Prefix+"-"+tenant+"-route",
-			docker.ContainerUploadArray{docker.ContainerUploadArgs{File: pulumi.String(stageDir + "/tenants/" + tenant + ".conf"), Content: pulumi.String(content)}},
-			[]string{"route", tenant}, serving)
-		if err != nil {
-			return nil, fmt.Errorf("router: route of tenant %s: %w", tenant, err)
-		}
-		if rt.Installed {
-			routes = append(routes, route)
-		}
-		r.Routed[tenant] = pulumi.All(installed(route, "tenant "+tenant+": its route was not installed", "routed"), rt.Serving).ApplyT(func(v []any) string { return v[0].(string) }).(pulumi.StringOutput)
-		r.Live[tenant] = r.Routed[tenant]
-	}
-
-	base, err := installer(name+"-config", args.Prefix+"-router-config", uploads, []string{"base"}, pulumi.DependsOn(routes))
+	base, err := docker.NewContainer(ctx, name+"-config", &docker.ContainerArgs{
+		Name:        pulumi.String(args.Prefix + "-router-config"),
+		Image:       pulumi.String(args.Stack.NginxImage),
+		Entrypoints: pulumi.StringArray{pulumi.String("sh"), pulumi.String("-ec"), pulumi.String(installScript), pulumi.String("install.sh")},
+		Uploads:     uploads,
+		Mounts:      mounts,
+		PidMode:     pulumi.Sprintf("container:%s", router.ID()),
+		NetworkMode: pulumi.Sprintf("container:%s", router.ID()),
+		Attach:      pulumi.Bool(true),
+		Logs:        pulumi.Bool(true),
+		MustRun:     pulumi.Bool(false),
+		Restart:     pulumi.String("no"),
+		Labels:      routerLabels(args.Prefix, "router-config"),
+	}, parent, platform.Named)
 	if err != nil {
 		return nil, fmt.Errorf("router: config container: %w", err)
+	}
+	configured := platform.Succeeded(base, "router: the new nginx config was not installed (the previous config keeps serving): its installer", "routed")
+	for _, rt := range args.Routes {
+		r.Routed[rt.Server.Name] = pulumi.All(configured, rt.Serving).ApplyT(func(v []any) string { return v[0].(string) }).(pulumi.StringOutput)
+		r.Live[rt.Server.Name] = r.Routed[rt.Server.Name]
 	}
 	if args.Stack.ACME != nil {
 		companionName := args.Prefix + "-acme"
@@ -309,7 +271,7 @@ func New(ctx *pulumi.Context, name string, args Args, opts ...pulumi.ResourceOpt
 	url := fmt.Sprintf("%s://localhost:%d/", args.Stack.Scheme(), args.Stack.PublicPort())
 	// The URL resolves only once the config is live, so a rejected config
 	// fails `pulumi up` through every output that depends on it.
-	r.URL = installed(base, "router: the new nginx config was not installed", url)
+	r.URL = configured.ApplyT(func(string) string { return url }).(pulumi.StringOutput)
 
 	r.Container = router
 	r.Config = base
@@ -317,19 +279,6 @@ func New(ctx *pulumi.Context, name string, args Args, opts ...pulumi.ResourceOpt
 		return nil, fmt.Errorf("router: register outputs: %w", err)
 	}
 	return r, nil
-}
-
-// installed resolves to value once installer c exited 0, and fails with what
-// and the installer's log otherwise; the previous config keeps serving.
-func installed(c *docker.Container, what, value string) pulumi.StringOutput {
-	return pulumi.All(c.ExitCode, c.ContainerLogs).ApplyT(func(v []any) (string, error) {
-		code, _ := v[0].(int)
-		logs, _ := v[1].(string)
-		if code != 0 {
-			return "", fmt.Errorf("%s (installer exited with status %d; the previous config keeps serving); its log:\n%s", what, code, dockerlog.Demux(logs))
-		}
-		return value, nil
-	}).(pulumi.StringOutput)
 }
 
 // sysctls returns the router's sysctls: none unless apps are remote, so a
@@ -348,45 +297,66 @@ func routerLabels(prefix, role string) docker.ContainerLabelArray {
 	}
 }
 
-// File is one file the shared installer puts into conf.d.
+// File is one file the installer puts into conf.d.
 type File struct {
 	Name    string
 	Content string
 	Secret  bool
 }
 
-// Files renders the router's shared files, as they will be named inside dir
-// (conf.d in the router): polls.conf, which includes the tenants' routes;
-// tenants.list, the tenants whose routes stay; with ACME, acme.hosts,
-// every host the certificate companion keeps a certificate for; with TLS, the
-// certificate and key, named by content hash so a new certificate never
-// overwrites the one the running config uses before the new config passed
-// `nginx -t`. It also returns the config the tenants' routes render with.
-func Files(s spec.Stack, tenants []string, dir string) (nginx.Config, []File, error) {
-	cfg := nginx.Config{Resolver: contract.DockerDNS, Listen: "80", ListenTLS: "443", Include: dir + "/tenants/*.conf"}
-	if s.Monitoring != nil {
-		cfg.Metrics = &nginx.Metrics{Socket: contract.RouterMetricsSocket, NoTenant: contract.RouterNoTenant}
-	}
+// Files renders the router's files, as they will be named inside dir
+// (conf.d in the router): with ACME, acme.hosts, every host the
+// certificate companion keeps a certificate for; with TLS, the certificate
+// and key, named by content hash so a new certificate never overwrites the
+// one the running config uses before the new config passed `nginx -t`;
+// polls.conf, which includes the tenants' routes; and tenants/NAME.conf,
+// each server's route, in the order given.
+func Files(s spec.Stack, servers []nginx.Server, dir string) ([]File, error) {
+	cfg := Config(s, dir)
 	var files []File
 	if s.ACME != nil {
-		cfg.ACME = acmeNginx(s)
 		files = append(files, File{Name: contract.ACMEHostsFile, Content: ACMEHostsFile(s)})
 	}
 	if s.TLS != nil {
-		sum := sha256.Sum256([]byte(s.TLS.CertificatePEM + s.TLS.KeyPEM))
-		id := hex.EncodeToString(sum[:8])
-		cert, key := "tls/"+id+".crt", "tls/"+id+".key"
-		cfg.TLS = &nginx.TLS{CertificatePath: dir + "/" + cert, KeyPath: dir + "/" + key}
+		cert, key := tlsFiles(s.TLS)
 		files = append(files, File{Name: cert, Content: s.TLS.CertificatePEM}, File{Name: key, Content: s.TLS.KeyPEM, Secret: true})
 	}
 	conf, err := nginx.Render(cfg)
 	if err != nil {
-		return nginx.Config{}, nil, err
+		return nil, err
 	}
-	list := append([]string(nil), tenants...)
-	sort.Strings(list)
-	return cfg, append(files,
-		File{Name: "polls.conf", Content: string(conf)},
-		File{Name: "tenants.list", Content: strings.Join(list, "\n") + "\n"},
-	), nil
+	files = append(files, File{Name: "polls.conf", Content: string(conf)})
+	for _, srv := range servers {
+		route, err := nginx.RenderServer(cfg, srv)
+		if err != nil {
+			return nil, fmt.Errorf("route of tenant %s: %w", srv.Name, err)
+		}
+		files = append(files, File{Name: "tenants/" + srv.Name + ".conf", Content: string(route)})
+	}
+	return files, nil
+}
+
+// Config is the router's nginx config for the stack, its files inside dir
+// (conf.d in the router), with no servers: those are the tenants' routes,
+// included from dir/tenants.
+func Config(s spec.Stack, dir string) nginx.Config {
+	cfg := nginx.Config{Resolver: contract.DockerDNS, Listen: "80", ListenTLS: "443", Include: dir + "/tenants/*.conf"}
+	if s.Monitoring != nil {
+		cfg.Metrics = &nginx.Metrics{Socket: contract.RouterMetricsSocket, NoTenant: contract.RouterNoTenant}
+	}
+	if s.ACME != nil {
+		cfg.ACME = acmeNginx(s)
+	}
+	if s.TLS != nil {
+		cert, key := tlsFiles(s.TLS)
+		cfg.TLS = &nginx.TLS{CertificatePath: dir + "/" + cert, KeyPath: dir + "/" + key}
+	}
+	return cfg
+}
+
+// tlsFiles names the certificate and key by their content's hash.
+func tlsFiles(t *spec.TLS) (cert, key string) {
+	sum := sha256.Sum256([]byte(t.CertificatePEM + t.KeyPEM))
+	id := hex.EncodeToString(sum[:8])
+	return "tls/" + id + ".crt", "tls/" + id + ".key"
 }

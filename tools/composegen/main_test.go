@@ -66,10 +66,7 @@ func TestTwoTenants(t *testing.T) {
 	}
 	// The router installs the same servers as one file per tenant; compose
 	// gets them inline, from the same template and settings.
-	cfg, _, err := router.Files(spec.Stack{Domain: spec.DefaultDomain}, []string{"t01", "t02"}, contract.RouterConfDir)
-	if err != nil {
-		t.Fatalf("router.Files: %v", err)
-	}
+	cfg := router.Config(spec.Stack{Domain: spec.DefaultDomain}, contract.RouterConfDir)
 	cfg.Include, cfg.Servers = "", servers
 	rendered, err := nginx.Render(cfg)
 	if err != nil {

@@ -67,10 +67,7 @@ func TestTwoTenants(t *testing.T) {
 	// The router installs one file per tenant, its server rendered with
 	// upstream contract.Upstream(<app service>); the stack gets them inline,
 	// from the same template and settings.
-	cfg, _, err := router.Files(spec.Stack{Domain: spec.DefaultDomain}, []string{"t01", "t02"}, contract.RouterConfDir)
-	if err != nil {
-		t.Fatalf("router.Files: %v", err)
-	}
+	cfg := router.Config(spec.Stack{Domain: spec.DefaultDomain}, contract.RouterConfDir)
 	cfg.Include = ""
 	for _, tn := range []string{"t01", "t02"} {
 		cfg.Servers = append(cfg.Servers, nginx.Server{Name: tn, Hosts: []string{tn + ".polls.local"}, Upstream: contract.Upstream(tn+"-app", contract.AppPort)})
