@@ -127,8 +127,8 @@ func TestMonitoringResources(t *testing.T) {
 	if !strings.Contains(router["mounts"].String(), contract.RouterMetricsDir) {
 		t.Errorf("the router does not mount its metrics volume: %v", router["mounts"])
 	}
-	if _, routes := m.routes(); !strings.Contains(routes["tenants/thor.conf"], "set $polls_tenant thor;") {
-		t.Errorf("thor's route does not name its tenant for the metrics: %v", routes["tenants/thor.conf"])
+	if !strings.Contains(m.route("thor"), "set $polls_tenant thor;") {
+		t.Errorf("thor's route does not name its tenant for the metrics: %v", m.route("thor"))
 	}
 	var targets []struct {
 		Targets []string

@@ -126,7 +126,7 @@ func TestProdStackMocks(t *testing.T) {
 			}
 		})
 	}
-	for _, u := range m.All()["docker:index/container:Container::router-config"]["uploads"].ArrayValue() {
+	for _, u := range m.All()["docker:index/container:Container::router-tls"]["uploads"].ArrayValue() {
 		o := u.ObjectValue()
 		if strings.HasSuffix(o["file"].StringValue(), ".key") {
 			keyUploads++
@@ -136,6 +136,15 @@ func TestProdStackMocks(t *testing.T) {
 		}
 	}
 	if keyUploads != 1 {
-		t.Errorf("TLS key uploads = %d; want 1", keyUploads)
+		t.Errorf("TLS key uploads by router-tls = %d; want 1", keyUploads)
+	}
+	// The config's uploads hold no secret, so that a preview shows the
+	// tenants' routes, not [secret].
+	config := m.All()["docker:index/container:Container::router-config"]
+	if !config.HasValue("uploads") || config["uploads"].ContainsSecrets() {
+		t.Errorf("router-config uploads = %v; want them plain", config["uploads"])
+	}
+	if deps := strings.Join(m.Requests()["docker:index/container:Container::router-config"].GetDependencies(), " "); !strings.Contains(deps, "::router-tls") {
+		t.Errorf("router-config depends on %q; want the certificate's installer, router-tls", deps)
 	}
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"maps"
 	"net/netip"
 	"slices"
 	"sort"
@@ -19,6 +18,7 @@ import (
 	"github.com/polls-tenants/polls/dockerapi"
 	"github.com/polls-tenants/polls/internal/fakes"
 	"github.com/polls-tenants/polls/platform"
+	"github.com/polls-tenants/polls/router"
 )
 
 // mocks are the shared fakes of the providers and the Docker engine.
@@ -366,9 +366,9 @@ func TestMigrationsInApp(t *testing.T) {
 	}
 }
 
-// routes returns the files the router's config installer uploads, by name
-// (polls.conf, tenants/thor.conf, ...), in their order.
-func (m *mocks) routes() (names []string, content map[string]string) {
+// uploads returns the files the router's config installer uploads, by name
+// (polls.conf, tenants/routes.conf), in their order.
+func (m *mocks) uploads() (names []string, content map[string]string) {
 	content = map[string]string{}
 	in := m.All()["docker:index/container:Container::router-config"]
 	if in == nil || !in.HasValue("uploads") {
@@ -380,6 +380,18 @@ func (m *mocks) routes() (names []string, content map[string]string) {
 		content[name] = u.ObjectValue()["content"].StringValue()
 	}
 	return names, content
+}
+
+// route returns the tenant's servers in the routes the router's config
+// installer uploads, or "".
+func (m *mocks) route(tenant string) string {
+	_, content := m.uploads()
+	_, after, ok := strings.Cut(content[router.RoutesFile], "# tenant "+tenant+"\n")
+	if !ok {
+		return ""
+	}
+	block, _, _ := strings.Cut(after, "# tenant ")
+	return block
 }
 
 // declaredNetworks returns the networks the run declared, as the engine
@@ -529,8 +541,9 @@ func TestUnhealthyAppKeepsTheOldRoute(t *testing.T) {
 			t.Errorf("error = %q; want it to contain %q", err, want)
 		}
 	}
-	if _, content := m.routes(); content["tenants/thor.conf"] == "" || content["tenants/potter.conf"] == "" {
-		t.Errorf("the router's config has routes %v; want thor's and potter's: another tenant's failure must not block it", slices.Sorted(maps.Keys(content)))
+	if m.route("thor") == "" || m.route("potter") == "" {
+		_, content := m.uploads()
+		t.Errorf("the router's routes are\n%s\nwant thor's and potter's: another tenant's failure must not block it", content[router.RoutesFile])
 	}
 }
 
@@ -564,8 +577,8 @@ func TestAppJoinsItsNameThenRetiresTheOld(t *testing.T) {
 	if want := []string{"thor-old"}; fmt.Sprint(m.Stopped) != fmt.Sprint(want) {
 		t.Errorf("stopped %q; want %q (thor's replaced app only)", m.Stopped, want)
 	}
-	if _, content := m.routes(); !strings.Contains(content["tenants/thor.conf"], "http://polls-dev-thor-app:20007;") {
-		t.Errorf("thor's route does not send to its app's name on the port thor holds:\n%s", content["tenants/thor.conf"])
+	if !strings.Contains(m.route("thor"), "http://polls-dev-thor-app:20007;") {
+		t.Errorf("thor's route does not send to its app's name on the port thor holds:\n%s", m.route("thor"))
 	}
 	// Each app listens on its tenant's port and says so in its label.
 	for tenant, port := range map[string]string{"thor": "20007", "potter": "20000"} {
@@ -681,7 +694,8 @@ func TestReplacementOptions(t *testing.T) {
 }
 
 // TestOneConfigHoldsEveryRoute ensures the router's one config installer
-// uploads every tenant's route after the shared files, by tenant name, and
+// uploads every tenant's route in one file after the shared config, by
+// tenant name (a preview shows an added tenant as its lines added), and
 // waits for no tenant's resource, so adding a tenant installs the config
 // at once, off the new tenant's path.
 func TestOneConfigHoldsEveryRoute(t *testing.T) {
@@ -694,13 +708,16 @@ func TestOneConfigHoldsEveryRoute(t *testing.T) {
 	if err := run(t, m, map[string]string{"tenants": tenantList("thor", "potter")}); err != nil {
 		t.Fatal(err)
 	}
-	names, content := m.routes()
-	if want := []string{"polls.conf", "tenants/potter.conf", "tenants/thor.conf"}; !slices.Equal(names, want) {
+	names, content := m.uploads()
+	if want := []string{"polls.conf", router.RoutesFile}; !slices.Equal(names, want) {
 		t.Errorf("the config installer uploads %q; want %q", names, want)
 	}
+	if routes := content[router.RoutesFile]; strings.Index(routes, "# tenant potter\n") > strings.Index(routes, "# tenant thor\n") {
+		t.Errorf("routes not by tenant name:\n%s", routes)
+	}
 	for _, tn := range []string{"thor", "potter"} {
-		if !strings.Contains(content["tenants/"+tn+".conf"], "server_name "+tn+".polls.local;") {
-			t.Errorf("%s's route does not serve its host:\n%s", tn, content["tenants/"+tn+".conf"])
+		if !strings.Contains(m.route(tn), "server_name "+tn+".polls.local;") {
+			t.Errorf("%s's route does not serve its host:\n%s", tn, m.route(tn))
 		}
 	}
 	req := m.Requests()["docker:index/container:Container::router-config"]

@@ -2,10 +2,11 @@
 # nginx in place. Runs in the router's PID namespace, where nginx's master
 # is PID 1.
 #
-#   install.sh    polls.conf (default server, includes the tenants' files),
-#                 TLS files, acme.hosts (with ACME), and tenants/*.conf, one
-#                 file per tenant with its servers: a tenant's file not
-#                 staged is removed
+#   install.sh    polls.conf (default server, includes tenants/*.conf),
+#                 acme.hosts (with ACME), and tenants/routes.conf, every
+#                 tenant's servers; any other file in tenants/ (one per
+#                 tenant, from before routes.conf) is removed. A
+#                 certificate of polls:tls is in tls/ before this runs.
 #
 # Installers of one router take turns (flock on the shared volume). Nothing
 # stays live unless `nginx -t` accepts the whole resulting config: on a
@@ -40,9 +41,6 @@ restore() {
     cp -a "$backup/." "$conf/"
 }
 
-# Certificates are named by content hash: copying them never touches the
-# files the running config uses.
-if [ -d "$next/tls" ]; then cp "$next"/tls/* "$conf/tls/"; chmod 600 "$conf"/tls/*.key 2>/dev/null || true; fi
 cp "$next/polls.conf" "$conf/.polls.conf.new"
 mv "$conf/.polls.conf.new" "$conf/polls.conf"
 # The hosts the certificate companion keeps certificates for (ACME); nginx
@@ -60,13 +58,16 @@ for f in "$conf"/*.conf; do
     [ "$f" = "$conf/polls.conf" ] || rm -f "$f"
 done
 rm -f "$conf/tenants.list"
-# The tenants' routes, swapped in as a whole. One diff tells what changed:
-# a route changed or removed drains the old workers below; a tenant added
-# takes nothing away. A removed tenant stops being routed (404).
+# The tenants' routes, swapped in as a whole. A line of the old routes
+# that the new ones lack (a route changed or removed) drains the old
+# workers below; a tenant added takes nothing away. A removed tenant stops
+# being routed (404).
 mkdir -p "$next/tenants"
 rm -rf "$conf/.tenants.new" "$conf/.tenants.old"
 cp -a "$next/tenants" "$conf/.tenants.new"
-if diff -rq "$tenants" "$conf/.tenants.new" | grep -qF -e "Only in $tenants: " -e "Files "; then drain=1; fi
+cat "$tenants"/*.conf 2>/dev/null | sort >"$backup.old-routes"
+cat "$conf/.tenants.new"/*.conf 2>/dev/null | sort >"$backup.new-routes"
+[ -z "$(comm -23 "$backup.old-routes" "$backup.new-routes")" ] || drain=1
 mv "$tenants" "$conf/.tenants.old"
 mv "$conf/.tenants.new" "$tenants"
 rm -rf "$conf/.tenants.old"
@@ -118,7 +119,7 @@ while :; do
     [ "$i" -lt 100 ] || { echo "nginx did not replace its workers within 10s of SIGHUP" >&2; exit 1; }
     sleep 0.1
 done
-echo "installed the config ($(ls "$tenants" | wc -l) tenants) and reloaded nginx"
+echo "installed the config ($(cat "$tenants"/*.conf | grep -c '^# tenant ') tenants) and reloaded nginx"
 [ "$drain" = 1 ] || exit 0
 
 # The next installer need not wait for this one's old workers.

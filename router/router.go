@@ -10,10 +10,15 @@
 // gracefully. A config nginx rejects is put back, fails `pulumi up` and never
 // goes live.
 //
-// The config is rendered from the tenant list: the default server, TLS,
-// and one file per tenant (its "route", holding only that tenant's
-// servers), all installed by one installer, so a cold `pulumi up` reloads
-// nginx once and every tenant costs one file, not a container. A route
+// The config is rendered from the tenant list: the default server and one
+// file of every tenant's "route" (its servers), installed by one installer,
+// so a cold `pulumi up` reloads nginx once and a tenant costs lines in a
+// file, not a container. In `pulumi preview --diff` that file shows as a
+// line diff: an added tenant is its server block added, a removed one its
+// block removed. A certificate and key of polls:tls are put in place by an
+// installer of their own before it, so that the config's uploads hold no
+// secret (Pulumi shows an upload list with a secret in it as [secret]). A
+// route
 // sends requests to a name that never changes, the tenant's app name on
 // the edge network, which Docker's DNS resolves to the tenant's serving
 // app containers (one host) or healthy tasks (Swarm); the router asks
@@ -32,6 +37,7 @@ import (
 	_ "embed"
 	"encoding/hex"
 	"fmt"
+	"strings"
 
 	"github.com/pulumi/pulumi-docker/sdk/v4/go/docker"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
@@ -219,13 +225,44 @@ func New(ctx *pulumi.Context, name string, args Args, opts ...pulumi.ResourceOpt
 	// network namespace, rather than getting one of its own (network mode
 	// "none"), spares the kernel a namespace to set up and tear down. It
 	// never listens; it only reads and signals.
-	uploads := docker.ContainerUploadArray{}
+	uploads, tlsUploads := docker.ContainerUploadArray{}, docker.ContainerUploadArray{}
 	for _, f := range files {
 		content := pulumi.String(f.Content).ToStringOutput()
 		if f.Secret {
 			content = pulumi.ToSecret(content).(pulumi.StringOutput)
 		}
-		uploads = append(uploads, docker.ContainerUploadArgs{File: pulumi.String(stageDir + "/" + f.Name), Content: content})
+		upload := docker.ContainerUploadArgs{File: pulumi.String(stageDir + "/" + f.Name), Content: content}
+		if strings.HasPrefix(f.Name, tlsDir+"/") {
+			tlsUploads = append(tlsUploads, upload)
+		} else {
+			uploads = append(uploads, upload)
+		}
+	}
+	configOpts := []pulumi.ResourceOption{parent, platform.Named}
+	if len(tlsUploads) > 0 {
+		// Named by content hash, the files never replace the ones the
+		// running config uses; the config installer, which checks and
+		// reloads, runs once they are in place.
+		certs, err := docker.NewContainer(ctx, name+"-tls", &docker.ContainerArgs{
+			Name:  pulumi.String(args.Prefix + "-router-tls"),
+			Image: pulumi.String(args.Stack.NginxImage),
+			Entrypoints: pulumi.StringArray{pulumi.String("sh"), pulumi.String("-ec"), pulumi.Sprintf(
+				`mkdir -p %[1]s/%[2]s && cp %[3]s/%[2]s/* %[1]s/%[2]s/ && chmod 600 %[1]s/%[2]s/*.key && echo "installed the certificate"`,
+				contract.RouterConfDir, tlsDir, stageDir)},
+			Uploads:     tlsUploads,
+			Mounts:      mounts,
+			NetworkMode: pulumi.String("none"),
+			Attach:      pulumi.Bool(true),
+			Logs:        pulumi.Bool(true),
+			MustRun:     pulumi.Bool(false),
+			Restart:     pulumi.String("no"),
+			Labels:      routerLabels(args.Prefix, "router-config"),
+		}, parent, platform.Named)
+		if err != nil {
+			return nil, fmt.Errorf("router: certificate container: %w", err)
+		}
+		placed := platform.Succeeded(certs, "router: the certificate of polls:tls was not put in place: its installer", "")
+		configOpts = append(configOpts, pulumi.DependsOnInputs(placed.ApplyT(func(string) []pulumi.Resource { return []pulumi.Resource{certs} }).(pulumi.ResourceArrayOutput)))
 	}
 	base, err := docker.NewContainer(ctx, name+"-config", &docker.ContainerArgs{
 		Name:        pulumi.String(args.Prefix + "-router-config"),
@@ -240,7 +277,7 @@ func New(ctx *pulumi.Context, name string, args Args, opts ...pulumi.ResourceOpt
 		MustRun:     pulumi.Bool(false),
 		Restart:     pulumi.String("no"),
 		Labels:      routerLabels(args.Prefix, "router-config"),
-	}, parent, platform.Named)
+	}, configOpts...)
 	if err != nil {
 		return nil, fmt.Errorf("router: config container: %w", err)
 	}
@@ -307,10 +344,10 @@ type File struct {
 // Files renders the router's files, as they will be named inside dir
 // (conf.d in the router): with ACME, acme.hosts, every host the
 // certificate companion keeps a certificate for; with TLS, the certificate
-// and key, named by content hash so a new certificate never overwrites the
-// one the running config uses before the new config passed `nginx -t`;
-// polls.conf, which includes the tenants' routes; and tenants/NAME.conf,
-// each server's route, in the order given.
+// and key (under tls/), named by content hash so a new certificate never
+// overwrites the one the running config uses before the new config passed
+// `nginx -t`; polls.conf, which includes the tenants' routes; and
+// tenants/routes.conf, every server's route, in the order given.
 func Files(s spec.Stack, servers []nginx.Server, dir string) ([]File, error) {
 	cfg := Config(s, dir)
 	var files []File
@@ -325,15 +362,15 @@ func Files(s spec.Stack, servers []nginx.Server, dir string) ([]File, error) {
 	if err != nil {
 		return nil, err
 	}
-	files = append(files, File{Name: "polls.conf", Content: string(conf)})
+	var routes []byte
 	for _, srv := range servers {
 		route, err := nginx.RenderServer(cfg, srv)
 		if err != nil {
 			return nil, fmt.Errorf("route of tenant %s: %w", srv.Name, err)
 		}
-		files = append(files, File{Name: "tenants/" + srv.Name + ".conf", Content: string(route)})
+		routes = append(routes, route...)
 	}
-	return files, nil
+	return append(files, File{Name: "polls.conf", Content: string(conf)}, File{Name: RoutesFile, Content: string(routes)}), nil
 }
 
 // Config is the router's nginx config for the stack, its files inside dir
@@ -358,5 +395,11 @@ func Config(s spec.Stack, dir string) nginx.Config {
 func tlsFiles(t *spec.TLS) (cert, key string) {
 	sum := sha256.Sum256([]byte(t.CertificatePEM + t.KeyPEM))
 	id := hex.EncodeToString(sum[:8])
-	return "tls/" + id + ".crt", "tls/" + id + ".key"
+	return tlsDir + "/" + id + ".crt", tlsDir + "/" + id + ".key"
 }
+
+// tlsDir holds the certificate and key of polls:tls, in conf.d.
+const tlsDir = "tls"
+
+// RoutesFile holds every tenant's servers, in conf.d.
+const RoutesFile = "tenants/routes.conf"

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Adding one tenant to N=10, timed: the working tree against a baseline
 # revision, in one invocation, alternating, ROUNDS times each. The cold up
-# of the N tenants before it is timed too, and with backups on, how every
-# tenant's first base backup ran (scripts/first-bases.py); a cold up or an
-# add that fails is reported, and left out of the means.
+# of the N tenants before it is timed too, then a no-op `pulumi preview`
+# (BENCH_PREVIEWS of them, default 1, the median kept), and with backups
+# on, how every tenant's first base backup ran (scripts/first-bases.py); a
+# cold up or an add that fails is reported, and left out of the means.
 #
 #   scripts/bench-add.sh [BASE_REV] [ROUNDS]     # defaults: HEAD, 2
 #
@@ -31,6 +32,7 @@ n=${BENCH_N:-10}
 migrations=${BENCH_MIGRATIONS:-container}
 backups=${BENCH_BACKUPS:-true}
 sides=${BENCH_SIDES:-base tree}
+previews=${BENCH_PREVIEWS:-1}
 read -r -a pulumi_env <<<"${BENCH_PULUMI_ENV:-}"
 dir=${BENCH_DIR:-$(mktemp -d /tmp/bench-add.XXXXXX)}
 base_rev=$(git -C "$root" rev-parse --verify "$base^{commit}")
@@ -101,6 +103,13 @@ run() {
       python3 "$root/scripts/first-bases.py" "polls-$stack" "$n" "$start" 1200 >"$dir/$side-$round.bases" || true
       sed 's/^/  '"$side"'  round '"$round"': /' "$dir/$side-$round.bases"
     fi
+    # No-op previews, once the cold up's work (and its first base backups)
+    # is done; the median is kept.
+    for p in $(seq "$previews"); do
+      pstart=$EPOCHREALTIME
+      env "${pulumi_env[@]}" pulumi preview >"$dir/$side-$round.preview$p.out" 2>&1 || failed "a no-op preview" "$dir/$side-$round.preview$p.out"
+      echo "$EPOCHREALTIME - $pstart" | bc
+    done | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }' >"$dir/$side-$round.preview"
     pulumi config set polls:tenants "$(tenants $((n + 1)))" >/dev/null
     start=$EPOCHREALTIME
     added=$(printf 't%02d' $((n + 1)))
@@ -137,8 +146,8 @@ run() {
   *) exit "$rc" ;;
   esac
   docker volume ls -q --filter "name=polls-$stack-" | xargs -r docker volume rm >/dev/null
-  printf '  %-5s round %d: cold up of N=%d %6.1fs; add t%02d  until it serves %6.2fs, pulumi up %6.2fs\n' "$side" "$round" "$n" \
-    "$(cat "$dir/$side-$round.cold")" $((n + 1)) "$(cat "$dir/$side-$round.served")" "$(cat "$dir/$side-$round.seconds")"
+  printf '  %-5s round %d: cold up of N=%d %6.1fs; no-op preview %6.2fs; add t%02d  until it serves %6.2fs, pulumi up %6.2fs\n' "$side" "$round" "$n" \
+    "$(cat "$dir/$side-$round.cold")" "$(cat "$dir/$side-$round.preview")" $((n + 1)) "$(cat "$dir/$side-$round.served")" "$(cat "$dir/$side-$round.seconds")"
 }
 
 echo "bench-add: tree ($(git -C "$root" rev-parse --short HEAD)$(git -C "$root" diff --quiet || echo '+changes')) vs base ${base_rev:0:7}, N=$n, $rounds rounds, PULUMI_PARALLEL=64, polls:migrations $migrations, polls:backups $backups${BENCH_PULUMI_ENV:+, $BENCH_PULUMI_ENV}"
@@ -150,9 +159,9 @@ done
 # Means over what succeeded (a failed cold up or add leaves no figure); a
 # side none of whose rounds did has none.
 mean() { cat "$dir"/"$1"-*."$2" 2>/dev/null | awk '{ s += $1 } END { if (NR) printf "%.2f", s / NR }'; }
-for what in cold served seconds; do
+for what in cold preview served seconds; do
   b=$(mean base $what) t=$(mean tree $what)
-  case $what in cold) label="cold up of N=$n" ;; served) label="add, until it serves" ;; *) label="add, pulumi up" ;; esac
+  case $what in cold) label="cold up of N=$n" ;; preview) label="no-op preview" ;; served) label="add, until it serves" ;; *) label="add, pulumi up" ;; esac
   if [ -n "$b" ] && [ -n "$t" ]; then
     echo "  mean, $label: base ${b}s, tree ${t}s, ratio tree/base $(echo "scale=2; $t / $b" | bc)"
   else
