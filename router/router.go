@@ -17,12 +17,12 @@
 // line diff: an added tenant is its server block added, a removed one its
 // block removed. A certificate and key of polls:tls are put in place by an
 // installer of their own before it, so that the config's uploads hold no
-// secret (Pulumi shows an upload list with a secret in it as [secret]). A
-// route
-// sends requests to a name that never changes, the tenant's app name on
-// the edge network, which Docker's DNS resolves to the tenant's serving
-// app containers (one host) or healthy tasks (Swarm); the router asks
-// again every 5 s. So a release changes no route and the installer is
+// secret (Pulumi shows an upload list with a secret in it as [secret]).
+//
+// A route sends requests to a name that never changes, the tenant's app
+// name on the edge network, which Docker's DNS resolves to the tenant's
+// serving app containers (one host) or healthy tasks (Swarm); the router
+// asks again every 5 s. So a release changes no route and the installer is
 // not replaced: a new version takes the name once healthy (package
 // onehost, swarm), requests in flight finish on the old one, and nginx is
 // not reloaded. Adding or removing a tenant replaces the installer, which
@@ -220,11 +220,6 @@ func New(ctx *pulumi.Context, name string, args Args, opts ...pulumi.ResourceOpt
 		return nil, fmt.Errorf("router: nginx container: %w", err)
 	}
 
-	// The installer is a one-shot container that runs install.sh in the
-	// router's PID and network namespaces and exits. Joining the router's
-	// network namespace, rather than getting one of its own (network mode
-	// "none"), spares the kernel a namespace to set up and tear down. It
-	// never listens; it only reads and signals.
 	uploads, tlsUploads := docker.ContainerUploadArray{}, docker.ContainerUploadArray{}
 	for _, f := range files {
 		content := pulumi.String(f.Content).ToStringOutput()
@@ -246,9 +241,9 @@ func New(ctx *pulumi.Context, name string, args Args, opts ...pulumi.ResourceOpt
 		certs, err := docker.NewContainer(ctx, name+"-tls", &docker.ContainerArgs{
 			Name:  pulumi.String(args.Prefix + "-router-tls"),
 			Image: pulumi.String(args.Stack.NginxImage),
-			Entrypoints: pulumi.StringArray{pulumi.String("sh"), pulumi.String("-ec"), pulumi.Sprintf(
+			Entrypoints: pulumi.StringArray{pulumi.String("sh"), pulumi.String("-ec"), pulumi.String(fmt.Sprintf(
 				`mkdir -p %[1]s/%[2]s && cp %[3]s/%[2]s/* %[1]s/%[2]s/ && chmod 600 %[1]s/%[2]s/*.key && echo "installed the certificate"`,
-				contract.RouterConfDir, tlsDir, stageDir)},
+				contract.RouterConfDir, tlsDir, stageDir))},
 			Uploads:     tlsUploads,
 			Mounts:      mounts,
 			NetworkMode: pulumi.String("none"),
@@ -264,6 +259,11 @@ func New(ctx *pulumi.Context, name string, args Args, opts ...pulumi.ResourceOpt
 		placed := platform.Succeeded(certs, "router: the certificate of polls:tls was not put in place: its installer", "")
 		configOpts = append(configOpts, pulumi.DependsOnInputs(placed.ApplyT(func(string) []pulumi.Resource { return []pulumi.Resource{certs} }).(pulumi.ResourceArrayOutput)))
 	}
+	// The config's installer is a one-shot container that runs install.sh
+	// in the router's PID and network namespaces and exits. Joining the
+	// router's network namespace, rather than getting one of its own
+	// (network mode "none"), spares the kernel a namespace to set up and
+	// tear down. It never listens; it only reads and signals.
 	base, err := docker.NewContainer(ctx, name+"-config", &docker.ContainerArgs{
 		Name:        pulumi.String(args.Prefix + "-router-config"),
 		Image:       pulumi.String(args.Stack.NginxImage),
