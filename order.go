@@ -21,11 +21,11 @@ var holdAtMost = 60 * time.Second
 // The Pulumi engine takes one resource registration at a time, in the order
 // they arrive, and asks the provider to check and diff each before the
 // next: about 30 ms a resource here, 25 s for the ~800 of 100 tenants. A
-// new tenant's app is registered only once its database is healthy, and
-// its route once the app serves, so each joined the queue behind every
-// other tenant's unchanged resources, and adding the 101st tenant took
-// 35.7 s until it served. Held back, the others' registrations arrive once
-// the new tenants' routes are live (or holdAtMost has passed), and go
+// new tenant's app is registered only once its database is healthy, so it
+// joined the queue behind every other tenant's unchanged resources, and
+// adding the 101st tenant took 35.7 s until it served. Held back, the
+// others' registrations arrive once the new tenants are live, serving
+// with the router's config installed (or holdAtMost has passed), and go
 // through the queue while the new tenants already serve. The update as a
 // whole takes as long as before; its resources, inputs and dependencies
 // are the same (the hold carries no resource), so a preview shows nothing
