@@ -114,8 +114,13 @@ serve_watch() {
   serve_watcher=$!
 }
 served_at() {
-  wait "$serve_watcher" 2>/dev/null || true
-  serve_watcher=
+  # Polled, not waited for: served_at runs in a command substitution, a
+  # subshell, whose `wait` cannot wait for the watcher (not its child) and
+  # returned at once; a tenant that answered while the watcher slept
+  # printed "-" (compose's adds in the run at cc7feb5).
+  while [ ! -s "$work/served" ] && kill -0 "$serve_watcher" 2>/dev/null; do
+    sleep 0.05
+  done
   cat "$work/served" 2>/dev/null || echo -
 }
 
