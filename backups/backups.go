@@ -204,7 +204,7 @@ func declareLogins(ctx *pulumi.Context, args Args, key pulumi.StringOutput, opts
 	// Renamed into place: the gateway never reads a file half written.
 	const staged = "/run/secrets/htpasswd"
 	file := contract.GatewayLoginsDir + "/" + contract.GatewayHtpasswd
-	installer, err := docker.NewContainer(ctx, "backup-logins", &docker.ContainerArgs{
+	installer, err := docker.NewContainer(ctx, "backup-logins", platform.OneShot(&docker.ContainerArgs{
 		Name:  pulumi.String(args.Prefix + "-backup-logins"),
 		Image: args.AgentImage,
 		Entrypoints: pulumi.StringArray{pulumi.String("sh"), pulumi.String("-ec"),
@@ -217,15 +217,11 @@ func declareLogins(ctx *pulumi.Context, args Args, key pulumi.StringOutput, opts
 		}},
 		User:        pulumi.String("0:0"),
 		NetworkMode: pulumi.String("none"),
-		Attach:      pulumi.Bool(true),
-		Logs:        pulumi.Bool(true),
-		MustRun:     pulumi.Bool(false),
-		Restart:     pulumi.String("no"),
 		Labels: docker.ContainerLabelArray{
 			docker.ContainerLabelArgs{Label: pulumi.String(contract.LabelStack), Value: pulumi.String(args.Prefix)},
 			docker.ContainerLabelArgs{Label: pulumi.String(contract.LabelRole), Value: pulumi.String("backup-logins")},
 		},
-	}, append(opts, platform.Named)...)
+	}), append(opts, platform.Named)...)
 	if err != nil {
 		return nil, fmt.Errorf("backup gateway logins: %w", err)
 	}

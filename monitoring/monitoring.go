@@ -320,7 +320,7 @@ func installTargets(ctx *pulumi.Context, args Args, cfg prometheus.Config, targe
 	if err != nil {
 		return nil, fmt.Errorf("monitoring: %w", err)
 	}
-	c, err := docker.NewContainer(ctx, "monitoring-targets", &docker.ContainerArgs{
+	c, err := docker.NewContainer(ctx, "monitoring-targets", platform.OneShot(&docker.ContainerArgs{
 		Name:        pulumi.String(args.Prefix + "-monitoring-targets"),
 		Image:       args.AgentImage,
 		Entrypoints: pulumi.ToStringArray([]string{"sh", "-ec", installScript}),
@@ -330,12 +330,8 @@ func installTargets(ctx *pulumi.Context, args Args, cfg prometheus.Config, targe
 		}},
 		Mounts:      docker.ContainerMountArray{docker.ContainerMountArgs{Type: pulumi.String("volume"), Source: targets.Name, Target: pulumi.String("/targets")}},
 		NetworkMode: pulumi.String("none"),
-		Attach:      pulumi.Bool(true),
-		Logs:        pulumi.Bool(true),
-		MustRun:     pulumi.Bool(false),
-		Restart:     pulumi.String("no"),
 		Labels:      labels(args.Prefix, "monitoring-targets"),
-	}, parent, platform.Named)
+	}), parent, platform.Named)
 	if err != nil {
 		return nil, fmt.Errorf("monitoring: installer of the backup agents' list: %w", err)
 	}

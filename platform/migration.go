@@ -13,6 +13,17 @@ import (
 	"github.com/polls-tenants/polls/tenants"
 )
 
+// OneShot makes args a container that runs to completion: `pulumi up`
+// attaches to it until it exits, keeps its log (which Succeeded reads),
+// accepts that it is not running afterwards, and Docker never restarts it.
+func OneShot(args *docker.ContainerArgs) *docker.ContainerArgs {
+	args.Attach = pulumi.Bool(true)
+	args.Logs = pulumi.Bool(true)
+	args.MustRun = pulumi.Bool(false)
+	args.Restart = pulumi.String("no")
+	return args
+}
+
 // Migration declares the container that migrates the tenant's schema and
 // ensures its admin user, once per change of image or secrets, on the
 // engine the program talks to (on Swarm, a manager, attached to the
@@ -29,7 +40,7 @@ import (
 // version would go down before the new one is up.
 func Migration(ctx *pulumi.Context, t tenants.Parts, network, dbReady pulumi.StringOutput) (pulumi.StringOutput, error) {
 	tenant := t.Tenant.Name
-	m, err := docker.NewContainer(ctx, tenant+"-migrate", &docker.ContainerArgs{
+	m, err := docker.NewContainer(ctx, tenant+"-migrate", OneShot(&docker.ContainerArgs{
 		Image:   t.Image,
 		Command: pulumi.ToStringArray(contract.MigrationCommand),
 		Envs:    pulumi.ToStringArray(t.MigrationEnv()),
@@ -40,17 +51,11 @@ func Migration(ctx *pulumi.Context, t tenants.Parts, network, dbReady pulumi.Str
 		NetworksAdvanced: docker.ContainerNetworksAdvancedArray{
 			docker.ContainerNetworksAdvancedArgs{Name: network},
 		},
-		// Run to completion: attach, keep the logs, and accept that the
-		// container is not running afterwards.
-		Attach:     pulumi.Bool(true),
-		Logs:       pulumi.Bool(true),
-		MustRun:    pulumi.Bool(false),
-		Restart:    pulumi.String("no"),
 		Memory:     Memory(t.Stack.AppMemory(t.Tenant)),
 		MemorySwap: Memory(t.Stack.AppMemory(t.Tenant)),
 		Labels: ContainerLabels(t, "migrate", append(ExtraLabels(RestoreLabels(t)),
 			docker.ContainerLabelArgs{Label: pulumi.String("polls.database"), Value: dbReady})...),
-	}, append(t.Opts, CreateFirst)...)
+	}), append(t.Opts, CreateFirst)...)
 	if err != nil {
 		return pulumi.StringOutput{}, fmt.Errorf("container: %w", err)
 	}

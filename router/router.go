@@ -238,7 +238,7 @@ func New(ctx *pulumi.Context, name string, args Args, opts ...pulumi.ResourceOpt
 		// Named by content hash, the files never replace the ones the
 		// running config uses; the config installer, which checks and
 		// reloads, runs once they are in place.
-		certs, err := docker.NewContainer(ctx, name+"-tls", &docker.ContainerArgs{
+		certs, err := docker.NewContainer(ctx, name+"-tls", platform.OneShot(&docker.ContainerArgs{
 			Name:  pulumi.String(args.Prefix + "-router-tls"),
 			Image: pulumi.String(args.Stack.NginxImage),
 			Entrypoints: pulumi.StringArray{pulumi.String("sh"), pulumi.String("-ec"), pulumi.String(fmt.Sprintf(
@@ -247,12 +247,8 @@ func New(ctx *pulumi.Context, name string, args Args, opts ...pulumi.ResourceOpt
 			Uploads:     tlsUploads,
 			Mounts:      mounts,
 			NetworkMode: pulumi.String("none"),
-			Attach:      pulumi.Bool(true),
-			Logs:        pulumi.Bool(true),
-			MustRun:     pulumi.Bool(false),
-			Restart:     pulumi.String("no"),
 			Labels:      routerLabels(args.Prefix, "router-config"),
-		}, parent, platform.Named)
+		}), parent, platform.Named)
 		if err != nil {
 			return nil, fmt.Errorf("router: certificate container: %w", err)
 		}
@@ -264,7 +260,7 @@ func New(ctx *pulumi.Context, name string, args Args, opts ...pulumi.ResourceOpt
 	// router's network namespace, rather than getting one of its own
 	// (network mode "none"), spares the kernel a namespace to set up and
 	// tear down. It never listens; it only reads and signals.
-	base, err := docker.NewContainer(ctx, name+"-config", &docker.ContainerArgs{
+	base, err := docker.NewContainer(ctx, name+"-config", platform.OneShot(&docker.ContainerArgs{
 		Name:        pulumi.String(args.Prefix + "-router-config"),
 		Image:       pulumi.String(args.Stack.NginxImage),
 		Entrypoints: pulumi.StringArray{pulumi.String("sh"), pulumi.String("-ec"), pulumi.String(installScript), pulumi.String("install.sh")},
@@ -272,12 +268,8 @@ func New(ctx *pulumi.Context, name string, args Args, opts ...pulumi.ResourceOpt
 		Mounts:      mounts,
 		PidMode:     pulumi.Sprintf("container:%s", router.ID()),
 		NetworkMode: pulumi.Sprintf("container:%s", router.ID()),
-		Attach:      pulumi.Bool(true),
-		Logs:        pulumi.Bool(true),
-		MustRun:     pulumi.Bool(false),
-		Restart:     pulumi.String("no"),
 		Labels:      routerLabels(args.Prefix, "router-config"),
-	}, configOpts...)
+	}), configOpts...)
 	if err != nil {
 		return nil, fmt.Errorf("router: config container: %w", err)
 	}
