@@ -378,6 +378,7 @@ func newEnv(t *testing.T) *env {
 		"PULUMI_CONFIG_PASSPHRASE": "e2e-" + randomHex(8),
 		"PULUMI_SKIP_UPDATE_CHECK": "1",
 		"PULUMI_PARALLEL":          "64",
+		"GOGC":                     "400", // as scripts/up.sh and the workflows run it
 	}))
 	if err != nil {
 		t.Fatalf("create stack: %v", err)

@@ -37,7 +37,7 @@ read -r -a pulumi_env <<<"${BENCH_PULUMI_ENV:-}"
 dir=${BENCH_DIR:-$(mktemp -d /tmp/bench-add.XXXXXX)}
 base_rev=$(git -C "$root" rev-parse --verify "$base^{commit}")
 mkdir -p "$dir"
-export PULUMI_CONFIG_PASSPHRASE=bench PULUMI_SKIP_UPDATE_CHECK=1 PULUMI_PARALLEL=64
+export PULUMI_CONFIG_PASSPHRASE=bench PULUMI_SKIP_UPDATE_CHECK=1 PULUMI_PARALLEL=64 GOGC=${GOGC:-400}
 
 # A module proxy on loopback for the app build (containers here cannot do
 # HTTPS): the module cache's download tree.
@@ -107,7 +107,7 @@ run() {
     # is done; the median is kept.
     for p in $(seq "$previews"); do
       pstart=$EPOCHREALTIME
-      env "${pulumi_env[@]}" pulumi preview >"$dir/$side-$round.preview$p.out" 2>&1 || failed "a no-op preview" "$dir/$side-$round.preview$p.out"
+      env "${pulumi_env[@]}" PULUMI_PARALLEL_DIFF=true pulumi preview >"$dir/$side-$round.preview$p.out" 2>&1 || failed "a no-op preview" "$dir/$side-$round.preview$p.out"
       echo "$EPOCHREALTIME - $pstart" | bc
     done | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }' >"$dir/$side-$round.preview"
     pulumi config set polls:tenants "$(tenants $((n + 1)))" >/dev/null
@@ -150,7 +150,7 @@ run() {
     "$(cat "$dir/$side-$round.cold")" "$(cat "$dir/$side-$round.preview")" $((n + 1)) "$(cat "$dir/$side-$round.served")" "$(cat "$dir/$side-$round.seconds")"
 }
 
-echo "bench-add: tree ($(git -C "$root" rev-parse --short HEAD)$(git -C "$root" diff --quiet || echo '+changes')) vs base ${base_rev:0:7}, N=$n, $rounds rounds, PULUMI_PARALLEL=64, polls:migrations $migrations, polls:backups $backups${BENCH_PULUMI_ENV:+, $BENCH_PULUMI_ENV}"
+echo "bench-add: tree ($(git -C "$root" rev-parse --short HEAD)$(git -C "$root" diff --quiet || echo '+changes')) vs base ${base_rev:0:7}, N=$n, $rounds rounds, PULUMI_PARALLEL=64 GOGC=$GOGC, polls:migrations $migrations, polls:backups $backups${BENCH_PULUMI_ENV:+, $BENCH_PULUMI_ENV}"
 for r in $(seq "$rounds"); do
   for side in $sides; do
     run "$side" "$r"

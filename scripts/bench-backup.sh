@@ -27,7 +27,7 @@
 # the docker 4.10.0 and random 4.19.0 plugins, go, curl and python3.
 # Everything it creates is removed on exit.
 set -euo pipefail
-export LC_ALL=C PULUMI_SKIP_UPDATE_CHECK=1 PULUMI_PARALLEL=${PULUMI_PARALLEL:-64}
+export LC_ALL=C PULUMI_SKIP_UPDATE_CHECK=1 PULUMI_PARALLEL=${PULUMI_PARALLEL:-64} GOGC=${GOGC:-400}
 cd "$(dirname "$0")/.."
 root=$PWD
 n=${BENCH_N:-5}

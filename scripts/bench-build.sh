@@ -25,7 +25,7 @@ die() { echo "bench-build: $*" >&2; exit 1; }
 export PULUMI_BACKEND_URL=file://$work/state
 export PULUMI_CONFIG_PASSPHRASE=bench-build
 export PULUMI_SKIP_UPDATE_CHECK=1
-export PULUMI_PARALLEL=64
+export PULUMI_PARALLEL=64 GOGC=${GOGC:-400}
 command -v pulumi >/dev/null || die "pulumi CLI not found on PATH"
 docker image inspect polls-local/golang:1.23 polls-local/static:bookworm polls-local/nginx:1 >/dev/null 2>&1 ||
   die "local images missing: run scripts/images.sh"

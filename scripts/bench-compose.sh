@@ -117,7 +117,7 @@
 set -euo pipefail
 export LC_ALL=C PULUMI_SKIP_UPDATE_CHECK=1
 # As scripts/up.sh and the workflows run it (README, "Performance").
-export PULUMI_PARALLEL=${PULUMI_PARALLEL:-64}
+export PULUMI_PARALLEL=${PULUMI_PARALLEL:-64} GOGC=${GOGC:-400}
 # docker-compose 1.29 runs each service's containers in a thread pool
 # nested in the pool of services, both bounded by this (default 64): with
 # more services waiting on their dependencies than that, the nested tasks
@@ -415,7 +415,7 @@ echo "  compose client: docker-compose $compose_version (python, Debian package)
 echo "  migrations:     $migrations, both sides (BENCH_MIGRATIONS; polls:migrations, composegen -migrations)"
 echo "  docker engine:  $engine, storage driver $(docker info --format '{{.Driver}}'), cgroup $(docker info --format '{{.CgroupVersion}}')"
 if [ -z "$compose_only" ]; then
-  echo "  pulumi:         $(pulumi version), plugins docker 4.10.0 and random 4.19.0, file backend, PULUMI_PARALLEL=$PULUMI_PARALLEL${pulumi_env[*]:+ ${pulumi_env[*]}}"
+  echo "  pulumi:         $(pulumi version), plugins docker 4.10.0 and random 4.19.0, file backend, PULUMI_PARALLEL=$PULUMI_PARALLEL GOGC=$GOGC${pulumi_env[*]:+ ${pulumi_env[*]}}"
 fi
 echo "  host:           $(nproc) cores (${cpu:-unknown CPU}), $(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo) RAM, load average $(cut -d' ' -f1-3 /proc/loadavg) at start"
 echo "setup (untimed):"
@@ -620,7 +620,8 @@ bench_pulumi() {
   # It runs under scripts/cpu-by-process.py: by_process then prints where
   # the orchestrator's CPU went (the CLI's own figure is the engine's).
   up() { pulumi_split up --yes --skip-preview -s "$stack_up"; }
-  preview() { pulumi_split preview -s "$stack_up"; }
+  # Previews as the preview workflow runs them (README, "Performance").
+  preview() { PULUMI_PARALLEL_DIFF=true pulumi_split preview -s "$stack_up"; }
   pulumi_split() { python3 "$root/scripts/cpu-by-process.py" "$work/split" /dev/null pulumi -C "$src" "$@" 2>&1 | tee -a "$log" >"$work/up.out"; }
   by_process() { echo "    CPU-s by process under pulumi: pulumi (the engine) $(cut -d' ' -f1 "$work/split"), $(cat "$work/split.split")"; }
   # changes prints the last command's resource summary, e.g. "~ 3 updated, 93 unchanged".

@@ -32,7 +32,7 @@
 # volumes and images, the module proxy and the temp dir on exit.
 set -euo pipefail
 export LC_ALL=C PULUMI_SKIP_UPDATE_CHECK=1
-export PULUMI_PARALLEL=${PULUMI_PARALLEL:-64}
+export PULUMI_PARALLEL=${PULUMI_PARALLEL:-64} GOGC=${GOGC:-400}
 cd "$(dirname "$0")/.."
 root=$PWD
 n1=${BENCH_N1:-2}

@@ -55,7 +55,7 @@
 set -euo pipefail
 export LC_ALL=C PULUMI_SKIP_UPDATE_CHECK=1
 # As scripts/up.sh and the workflows run it (README, "Performance").
-export PULUMI_PARALLEL=${PULUMI_PARALLEL:-64}
+export PULUMI_PARALLEL=${PULUMI_PARALLEL:-64} GOGC=${GOGC:-400}
 # B: VAR=value words, set for B's commands only; A runs without them.
 read -ra b_env <<<"${BENCH_B:-PULUMI_SKIP_CHECKPOINTS=true}"
 for kv in "${b_env[@]}"; do
@@ -164,7 +164,7 @@ trap 'exit 130' INT TERM
 . "$root/scripts/bench-lib.sh"
 
 echo "bench-release: a no-op preview and a release at N=$n tenants, with Pulumi's defaults (A) and with ${b_env[*]} (B)"
-echo "  pulumi $(pulumi version), file backend, PULUMI_PARALLEL=$PULUMI_PARALLEL; docker engine $(docker version --format '{{.Server.Version}}')"
+echo "  pulumi $(pulumi version), file backend, PULUMI_PARALLEL=$PULUMI_PARALLEL GOGC=$GOGC; docker engine $(docker version --format '{{.Server.Version}}')"
 echo "  host: $(nproc) cores, $(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo) RAM, load average $(cut -d' ' -f1-3 /proc/loadavg) at start"
 mkdir -p "$src" "$work/bin" "$work/state"
 tar -C "$root" --exclude=./.git --exclude=./.pulumi-state --exclude=./.pulumi-bin --exclude=./.e2e --exclude='./Pulumi.*.yaml' -cf - . | tar -C "$src" -xf -

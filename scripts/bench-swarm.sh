@@ -52,7 +52,7 @@
 # goes down), the module proxy and the temp dir.
 set -euo pipefail
 export LC_ALL=C PULUMI_SKIP_UPDATE_CHECK=1
-export PULUMI_PARALLEL=${PULUMI_PARALLEL:-64}
+export PULUMI_PARALLEL=${PULUMI_PARALLEL:-64} GOGC=${GOGC:-400}
 [ -z "${BENCH_LOG:-}" ] || BENCH_LOG=$(realpath -m -- "$BENCH_LOG") # before the cd
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -341,7 +341,7 @@ echo "bench-swarm: pulumi (polls:platform swarm) vs docker stack deploy, N=$n, s
 echo "  cluster:        $POLLS_SWARM_N1_NODE (manager, host engine) + $POLLS_SWARM_N2_NODE (worker), registry $POLLS_REGISTRY; $cluster_note"
 echo "  docker:         CLI $(docker version --format '{{.Client.Version}}'), engines $engine"
 echo "  migrations:     $migrations, both sides (BENCH_MIGRATIONS; polls:migrations, stackgen -migrations)"
-echo "  pulumi:         $(pulumi version), plugins docker 4.10.0 and random 4.19.0, file backend, PULUMI_PARALLEL=$PULUMI_PARALLEL"
+echo "  pulumi:         $(pulumi version), plugins docker 4.10.0 and random 4.19.0, file backend, PULUMI_PARALLEL=$PULUMI_PARALLEL GOGC=$GOGC"
 echo "  host:           $(nproc) cores (${cpu:-unknown CPU}), $(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo) RAM, load average $(cut -d' ' -f1-3 /proc/loadavg) at start"
 echo "setup (untimed):"
 

@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 root=$PWD
 work=$(mktemp -d /tmp/upgrade-check.XXXXXX)
 export PULUMI_BACKEND_URL=file://$work/state PULUMI_CONFIG_PASSPHRASE=upgrade-check
-export PULUMI_SKIP_UPDATE_CHECK=1 PULUMI_PARALLEL=${PULUMI_PARALLEL:-64}
+export PULUMI_SKIP_UPDATE_CHECK=1 PULUMI_PARALLEL=${PULUMI_PARALLEL:-64} GOGC=${GOGC:-400}
 status=0
 stack=upg$(od -An -N2 -tx1 /dev/urandom | tr -d ' \n')
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
