@@ -17,9 +17,9 @@ action=${2:-up}
 
 # shellcheck source=scripts/pulumi-env.sh
 . scripts/pulumi-env.sh
-# Pulumi's default is 4 steps per core; Go's garbage collector runs at
-# GOGC=100, a quarter of a preview's CPU at 100 tenants. See README,
-# "Performance".
+# Pulumi's default is 4 steps per core. Go's default GOGC=100 made garbage
+# collection a quarter of a preview's CPU at 100 tenants; 400 collects less
+# often. See README, "Performance".
 export PULUMI_PARALLEL=${PULUMI_PARALLEL:-64} GOGC=${GOGC:-400}
 mkdir -p .pulumi-state
 
