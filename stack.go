@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/pulumi/pulumi-docker/sdk/v4/go/docker"
+	"github.com/pulumi/pulumi-random/sdk/v4/go/random"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
 	"github.com/polls-tenants/polls/appbuild"
@@ -64,6 +65,10 @@ type stackPlatform interface {
 	RemoteApps() bool
 	// Existing reports whether the tenant was deployed before this update.
 	Existing(tenant string) bool
+	// LegacyPasswords reports whether an earlier version of the program
+	// deployed the tenant, with its passwords as random.RandomPassword
+	// resources (tenants.Args.LegacyPasswords).
+	LegacyPasswords(tenant string) bool
 	// AppPort is the port the tenant's app listens on.
 	AppPort(tenant string) int
 	// Retire stops what the tenant's new version replaced, once routed
@@ -184,6 +189,17 @@ func declare(ctx *pulumi.Context, s spec.Stack, engine Engine) (*deployed, error
 		return nil, err
 	}
 
+	// The tenants' passwords are derived from this key (tenants.Args.Key).
+	// Replacing it (pulumi up --replace with its URN) rotates every
+	// tenant's passwords at once.
+	key, err := random.NewRandomPassword(ctx, "tenant-key", &random.RandomPasswordArgs{
+		Length: pulumi.Int(43), Special: pulumi.Bool(false),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("tenant key: %w", err)
+	}
+	tenantKey := pulumi.ToSecret(key.Result).(pulumi.StringOutput)
+
 	d := &deployed{Tenants: map[string]*tenants.Tenant{}}
 	var routes []router.Route
 	first := newNewFirst(ctx, s.Tenants, on.Existing)
@@ -193,11 +209,13 @@ func declare(ctx *pulumi.Context, s spec.Stack, engine Engine) (*deployed, error
 			// RepoDigest is the built image's ID, or on Swarm its digest in
 			// the registry: a code change rolls the app, an unchanged tree
 			// changes nothing.
-			AppImage: image.RepoDigest,
-			Platform: on,
-			AppPort:  on.AppPort(t.Name),
-			Backup:   perTenant[t.Name],
-			Hold:     first.Hold(on.Existing(t.Name)),
+			AppImage:        image.RepoDigest,
+			Platform:        on,
+			Key:             tenantKey,
+			LegacyPasswords: on.LegacyPasswords(t.Name),
+			AppPort:         on.AppPort(t.Name),
+			Backup:          perTenant[t.Name],
+			Hold:            first.Hold(on.Existing(t.Name)),
 		}, pulumi.Providers(provider))
 		if err != nil {
 			return nil, err

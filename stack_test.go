@@ -75,7 +75,7 @@ func TestResourceCounts(t *testing.T) {
 				"docker:index/network:Network":               2 + n,   // edge, backup + one private per tenant
 				"docker:index/volume:Volume":                 3 + 2*n, // router config, backup slots, gateway logins + data, backup spool per tenant
 				"docker:index/container:Container":           4 + 4*n, // router, config, backup gateway, its logins; db, migrate, app, backup agent per tenant
-				"random:index/randomPassword:RandomPassword": 1 + 2*n, // the generated backup key
+				"random:index/randomPassword:RandomPassword": 2,       // the generated backup key, the tenant key
 				"polls:index:Tenant":                         n,
 				"polls:index:Router":                         1,
 			}
@@ -124,8 +124,6 @@ func TestLogicalNamesStable(t *testing.T) {
 		"docker:index/volume:Volume::thor-backup-spool",
 		"docker:index/volume:Volume::thor-pgdata",
 		"polls:index:Tenant::thor",
-		"random:index/randomPassword:RandomPassword::thor-admin-password",
-		"random:index/randomPassword:RandomPassword::thor-db-password",
 	}
 	if diff := cmp.Diff(want, names(tenantList("thor", "potter"))); diff != "" {
 		t.Errorf("thor's resources (-want +got):\n%s", diff)
@@ -185,7 +183,7 @@ func TestSecretsStaySecret(t *testing.T) {
 	}
 	passwords := []string{}
 	for _, tn := range []string{"thor", "potter"} {
-		passwords = append(passwords, fakes.Password(tn+"-db-password"), fakes.Password(tn+"-admin-password"))
+		passwords = append(passwords, fakes.TenantPasswords(tn)...)
 	}
 	var secretUploads int
 	for key, in := range m.All() {
@@ -219,6 +217,89 @@ func TestSecretsStaySecret(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestLegacyPasswordsKept ensures an upgrade rotates no password: a tenant
+// an earlier version deployed (its network on the engine without
+// polls.secrets) keeps its two random.RandomPassword resources, under the
+// same names, and its network as it was, while a new tenant's passwords are
+// derived from the tenant key and its network is marked. Raising the old
+// tenant's rotation moves it to derived passwords, its network untouched.
+func TestLegacyPasswordsKept(t *testing.T) {
+	first := newMocks()
+	if err := run(t, first, map[string]string{"tenants": tenantList("thor", "potter")}); err != nil {
+		t.Fatal(err)
+	}
+	// As an earlier version left them: thor's network without the label.
+	nets := first.declaredNetworks()
+	for _, n := range nets {
+		if n.Labels[contract.LabelTenant] == "thor" {
+			delete(n.Labels, contract.LabelSecrets)
+		}
+	}
+	dbPassword := func(m *mocks, tenant string) string {
+		for _, u := range m.All()["docker:index/container:Container::"+tenant+"-db"]["uploads"].ArrayValue() {
+			if c := u.ObjectValue()["content"]; c.IsSecret() && u.ObjectValue()["file"].StringValue() == contract.DBPasswordFile {
+				return c.SecretValue().Element.StringValue()
+			}
+		}
+		t.Fatalf("%s's database has no secret password upload", tenant)
+		return ""
+	}
+	randoms := func(m *mocks) []string {
+		var out []string
+		for key := range m.All() {
+			if name, ok := strings.CutPrefix(key, "random:index/randomPassword:RandomPassword::"); ok {
+				out = append(out, name)
+			}
+		}
+		sort.Strings(out)
+		return out
+	}
+	netLabels := func(m *mocks, tenant string) string {
+		return fmt.Sprint(m.All()["docker:index/network:Network::"+tenant+"-net"]["labels"])
+	}
+
+	upgraded := newMocks()
+	upgraded.NetworkList = nets
+	if err := run(t, upgraded, map[string]string{"tenants": tenantList("thor", "potter", "hermione")}); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := randoms(upgraded), []string{"backup-key", "tenant-key", "thor-admin-password", "thor-db-password"}; !slices.Equal(got, want) {
+		t.Errorf("random passwords after the upgrade = %v; want %v", got, want)
+	}
+	if got, want := dbPassword(upgraded, "thor"), fakes.Password("thor-db-password"); got != want {
+		t.Errorf("thor's database password = %q; want its random password %q", got, want)
+	}
+	for _, tn := range []string{"potter", "hermione"} {
+		if got, want := dbPassword(upgraded, tn), fakes.TenantPasswords(tn)[0]; got != want {
+			t.Errorf("%s's database password = %q; want the derived %q", tn, got, want)
+		}
+		if l := netLabels(upgraded, tn); !strings.Contains(l, contract.LabelSecrets) {
+			t.Errorf("%s's network labels %s lack %s", tn, l, contract.LabelSecrets)
+		}
+	}
+	if l := netLabels(upgraded, "thor"); strings.Contains(l, contract.LabelSecrets) {
+		t.Errorf("thor's network labels %s gained %s: the network would be replaced", l, contract.LabelSecrets)
+	}
+
+	rotated := newMocks()
+	rotated.NetworkList = nets
+	if err := run(t, rotated, map[string]string{"tenants": `{"thor":{"rotation":1},"potter":{}}`}); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := randoms(rotated), []string{"backup-key", "tenant-key"}; !slices.Equal(got, want) {
+		t.Errorf("random passwords after thor's rotation = %v; want %v", got, want)
+	}
+	if got, want := dbPassword(rotated, "thor"), contract.TenantPassword(fakes.Password("tenant-key"), "db", "thor", 1, 32); got != want {
+		t.Errorf("thor's rotated database password = %q; want %q", got, want)
+	}
+	if a, b := rotated.All()["docker:index/network:Network::thor-net"], upgraded.All()["docker:index/network:Network::thor-net"]; !a.DeepEquals(b) {
+		t.Errorf("thor's network changed with its rotation: %v, was %v", a, b)
+	}
+	if got, want := dbPassword(rotated, "potter"), fakes.TenantPasswords("potter")[0]; got != want {
+		t.Errorf("potter's database password = %q after thor's rotation; want it unchanged, %q", got, want)
 	}
 }
 

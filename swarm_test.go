@@ -3,6 +3,8 @@ package main
 import (
 	"encoding/base64"
 	"fmt"
+	"slices"
+	"sort"
 	"strings"
 	"testing"
 
@@ -172,7 +174,7 @@ func TestSwarmSecretsStaySecret(t *testing.T) {
 	}
 	var forbidden []string
 	for _, tn := range []string{"thor", "potter", "hermione"} {
-		for _, pw := range []string{fakes.Password(tn + "-db-password"), fakes.Password(tn + "-admin-password")} {
+		for _, pw := range fakes.TenantPasswords(tn) {
 			forbidden = append(forbidden, pw, base64.StdEncoding.EncodeToString([]byte(pw))[:20])
 		}
 	}
@@ -195,6 +197,34 @@ func TestSwarmSecretsStaySecret(t *testing.T) {
 	}
 	if secrets != 6 {
 		t.Errorf("Docker secrets = %d; want 6", secrets)
+	}
+}
+
+// TestSwarmLegacyPasswordsKept ensures an upgrade on Swarm rotates no
+// password: a tenant whose database service an earlier version made (no
+// polls.secrets label) keeps its random.RandomPassword resources and its
+// service's labels, while a new tenant's are derived and its service marked.
+func TestSwarmLegacyPasswordsKept(t *testing.T) {
+	m := swarmMocks()
+	m.ServiceList = []dockerapi.Service{{Name: "polls-dev-thor-db", Labels: map[string]string{"polls.stack": "polls-dev", "polls.role": "db", "polls.tenant": "thor", "polls.node": "n2"}}}
+	if err := run(t, m, swarmConfig(), "polls:registryPassword"); err != nil {
+		t.Fatal(err)
+	}
+	var randoms []string
+	for key := range m.All() {
+		if name, ok := strings.CutPrefix(key, "random:index/randomPassword:RandomPassword::"); ok {
+			randoms = append(randoms, name)
+		}
+	}
+	sort.Strings(randoms)
+	if want := []string{"backup-key", "tenant-key", "thor-admin-password", "thor-db-password"}; !slices.Equal(randoms, want) {
+		t.Errorf("random passwords = %v; want %v", randoms, want)
+	}
+	for tn, marked := range map[string]bool{"thor": false, "potter": true, "hermione": true} {
+		labels := fmt.Sprint(m.All()["docker:index/service:Service::"+tn+"-db"]["labels"])
+		if strings.Contains(labels, contract.LabelSecrets) != marked {
+			t.Errorf("%s's database service labels %s: has %s = %v; want %v", tn, labels, contract.LabelSecrets, !marked, marked)
+		}
 	}
 }
 

@@ -183,6 +183,14 @@ const (
 	LabelPort = "polls.port"
 	// LabelRetained marks data volumes kept on tenant removal and destroy.
 	LabelRetained = "polls.retained"
+	// LabelSecrets, set to SecretsDerived, marks the object that says how
+	// a tenant's passwords are made (its network on one engine, its
+	// database's service on Swarm): derived from the stack's tenant key
+	// (TenantPassword). A tenant deployed before, whose object lacks it,
+	// keeps the random.RandomPassword resources that made its passwords,
+	// so an upgrade rotates none.
+	LabelSecrets   = "polls.secrets"
+	SecretsDerived = "derived"
 )
 
 // The router's certificate companion (polls-agent acme, with polls:acmeEmail).
@@ -361,6 +369,28 @@ func TenantSecret(key, purpose, tenant string) string {
 	m := hmac.New(sha256.New, []byte(key))
 	m.Write([]byte("polls backup\x00" + purpose + "\x00" + tenant))
 	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+}
+
+// TenantPassword derives a tenant's generated password from the stack's
+// tenant key: its database role's ("db") or its admin account's ("admin"),
+// length letters and digits, the same on every run. rotation is the
+// tenant's polls:tenants.<name>.rotation: raising it gives new passwords.
+// Derived, not generated, they cost no resource per tenant; the key is one
+// random.RandomPassword in the stack's state.
+func TenantPassword(key, purpose, tenant string, rotation, length int) string {
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+	out := make([]byte, 0, length)
+	for block := 0; len(out) < length; block++ {
+		m := hmac.New(sha256.New, []byte(key))
+		fmt.Fprintf(m, "polls tenant\x00%s\x00%s\x00%d\x00%d", purpose, tenant, rotation, block)
+		for _, b := range m.Sum(nil) {
+			// 248 = 4 * 62: every letter and digit equally likely.
+			if b < 248 && len(out) < length {
+				out = append(out, alphabet[b%62])
+			}
+		}
+	}
+	return string(out)
 }
 
 // HtpasswdLine is the gateway's login line for user: SHA-1 of a derived,

@@ -37,6 +37,34 @@ func TestTenantSecret(t *testing.T) {
 	}
 }
 
+// TestTenantPassword ensures a tenant's derived passwords are stable,
+// letters and digits of the length asked, longer than one HMAC block gives
+// when asked, and differ with each input (a raised rotation is a new
+// password).
+func TestTenantPassword(t *testing.T) {
+	a := TenantPassword("key-1", "db", "thor", 0, 32)
+	if again := TenantPassword("key-1", "db", "thor", 0, 32); again != a {
+		t.Errorf("TenantPassword is not deterministic: %q, %q", a, again)
+	}
+	for _, other := range []string{
+		TenantPassword("key-1", "admin", "thor", 0, 32), TenantPassword("key-1", "db", "potter", 0, 32),
+		TenantPassword("key-2", "db", "thor", 0, 32), TenantPassword("key-1", "db", "thor", 1, 32),
+	} {
+		if other == a {
+			t.Errorf("two different passwords are equal: %q", a)
+		}
+	}
+	for _, n := range []int{24, 32, 100} {
+		pw := TenantPassword("key-1", "db", "thor", 0, n)
+		if len(pw) != n || strings.Trim(pw, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789") != "" {
+			t.Errorf("TenantPassword(length %d) = %q; want %d letters and digits", n, pw, n)
+		}
+	}
+	if long := TenantPassword("key-1", "db", "thor", 0, 100); !strings.HasPrefix(long, a) {
+		t.Errorf("a longer password does not extend the shorter one: %q, %q", long, a)
+	}
+}
+
 // TestHtpasswdLine ensures the gateway's login line is the {SHA} form
 // rclone reads: the base64 of the password's SHA-1.
 func TestHtpasswdLine(t *testing.T) {

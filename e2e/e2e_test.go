@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/cookiejar"
@@ -53,6 +54,9 @@ type env struct {
 	dbContainer func(tenant string) (host, id string)
 	// otherHosts are the other nodes' engines (DOCKER_HOST values).
 	otherHosts []string
+	// keep holds settings setTenants adds to a tenant in every later list,
+	// e.g. a raised rotation: a list without it would rotate again.
+	keep map[string]map[string]any
 }
 
 // TestEndToEnd ensures the stack really comes up on Docker and behaves:
@@ -307,6 +311,15 @@ func TestEndToEnd(t *testing.T) {
 	if code, _ := e.get("beta.polls.local", "/"); code != http.StatusNotFound {
 		t.Errorf("removed tenant beta answers %d; want 404", code)
 	}
+	// 8a. In the same `pulumi up`, alpha's rotation raised gives it new
+	// database and admin passwords: its data stays, the new admin password
+	// logs in and the old one no longer does. Every later tenant list
+	// keeps the rotation (one without it would rotate again).
+	kept := "Survives rotation " + randomHex(3) + "?"
+	if code := e.login("alpha", passwords["alpha"]).status(http.MethodPost, "/admin/polls", url.Values{"question": {kept}}); code != http.StatusOK {
+		t.Fatalf("create poll in alpha = %d; want 200 after redirect", code)
+	}
+	e.keep = map[string]map[string]any{"alpha": {"rotation": 1}}
 	e.setTenants(`["alpha","beta","gamma"]`)
 	out = e.up()
 	newPasswords := adminPasswords(t, out)
@@ -316,6 +329,17 @@ func TestEndToEnd(t *testing.T) {
 	if code := e.login("beta", newPasswords["beta"]).status(http.MethodGet, "/admin/", nil); code != http.StatusOK {
 		t.Errorf("beta re-added: login with the new stack output password failed (%d)", code)
 	}
+	if newPasswords["alpha"] == passwords["alpha"] {
+		t.Errorf("alpha's admin password is the same after its rotation")
+	}
+	if code, body := e.get("alpha.polls.local", "/"); code != http.StatusOK || !strings.Contains(body, kept) {
+		t.Errorf("alpha after its rotation: GET / = %d, has %q: %v; want its data", code, kept, strings.Contains(body, kept))
+	}
+	e.login("alpha", newPasswords["alpha"])
+	if code := e.client("alpha").loginStatus("admin", passwords["alpha"]); code != http.StatusUnauthorized {
+		t.Errorf("alpha's old admin password after its rotation: login = %d; want 401", code)
+	}
+	passwords["alpha"] = newPasswords["alpha"]
 
 	// 8b. A release killed mid-way (the CLI and its plugins SIGKILLed once
 	// a tenant serves the new version, without checkpoints) is recovered by
@@ -419,6 +443,9 @@ func newEnv(t *testing.T) *env {
 
 func (e *env) setTenants(list string) {
 	e.t.Helper()
+	if len(e.keep) > 0 {
+		list = e.withKept(list)
+	}
 	cfg := auto.ConfigMap{"polls:tenants": {Value: list}}
 	for k, v := range e.config {
 		cfg[k] = auto.ConfigValue{Value: v, Secret: e.secret[k]}
@@ -426,6 +453,43 @@ func (e *env) setTenants(list string) {
 	if err := e.stack.SetAllConfig(e.ctx, cfg); err != nil {
 		e.t.Fatalf("set config: %v", err)
 	}
+}
+
+// withKept returns list in the map form (which changes no resource), with
+// e.keep's settings added to the tenants it names.
+func (e *env) withKept(list string) string {
+	e.t.Helper()
+	byName := map[string]map[string]any{}
+	var items []any
+	if err := json.Unmarshal([]byte(list), &byName); err != nil {
+		if err := json.Unmarshal([]byte(list), &items); err != nil {
+			e.t.Fatalf("tenant list %s is neither the map nor the list form", list)
+		}
+		for _, it := range items {
+			switch it := it.(type) {
+			case string:
+				byName[it] = map[string]any{}
+			case map[string]any:
+				name, _ := it["name"].(string)
+				delete(it, "name")
+				byName[name] = it
+			}
+		}
+	}
+	for tenant, settings := range e.keep {
+		if byName[tenant] == nil {
+			if _, listed := byName[tenant]; !listed {
+				continue
+			}
+			byName[tenant] = map[string]any{}
+		}
+		maps.Copy(byName[tenant], settings)
+	}
+	b, err := json.Marshal(byName)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return string(b)
 }
 
 func (e *env) up() auto.OutputMap {

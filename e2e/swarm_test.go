@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/auto/optdestroy"
-	"github.com/pulumi/pulumi/sdk/v3/go/auto/optup"
 )
 
 // cluster is the two-node Swarm scripts/swarm-cluster.sh makes: the host's
@@ -376,25 +375,24 @@ func TestSwarm(t *testing.T) {
 		t.Errorf("re-added alpha's database runs on %v; want [%s], where its data is", got, c.n2)
 	}
 
-	// 6b. Rotating alpha's database password makes new Docker secrets,
-	// rolls alpha's services to them and deletes the old ones; alpha keeps
-	// its data and serves.
+	// 6b. Raising alpha's rotation makes new Docker secrets, rolls
+	// alpha's services to them and deletes the old ones; alpha keeps its
+	// data and serves. Every later tenant list keeps the rotation.
 	secrets := func() string {
 		return e.docker("secret", "ls", "--filter", "label=polls.stack="+e.prefix, "--filter", "label=polls.tenant=alpha", "--format", "{{.Name}}")
 	}
 	oldSecrets := secrets()
-	urn := "urn:pulumi:" + strings.TrimPrefix(e.prefix, "polls-") + "::polls::polls:index:Tenant$random:index/randomPassword:RandomPassword::alpha-db-password"
-	if _, err := e.stack.Up(e.ctx, optup.Replace([]string{urn}), optup.ProgressStreams(e.log), optup.ErrorProgressStreams(e.log)); err != nil {
-		t.Fatalf("pulumi up --replace alpha's database password: %v", tailErr(err))
-	}
+	e.keep = map[string]map[string]any{"alpha": {"rotation": 1}}
+	e.setTenants(`{"alpha":{},"beta":{},"gamma":{}}`)
+	e.up()
 	newSecrets := secrets()
-	// The database password's secret and the URL's, which holds it, are
-	// new and the old ones gone; the admin password's (polls:migrations
-	// app, 5d) stays.
+	// The database password's secret, the URL's, which holds it, and the
+	// admin password's (polls:migrations app, 5d) are new and the old
+	// ones gone.
 	old, renewed := strings.Fields(oldSecrets), strings.Fields(newSecrets)
 	fresh := slices.DeleteFunc(slices.Clone(renewed), func(n string) bool { return slices.Contains(old, n) })
-	if len(old) != 3 || len(renewed) != 3 || len(fresh) != 2 {
-		t.Errorf("alpha's secrets after rotation: %q; want two new ones replacing two of %q", newSecrets, oldSecrets)
+	if len(old) != 3 || len(renewed) != 3 || len(fresh) != 3 {
+		t.Errorf("alpha's secrets after rotation: %q; want three new ones replacing %q", newSecrets, oldSecrets)
 	}
 	if code, body := e.get("alpha.polls.local", "/"); code != http.StatusOK || !strings.Contains(body, question) {
 		t.Errorf("alpha after its password rotation: GET / = %d, has its poll: %v", code, strings.Contains(body, question))

@@ -6,6 +6,7 @@ import (
 	"github.com/pulumi/pulumi-docker/sdk/v4/go/docker"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
+	"github.com/polls-tenants/polls/contract"
 	"github.com/polls-tenants/polls/platform"
 	"github.com/polls-tenants/polls/tenants"
 )
@@ -24,15 +25,19 @@ func (p *Platform) Network(ctx *pulumi.Context, t tenants.Parts) (pulumi.StringO
 	if !ok {
 		return pulumi.StringOutput{}, fmt.Errorf("no subnet planned for tenant %s", tenant)
 	}
+	labels := docker.NetworkLabelArray{
+		docker.NetworkLabelArgs{Label: pulumi.String(contract.LabelTenant), Value: pulumi.String(tenant)},
+	}
+	if t.SecretsLabel {
+		labels = append(labels, docker.NetworkLabelArgs{Label: pulumi.String(contract.LabelSecrets), Value: pulumi.String(contract.SecretsDerived)})
+	}
 	n, err := docker.NewNetwork(ctx, tenant+"-net", &docker.NetworkArgs{
 		Name:     pulumi.String(t.Name("net")),
 		Internal: pulumi.Bool(true),
 		IpamConfigs: docker.NetworkIpamConfigArray{
 			docker.NetworkIpamConfigArgs{Subnet: pulumi.String(subnet.String()), Gateway: pulumi.String(p.Gateways[tenant].String())},
 		},
-		Labels: docker.NetworkLabelArray{
-			docker.NetworkLabelArgs{Label: pulumi.String("polls.tenant"), Value: pulumi.String(tenant)},
-		},
+		Labels: labels,
 	}, append(t.Opts, platform.Named)...)
 	if err != nil {
 		return pulumi.StringOutput{}, err

@@ -60,6 +60,9 @@ type Platform struct {
 
 	prefix   string
 	existing map[string]bool
+	// legacy holds the tenants whose network lacks contract.LabelSecrets:
+	// deployed by a version that generated their passwords as resources.
+	legacy map[string]bool
 	// dbWithin and appWithin bound the wait for a tenant's database and app
 	// (platform.StartWait).
 	dbWithin, appWithin time.Duration
@@ -72,15 +75,20 @@ type Platform struct {
 // New plans the stack on the engine: every tenant's subnet and app port.
 // It registers nothing, so a plan that fails changes nothing.
 func New(ctx context.Context, engine Engine, s spec.Stack, prefix string) (*Platform, error) {
-	subnets, gateways, existing, err := planSubnets(ctx, engine, s, prefix)
+	subnets, gateways, networks, err := planSubnets(ctx, engine, s, prefix)
 	if err != nil {
 		return nil, err
+	}
+	existing, legacy := map[string]bool{}, map[string]bool{}
+	for t, labels := range networks {
+		existing[t] = true
+		legacy[t] = labels[contract.LabelSecrets] == ""
 	}
 	appPorts, err := planPorts(ctx, engine, s, prefix)
 	if err != nil {
 		return nil, err
 	}
-	p := &Platform{Engine: engine, Subnets: subnets, Gateways: gateways, Ports: appPorts, prefix: prefix, existing: existing, restored: map[string]string{}}
+	p := &Platform{Engine: engine, Subnets: subnets, Gateways: gateways, Ports: appPorts, prefix: prefix, existing: existing, legacy: legacy, restored: map[string]string{}}
 	fresh := platform.NewTenants(s, existing)
 	p.dbWithin, p.appWithin = platform.StartWait(dbWait, fresh), platform.StartWait(appWait, fresh)
 	if s.Backup != nil {
@@ -131,6 +139,11 @@ func (p *Platform) AppliedRestore(tenant string) string { return p.restored[tena
 // Existing reports whether the tenant's network was on the engine before
 // this update: the tenant was deployed.
 func (p *Platform) Existing(tenant string) bool { return p.existing[tenant] }
+
+// LegacyPasswords reports whether the tenant's network was on the engine
+// without contract.LabelSecrets: an earlier version deployed the tenant,
+// with its passwords as random.RandomPassword resources.
+func (p *Platform) LegacyPasswords(tenant string) bool { return p.legacy[tenant] }
 
 // Declare registers what the tenants share: the edge network the router
 // and every app meet on. Databases are never on it.

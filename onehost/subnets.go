@@ -14,8 +14,9 @@ import (
 // planSubnets gives every tenant its private subnet: the one its network
 // already has, or the lowest free /28 of polls:subnetPool (package subnets).
 // Nothing is created when the pool collides with a network on the engine
-// or is full.
-func planSubnets(ctx context.Context, engine Engine, s spec.Stack, prefix string) (map[string]netip.Prefix, map[string]netip.Addr, map[string]bool, error) {
+// or is full. existing maps each tenant whose network is on the engine to
+// that network's labels.
+func planSubnets(ctx context.Context, engine Engine, s spec.Stack, prefix string) (plan map[string]netip.Prefix, gateways map[string]netip.Addr, existing map[string]map[string]string, err error) {
 	nets, err := engine.Networks(ctx)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("list the Docker engine's networks to plan tenant subnets: %w", err)
@@ -28,20 +29,20 @@ func planSubnets(ctx context.Context, engine Engine, s spec.Stack, prefix string
 		all = append(all, subnets.Network{Name: n.Name, Subnets: n.Subnets, Shared: shared})
 	}
 	current := map[string]netip.Prefix{}
-	existing := map[string]bool{}
-	gateways := map[string]netip.Addr{}
+	existing = map[string]map[string]string{}
+	gateways = map[string]netip.Addr{}
 	names := make([]string, len(s.Tenants))
 	for i, t := range s.Tenants {
 		names[i] = t.Name
 		if n, ok := byName[contract.NetworkName(prefix, t.Name)]; ok && len(n.Subnets) > 0 {
 			current[t.Name] = n.Subnets[0]
-			existing[t.Name] = true
+			existing[t.Name] = n.Labels
 			if gw, ok := n.Gateways[n.Subnets[0]]; ok {
 				gateways[t.Name] = gw
 			}
 		}
 	}
-	plan, err := subnets.Plan(s.SubnetPool, names, current, all)
+	plan, err = subnets.Plan(s.SubnetPool, names, current, all)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("invalid stack config (nothing was changed):\n%w", err)
 	}

@@ -44,7 +44,7 @@ var SecretKeys = []struct{ Key, Set string }{
 }
 
 // tenantFields lists the fields a tenant object may have.
-var tenantFields = []string{"name", "hosts", "memoryMb", "image", "replicas", "node", "restore", "restoreFrom"}
+var tenantFields = []string{"name", "hosts", "memoryMb", "image", "replicas", "node", "restore", "restoreFrom", "rotation"}
 
 // swarmTenantFields are the tenant fields that only Swarm has a use for.
 var swarmTenantFields = []string{"replicas", "node"}
@@ -406,6 +406,7 @@ func (p *parser) settings(path, name string, fields map[string]json.RawMessage) 
 	decode("node", &t.Node, "a Swarm node's hostname")
 	decode("restore", &t.Restore, `"latest" or an RFC 3339 time`)
 	decode("restoreFrom", &t.RestoreFrom, "a tenant's name")
+	decode("rotation", &t.Rotation, "a whole number (raise it to rotate the tenant's passwords)")
 	for _, f := range swarmTenantFields {
 		if _, present := fields[f]; present {
 			p.swarmOnly = append(p.swarmOnly, fmt.Sprintf("%s: field %q", path, f))
@@ -423,6 +424,10 @@ func (p *parser) settings(path, name string, fields map[string]json.RawMessage) 
 	}
 	if _, present := fields["replicas"]; present && (t.Replicas < 1 || t.Replicas > MaxReplicas) {
 		p.addf("%s: replicas %d is not accepted: use 1 to %d, or leave it out for %d", path, t.Replicas, MaxReplicas, DefaultReplicas)
+		ok = false
+	}
+	if t.Rotation < 0 {
+		p.addf("%s: rotation %d is not accepted: use 0 or more (raise it by one to rotate the tenant's passwords)", path, t.Rotation)
 		ok = false
 	}
 	if _, present := fields["node"]; present && !isHostname(t.Node) {

@@ -99,6 +99,8 @@ func TestParseValid(t *testing.T) {
 			with(func(s *Stack) {
 				s.Tenants = []Tenant{{Name: "thor", Restore: "2026-11-01T10:00:00Z"}, {Name: "thor-copy", Restore: "latest", RestoreFrom: "thor"}}
 			})},
+		{"a tenant's passwords rotated", map[string]string{"tenants": `{"thor":{"rotation":2}}`},
+			with(func(s *Stack) { s.Tenants = []Tenant{{Name: "thor", Rotation: 2}} })},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -220,6 +222,8 @@ func TestParseInvalid(t *testing.T) {
 		{"restore from nowhere", map[string]string{"tenants": `{"copy":{"restoreFrom":"ghost","restore":"latest"},"me":{"restoreFrom":"me","restore":"latest"}}`},
 			[]string{`polls:tenants.copy: restoreFrom "ghost" is not another tenant`, `polls:tenants.me: restoreFrom "me" is not another tenant`}},
 		{"restoreFrom without restore", map[string]string{"tenants": `{"thor":{},"copy":{"restoreFrom":"thor"}}`}, []string{"polls:tenants.copy: restoreFrom needs restore"}},
+		{"rotation negative or not a number", map[string]string{"tenants": `{"thor":{"rotation":-1},"potter":{"rotation":"yes"}}`},
+			[]string{"polls:tenants.thor: rotation -1 is not accepted: use 0 or more", `polls:tenants.potter: field "rotation" must be a whole number`}},
 		{"restore with backups off", map[string]string{"backups": "false", "tenants": `{"thor":{"restore":"latest"}}`}, []string{"polls:tenants.thor: restore needs backups"}},
 	}
 	for _, tt := range tests {

@@ -152,6 +152,9 @@ type Tenant struct {
 	// the backups of that other tenant instead of the tenant's own.
 	Restore     string
 	RestoreFrom string
+	// Rotation is the generation of the tenant's database and admin
+	// passwords (0 first): a new value gives new ones (contract.TenantPassword).
+	Rotation int
 }
 
 // TLS holds the router's certificate chain and private key, both PEM.

@@ -32,6 +32,9 @@ func (p *Platform) Database(ctx *pulumi.Context, t tenants.Parts, network pulumi
 	image := p.image(pulumi.String(t.Stack.PostgresImage))
 	auth := p.auth(pulumi.String(t.Stack.PostgresImage))
 	extra := map[string]pulumi.StringInput{"polls.node": pulumi.String(node)}
+	if t.SecretsLabel {
+		extra[contract.LabelSecrets] = pulumi.String(contract.SecretsDerived)
+	}
 	if b := t.Backup; b != nil {
 		image, auth = b.DBImage, p.auth(b.DBImage)
 		if r := b.Restore; r != nil {

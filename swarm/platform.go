@@ -83,6 +83,10 @@ type Platform struct {
 	pinned map[string]string
 	// existing are the tenants whose database service ran before.
 	existing map[string]bool
+	// legacy holds the tenants whose database service lacks
+	// contract.LabelSecrets: deployed by a version that generated their
+	// passwords as resources.
+	legacy map[string]bool
 	// dbWithin and appWithin bound the wait for a tenant's database and app
 	// services (platform.StartWait).
 	dbWithin, appWithin time.Duration
@@ -131,9 +135,11 @@ func New(ctx *pulumi.Context, engine Engine, s spec.Stack, prefix string) (*Plat
 	}
 	current := map[string]string{}
 	restored := map[string]string{}
+	legacy := map[string]bool{}
 	for _, d := range dbs {
 		if t, n := d.Labels["polls.tenant"], d.Labels["polls.node"]; t != "" && n != "" {
 			current[t] = n
+			legacy[t] = d.Labels[contract.LabelSecrets] == ""
 		}
 		restored[d.Labels["polls.tenant"]] = d.Labels["polls.restore"]
 	}
@@ -172,7 +178,7 @@ func New(ctx *pulumi.Context, engine Engine, s spec.Stack, prefix string) (*Plat
 			return nil, err
 		}
 	}
-	p := &Platform{Engine: engine, Nodes: plan, prefix: prefix, registryAuth: s.RegistryAuth, registryHost: s.RegistryHost(), pinned: map[string]string{}, existing: map[string]bool{}, restored: restored, data: data}
+	p := &Platform{Engine: engine, Nodes: plan, prefix: prefix, registryAuth: s.RegistryAuth, registryHost: s.RegistryHost(), pinned: map[string]string{}, existing: map[string]bool{}, legacy: legacy, restored: restored, data: data}
 	p.moves = map[string]bool{}
 	for t, n := range current {
 		if plan[t] != "" && plan[t] != n {
@@ -272,6 +278,11 @@ func (p *Platform) AppliedRestore(tenant string) string { return p.restored[tena
 // Existing reports whether the tenant's database service was on the
 // cluster before this update: the tenant was deployed.
 func (p *Platform) Existing(tenant string) bool { return p.existing[tenant] }
+
+// LegacyPasswords reports whether the tenant's database service was on the
+// cluster without contract.LabelSecrets: an earlier version deployed the
+// tenant, with its passwords as random.RandomPassword resources.
+func (p *Platform) LegacyPasswords(tenant string) bool { return p.legacy[tenant] }
 
 // Network declares the tenant's overlay network: internal (no way out of
 // the cluster), so only its own database, migration and app are on it, and

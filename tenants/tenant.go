@@ -68,6 +68,14 @@ type Args struct {
 	AppImage pulumi.StringInput
 	// Platform realises the tenant's parts.
 	Platform Platform
+	// Key is the stack's tenant key (secret), from which the tenant's
+	// passwords are derived (contract.TenantPassword).
+	Key pulumi.StringOutput
+	// LegacyPasswords says an earlier version of the program deployed the
+	// tenant with its passwords as random.RandomPassword resources (its
+	// marker object lacks contract.LabelSecrets): it keeps them, until its
+	// rotation is raised.
+	LegacyPasswords bool
 	// AppPort is the port the tenant's app listens on, its own within the
 	// stack (package ports).
 	AppPort int
@@ -111,6 +119,11 @@ type Parts struct {
 	AppPort int
 	// Secrets are the tenant's generated secrets; deliver them as files.
 	Secrets Secrets
+	// SecretsLabel says the tenant's marker object (its network on one
+	// engine, its database's service on Swarm) carries contract.LabelSecrets:
+	// false only for a tenant deployed before (Args.LegacyPasswords), whose
+	// object is left as it was.
+	SecretsLabel bool
 	// Opts are the options of every resource of the tenant: its parent, the
 	// tenant component, from which they inherit the provider.
 	Opts []pulumi.ResourceOption
@@ -190,22 +203,10 @@ func New(ctx *pulumi.Context, args Args, opts ...pulumi.ResourceOption) (*Tenant
 		parent = pulumi.Composite(parent, pulumi.DependsOnInputs(args.Hold))
 	}
 
-	dbPassword, err := random.NewRandomPassword(ctx, name+"-db-password", &random.RandomPasswordArgs{
-		Length: pulumi.Int(32), Special: pulumi.Bool(false),
-	}, parent)
+	dbSecret, adminSecret, err := passwords(ctx, args, parent)
 	if err != nil {
-		return nil, fmt.Errorf("tenant %s: database password: %w", name, err)
+		return nil, err
 	}
-	adminPassword, err := random.NewRandomPassword(ctx, name+"-admin-password", &random.RandomPasswordArgs{
-		Length: pulumi.Int(24), Special: pulumi.Bool(false),
-	}, parent)
-	if err != nil {
-		return nil, fmt.Errorf("tenant %s: admin password: %w", name, err)
-	}
-	// The provider marks results secret too; saying it here keeps them
-	// secret whatever the provider version does.
-	dbSecret := pulumi.ToSecret(dbPassword.Result).(pulumi.StringOutput)
-	adminSecret := pulumi.ToSecret(adminPassword.Result).(pulumi.StringOutput)
 	parts := Parts{
 		Tenant: args.Tenant, Stack: args.Stack, Prefix: args.Prefix, Image: args.AppImage, AppPort: args.AppPort,
 		Secrets: Secrets{
@@ -213,7 +214,8 @@ func New(ctx *pulumi.Context, args Args, opts ...pulumi.ResourceOption) (*Tenant
 			DatabaseURL:   dbSecret.ApplyT(contract.DatabaseURL).(pulumi.StringOutput),
 			AdminPassword: adminSecret,
 		},
-		Opts: []pulumi.ResourceOption{parent},
+		SecretsLabel: !args.LegacyPasswords,
+		Opts:         []pulumi.ResourceOption{parent},
 	}
 	if args.Tenant.Image != "" {
 		parts.Image = pulumi.String(args.Tenant.Image)
@@ -327,4 +329,39 @@ func newBackup(prefix string, t spec.Tenant, sb *StackBackup) *Backup {
 		b.Restore = r
 	}
 	return b
+}
+
+// passwords are the tenant's database and admin passwords, both secret.
+// They are derived from the stack's tenant key, which takes no resource per
+// tenant: the engine checks and diffs every resource in every preview and
+// update. A tenant an earlier version deployed keeps the two
+// random.RandomPassword resources that made its passwords, until its
+// rotation is raised, so an upgrade rotates no password.
+func passwords(ctx *pulumi.Context, args Args, parent pulumi.ResourceOption) (db, admin pulumi.StringOutput, err error) {
+	name, rotation := args.Tenant.Name, args.Tenant.Rotation
+	if args.LegacyPasswords && rotation == 0 {
+		dbPassword, err := random.NewRandomPassword(ctx, name+"-db-password", &random.RandomPasswordArgs{
+			Length: pulumi.Int(32), Special: pulumi.Bool(false),
+		}, parent)
+		if err != nil {
+			return db, admin, fmt.Errorf("tenant %s: database password: %w", name, err)
+		}
+		adminPassword, err := random.NewRandomPassword(ctx, name+"-admin-password", &random.RandomPasswordArgs{
+			Length: pulumi.Int(24), Special: pulumi.Bool(false),
+		}, parent)
+		if err != nil {
+			return db, admin, fmt.Errorf("tenant %s: admin password: %w", name, err)
+		}
+		// The provider marks results secret too; saying it here keeps them
+		// secret whatever the provider version does.
+		return pulumi.ToSecret(dbPassword.Result).(pulumi.StringOutput), pulumi.ToSecret(adminPassword.Result).(pulumi.StringOutput), nil
+	}
+	if args.Key.OutputState == nil {
+		return db, admin, fmt.Errorf("tenant %s: no stack tenant key to derive its passwords from", name)
+	}
+	derive := func(purpose string, length int) pulumi.StringOutput {
+		pw := args.Key.ApplyT(func(key string) string { return contract.TenantPassword(key, purpose, name, rotation, length) })
+		return pulumi.ToSecret(pw).(pulumi.StringOutput)
+	}
+	return derive("db", 32), derive("admin", 24), nil
 }

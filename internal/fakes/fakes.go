@@ -23,6 +23,7 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 	pulumirpc "github.com/pulumi/pulumi/sdk/v3/proto/go"
 
+	"github.com/polls-tenants/polls/contract"
 	"github.com/polls-tenants/polls/dockerapi"
 )
 
@@ -326,6 +327,14 @@ func ID(name string) string { return name + "-id" }
 // Password is what the fake random provider generates for the password of
 // logical name name: a value tests can search for in every input.
 func Password(name string) string { return "Pw0" + strings.ReplaceAll(name, "-", "") + "X" }
+
+// TenantPasswords are the passwords the program derives for a tenant
+// deployed with no rotation from the fake tenant key: its database's, then
+// its admin's.
+func TenantPasswords(tenant string) []string {
+	key := Password("tenant-key")
+	return []string{contract.TenantPassword(key, "db", tenant, 0, 32), contract.TenantPassword(key, "admin", tenant, 0, 24)}
+}
 
 // ImageDigest is the repoDigest the fake docker provider gives every built
 // image.

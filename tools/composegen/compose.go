@@ -217,7 +217,7 @@ func build(o options, nginxConf []byte) (composeFile, error) {
 			IPAM: &ipam{Config: []ipamConfig{{
 				Subnet: plan[t].String(), Gateway: subnets.Gateway(plan[t]).String(),
 			}}},
-			Labels: map[string]string{contract.LabelTenant: t},
+			Labels: map[string]string{contract.LabelTenant: t, contract.LabelSecrets: contract.SecretsDerived},
 		}
 		c.Volumes[t+"-pgdata"] = struct{}{}
 		c.Services[t+"-db"] = service{

@@ -176,6 +176,7 @@ func declaredContainers(t *testing.T, tenant, migrations string) map[string]reso
 		_, err := tenants.New(ctx, tenants.Args{
 			Tenant: s.Tenants[0], Stack: s, Prefix: "polls-bench",
 			AppImage: pulumi.String("app"), Platform: on, AppPort: ports.First,
+			Key: pulumi.String("tenant-key").ToStringOutput(),
 		})
 		return err
 	}, pulumi.WithMocks("polls", "bench", p))

@@ -217,6 +217,7 @@ func declare(t *testing.T, migrations string, names ...string) *recorder {
 		for _, tn := range s.Tenants {
 			if _, err := tenants.New(ctx, tenants.Args{
 				Tenant: tn, Stack: s, Prefix: prefix, AppImage: pulumi.String(appImage), Platform: p, AppPort: p.AppPort(tn.Name),
+				Key: pulumi.String("tenant-key").ToStringOutput(),
 			}); err != nil {
 				return err
 			}

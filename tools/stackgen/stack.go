@@ -291,7 +291,7 @@ func build(o options) (stackFile, error) {
 			StopGracePeriod: "30s",
 			Deploy: deploy{
 				Mode: "replicated", Replicas: 1, EndpointMode: "dnsrr",
-				Labels:       labels("db", "polls.node", nodes[t]),
+				Labels:       labels("db", "polls.node", nodes[t], contract.LabelSecrets, contract.SecretsDerived),
 				Placement:    placementSpec{Constraints: []string{"node.hostname==" + nodes[t]}},
 				Resources:    megabytes(defaultStack.DBMemoryMB),
 				UpdateConfig: &updateConfig{Order: "stop-first"},
