@@ -66,8 +66,9 @@ pulumi -C "$work/old" up --yes --skip-preview -s "$stack" >"$work/old-up.log" 2>
 sed -n '/^Resources:/,/^Duration/p' "$work/old-up.log"
 cp "$work/old/Pulumi.$stack.yaml" "$work/new/"
 # Data and secrets before the upgrade: a row in thor's database, and a
-# digest (never the values) of the tenants' admin passwords and of the
-# random passwords in the state.
+# digest (never the values) of the random passwords in the state and of
+# the passwords the containers are given (each database's password file
+# and each admin password file, as the state records the uploads).
 psql_thor() {
   docker exec -i "polls-$stack-thor-db" sh -c 'psql -qAtX -v ON_ERROR_STOP=1 -h 127.0.0.1 -U "$POSTGRES_USER" -d "$POSTGRES_DB"' <<<"$1"
 }
@@ -78,8 +79,14 @@ secrets_digest() {
     python3 -c 'import hashlib, json, sys
 d = json.load(sys.stdin)["deployment"]
 for r in d.get("resources", []):
+    digest = lambda v: hashlib.sha256(str(v).encode()).hexdigest()[:16]
     if r["type"] == "random:index/randomPassword:RandomPassword":
-        print(r["urn"], hashlib.sha256(str(r.get("outputs", {}).get("result", "")).encode()).hexdigest()[:16])' | sort
+        print(r["urn"], digest(r.get("outputs", {}).get("result", "")))
+    if r["type"] == "docker:index/container:Container":
+        for u in r.get("inputs", {}).get("uploads", []) or []:
+            f = u.get("file", "")
+            if f in ("/run/secrets/postgres-password", "/run/secrets/admin-password"):
+                print(r["urn"].rsplit("::", 1)[1] + ":" + f, digest(u.get("content", "")))' | sort -u
 }
 before=$(secrets_digest "$work/old")
 # The working tree's program backs tenants up: into the run's directory.
@@ -128,15 +135,16 @@ if [ "$(psql_thor "SELECT note FROM upgrade_check")" = "$marker" ]; then
 else
   echo "  thor's row written before the upgrade: LOST"; status=1
 fi
-# Every password of the earlier program is unchanged; the new program may
-# add its own (the backups' key when none is configured).
+# Every password of the earlier program is unchanged, and so is every
+# password file a container is given; the new program may add its own
+# (the backups' key when none is configured, the tenant key).
 changed=$(join <(echo "$before") <(echo "$after") | awk '$2 != $3' | wc -l)
 gone=$(join -v1 <(echo "$before") <(echo "$after") | wc -l)
 added=$(join -v2 <(echo "$before") <(echo "$after") | wc -l)
 if [ "$changed" = 0 ] && [ "$gone" = 0 ]; then
-  echo "  random passwords: $(echo "$before" | wc -l) unchanged (digests compared, never the values), $added added"
+  echo "  random passwords and password files: $(echo "$before" | wc -l) unchanged (digests compared, never the values), $added added"
 else
-  echo "  random passwords: $changed changed, $gone gone"; status=1
+  echo "  random passwords and password files: $changed changed, $gone gone"; status=1
 fi
 echo "== requests during the upgrade"
 grep ' failed$' "$work/loop.log" | awk '{print $1}' | uniq -c | awk '{print "  " $1 " failed at " $2}' || true
