@@ -77,16 +77,26 @@ psql_thor "CREATE TABLE upgrade_check (note text); INSERT INTO upgrade_check VAL
 secrets_digest() {
   pulumi -C "$1" stack export -s "$stack" --show-secrets 2>/dev/null |
     python3 -c 'import hashlib, json, sys
+SECRET = "4dabf18193072939515e22adb298388d"
+def plain(v):
+    # --show-secrets leaves each secret as an envelope around its JSON.
+    if isinstance(v, dict) and SECRET in v:
+        return plain(json.loads(v["plaintext"]))
+    if isinstance(v, dict):
+        return {k: plain(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [plain(x) for x in v]
+    return v
+def digest(v):
+    return hashlib.sha256(str(v).encode()).hexdigest()[:16]
 d = json.load(sys.stdin)["deployment"]
 for r in d.get("resources", []):
-    digest = lambda v: hashlib.sha256(str(v).encode()).hexdigest()[:16]
     if r["type"] == "random:index/randomPassword:RandomPassword":
-        print(r["urn"], digest(r.get("outputs", {}).get("result", "")))
+        print(r["urn"], digest(plain(r.get("outputs", {}).get("result", ""))))
     if r["type"] == "docker:index/container:Container":
-        for u in r.get("inputs", {}).get("uploads", []) or []:
-            f = u.get("file", "")
-            if f in ("/run/secrets/postgres-password", "/run/secrets/admin-password"):
-                print(r["urn"].rsplit("::", 1)[1] + ":" + f, digest(u.get("content", "")))' | sort -u
+        for u in plain(r.get("inputs", {}).get("uploads")) or []:
+            if u.get("file") in ("/run/secrets/postgres-password", "/run/secrets/admin-password"):
+                print(r["urn"].rsplit("::", 1)[1] + ":" + u["file"], digest(u.get("content", "")))' | sort -u
 }
 before=$(secrets_digest "$work/old")
 # The working tree's program backs tenants up: into the run's directory.
