@@ -43,14 +43,6 @@ restore() {
 
 cp "$next/polls.conf" "$conf/.polls.conf.new"
 mv "$conf/.polls.conf.new" "$conf/polls.conf"
-# The hosts the certificate companion keeps certificates for (ACME); nginx
-# never reads this file.
-if [ -f "$next/acme.hosts" ]; then
-    cp "$next/acme.hosts" "$conf/.acme.hosts.new"
-    mv "$conf/.acme.hosts.new" "$conf/acme.hosts"
-else
-    rm -f "$conf/acme.hosts"
-fi
 # Only our config serves: drop the image's default.conf that Docker copied
 # into the fresh volume, and anything else that is not ours (tenants.list,
 # from before one installer wrote every route).
@@ -119,6 +111,18 @@ while :; do
     [ "$i" -lt 100 ] || { echo "nginx did not replace its workers within 10s of SIGHUP" >&2; exit 1; }
     sleep 0.1
 done
+# The hosts the certificate companion keeps certificates for (ACME); nginx
+# never reads this file. Written once nginx serves the new config: the
+# companion orders a host's certificate as soon as it reads the host here,
+# and the CA then asks for the HTTP-01 answer at once, which only the new
+# config's webroot location serves (written before the reload, a Swarm CI
+# run's three orders got the apps' 404 and failed).
+if [ -f "$next/acme.hosts" ]; then
+    cp "$next/acme.hosts" "$conf/.acme.hosts.new"
+    mv "$conf/.acme.hosts.new" "$conf/acme.hosts"
+else
+    rm -f "$conf/acme.hosts"
+fi
 echo "installed the config ($(cat "$tenants"/*.conf | grep -c '^# tenant ') tenants) and reloaded nginx"
 [ "$drain" = 1 ] || exit 0
 
