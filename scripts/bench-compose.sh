@@ -651,7 +651,7 @@ bench_pulumi() {
       by_process
       [ "$i" -lt "$n_previews" ] || changes
     done
-    res_s[$key]=$(printf '%s\n' "${times[@]}" | sort -n | awk '{ v[NR] = $1 } END { m = (NR + 1) / 2; printf "%.1f", (v[int(m)] + v[int(m + 0.5)]) / 2 }')
+    res_s[$key]=$(printf '%s\n' "${times[@]}" | median)
     note "$label, median of $n_previews" "${res_s[$key]}"
   }
   set_config polls:httpPort "$port"

@@ -69,6 +69,10 @@ free_port() {
 tenant_list() { for ((i = 1; i <= $1; i++)); do printf 't%02d ' "$i"; done; }
 tenant_json() { tenant_list "$1" | python3 -c 'import json, sys; print(json.dumps(sys.stdin.read().split()))'; }
 
+# median prints the median of the numbers on stdin, one per line (of an
+# even count, the mean of the middle two), with one decimal.
+median() { sort -n | awk '{ v[NR] = $1 } END { m = (NR + 1) / 2; printf "%.1f", (v[int(m)] + v[int(m + 0.5)]) / 2 }'; }
+
 # answer waits until each named tenant answers 200 through the router on
 # 127.0.0.1:port, with header X-Polls-Version: version unless version is "".
 answer() {
