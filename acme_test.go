@@ -88,12 +88,13 @@ func TestACMEWiring(t *testing.T) {
 			if c == nil {
 				t.Fatal("no certificate companion")
 			}
-			if c["pidMode"].StringValue() != "container:router-id" || c["user"].StringValue() != "root" {
-				t.Errorf("companion pidMode %v user %v; want the router's PID namespace, as root", c["pidMode"], c["user"])
+			if c["pidMode"].StringValue() != "container:router-id" || c["networkMode"].StringValue() != "container:router-id" || c["user"].StringValue() != "root" {
+				t.Errorf("companion pidMode %v networkMode %v user %v; want the router's PID and network namespaces (its self-check asks nginx on the loopback), as root", c["pidMode"], c["networkMode"], c["user"])
 			}
 			cmd := strings.Join(values(c["command"]), " ")
 			for _, want := range []string{"acme run", "--email ops@polls.example", "--directory https://ca.polls.test:14000/dir", "--domain polls.example",
-				"--dns-provider httpreq", "--dns-resolvers 10.0.0.53:8053", "--ca-root /run/secrets/acme/ca-root.pem", "--renew-before 720h0m0s"} {
+				"--dns-provider httpreq", "--dns-resolvers 10.0.0.53:8053", "--ca-root /run/secrets/acme/ca-root.pem", "--renew-before 720h0m0s",
+				"--self-check http://127.0.0.1:80"} {
 				if !strings.Contains(cmd, want) {
 					t.Errorf("companion command %q lacks %q", cmd, want)
 				}

@@ -29,7 +29,10 @@ type Engine interface {
 // It is a container of the agent image, `polls-agent acme run`, beside the
 // router: same code on one host and on Swarm, where the router runs on the
 // manager. It joins the router's PID namespace (to see which user nginx's
-// workers run as, who must read the keys), reads the hosts from the
+// workers run as, who must read the keys) and its network namespace (to
+// ask nginx itself, on its loopback, for a file of the webroot before each
+// HTTP-01 order: the self-check, which spares the CA's failed-validation
+// limits an order the router cannot answer yet), reads the hosts from the
 // shared config's acme.hosts (so adding or removing a tenant changes
 // nothing of the companion), answers HTTP-01 through a webroot the router
 // serves and puts each host's certificate where nginx loads it at every
@@ -59,6 +62,7 @@ func companionArgs(s spec.Stack) (cmd, env []string, files map[string]string) {
 		"--renew-before", a.RenewBefore.String(),
 		"--hosts", contract.RouterConfDir + "/" + contract.ACMEHostsFile,
 		"--state", contract.ACMEStateDir, "--live", contract.ACMELiveDir,
+		"--self-check", "http://127.0.0.1:" + listenHTTP,
 	}
 	files = map[string]string{}
 	if a.CARoot != "" {
@@ -120,8 +124,9 @@ func declareCompanion(ctx *pulumi.Context, name string, args Args, router *docke
 		Envs:    pulumi.ToStringArray(env),
 		Uploads: uploads,
 		// Root: it writes keys owned by nginx's worker user.
-		User:    pulumi.String("root"),
-		PidMode: pulumi.Sprintf("container:%s", router.ID()),
+		User:        pulumi.String("root"),
+		PidMode:     pulumi.Sprintf("container:%s", router.ID()),
+		NetworkMode: pulumi.Sprintf("container:%s", router.ID()),
 		Mounts: docker.ContainerMountArray{
 			docker.ContainerMountArgs{Type: pulumi.String("volume"), Source: conf.Name, Target: pulumi.String(contract.RouterConfDir), ReadOnly: pulumi.Bool(true)},
 			docker.ContainerMountArgs{Type: pulumi.String("volume"), Source: live.Name, Target: pulumi.String(contract.ACMELiveDir)},

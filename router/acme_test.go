@@ -19,7 +19,8 @@ func TestCompanionArgs(t *testing.T) {
 	cmd, env, files := companionArgs(s)
 	line := strings.Join(cmd, " ")
 	for _, want := range []string{"acme run", "--directory " + spec.LetsEncryptStaging, "--domain polls.example", "--dns-provider cloudflare",
-		"--dns-resolvers 1.1.1.1:53,9.9.9.9:53", "--ca-root /run/secrets/acme/ca-root.pem", "--renew-before 720h0m0s", "--hosts /etc/nginx/conf.d/acme.hosts"} {
+		"--dns-resolvers 1.1.1.1:53,9.9.9.9:53", "--ca-root /run/secrets/acme/ca-root.pem", "--renew-before 720h0m0s", "--hosts /etc/nginx/conf.d/acme.hosts",
+		"--self-check http://127.0.0.1:80"} {
 		if !strings.Contains(line, want) {
 			t.Errorf("command %q lacks %q", line, want)
 		}

@@ -365,11 +365,18 @@ func Files(s spec.Stack, servers []nginx.Server, dir string) ([]File, error) {
 	return append(files, File{Name: "polls.conf", Content: string(conf)}, File{Name: RoutesFile, Content: string(routes)}), nil
 }
 
+// The ports nginx listens on in the router's network namespace (the
+// stack's polls:httpPort and polls:httpsPort are published to them).
+const (
+	listenHTTP  = "80"
+	listenHTTPS = "443"
+)
+
 // Config is the router's nginx config for the stack, its files inside dir
 // (conf.d in the router), with no servers: those are the tenants' routes,
 // included from dir/tenants.
 func Config(s spec.Stack, dir string) nginx.Config {
-	cfg := nginx.Config{Resolver: contract.DockerDNS, Listen: "80", ListenTLS: "443", Include: dir + "/tenants/*.conf"}
+	cfg := nginx.Config{Resolver: contract.DockerDNS, Listen: listenHTTP, ListenTLS: listenHTTPS, Include: dir + "/tenants/*.conf"}
 	if s.Monitoring != nil {
 		cfg.Metrics = &nginx.Metrics{Socket: contract.RouterMetricsSocket, NoTenant: contract.RouterNoTenant}
 	}

@@ -71,6 +71,7 @@ func run(ctx context.Context, args []string) error {
 	fs.StringVar(&cfg.State, "state", DefaultState, "state directory")
 	fs.StringVar(&cfg.Live, "live", DefaultLive, "directory shared with the router")
 	fs.StringVar(&cfg.Proc, "proc", "/proc", "where nginx's worker processes are visible")
+	fs.StringVar(&cfg.SelfCheck, "self-check", "", "the router's plain HTTP URL (http://127.0.0.1:80 in its network namespace): an HTTP-01 order waits until the router serves the webroot there")
 	fs.DurationVar(&cfg.Interval, "interval", time.Second, "how often to read the hosts file")
 	fs.IntVar(&cfg.Concurrency, "concurrency", 4, "orders at once")
 	if err := fs.Parse(args); err != nil {
@@ -215,6 +216,9 @@ func renew(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 		todo = left
 		if len(todo) > 0 && time.Now().After(deadline) {
+			if rec := now.Records[todo[0].cert]; rec.SelfChecks > 0 && !rec.LastAttempt.Before(started) {
+				return fmt.Errorf("acme renew: %s not renewed within %s: %s", todo[0].host, *wait, rec.LastError)
+			}
 			return fmt.Errorf("acme renew: %s not renewed within %s: is the companion running?", todo[0].host, *wait)
 		}
 	}

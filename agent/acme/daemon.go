@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net/http"
 	"os"
 	"slices"
 	"strings"
@@ -39,6 +40,11 @@ type Config struct {
 	Live  string
 	// Proc is where nginx's workers are visible ("/proc").
 	Proc string
+	// SelfCheck is the router's plain HTTP as the companion reaches it
+	// ("http://127.0.0.1:80" in the router's network namespace): before
+	// an HTTP-01 order the router must serve a file of the webroot there
+	// for the host (see selfCheck). "" orders without asking.
+	SelfCheck string
 	// Interval is how often the hosts file is read and certificates
 	// checked; Concurrency how many orders may run at once, so one slow
 	// host never holds up the others.
@@ -59,6 +65,9 @@ type daemon struct {
 	connect func(ctx context.Context) (issueFunc, error)
 	mu      sync.Mutex // guards issue, set by the first order
 	issue   issueFunc
+	// self asks the router for the self-check; it follows no redirect,
+	// and a proxy of the environment is not the router.
+	self *http.Client
 
 	hosts    []Host
 	certs    map[string]*Stored
@@ -77,7 +86,9 @@ type result struct {
 // newDaemon returns a daemon whose orders go through lego.
 func newDaemon(cfg Config) *daemon {
 	d := &daemon{cfg: cfg, store: Store{Dir: cfg.State}, now: time.Now,
-		certs: map[string]*Stored{}, inflight: map[string]bool{}, done: make(chan result)}
+		certs: map[string]*Stored{}, inflight: map[string]bool{}, done: make(chan result),
+		self: &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true},
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
 	d.live = Live{Dir: cfg.Live, Owner: NginxWorkerOwner(cfg.Proc)}
 	d.connect = func(ctx context.Context) (issueFunc, error) {
 		is, err := newIssuer(ctx, cfg, d.store, d.live)
@@ -151,8 +162,14 @@ func (d *daemon) step(ctx context.Context) {
 	d.publish(wants, now)
 }
 
-// order runs one order, connecting to the CA the first time.
+// order runs one order, connecting to the CA the first time; an HTTP-01
+// order only once the router passes the self-check.
 func (d *daemon) order(ctx context.Context, w Want) ([]byte, error) {
+	if w.Challenge == HTTP01 && d.cfg.SelfCheck != "" {
+		if err := selfCheck(ctx, d.self, d.cfg.SelfCheck, d.live, w.Hosts); err != nil {
+			return nil, err
+		}
+	}
 	key, err := d.store.Key(w.Name)
 	if err != nil {
 		return nil, fmt.Errorf("private key: %w", err)
@@ -190,6 +207,12 @@ func (d *daemon) finish(r result) {
 		r.err = fmt.Errorf("store the certificate: %w", err)
 	}
 	msg, limited := describe(r.err)
+	if isSelfCheck(r.err) {
+		rec := d.status.Records[r.want.Name].SelfCheckFailed(now, msg)
+		d.status.Records[r.want.Name] = rec
+		slog.Warn("self-check failed, the CA was not asked", "certificate", r.want.Name, "selfChecks", rec.SelfChecks, "nextAttempt", rec.NextAttempt, "err", msg)
+		return
+	}
 	rec := d.status.Records[r.want.Name].Failed(now, msg, limited)
 	d.status.Records[r.want.Name] = rec
 	slog.Error("order failed", "certificate", r.want.Name, "attempts", rec.Attempts, "nextAttempt", rec.NextAttempt, "err", msg)
@@ -244,7 +267,7 @@ func (d *daemon) publish(wants []Want, now time.Time) {
 			if use != nil {
 				served[h.Name] = use
 				hs.State, hs.Serial, hs.NotAfter, hs.RenewAt = "valid", use.Meta.Serial, use.Meta.NotAfter, use.Meta.RenewAt(d.cfg.RenewBefore)
-			} else if rec.Attempts > 0 {
+			} else if rec.Attempts > 0 || rec.SelfChecks > 0 {
 				hs.State = "failed"
 			}
 			hosts = append(hosts, hs)

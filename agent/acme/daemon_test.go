@@ -12,6 +12,8 @@ import (
 	"errors"
 	"maps"
 	"math/big"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -273,5 +275,96 @@ func TestWildcardTakesOverWithoutAGap(t *testing.T) {
 	h2.settle()
 	if got := h2.host("thor.polls.example"); got.Serial == own.Serial || got.Certificate != "*.polls.example" {
 		t.Errorf("after the wildcard is issued: %+v; want thor on it", got)
+	}
+}
+
+// TestSelfCheck ensures an HTTP-01 order waits until the router serves
+// the webroot for the host: while it answers 404 the CA is not asked, the
+// host shows failed with the router's answer and is tried again after a
+// short backoff, not the CA's; the probe file is removed; once the router
+// serves the host the certificate is ordered once. The domain's wildcard
+// (DNS-01) is ordered without a self-check.
+func TestSelfCheck(t *testing.T) {
+	dir := t.TempDir()
+	ca := newTestCA(t)
+	h := newHarness(t, ca, dir)
+	var mu sync.Mutex
+	served, asked := map[string]bool{}, map[string]int{}
+	files := http.FileServer(http.Dir(h.d.live.Webroot()))
+	router := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		asked[r.Host]++
+		ok := served[r.Host]
+		mu.Unlock()
+		if !ok {
+			http.NotFound(w, r)
+			return
+		}
+		files.ServeHTTP(w, r)
+	}))
+	defer router.Close()
+	count := func(host string) int {
+		mu.Lock()
+		defer mu.Unlock()
+		return asked[host]
+	}
+	h.d.cfg.SelfCheck = router.URL
+	now := time.Now()
+	h.d.now = func() time.Time { return now }
+
+	h.setHosts("thor.polls.example thor", "shop.example.org potter")
+	h.settle()
+	shop := h.host("shop.example.org")
+	if ca.orders["shop.example.org"] != 0 {
+		t.Fatalf("the CA was asked for shop.example.org %d times while the router answered 404", ca.orders["shop.example.org"])
+	}
+	if shop.State != "failed" || shop.Attempts != 0 || !strings.Contains(shop.Error, "self-check") || !strings.Contains(shop.Error, "status 404") {
+		t.Errorf("shop while the router does not serve it: %+v; want failed, 0 attempts at the CA, the router's 404 in its error", shop)
+	}
+	if wait := shop.NextAttempt.Sub(now); wait <= 0 || wait > SelfCheckBackoff(1) {
+		t.Errorf("next self-check in %s; want within %s", wait, SelfCheckBackoff(1))
+	}
+	if ca.orders["*.polls.example"] != 1 || count("thor.polls.example") != 0 {
+		t.Errorf("wildcard orders %d, router asked for thor %d times; want 1 and 0 (DNS-01 has no self-check)", ca.orders["*.polls.example"], count("thor.polls.example"))
+	}
+	left, _ := os.ReadDir(filepath.Join(h.d.live.Webroot(), ".well-known", "acme-challenge"))
+	if len(left) != 0 {
+		t.Errorf("the webroot keeps %d files after the self-check; want none", len(left))
+	}
+
+	// Within the backoff nothing is asked, of the router or the CA.
+	before := count("shop.example.org")
+	h.settle()
+	if count("shop.example.org") != before {
+		t.Errorf("the router was asked again within the self-check's backoff")
+	}
+
+	// The router serves it: the next try, a few seconds on, orders it once.
+	mu.Lock()
+	served["shop.example.org"] = true
+	mu.Unlock()
+	now = now.Add(SelfCheckBackoff(1))
+	h.settle()
+	if got := h.host("shop.example.org"); got.State != "valid" || got.Error != "" || ca.orders["shop.example.org"] != 1 {
+		t.Errorf("once the router serves shop: %+v after %d orders; want valid after one", got, ca.orders["shop.example.org"])
+	}
+}
+
+// TestSelfCheckBackoff ensures a failed self-check waits 5 s, doubling to
+// 5 min, and leaves a running CA backoff and its count as they were.
+func TestSelfCheckBackoff(t *testing.T) {
+	for n, want := range map[int]time.Duration{1: 5 * time.Second, 2: 10 * time.Second, 7: 5 * time.Minute, 40: 5 * time.Minute} {
+		if got := SelfCheckBackoff(n); got != want {
+			t.Errorf("SelfCheckBackoff(%d) = %s; want %s", n, got, want)
+		}
+	}
+	now := time.Now()
+	rec := Record{}.Failed(now, "rejected", false)
+	rec = rec.SelfCheckFailed(now.Add(time.Minute), "self-check: 404")
+	if rec.Attempts != 1 || rec.SelfChecks != 1 || !rec.NextAttempt.Equal(now.Add(Backoff(1, false))) || !rec.FailingSince.Equal(now) {
+		t.Errorf("after an order failed and then a self-check: %+v; want the CA's attempt and backoff kept, failing since the order", rec)
+	}
+	if rec = rec.Failed(now.Add(time.Hour), "rejected", false); rec.SelfChecks != 0 || rec.Attempts != 2 {
+		t.Errorf("an order after a passed self-check: %+v; want its self-checks reset, 2 attempts", rec)
 	}
 }

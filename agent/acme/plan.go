@@ -115,8 +115,11 @@ func (m Meta) RenewAt(renewBefore time.Duration) time.Time {
 // Record is what the companion remembers of a certificate's orders: it is
 // kept in the state volume, so backoff survives restarts.
 type Record struct {
-	// Attempts counts the failed orders since the last success.
+	// Attempts counts the failed orders since the last success;
+	// SelfChecks the failed self-checks in a row, which asked nothing of
+	// the CA (see selfCheck).
 	Attempts     int       `json:"attempts,omitempty"`
+	SelfChecks   int       `json:"selfChecks,omitempty"`
 	FailingSince time.Time `json:"failingSince,omitzero"`
 	LastError    string    `json:"lastError,omitempty"`
 	LastAttempt  time.Time `json:"lastAttempt,omitzero"`
@@ -142,7 +145,7 @@ func Due(w Want, have *Meta, rec Record, directory string, renewBefore time.Dura
 	default:
 		return false, ""
 	}
-	if rec.Attempts > 0 && now.Before(rec.NextAttempt) {
+	if (rec.Attempts > 0 || rec.SelfChecks > 0) && now.Before(rec.NextAttempt) {
 		return false, reason
 	}
 	return true, reason
@@ -168,12 +171,30 @@ func Backoff(attempts int, rateLimited bool) time.Duration {
 
 // Failed returns rec after a failed order at now with err.
 func (rec Record) Failed(now time.Time, err string, rateLimited bool) Record {
-	if rec.Attempts == 0 {
+	if rec.FailingSince.IsZero() {
 		rec.FailingSince = now
 	}
+	rec.SelfChecks = 0
 	rec.Attempts++
 	rec.LastError = err
 	rec.LastAttempt = now
 	rec.NextAttempt = now.Add(Backoff(rec.Attempts, rateLimited))
+	return rec
+}
+
+// SelfCheckFailed returns rec after a failed self-check at now: no order
+// was made, so the CA's failures (Attempts) and their backoff stay as
+// they were, and the next try comes after SelfCheckBackoff; a backoff of
+// the CA's still running is kept.
+func (rec Record) SelfCheckFailed(now time.Time, err string) Record {
+	if rec.FailingSince.IsZero() {
+		rec.FailingSince = now
+	}
+	rec.SelfChecks++
+	rec.LastError = err
+	rec.LastAttempt = now
+	if next := now.Add(SelfCheckBackoff(rec.SelfChecks)); next.After(rec.NextAttempt) {
+		rec.NextAttempt = next
+	}
 	return rec
 }
