@@ -172,6 +172,14 @@ func TestACME(t *testing.T) {
 			t.Errorf("curl --cacert pebble-root https://%s = %d, %v; want 200 from %s. Output:\n%s", h, code, err, tenant, tail(body, 500))
 		}
 	}
+	// Each HTTP-01 order was made only once nginx itself served the
+	// companion's own file for the host (the self-check).
+	logs, _ := exec.Command("docker", "logs", a.prefix+"-acme").CombinedOutput()
+	for _, h := range hosts {
+		if !strings.Contains(string(logs), `msg="self-check passed" certificate=`+h) {
+			t.Errorf("the companion's log has no passed self-check for %s before its order:\n%s", h, tail(string(logs), 2000))
+		}
+	}
 	// HTTP redirects to HTTPS; the challenge path is answered over HTTP.
 	noRedirect := &http.Client{Timeout: 5 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	for _, path := range []string{"/", "/.well-known/acme-challenge/nonexistent"} {

@@ -169,6 +169,7 @@ func (d *daemon) order(ctx context.Context, w Want) ([]byte, error) {
 		if err := selfCheck(ctx, d.self, d.cfg.SelfCheck, d.live, w.Hosts); err != nil {
 			return nil, err
 		}
+		slog.Info("self-check passed", "certificate", w.Name)
 	}
 	key, err := d.store.Key(w.Name)
 	if err != nil {
