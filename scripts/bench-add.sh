@@ -104,12 +104,13 @@ run() {
       sed 's/^/  '"$side"'  round '"$round"': /' "$dir/$side-$round.bases"
     fi
     # No-op previews, once the cold up's work (and its first base backups)
-    # is done; the median is kept.
+    # is done; the median is kept (of an even count, the mean of the middle
+    # two, as bench-lib.sh's median and bench-release.sh take it).
     for p in $(seq "$previews"); do
       pstart=$EPOCHREALTIME
       env "${pulumi_env[@]}" PULUMI_PARALLEL_DIFF=true pulumi preview >"$dir/$side-$round.preview$p.out" 2>&1 || failed "a no-op preview" "$dir/$side-$round.preview$p.out"
       echo "$EPOCHREALTIME - $pstart" | bc
-    done | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }' >"$dir/$side-$round.preview"
+    done | sort -n | awk '{ v[NR] = $1 } END { m = (NR + 1) / 2; print (v[int(m)] + v[int(m + 0.5)]) / 2 }' >"$dir/$side-$round.preview"
     pulumi config set polls:tenants "$(tenants $((n + 1)))" >/dev/null
     start=$EPOCHREALTIME
     added=$(printf 't%02d' $((n + 1)))
