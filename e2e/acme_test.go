@@ -112,6 +112,19 @@ func (a *acmeEnv) orders() int {
 	return strings.Count(string(out), `msg="ordering certificate"`)
 }
 
+// checkSelfChecked checks that each host's HTTP-01 order was made only
+// once nginx itself served the companion's own file for it (the
+// self-check), from the companion's log.
+func (a *acmeEnv) checkSelfChecked(hosts []string) {
+	a.t.Helper()
+	logs, _ := exec.Command("docker", "logs", a.prefix+"-acme").CombinedOutput()
+	for _, h := range hosts {
+		if !strings.Contains(string(logs), `msg="self-check passed" certificate=`+h) {
+			a.t.Errorf("the companion's log has no passed self-check for %s before its order:\n%s", h, tail(string(logs), 2000))
+		}
+	}
+}
+
 // hammerTLS sends GET / over HTTPS to each host, a new connection (so a
 // new handshake, verified against pebble's root) per request, until stop.
 func (a *acmeEnv) hammerTLS(hosts []string) func() (int64, []string) {
@@ -172,14 +185,7 @@ func TestACME(t *testing.T) {
 			t.Errorf("curl --cacert pebble-root https://%s = %d, %v; want 200 from %s. Output:\n%s", h, code, err, tenant, tail(body, 500))
 		}
 	}
-	// Each HTTP-01 order was made only once nginx itself served the
-	// companion's own file for the host (the self-check).
-	logs, _ := exec.Command("docker", "logs", a.prefix+"-acme").CombinedOutput()
-	for _, h := range hosts {
-		if !strings.Contains(string(logs), `msg="self-check passed" certificate=`+h) {
-			t.Errorf("the companion's log has no passed self-check for %s before its order:\n%s", h, tail(string(logs), 2000))
-		}
-	}
+	a.checkSelfChecked(hosts)
 	// HTTP redirects to HTTPS; the challenge path is answered over HTTP.
 	noRedirect := &http.Client{Timeout: 5 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	for _, path := range []string{"/", "/.well-known/acme-challenge/nonexistent"} {

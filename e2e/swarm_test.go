@@ -493,9 +493,15 @@ func TestSwarm(t *testing.T) {
 			t.Errorf("Swarm: curl --cacert pebble-root https://%s.polls.local = %d, %v; want 200 from it", tenant, code, err)
 		}
 	}
-	if where := e.docker("inspect", "-f", "{{.HostConfig.PidMode}}", e.prefix+"-acme"); !strings.HasPrefix(where, "container:") {
-		t.Errorf("the companion's PID mode is %q; want the router's", where)
+	if where := e.docker("inspect", "-f", "{{.HostConfig.PidMode}} {{.HostConfig.NetworkMode}}", e.prefix+"-acme"); len(strings.Fields(where)) != 2 ||
+		!strings.HasPrefix(strings.Fields(where)[0], "container:") || strings.Fields(where)[0] != strings.Fields(where)[1] {
+		t.Errorf("the companion's PID and network modes are %q; want the router's, both", where)
 	}
+	hosts := make([]string, 0, len(all))
+	for _, tenant := range all {
+		hosts = append(hosts, tenant+".polls.local")
+	}
+	a.checkSelfChecked(hosts)
 	// The same in Prometheus, by tenant and host, for the alerts: each
 	// certificate expires when the companion's status says.
 	st := a.status()
