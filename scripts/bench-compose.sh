@@ -62,7 +62,10 @@
 # against its bound: a release in <= 4 min and <= 1.5x compose's, previews
 # in <= 8 s, adding a tenant in <= 15 s, the orchestrator's CPU-seconds per
 # tenant at N=100 <= 1.3x N=10's (cold up and release), cold up <= 1.0x
-# compose's at N=10, 30 and 100.
+# compose's at N=10, 30 and 100; with them, the host's CPU-seconds per
+# tenant of each cold up (both sides) and Pulumi release at N=10 and N=100,
+# split into the orchestrator, dockerd and containerd, the containers and
+# the rest.
 #
 # Before each cold up the run waits until the host's load average is below
 # its number of cores (at most 5 min, printed when it waits).
@@ -407,6 +410,9 @@ declare -A n100_s n100_failed
 # pulumi_cpu and n100_cpu: the orchestrator's CPU-seconds of a Pulumi cold
 # up and release, by scenario.
 declare -A pulumi_cpu n100_cpu
+# cpu_splits: cpu_split (bench-lib.sh) of each side's cold ups and of
+# Pulumi's releases, by "<side> <scenario>", for the per-tenant split.
+declare -A cpu_splits
 scenarios=("cold N=10" "cold N=30" "no-op N=10" "release N=10" "add t11 to N=10" "idle RAM N=10")
 
 # --- setup (untimed) ------------------------------------------------------
@@ -508,6 +514,7 @@ bench_compose() {
   compose_s["cold N=$n"]=$(seconds)
   note "compose cold N=$n" "${compose_s["cold N=$n"]}" "$(compose_reruns)"
   cpu_report "${compose_s["cold N=$n"]}"
+  cpu_splits["compose cold N=$n"]=$cpu_split
 
   if [ "$n" = 10 ]; then
     settle
@@ -578,7 +585,7 @@ compose_big() {
     set -e
     exec 2> >(tee "$work/compose-big.err" >&2)
     # shellcheck disable=SC2030,SC2031 # the subshell's own copies
-    trap 'set +e; [ -n "$hammer" ] && kill "$hammer" 2>/dev/null; declare -p compose_s compose_failed compose_step >"$results"' EXIT
+    trap 'set +e; [ -n "$hammer" ] && kill "$hammer" 2>/dev/null; declare -p compose_s compose_failed compose_step cpu_splits >"$results"' EXIT
     bench_compose "$big"
   )
   status=$?
@@ -689,6 +696,7 @@ bench_pulumi() {
   built=$(sed -n 's/.*docker:index:Image app created (\([0-9.]*s\)).*/\1/p' "$work/up.out" | sed -n 1p)
   note "pulumi cold N=$n" "${res_s["cold N=$n"]}" "the image build took ${built:-?}"
   cpu_report "${res_s["cold N=$n"]}"
+  cpu_splits["pulumi cold N=$n"]=$cpu_split
   by_process
   changes
 
@@ -710,6 +718,7 @@ bench_pulumi() {
     built=$(sed -n 's/.*docker:index:Image app updated (\([0-9.]*s\)).*/\1/p' "$work/up.out" | sed -n 1p)
     note "pulumi release (up, builds VERSION=2)" "${res_s["release N=$n"]}" "failed/sent ${res_f["release N=$n"]}; the image build took ${built:-?}"
     cpu_report "${res_s["release N=$n"]}"
+    cpu_splits["pulumi release N=$n"]=$cpu_split
     by_process
     changes
 
@@ -800,6 +809,16 @@ if [ -n "$n100" ]; then
     a=$(ratio "${pulumi_cpu["$step N=10"]:-}" 10) b=$(ratio "${n100_cpu["$step N=$big"]:-}" "$big")
     printf '  %-58s %10s\n' "orchestrator CPU-s per tenant, $step, N=10 / N=$big" "$a / $b"
     aim "  N=$big / N=10" "$(ratio "$b" "$a")" 1.3 x
+  done
+  # The host's busy CPU-seconds of each cold up and release, split as
+  # cpu_report splits them, per tenant.
+  printf '  %-40s %12s %12s %12s %12s\n' "CPU-s per tenant" orchestrator dockerd+ctrd containers "kernel, rest"
+  for key in "pulumi cold N=10" "pulumi cold N=$big" "compose cold N=10" "compose cold N=$big" "pulumi release N=10" "pulumi release N=$big"; do
+    awk -v n="${key##*=}" -v key="$key" '{
+      printf "    %-38s", key
+      for (i = 1; i <= 4; i++) printf " %12s", NF != 4 ? "-" : $i == "n/a" ? "n/a" : sprintf("%.3f", $i / n)
+      print ""
+    }' <<<"${cpu_splits[$key]:-}"
   done
   for n in "${small[@]}" "$big"; do
     p=${pulumi_s["cold N=$n"]:-${n100_s["cold N=$n"]:-}}

@@ -53,13 +53,19 @@ cpu_of() {
   cpu_orch=$(awk 'NR == 2 { for (i = 1; i <= 2; i++) { split($i, t, "m"); s += t[1] * 60 + t[2] } printf "%.2f", s }' "$work/cpu_of")
   return $rc
 }
+# It also sets cpu_split to the four parts, unrounded ("orchestrator
+# dockerd+containerd containers rest", the containers "n/a" where unknown).
 cpu_report() {
-  awk -v hz="$hz" -v orch="$cpu_orch" -v wall="$1" -v cores="$(nproc)" -v a="$cpu0" -v b="$(cpu_now)" 'BEGIN {
+  local out
+  out=$(awk -v hz="$hz" -v orch="$cpu_orch" -v wall="$1" -v cores="$(nproc)" -v a="$cpu0" -v b="$(cpu_now)" 'BEGIN {
     split(a, x, " "); split(b, y, " ")
     busy = (y[1] - x[1]) / hz; engine = (y[2] - x[2]) / hz
-    if (x[3] == "x" || y[3] == "x") { ctr = "n/a"; rest = busy - orch - engine } else { c = (y[3] - x[3]) / hz; ctr = sprintf("%.1f", c); rest = busy - orch - engine - c }
+    if (x[3] == "x" || y[3] == "x") { ctr = "n/a"; raw = "n/a"; rest = busy - orch - engine } else { c = (y[3] - x[3]) / hz; ctr = sprintf("%.1f", c); raw = c; rest = busy - orch - engine - c }
     printf "    CPU-s: %.1f busy (%d%% of %d cores for %ss): orchestrator %.1f, dockerd+containerd %.1f, containers %s, kernel and the rest %.1f\n", busy, 100 * busy / (cores * wall), cores, wall, orch, engine, ctr, rest
-  }'
+    print orch, engine, raw, rest
+  }')
+  echo "${out%%$'\n'*}"
+  cpu_split=${out##*$'\n'}
 }
 
 free_port() {
