@@ -493,9 +493,9 @@ func TestSwarm(t *testing.T) {
 			t.Errorf("Swarm: curl --cacert pebble-root https://%s.polls.local = %d, %v; want 200 from it", tenant, code, err)
 		}
 	}
-	if where := e.docker("inspect", "-f", "{{.HostConfig.PidMode}} {{.HostConfig.NetworkMode}}", e.prefix+"-acme"); len(strings.Fields(where)) != 2 ||
-		!strings.HasPrefix(strings.Fields(where)[0], "container:") || strings.Fields(where)[0] != strings.Fields(where)[1] {
-		t.Errorf("the companion's PID and network modes are %q; want the router's, both", where)
+	modes := strings.Fields(e.docker("inspect", "-f", "{{.HostConfig.PidMode}} {{.HostConfig.NetworkMode}}", e.prefix+"-acme"))
+	if len(modes) != 2 || !strings.HasPrefix(modes[0], "container:") || modes[0] != modes[1] {
+		t.Errorf("the companion's PID and network modes are %q; want the router's, both", modes)
 	}
 	hosts := make([]string, 0, len(all))
 	for _, tenant := range all {
